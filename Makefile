@@ -1,0 +1,65 @@
+# rnn_mft: the mean-field theory of LSTMs and GRUs, and the book that reproduces the paper.
+#   make book            set up, execute every chapter (PROFILE=ci), render the HTML
+#   make test            set up, run the test suite
+# See README.md for profiles, GPU use and local data.
+
+PYTHON      ?= python3
+VENV        ?= .venv
+PROFILE     ?= ci
+BUILD       ?= _build
+# torch requirement used by `make setup`. The default is the CPU build that these machines
+# carry locally; on a GPU machine override it, e.g.  make setup TORCH_SPEC="torch"
+# (or a CUDA wheel index: TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cu124").
+TORCH_SPEC  ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+PYTEST_ARGS ?=
+
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.setup-stamp
+
+.PHONY: setup test book chapter figures reproduce bench browser-check clean help
+
+help:
+	@sed -n '2,5p' Makefile
+
+# Idempotent: re-runs pip only when pyproject.toml changed since the last setup.
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+book: setup
+	$(BIN)/python tools/build_book.py --profile $(PROFILE) --build $(BUILD)
+
+# Execute and render one chapter:  make chapter CH=gru_signal_propagation PROFILE=smoke
+chapter: setup
+	@test -n "$(CH)" || (echo "usage: make chapter CH=<chapter name> [PROFILE=smoke|ci|paper]"; \
+	  ls book/chapters | sed 's/\.md$$//;s/^/  /'; exit 2)
+	$(BIN)/python tools/build_book.py --profile $(PROFILE) --build $(BUILD) --only $(CH)
+
+# Redraw every figure from stored results (no retraining): executes the chapters with the
+# results store read-only.
+figures: setup
+	RNN_MFT_RESULTS_READONLY=1 $(BIN)/python tools/build_book.py --profile $(PROFILE) --build $(BUILD) --no-html
+
+# The paper's scale: needs a GPU and the full data sets.
+reproduce: setup
+	$(BIN)/python tools/build_book.py --profile paper --build $(BUILD)
+
+bench: setup
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+browser-check: setup
+	$(BIN)/python tools/browser_check.py --build $(BUILD)
+
+clean:
+	rm -rf $(BUILD) .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

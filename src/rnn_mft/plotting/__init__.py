@@ -1,0 +1,48 @@
+"""The book's figure style, and where figures are written.
+
+Every chapter draws with :func:`style` applied and saves each figure with :func:`savefig`, which
+writes ``<name>.png`` and ``<name>.pdf`` into one figures folder: ``$RNN_MFT_FIGURES_DIR`` when
+set (the book build sets it to ``_build/figures``), else ``./figures``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+__all__ = ["style", "figures_dir", "savefig", "COLORS"]
+
+#: Colours used consistently across chapters.
+COLORS = {"theory": "black", "sim": "tab:red", "tied": "tab:blue", "untied": "tab:red",
+          "critical": "tab:green", "standard": "tab:gray", "chrono": "tab:purple"}
+
+
+def style() -> None:
+    """Apply the book's matplotlib style (small, clean, readable in HTML and PDF)."""
+    matplotlib.rcParams.update({
+        "figure.dpi": 110, "savefig.dpi": 150, "savefig.bbox": "tight",
+        "font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8,
+        "axes.spines.top": False, "axes.spines.right": False, "figure.constrained_layout.use": True,
+        "pdf.fonttype": 42,
+    })
+
+
+def figures_dir() -> Path:
+    d = Path(os.environ.get("RNN_MFT_FIGURES_DIR", "figures"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def savefig(fig, name: str) -> list[Path]:
+    """Save ``fig`` as ``<figures_dir>/<name>.png`` and ``.pdf`` (atomically) and return the paths."""
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"figure name {name!r} must be a plain file stem such as 'fig5_gru'")
+    out = []
+    for ext in ("png", "pdf"):
+        path = figures_dir() / f"{name}.{ext}"
+        tmp = path.with_name(f".{path.name}.tmp")
+        fig.savefig(tmp, format=ext)
+        os.replace(tmp, path)
+        out.append(path)
+    return out

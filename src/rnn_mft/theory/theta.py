@@ -1,0 +1,205 @@
+r"""Initialization hyperparameters :math:`\Theta` (Section 4.1 of the paper).
+
+For every gate :math:`k` of an architecture, the weights and biases are drawn as
+
+.. math::
+    W_{k,ij} \sim \mathcal{N}(0, \sigma_k^2/N),\quad
+    U_{k,ij} \sim \mathcal{N}(0, \nu_k^2/N),\quad
+    b_{k,i} \sim \mathcal{N}(\mu_k, \rho_k^2),
+
+and :math:`\Theta = \bigcup_k \{\sigma_k^2, \nu_k^2, \rho_k^2, \mu_k\}`. Fields are stored as
+numpy arrays so that one :class:`Theta` can hold a whole grid of hyperparameters; every
+function of :mod:`rnn_mft.theory` broadcasts over it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+
+__all__ = ["ARCHS", "FIELDS", "GateParams", "Theta", "check_arch"]
+
+#: Gates of each architecture, named as in Table 1 and DESIGN.md. ``r2`` is the GRU's
+#: variable of form (1b): u_r2 = W_r2 D_{sigma(u_r)} s + U_r2 z + b_r2.
+ARCHS: dict[str, tuple[str, ...]] = {
+    "vanilla": ("f",),
+    "minimal": ("f", "r"),
+    "gru": ("f", "r", "r2"),
+    "peephole_lstm": ("i", "f", "r", "o"),
+    "lstm": ("i", "f", "r", "o"),
+}
+
+#: Per-gate fields: recurrent weight variance, input weight variance, bias variance, bias mean.
+FIELDS: tuple[str, ...] = ("sigma2", "nu2", "rho2", "mu")
+_NONNEG = ("sigma2", "nu2", "rho2")
+
+
+def check_arch(arch: str) -> str:
+    """Return ``arch`` if it is a known architecture, else raise a ValueError naming the choices."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture arch={arch!r}; allowed: {', '.join(ARCHS)}")
+    return arch
+
+
+def _field(gate: str, name: str, value) -> np.ndarray:
+    arr = np.asarray(value, dtype=float)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"Theta[{gate!r}].{name}={value!r} must be finite")
+    if name in _NONNEG and np.any(arr < 0):
+        raise ValueError(f"Theta[{gate!r}].{name}={value!r} is a variance and must be >= 0")
+    return arr
+
+
+@dataclass(frozen=True)
+class GateParams:
+    """Hyperparameters of one gate; each field is a float array (any broadcastable shape)."""
+
+    sigma2: np.ndarray
+    nu2: np.ndarray
+    rho2: np.ndarray
+    mu: np.ndarray
+
+    def as_dict(self) -> dict:
+        return {f: (getattr(self, f).item() if getattr(self, f).ndim == 0 else getattr(self, f).tolist())
+                for f in FIELDS}
+
+
+class Theta:
+    """Hyperparameters of an architecture: one :class:`GateParams` per gate.
+
+    Parameters
+    ----------
+    arch : str
+        One of :data:`ARCHS`.
+    gates : mapping
+        ``{gate: {"sigma2": ..., "nu2": ..., "rho2": ..., "mu": ...}}``. Every gate of ``arch``
+        must be present; a missing field is 0; an unknown gate or field is an error. Values may be
+        scalars or arrays (broadcast together, e.g. for a grid).
+
+    Examples
+    --------
+    >>> th = Theta("gru", {"f": dict(sigma2=1, nu2=1, mu=2), "r": dict(sigma2=1, nu2=1),
+    ...                    "r2": dict(sigma2=1, nu2=1)})
+    >>> th["f"].mu
+    array(2.)
+    """
+
+    def __init__(self, arch: str, gates: Mapping[str, Mapping[str, object]]):
+        self.arch = check_arch(arch)
+        if not isinstance(gates, Mapping):
+            raise ValueError(f"gates must be a mapping gate -> fields, got {type(gates).__name__}")
+        allowed = ARCHS[arch]
+        unknown = [g for g in gates if g not in allowed]
+        if unknown:
+            raise ValueError(f"unknown gate {unknown[0]!r} for arch={arch!r}; allowed gates: {', '.join(allowed)}")
+        missing = [g for g in allowed if g not in gates]
+        if missing:
+            raise ValueError(f"missing gate {missing[0]!r} for arch={arch!r}; required gates: {', '.join(allowed)}")
+        params = {}
+        for g in allowed:
+            fields = gates[g]
+            if isinstance(fields, GateParams):
+                fields = {f: getattr(fields, f) for f in FIELDS}
+            bad = [f for f in fields if f not in FIELDS]
+            if bad:
+                raise ValueError(f"unknown field {bad[0]!r} in gate {g!r}; allowed fields: {', '.join(FIELDS)}")
+            params[g] = GateParams(**{f: _field(g, f, fields.get(f, 0.0)) for f in FIELDS})
+        self.gates: dict[str, GateParams] = params
+        # Fails early (with numpy's message) if the fields do not broadcast together.
+        self.shape = np.broadcast_shapes(*(getattr(p, f).shape for p in params.values() for f in FIELDS))
+
+    # -- access ---------------------------------------------------------------------------
+    def __getitem__(self, gate: str) -> GateParams:
+        try:
+            return self.gates[gate]
+        except KeyError:
+            raise ValueError(f"unknown gate {gate!r} for arch={self.arch!r}; allowed gates: "
+                             f"{', '.join(ARCHS[self.arch])}") from None
+
+    def __iter__(self):
+        return iter(self.gates)
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{g}={p.as_dict()}" for g, p in self.gates.items())
+        return f"Theta({self.arch!r}, {body})"
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, Theta) and other.arch == self.arch and all(
+            np.array_equal(getattr(self[g], f), getattr(other[g], f)) for g in self for f in FIELDS))
+
+    # -- building new Thetas --------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """``{gate: {field: value}}`` with plain Python numbers (or nested lists on a grid)."""
+        return {g: p.as_dict() for g, p in self.gates.items()}
+
+    def replace(self, values: Mapping[str, object] | None = None, **kw) -> "Theta":
+        """A copy with some fields replaced, addressed as ``"gate.field"``.
+
+        >>> Theta.uniform("gru", sigma2=1.0).replace({"f.mu": 3.0})["f"].mu
+        array(3.)
+        """
+        values = dict(values or {}, **kw)
+        d = {g: {f: getattr(p, f) for f in FIELDS} for g, p in self.gates.items()}
+        for key, v in values.items():
+            gate, _, field = key.partition(".")
+            if gate not in d:
+                raise ValueError(f"unknown gate {gate!r} in {key!r}; allowed gates: {', '.join(d)}")
+            if field not in FIELDS:
+                raise ValueError(f"unknown field {field!r} in {key!r}; allowed fields: {', '.join(FIELDS)}")
+            d[gate][field] = v
+        return Theta(self.arch, d)
+
+    @classmethod
+    def uniform(cls, arch: str, sigma2=0.0, nu2=0.0, rho2=0.0, mu=0.0, **per_gate) -> "Theta":
+        """Every gate with the same fields; ``per_gate`` (``f={"mu": 1}``) overrides single gates."""
+        check_arch(arch)
+        gates = {g: dict(sigma2=sigma2, nu2=nu2, rho2=rho2, mu=mu) for g in ARCHS[arch]}
+        for g, over in per_gate.items():
+            if g not in gates:
+                raise ValueError(f"unknown gate {g!r} for arch={arch!r}; allowed gates: {', '.join(gates)}")
+            gates[g].update(over)
+        return cls(arch, gates)
+
+    @classmethod
+    def grid(cls, base: "Theta", axes: Mapping[str, Iterable[float]]) -> "Theta":
+        """An outer-product grid over ``axes`` (``{"gate.field": values}``), in the given order.
+
+        The result's fields have shape ``(len(v1), len(v2), ...)`` (``indexing="ij"``).
+        """
+        names = list(axes)
+        vals = [np.asarray(list(axes[k]) if not isinstance(axes[k], np.ndarray) else axes[k], dtype=float)
+                for k in names]
+        mesh = np.meshgrid(*vals, indexing="ij") if vals else []
+        shape = mesh[0].shape if mesh else ()
+        th = base.replace({k: m for k, m in zip(names, mesh)})
+        # broadcast the untouched fields too, so that every field has the grid's shape
+        d = {g: {f: np.broadcast_to(getattr(p, f), shape).copy() for f in FIELDS} for g, p in th.gates.items()}
+        return cls(base.arch, d)
+
+    def index(self, idx) -> "Theta":
+        """The Theta at one grid position (or a sub-grid), e.g. ``theta.index((2, 3))``."""
+        d = {g: {f: np.broadcast_to(getattr(p, f), self.shape)[idx] for f in FIELDS} for g, p in self.gates.items()}
+        return Theta(self.arch, d)
+
+    # -- files ----------------------------------------------------------------------------
+    @classmethod
+    def from_json(cls, arch: str, path_or_text) -> "Theta":
+        """Read ``{gate: {sigma2, nu2, rho2, mu}}`` from a JSON file path or a JSON string."""
+        p = Path(str(path_or_text))
+        try:
+            text = p.read_text() if p.exists() else str(path_or_text)
+            data = json.loads(text)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"cannot read Theta JSON from {str(path_or_text)!r}: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"Theta JSON must map gate names to objects, got {type(data).__name__}")
+        return cls(arch, data)
+
+    def to_json(self, path=None) -> str:
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
