@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .quadrature import DEFAULT_ORDER, expect, expect2, sigmoid
+from .quadrature import expect, expect2, sigmoid
 from .theta import Theta
 
 __all__ = ["GRUState", "FixedPoint", "preactivations", "step", "trajectory", "fixed_point",
@@ -80,7 +80,7 @@ def _safe_corr(cov, var):
     return np.clip(c, -1.0, 1.0)
 
 
-def preactivations(theta: Theta, mu_s, q_s, c_s, sigma_z=1.0, R=1.0, n: int = DEFAULT_ORDER) -> dict:
+def preactivations(theta: Theta, mu_s, q_s, c_s, sigma_z=1.0, R=1.0, n: int | None = None) -> dict:
     """Mean, variance and cross-sequence correlation of u_f, u_r (eq. 4) and u_r2 (eq. 17).
 
     Returns ``{gate: (mean, var, corr)}`` for ``f``, ``r`` and ``r2``.
@@ -103,7 +103,7 @@ def preactivations(theta: Theta, mu_s, q_s, c_s, sigma_z=1.0, R=1.0, n: int = DE
     return out
 
 
-def step(theta: Theta, state: GRUState, sigma_z=1.0, R=1.0, n: int = DEFAULT_ORDER) -> GRUState:
+def step(theta: Theta, state: GRUState, sigma_z=1.0, R=1.0, n: int | None = None) -> GRUState:
     """One application of the mean-field map :math:`\\mathcal{M}` of eq. (6) for the GRU."""
     mu_s, q_s, c_s = (np.asarray(a, dtype=float) for a in (state.mu_s, state.q_s, state.c_s))
     pre = preactivations(theta, mu_s, q_s, c_s, sigma_z, R, n)
@@ -124,7 +124,7 @@ def step(theta: Theta, state: GRUState, sigma_z=1.0, R=1.0, n: int = DEFAULT_ORD
     return GRUState(mu_new, q_new, c_new)
 
 
-def trajectory(theta: Theta, sigma_z, mu0=0.0, q0=1.0, c0=1.0, R=1.0, n: int = DEFAULT_ORDER) -> GRUState:
+def trajectory(theta: Theta, sigma_z, mu0=0.0, q0=1.0, c0=1.0, R=1.0, n: int | None = None) -> GRUState:
     """Iterate eq. (6) for a time-varying input correlation.
 
     Parameters
@@ -206,7 +206,7 @@ def _mq_fixed_point(theta, R, n, tol, max_iter):
     return mu, q, res, it
 
 
-def fixed_point_c(theta: Theta, mu_s, q_s, sigma_z, R=1.0, n: int = DEFAULT_ORDER, tol=1e-10, max_iter=200):
+def fixed_point_c(theta: Theta, mu_s, q_s, sigma_z, R=1.0, n: int | None = None, tol=1e-10, max_iter=200):
     """C* of eq. (7) at given (mu*, Q*): iterate the 1-D map from C = 1, then Newton-polish.
 
     The map is convex (Appendix B), so iterating from C = 1 decreases monotonically to the
@@ -235,7 +235,7 @@ def fixed_point_c(theta: Theta, mu_s, q_s, sigma_z, R=1.0, n: int = DEFAULT_ORDE
     return c, np.abs(M(c) - c)
 
 
-def fixed_point(theta: Theta, sigma_z=1.0, R=1.0, n: int = DEFAULT_ORDER, tol: float = 1e-9,
+def fixed_point(theta: Theta, sigma_z=1.0, R=1.0, n: int | None = None, tol: float = 1e-9,
                 max_iter: int = 500) -> FixedPoint:
     """The fixed point (mu*, Q*, C*) of the GRU map eq. (6) at input correlation ``sigma_z``.
 

@@ -1,0 +1,233 @@
+"""Build the book: execute each chapter with papermill, then render with jupyter-book 1.x.
+
+The pipeline (DESIGN.md):
+
+1. every chapter listed in ``book/_toc.yml`` is a jupytext MyST notebook under ``book/chapters``;
+   jupytext reads it, papermill executes it with ``-p profile <profile>`` (working directory:
+   the chapter's folder, as in Jupyter) and writes the executed ``.ipynb`` into a generated tree
+   ``<build>/book`` beside a copy of the book's configuration;
+2. ``jupyter-book build`` renders that tree with execution off and Sphinx warnings as errors;
+3. figures are written by the chapters themselves (:func:`rnn_mft.plotting.savefig`) as PNG and
+   PDF into ``<build>/figures``.
+
+A chapter that fails stops the build with the chapter's name and the failing cell
+(:class:`ChapterError`). The same :func:`execute_chapter` is what ``tests/test_chapters.py``
+runs with the ``smoke`` profile.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .experiments import check_profile
+
+__all__ = ["REPO_ROOT", "BOOK_DIR", "ChapterError", "chapters", "execute_chapter", "build"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BOOK_DIR = REPO_ROOT / "book"
+
+# First cell of every executed notebook, hidden in the HTML: on Google Colab (launch button) it
+# installs this library from the repository, elsewhere it does nothing.
+_COLAB_CELL = """\
+# Google Colab only: install the library this chapter imports (does nothing elsewhere).
+import sys
+if "google.colab" in sys.modules:
+    %pip install -q "rnn_mft @ git+{repo_url}"
+"""
+
+
+class ChapterError(RuntimeError):
+    """A chapter failed to execute; the message names the chapter and the failing cell."""
+
+
+@dataclass
+class ChapterResult:
+    name: str
+    seconds: float
+    output: Path
+
+
+def _toc_files(node) -> list[str]:
+    out = []
+    if isinstance(node, dict):
+        if "file" in node:
+            out.append(str(node["file"]))
+        for key in ("parts", "chapters", "sections"):
+            for child in node.get(key, []) or []:
+                out.extend(_toc_files(child))
+    return out
+
+
+def chapters(book_dir: Path = BOOK_DIR) -> list[str]:
+    """Names (file stems) of the notebook chapters in ``_toc.yml``, in reading order."""
+    toc = yaml.safe_load((Path(book_dir) / "_toc.yml").read_text())
+    return [Path(f).name for f in _toc_files(toc) if f.startswith("chapters/")]
+
+
+def _repo_url(book_dir: Path) -> str:
+    cfg = yaml.safe_load((Path(book_dir) / "_config.yml").read_text())
+    return os.environ.get("RNN_MFT_REPO_URL") or cfg.get("repository", {}).get("url", "")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def execute_chapter(name: str, profile: str, out_dir: Path, *, book_dir: Path = BOOK_DIR,
+                    figures_dir: Path | None = None, timeout: int | None = None) -> ChapterResult:
+    """Execute ``book/chapters/<name>.md`` with papermill and write ``<out_dir>/<name>.ipynb``.
+
+    Raises
+    ------
+    ChapterError
+        Naming the chapter, the failing cell (its number among the code cells and its first
+        source line) and the exception.
+    ValueError
+        For an unknown profile or chapter.
+    """
+    import jupytext
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    check_profile(profile)
+    src = Path(book_dir) / "chapters" / f"{name}.md"
+    if not src.exists():
+        known = ", ".join(sorted(p.stem for p in (Path(book_dir) / "chapters").glob("*.md")))
+        raise ValueError(f"unknown chapter {name!r}; chapters: {known}")
+    nb = jupytext.read(src)
+    if not any("parameters" in c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "code"):
+        raise ChapterError(f"chapter {name!r} has no code cell tagged 'parameters'")
+    colab = nbformat.v4.new_code_cell(_COLAB_CELL.format(repo_url=_repo_url(book_dir)))
+    colab.metadata["tags"] = ["remove-cell"]
+    nb.cells.insert(0, colab)
+    for i, cell in enumerate(nb.cells):  # deterministic ids (jupytext makes random ones)
+        cell["id"] = f"{name}-{i}"
+    nb.metadata["rnn_mft"] = {"chapter": name, "profile": profile}
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{name}.ipynb"
+    tmp = out_dir / f".{name}.running.ipynb"
+    env_before = os.environ.get("RNN_MFT_FIGURES_DIR")
+    if figures_dir is not None:
+        os.environ["RNN_MFT_FIGURES_DIR"] = str(Path(figures_dir).resolve())
+    t0 = time.perf_counter()
+    try:
+        papermill.execute_notebook(nb, str(tmp), parameters={"profile": profile}, kernel_name="python3",
+                                   cwd=str(src.parent), progress_bar=False, log_output=False,
+                                   execution_timeout=timeout)
+    except PapermillExecutionError as exc:
+        src_line = next((ln for ln in exc.source.splitlines() if ln.strip()), "")
+        raise ChapterError(
+            f"chapter {name!r} (profile {profile!r}) failed in code cell [{exc.exec_count}] "
+            f"(cell #{exc.cell_index} of the notebook, first line: {src_line!r}): "
+            f"{exc.ename}: {exc.evalue}\n  executed notebook with the traceback: {tmp}") from None
+    finally:
+        if figures_dir is not None:
+            if env_before is None:
+                os.environ.pop("RNN_MFT_FIGURES_DIR", None)
+            else:
+                os.environ["RNN_MFT_FIGURES_DIR"] = env_before
+    seconds = time.perf_counter() - t0
+
+    done = nbformat.read(tmp, as_version=4)
+    for cell in done.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = tags + ["remove-cell"]
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+    pm = done.metadata.get("papermill", {})
+    for key in ("start_time", "end_time", "duration", "input_path", "output_path"):
+        pm.pop(key, None)
+    _atomic_write_text(out, nbformat.writes(done))
+    tmp.unlink(missing_ok=True)
+    return ChapterResult(name, seconds, out)
+
+
+def _write_tree(book_dir: Path, tree: Path, names: list[str], subset: bool) -> None:
+    """Copy the book's configuration and plain pages into the generated tree."""
+    tree.mkdir(parents=True, exist_ok=True)
+    cfg = yaml.safe_load((book_dir / "_config.yml").read_text())
+    url = _repo_url(book_dir)
+    if url:
+        cfg.setdefault("repository", {})["url"] = url
+    _atomic_write_text(tree / "_config.yml", yaml.safe_dump(cfg, sort_keys=False))
+    if subset:
+        toc = {"format": "jb-book", "root": "intro",
+               "chapters": [{"file": f"chapters/{n}"} for n in names]}
+        _atomic_write_text(tree / "_toc.yml", yaml.safe_dump(toc, sort_keys=False))
+    else:
+        shutil.copy2(book_dir / "_toc.yml", tree / "_toc.yml")
+    for p in book_dir.rglob("*"):
+        rel = p.relative_to(book_dir)
+        if p.is_dir() or rel.parts[0] in ("_build",) or rel.name in ("_config.yml", "_toc.yml"):
+            continue
+        if rel.parts[0] == "chapters" and p.suffix == ".md":
+            continue  # chapters arrive as executed notebooks
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(p, tree / rel)
+    # MathJax, served from _static so that math renders without network access.
+    import mathjax  # the django-static-mathjax wheel: MathJax 3 as static files
+
+    js = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5" / "tex-svg.js"
+    (tree / "_static" / "mathjax").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(js, tree / "_static" / "mathjax" / "tex-svg.js")
+
+
+def build(profile: str = "ci", build_dir: Path = Path("_build"), *, only: list[str] | None = None,
+          html: bool = True, book_dir: Path = BOOK_DIR, timeout: int | None = None, log=print) -> Path | None:
+    """Execute the chapters (all, or ``only`` these) and render the HTML.
+
+    Returns the folder of the HTML (``<build>/book/_build/html``) or None with ``html=False``.
+    Per-chapter times are printed and written to ``<build>/timings-<profile>.json``.
+    """
+    check_profile(profile)
+    book_dir, build_dir = Path(book_dir), Path(build_dir).resolve()
+    names = chapters(book_dir)
+    if only:
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            raise ValueError(f"unknown chapter {unknown[0]!r}; chapters in _toc.yml: {', '.join(names)}")
+        names = [n for n in names if n in only]
+    tree, figures = build_dir / "book", build_dir / "figures"
+    _write_tree(book_dir, tree, names, subset=bool(only))
+    timings = {}
+    t_all = time.perf_counter()
+    for i, name in enumerate(names, 1):
+        log(f"[{i}/{len(names)}] executing chapter {name} (profile {profile}) ...", flush=True)
+        res = execute_chapter(name, profile, tree / "chapters", book_dir=book_dir, figures_dir=figures,
+                              timeout=timeout)
+        timings[name] = round(res.seconds, 1)
+        log(f"[{i}/{len(names)}] chapter {name}: {res.seconds:.1f} s", flush=True)
+    total = time.perf_counter() - t_all
+    log(f"executed {len(names)} chapter(s) in {total:.1f} s (profile {profile})")
+    _atomic_write_text(build_dir / f"timings-{profile}.json",
+                       json.dumps({"profile": profile, "seconds": timings, "total": round(total, 1)}, indent=2))
+    if not html:
+        return None
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(tree), "--builder", "html", "--all",
+           "-W", "-n", "--keep-going"]
+    log("rendering: " + " ".join(cmd), flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=str(tree))
+    if proc.returncode != 0:
+        raise ChapterError(f"jupyter-book build failed (exit {proc.returncode}); Sphinx warnings are errors")
+    out = tree / "_build" / "html"
+    log(f"rendered in {time.perf_counter() - t0:.1f} s")
+    log(f"figures (PNG and PDF): {figures}")
+    log(f"the book: {out / 'index.html'}")
+    return out
