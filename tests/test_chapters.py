@@ -23,9 +23,12 @@ def test_chapter_executes_with_smoke_profile(name, tmp_path):
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             assert out.get("output_type") != "error", f"{name}: {out.get('ename')}: {out.get('evalue')}"
+    # the page shows the injected parameters (the profile really used), not the defaults
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
-    assert injected and "remove-cell" in injected[0].metadata["tags"]
+    assert injected and "remove-cell" not in injected[0].metadata["tags"]
     assert "profile = \"smoke\"" in injected[0].source
+    defaults = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert defaults and all("remove-cell" in c.metadata["tags"] for c in defaults)
     for fig in (tmp_path / "figures").glob("*"):
         assert fig.stat().st_size > 0
 

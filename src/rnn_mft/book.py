@@ -144,8 +144,10 @@ def execute_chapter(name: str, profile: str, out_dir: Path, *, book_dir: Path = 
 
     done = nbformat.read(tmp, as_version=4)
     for cell in done.cells:
+        # The page shows the parameters the chapter really ran with (papermill's injected cell)
+        # and hides the chapter's defaults, which the injected cell overrides.
         tags = cell.metadata.get("tags", [])
-        if "injected-parameters" in tags and "remove-cell" not in tags:
+        if "parameters" in tags and "remove-cell" not in tags:
             cell.metadata["tags"] = tags + ["remove-cell"]
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
@@ -231,3 +233,54 @@ def build(profile: str = "ci", build_dir: Path = Path("_build"), *, only: list[s
     log(f"figures (PNG and PDF): {figures}")
     log(f"the book: {out / 'index.html'}")
     return out
+
+
+def check_build(build_dir: Path = Path("_build"), *, book_dir: Path = BOOK_DIR,
+                names: list[str] | None = None) -> list[str]:
+    """Problems with a built book (empty when it is sound).
+
+    Checks that every chapter's page exists; that every image a page shows is a non-empty local
+    file; that every figure in ``<build>/figures`` is non-empty (and at least one exists); and that
+    no executed cell produced an error or printed a traceback.
+    """
+    import html as _html
+    import re
+
+    import nbformat
+
+    build_dir = Path(build_dir)
+    site = build_dir / "book" / "_build" / "html"
+    problems = []
+    names = chapters(book_dir) if names is None else names
+    pages = [site / "intro.html"] + [site / "chapters" / f"{n}.html" for n in names]
+    for page in pages:
+        if not page.is_file() or page.stat().st_size == 0:
+            problems.append(f"missing page: {page}")
+            continue
+        text = page.read_text(errors="replace")
+        for src in re.findall(r'<img[^>]+src="([^"]+)"', text):
+            if src.startswith(("http:", "https:", "data:")):
+                continue
+            target = (page.parent / _html.unescape(src).split("#")[0].split("?")[0]).resolve()
+            if not target.is_file() or target.stat().st_size == 0:
+                problems.append(f"{page.name}: image {src} is missing or empty")
+        if "Traceback (most recent call last)" in text:
+            problems.append(f"{page.name}: a traceback is shown on the page")
+    figures = sorted((build_dir / "figures").glob("*"))
+    if not [f for f in figures if f.suffix == ".png"]:
+        problems.append(f"no figures in {build_dir / 'figures'}")
+    for f in figures:
+        if f.stat().st_size == 0:
+            problems.append(f"empty figure file: {f}")
+    for n in names:
+        nb_path = build_dir / "book" / "chapters" / f"{n}.ipynb"
+        if not nb_path.is_file():
+            problems.append(f"missing executed notebook: {nb_path}")
+            continue
+        for i, cell in enumerate(nbformat.read(nb_path, as_version=4).cells):
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "error":
+                    problems.append(f"{n}: cell #{i} raised {out.get('ename')}: {out.get('evalue')}")
+                elif "Traceback (most recent call last)" in str(out.get("text", "")):
+                    problems.append(f"{n}: cell #{i} printed a traceback")
+    return problems

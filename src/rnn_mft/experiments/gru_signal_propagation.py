@@ -18,7 +18,8 @@ from ..sim import simulate_pair
 from ..theory import Theta, gru
 from . import check_profile
 
-__all__ = ["CONFIGS", "config", "theta_for", "sigma_z_schedule", "run", "agreement"]
+__all__ = ["CONFIGS", "config", "theta_for", "sigma_z_schedule", "run", "agreement", "describe",
+           "agreement_table"]
 
 # Theta is not stated in the paper beyond three values of mu_f; we choose unit recurrent and
 # input variances for every gate, a small bias variance (so that the two copies share some
@@ -27,15 +28,18 @@ _BASE = {"f": dict(sigma2=1.0, nu2=1.0, rho2=0.1, mu=0.0),
          "r": dict(sigma2=1.0, nu2=1.0, rho2=0.1, mu=0.0),
          "r2": dict(sigma2=1.0, nu2=1.0, rho2=0.1, mu=0.0)}
 
+# Untied networks are simulated with the O(N) sampler, so they can be wide and many; tied networks
+# need their N x N matrices in memory and every step reads them all (memory-bound), so they use
+# a smaller width (N_tied) and fewer seeds.
 CONFIGS = {
-    "smoke": dict(N=200, n_seeds=2, T=24, t_switch=10, mu_f=[0.0, 2.0, 4.0],
+    "smoke": dict(N=200, n_seeds=2, N_tied=100, tied_seeds=2, T=24, t_switch=10, mu_f=[0.0, 2.0, 4.0],
                   fp_sigma_z=0.5, fp_mu_f=[-2.0, 0.0, 2.0], fp_T=60, fp_avg=20, fp_tied_seeds=2, seed=0),
-    "ci": dict(N=2000, n_seeds=8, T=60, t_switch=10, mu_f=[0.0, 2.0, 4.0],
+    "ci": dict(N=2000, n_seeds=8, N_tied=1000, tied_seeds=4, T=60, t_switch=10, mu_f=[0.0, 2.0, 4.0],
                fp_sigma_z=0.5, fp_mu_f=[-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0], fp_T=200, fp_avg=50,
-               fp_tied_seeds=4, seed=0),
-    "paper": dict(N=4000, n_seeds=16, T=80, t_switch=10, mu_f=[0.0, 2.0, 4.0],
+               fp_tied_seeds=2, seed=0),
+    "paper": dict(N=4000, n_seeds=16, N_tied=2000, tied_seeds=8, T=80, t_switch=10, mu_f=[0.0, 2.0, 4.0],
                   fp_sigma_z=0.5, fp_mu_f=list(np.linspace(-2.0, 4.0, 13)), fp_T=300, fp_avg=100,
-                  fp_tied_seeds=8, seed=0),
+                  fp_tied_seeds=4, seed=0),
 }
 
 
@@ -70,8 +74,9 @@ def run(cfg: dict) -> dict:
         key = "tied" if tied else "untied"
         means, sems = [], []
         for j, m in enumerate(mu_f):
-            r = simulate_pair("gru", theta_for(cfg, float(m)), cfg["N"], sz, tied=tied,
-                              n_seeds=cfg["n_seeds"], seed=cfg["seed"] + 1000 * j + (500 if tied else 0))
+            r = simulate_pair("gru", theta_for(cfg, float(m)), cfg["N_tied"] if tied else cfg["N"], sz,
+                              tied=tied, n_seeds=cfg["tied_seeds"] if tied else cfg["n_seeds"],
+                              seed=cfg["seed"] + 1000 * j + (500 if tied else 0))
             means.append(r.mean("c_s"))
             sems.append(r.sem("c_s"))
         out[f"{key}_c"] = np.stack(means, axis=1)
@@ -88,7 +93,8 @@ def run(cfg: dict) -> dict:
         seeds = cfg["fp_tied_seeds"] if tied else cfg["n_seeds"]
         means, sems = [], []
         for j, m in enumerate(cfg["fp_mu_f"]):
-            r = simulate_pair("gru", theta_for(cfg, float(m)), cfg["N"], szc, tied=tied, n_seeds=seeds,
+            r = simulate_pair("gru", theta_for(cfg, float(m)), cfg["N_tied"] if tied else cfg["N"], szc,
+                              tied=tied, n_seeds=seeds,
                               seed=cfg["seed"] + 7000 + 100 * j + (50 if tied else 0))
             per_seed = r.c_s[-cfg["fp_avg"]:].mean(axis=0)          # time average, per seed
             means.append(per_seed.mean())
@@ -112,3 +118,41 @@ def agreement(cfg: dict, res: dict) -> dict:
     d = {k: float(np.nanmax(np.abs(res[f"{k}_c"] - res["theory_c"]))) for k in ("untied", "tied")}
     fp = {k: float(np.nanmax(np.abs(res[f"fp_{k}"] - res["fp_theory_at_points"]))) for k in ("untied", "tied")}
     return {"tolerance": float(tol), "trajectory_max_abs_dev": d, "fixed_point_max_abs_dev": fp}
+
+
+def describe(cfg: dict) -> str:
+    """A Markdown paragraph and table stating the settings of ``cfg`` (for the chapter page)."""
+    theta = theta_for(cfg, 0.0).to_dict()
+    rows = "\n".join(f"| {g} | {p['sigma2']:g} | {p['nu2']:g} | {p['rho2']:g} | "
+                     f"{'varied' if g == 'f' else format(p['mu'], 'g')} |" for g, p in theta.items())
+    mu_f = ", ".join(f"{m:g}" for m in cfg["mu_f"])
+    fp_mu_f = ", ".join(f"{m:g}" for m in cfg["fp_mu_f"])
+    return f"""Profile **{cfg['profile']}**: untied networks of width $N = {cfg['N']}$ ({cfg['n_seeds']} seeds per
+curve), tied networks of width $N = {cfg['N_tied']}$ ({cfg['tied_seeds']} seeds per curve), inputs of the
+same width with $R = 1$, $T = {cfg['T']}$ steps with
+$\\Sigma_z^t = 0$ for $t < {cfg['t_switch']}$ and $\\Sigma_z^t = 1$ afterwards, both copies starting
+from the same state $s^0 \\sim \\mathcal N(0, 1)$ (so $C^0 = 1$), $\\mu_f \\in \\{{{mu_f}\\}}$.
+Fixed-point panel: $\\Sigma_z = {cfg['fp_sigma_z']:g}$, $\\mu_f \\in \\{{{fp_mu_f}\\}}$, {cfg['fp_T']} steps
+from $C^0 = 1$ with $C$ averaged over the last {cfg['fp_avg']}, {cfg['n_seeds']} untied and
+{cfg['fp_tied_seeds']} tied networks per point. Base seed {cfg['seed']}; the seeds of every run are
+derived from it, so the page is reproducible.
+
+| gate $k$ | $\\sigma_k^2$ | $\\nu_k^2$ | $\\rho_k^2$ | $\\mu_k$ |
+| --- | --- | --- | --- | --- |
+{rows}
+"""
+
+
+def agreement_table(cfg: dict, res: dict) -> str:
+    """Markdown table of the largest deviations between simulation and theory (see :func:`agreement`)."""
+    ag = agreement(cfg, res)
+    tr, fp = ag["trajectory_max_abs_dev"], ag["fixed_point_max_abs_dev"]
+    return f"""| | untied | tied |
+| --- | --- | --- |
+| largest $\\lvert C^t_{{sim}} - C^t_{{theory}}\\rvert$ over $t$ and $\\mu_f$ | {tr['untied']:.4f} | {tr['tied']:.4f} |
+| largest $\\lvert C^*_{{sim}} - C^*_{{theory}}\\rvert$ over $\\mu_f$ | {fp['untied']:.4f} | {fp['tied']:.4f} |
+
+Statistical tolerance for the untied networks: $5\\sqrt{{2/(N n_{{seeds}})}} = {ag['tolerance']:.4f}$ (the
+empirical correlation over $N$ units has a standard error of at most $\\sqrt{{2/N}}$ per network).
+Theory and simulation together took {res['seconds']:.1f} s.
+"""

@@ -23,7 +23,8 @@ def plot_figure5(res: dict, cfg: dict):
             ax.plot(res["t"], res["theory_c"][:, j], ls="--", color=COLORS["theory"], lw=1.1,
                     label="mean-field theory" if j == 0 else None)
         ax.axvline(cfg["t_switch"], color="0.6", lw=0.8, ls=":")
-        ax.set_title(f"{key} weights, N = {cfg['N']}, {cfg['n_seeds']} seeds")
+        n, seeds = (cfg["N_tied"], cfg["tied_seeds"]) if key == "tied" else (cfg["N"], cfg["n_seeds"])
+        ax.set_title(f"{key} weights, N = {n}, {seeds} seeds")
         ax.set_xlabel("time step $t$")
         ax.set_ylim(-0.05, 1.05)
         ax = axes[1, col]

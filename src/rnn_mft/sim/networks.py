@@ -51,12 +51,43 @@ def _gru_step(P, S, Z):
     return g * S + (1 - g) * torch.tanh(u2)
 
 
+def _vanilla_step(P, S, Z):
+    """Table 1, vanilla: s' = tanh(u_f)."""
+    Wf, Uf, bf = P["f"]
+    return torch.tanh(Wf @ S + Uf @ Z + bf)
+
+
+def _minimal_step(P, S, Z):
+    """Table 1, minimal RNN: s' = sigma(u_f) s + (1 - sigma(u_f)) tanh(u_r)."""
+    (Wf, Uf, bf), (Wr, Ur, br) = P["f"], P["r"]
+    g = _sig(Wf @ S + Uf @ Z + bf)
+    return g * S + (1 - g) * torch.tanh(Wr @ S + Ur @ Z + br)
+
+
+def _peephole_step(P, S, Z):
+    """Table 1, peephole LSTM (s = c): c' = sigma(u_f) c + sigma(u_i) tanh(u_r), u_k = W_k c + ..."""
+    u = {k: P[k][0] @ S + P[k][1] @ Z + P[k][2] for k in ("i", "f", "r")}
+    return _sig(u["f"]) * S + _sig(u["i"]) * torch.tanh(u["r"])
+
+
+def _lstm_step(P, S, Z):
+    """Table 1, LSTM: state (h, c); c' = sigma(u_f) c + sigma(u_i) tanh(u_r), h' = sigma(u_o) tanh(c')."""
+    h, c = S
+    u = {k: P[k][0] @ h + P[k][1] @ Z + P[k][2] for k in ("i", "f", "r", "o")}
+    c = _sig(u["f"]) * c + _sig(u["i"]) * torch.tanh(u["r"])
+    return (_sig(u["o"]) * torch.tanh(c), c)
+
+
 #: arch -> step(params, state, Z) -> state
-STEPS: dict[str, Callable] = {"gru": _gru_step}
+STEPS: dict[str, Callable] = {"gru": _gru_step, "vanilla": _vanilla_step, "minimal": _minimal_step,
+                              "peephole_lstm": _peephole_step, "lstm": _lstm_step}
 #: arch -> state -> tensor (B, N, 2) whose moments are (mu_s, Q_s, C_s)
-OBSERVE: dict[str, Callable] = {"gru": lambda S: S}
+OBSERVE: dict[str, Callable] = {"gru": lambda S: S, "vanilla": lambda S: S, "minimal": lambda S: S,
+                                "peephole_lstm": lambda S: S, "lstm": lambda S: S[0]}
 #: arch -> (s0 of shape (B, N, 2)) -> initial state (e.g. a tuple (h, c) for the LSTM)
-INIT_STATE: dict[str, Callable] = {"gru": lambda s0: s0}
+INIT_STATE: dict[str, Callable] = {"gru": lambda s0: s0, "vanilla": lambda s0: s0, "minimal": lambda s0: s0,
+                                   "peephole_lstm": lambda s0: s0,
+                                   "lstm": lambda s0: (s0, torch.zeros_like(s0))}
 
 
 @dataclass(frozen=True)
@@ -99,8 +130,10 @@ class FreshGaussian:
         if self.used:
             raise RuntimeError("FreshGaussian operator used twice; use untied_method='matrix'")
         self.used = True
-        G = self.v * X.transpose(1, 2) @ X                       # (B, 2, 2) row covariance
-        a, c, d = G[:, 0, 0], G[:, 0, 1], G[:, 1, 1]
+        xa, xb = X[..., 0], X[..., 1]                           # (B, n) each
+        a = self.v * (xa * xa).sum(1)                           # row covariance v X^T X (2 x 2)
+        c = self.v * (xa * xb).sum(1)
+        d = self.v * (xb * xb).sum(1)
         l11 = torch.sqrt(a.clamp_min(0))
         l21 = torch.where(l11 > 0, c / torch.where(l11 > 0, l11, torch.ones_like(l11)), torch.zeros_like(c))
         l22 = torch.sqrt((d - l21 * l21).clamp_min(0))
@@ -213,3 +246,26 @@ def simulate_pair(arch: str, theta: Theta, N: int, sigma_z, *, tied: bool = Fals
             out.append(_moments(observe(state)))
     mu, q, c = (torch.stack([o[i] for o in out]).numpy() for i in range(3))
     return SimResult(mu, q, c, int(N), bool(tied), int(seed))
+
+
+def simulate_cell_state(theta: Theta, N: int, T: int, *, n_seeds: int = 1, seed: int = 0, R: float = 1.0,
+                        tied: bool = False) -> np.ndarray:
+    """Cell states ``c^T`` of ``n_seeds`` random LSTMs of width ``N`` after ``T`` steps of i.i.d.
+    Gaussian input (untied by default), for Figure 7; returns an array of N * n_seeds values."""
+    if theta.arch != "lstm":
+        raise ValueError("simulate_cell_state needs a Theta for arch='lstm'")
+    for name, v in (("N", N), ("T", T), ("n_seeds", n_seeds)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name}={v!r} must be a positive integer")
+    gen = torch.Generator().manual_seed(int(seed))
+    B, dt = int(n_seeds), torch.float64
+    with torch.no_grad():
+        z0 = torch.zeros(B, N, 2, dtype=dt)
+        state = (z0, z0.clone())
+        P = draw_params(theta, N, N, B, gen) if tied else None
+        for _ in range(T):
+            if not tied:
+                P = draw_params(theta, N, N, B, gen, lazy=True)
+            z = np.sqrt(R) * torch.randn(B, N, 1, generator=gen, dtype=dt)
+            state = _lstm_step(P, state, torch.cat([z, z], dim=2))
+    return state[1][..., 0].numpy().ravel()
