@@ -45,10 +45,10 @@ chapter: setup
 	  ls book/chapters | sed 's/\.md$$//;s/^/  /'; exit 2)
 	$(BIN)/python tools/build_book.py --profile $(PROFILE) --build $(BUILD) --only $(CH)
 
-# Redraw every figure from stored results (no retraining): executes the chapters with the
-# results store read-only.
+# Execute every chapter and write its figures (PNG and PDF) to $(BUILD)/figures, without
+# rendering HTML.
 figures: setup
-	RNN_MFT_RESULTS_READONLY=1 $(BIN)/python tools/build_book.py --profile $(PROFILE) --build $(BUILD) --no-html
+	$(BIN)/python tools/build_book.py --profile $(PROFILE) --build $(BUILD) --no-html
 
 # The paper's scale: needs a GPU and the full data sets.
 reproduce: setup
