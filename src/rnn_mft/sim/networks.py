@@ -26,6 +26,7 @@ the theory describes (``s`` of Table 1).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -163,6 +164,20 @@ def draw_params(theta: Theta, N: int, n_in: int, B: int, gen: torch.Generator, d
     return P
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    """Run with ``n`` intra-op threads (None: unchanged), restoring the caller's setting."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _moments(S: torch.Tensor):
     mu = S.mean(dim=(1, 2))
     q = (S * S).mean(dim=(1, 2))
@@ -229,7 +244,9 @@ def simulate_pair(arch: str, theta: Theta, N: int, sigma_z, *, tied: bool = Fals
     lazy = (not tied) and untied_method == "gram"
     gen = torch.Generator().manual_seed(int(seed))
     B, dt = int(n_seeds), torch.float64
-    with torch.no_grad():
+    # The O(N) path works on small tensors, where intra-op threads cost more than they give
+    # (and oversubscribe a loaded machine badly); explicit matrices use the caller's threads.
+    with torch.no_grad(), _torch_threads(1 if lazy else None):
         xa = torch.randn(B, N, 1, generator=gen, dtype=dt)
         xb = torch.randn(B, N, 1, generator=gen, dtype=dt)
         s0 = np.sqrt(q0) * torch.cat([xa, c0 * xa + np.sqrt(1 - c0**2) * xb], dim=2)
@@ -259,7 +276,9 @@ def simulate_cell_state(theta: Theta, N: int, T: int, *, n_seeds: int = 1, seed:
             raise ValueError(f"{name}={v!r} must be a positive integer")
     gen = torch.Generator().manual_seed(int(seed))
     B, dt = int(n_seeds), torch.float64
-    with torch.no_grad():
+    # The O(N) path works on small tensors, where intra-op threads cost more than they give
+    # (and oversubscribe a loaded machine badly); explicit matrices use the caller's threads.
+    with torch.no_grad(), _torch_threads(1 if lazy else None):
         z0 = torch.zeros(B, N, 2, dtype=dt)
         state = (z0, z0.clone())
         P = draw_params(theta, N, N, B, gen) if tied else None
