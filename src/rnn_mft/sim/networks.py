@@ -278,7 +278,7 @@ def simulate_cell_state(theta: Theta, N: int, T: int, *, n_seeds: int = 1, seed:
     B, dt = int(n_seeds), torch.float64
     # The O(N) path works on small tensors, where intra-op threads cost more than they give
     # (and oversubscribe a loaded machine badly); explicit matrices use the caller's threads.
-    with torch.no_grad(), _torch_threads(1 if lazy else None):
+    with torch.no_grad(), _torch_threads(1 if not tied else None):
         z0 = torch.zeros(B, N, 2, dtype=dt)
         state = (z0, z0.clone())
         P = draw_params(theta, N, N, B, gen) if tied else None

@@ -184,13 +184,90 @@ class Theta:
         d = {g: {f: np.broadcast_to(getattr(p, f), self.shape)[idx] for f in FIELDS} for g, p in self.gates.items()}
         return Theta(self.arch, d)
 
+    # -- the paper's initializations (Appendix C.4, C.5) -----------------------------------
+    #: number of gates Keras fuses into one input kernel (its Glorot fan-out is G * N)
+    FUSED_GATES = {"vanilla": 1, "minimal": 2, "gru": 3, "peephole_lstm": 4, "lstm": 4}
+
+    @classmethod
+    def standard(cls, arch: str, n_in: int | None = None, n_hidden: int | None = None,
+                 mu_f: float | None = None) -> "Theta":
+        r"""The standard initialization of Appendix C.5, read in the mean-field convention.
+
+        * Recurrent matrices orthogonal: every row has unit norm, the mean-field variance
+          :math:`\sigma_k^2/N` per entry with :math:`\sigma_k^2 = 1` (C.5 notes i.i.d. Gaussian
+          with variance 1/N behaves the same).
+        * Input kernels Glorot uniform, fused over the gates as in Keras (kernel of shape
+          ``(n_in, G N)``, G = 4 for the LSTMs, 3 for the GRU, 2 minimal, 1 vanilla): entry
+          variance :math:`2/(n_{in} + G N)`, i.e. :math:`\nu_k^2 = 2 n_{in}/(n_{in} + G N)`
+          in the convention :math:`U_{k,ij} \sim \mathcal{N}(0, \nu_k^2/n_{in})`. Without sizes,
+          ``n_in = n_hidden`` is assumed: :math:`\nu_k^2 = 2/(1 + G)`.
+        * Biases zero except the forget gate, :math:`\mu_f = 1`; :math:`\rho_k^2 = 0`. The GRU
+          and the minimal RNN get the same :math:`\mu_f = 1` on their keep gate
+          (:math:`\sigma(u_f)` multiplies :math:`s^{t-1}`, as the LSTM's forget gate); the
+          vanilla RNN has no gate and gets :math:`\mu_f = 0`.
+        """
+        check_arch(arch)
+        G = cls.FUSED_GATES[arch]
+        if (n_in is None) != (n_hidden is None):
+            raise ValueError("give both n_in and n_hidden, or neither (then n_in = n_hidden)")
+        if n_in is None:
+            nu2 = 2.0 / (1.0 + G)
+        else:
+            for name, v in (("n_in", n_in), ("n_hidden", n_hidden)):
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                    raise ValueError(f"{name}={v!r} must be a positive integer")
+            nu2 = 2.0 * n_in / (n_in + G * n_hidden)
+        if mu_f is None:
+            mu_f = 0.0 if arch == "vanilla" else 1.0
+        return cls.uniform(arch, sigma2=1.0, nu2=nu2, rho2=0.0, mu=0.0, f={"mu": mu_f})
+
+    @classmethod
+    def critical(cls, arch: str, mu_f: float | None = None, sigma2: float = 1e-5) -> "Theta":
+        r"""The critical initializations of Appendix C.4, with documented analogues.
+
+        ``peephole_lstm`` (C.4): :math:`\mu_f = 5`, all :math:`\sigma_k^2 = 10^{-5}`, every other
+        field 0 (no input weights).
+
+        ``lstm`` (C.4, unrolled CIFAR-10): :math:`\nu_f^2 = \nu_r^2 = \sigma_o^2 = \mu_f = 1`,
+        :math:`\sigma_i^2 = \sigma_f^2 = \sigma_r^2 = 10^{-5}`, every other field 0.
+
+        ``gru`` (our analogue, following Section 4.4: all :math:`\sigma_k^2 \to 0`, large
+        :math:`\mu_f`): :math:`\sigma_k^2 = 10^{-5}`, :math:`\mu_f = 5`, and
+        :math:`\nu_{r_2}^2 = 1` so that the input reaches the candidate state (with no input at
+        all the GRU state decays to 0); other fields 0.
+
+        ``minimal`` (same analogue): :math:`\sigma_k^2 = 10^{-5}`, :math:`\mu_f = 5`,
+        :math:`\nu_r^2 = 1`.
+
+        ``vanilla``: the edge of chaos of the tanh RNN (Poole et al. 2016, Schoenholz et al. 2016)
+        at vanishing bias and input variance, :math:`\sigma_f^2 = 1`, :math:`\nu_f^2 = 10^{-4}`
+        (a small input keeps :math:`Q^* > 0`), other fields 0; ``sigma2`` and ``mu_f`` are ignored.
+
+        ``mu_f`` overrides the forget-gate bias mean; ``sigma2`` the small recurrent variance.
+        """
+        check_arch(arch)
+        s2 = float(sigma2)
+        if arch == "vanilla":
+            return cls.uniform("vanilla", sigma2=1.0, nu2=1e-4)
+        if arch == "lstm":
+            th = cls.uniform("lstm", sigma2=s2)
+            return th.replace({"f.nu2": 1.0, "r.nu2": 1.0, "o.sigma2": 1.0,
+                               "f.mu": 1.0 if mu_f is None else mu_f})
+        mf = 5.0 if mu_f is None else mu_f
+        th = cls.uniform(arch, sigma2=s2).replace({"f.mu": mf})
+        if arch == "gru":
+            th = th.replace({"r2.nu2": 1.0})
+        elif arch == "minimal":
+            th = th.replace({"r.nu2": 1.0})
+        return th
+
     # -- files ----------------------------------------------------------------------------
     @classmethod
     def from_json(cls, arch: str, path_or_text) -> "Theta":
         """Read ``{gate: {sigma2, nu2, rho2, mu}}`` from a JSON file path or a JSON string."""
-        p = Path(str(path_or_text))
+        raw = str(path_or_text)
         try:
-            text = p.read_text() if p.exists() else str(path_or_text)
+            text = raw if raw.lstrip().startswith("{") else Path(raw).read_text()
             data = json.loads(text)
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"cannot read Theta JSON from {str(path_or_text)!r}: {exc}") from None

@@ -1,0 +1,131 @@
+"""``rnn-mft``: the mean-field theory from the command line.
+
+``rnn-mft theory --arch ARCH --theta FILE.json --sigma-z S [--json]``
+    prints the fixed point (mu*, Q*, C*), chi (eq. 8), xi (eq. 9), m1, m2 and var (eqs. 11-14).
+``rnn-mft solve --arch ARCH (--xi X | --chi C) [--bounds JSON]``
+    prints a Theta (JSON) with that time scale and the smallest Jacobian variance.
+
+Bad input gives a one-line message on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):            # one line, exit 2 (argparse's convention)
+        raise _Usage(message)
+
+
+class _Usage(Exception):
+    pass
+
+
+def _parser():
+    p = _Parser(prog="rnn-mft", description="Mean-field theory of LSTMs and GRUs (Gilboa et al. 2019).")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    t = sub.add_parser("theory", help="fixed point, chi, xi, m1, m2, var for one Theta")
+    t.add_argument("--arch", required=True, help="vanilla, minimal, gru, peephole_lstm or lstm")
+    t.add_argument("--theta", required=True, help="JSON file {gate: {sigma2, nu2, rho2, mu}}")
+    t.add_argument("--sigma-z", type=float, default=1.0, help="input correlation in [0, 1] (default 1)")
+    t.add_argument("--R", type=float, default=1.0, help="input second moment (default 1)")
+    t.add_argument("--json", action="store_true", help="print one JSON object")
+    t.add_argument("--n-s", type=int, default=1000, help="LSTM: Algorithm 1 samples (default 1000)")
+    t.add_argument("--n-iters", type=int, default=200, help="LSTM: Algorithm 1 iterations (default 200)")
+    t.add_argument("--seed", type=int, default=0, help="LSTM: seed of the samples (default 0)")
+    s = sub.add_parser("solve", help="a Theta with a target time scale xi (or chi)")
+    s.add_argument("--arch", required=True)
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--xi", type=float, help="target time scale xi > 0")
+    g.add_argument("--chi", type=float, help="target chi in (0, 1)")
+    s.add_argument("--bounds", default=None, help='JSON {"gate.field": [lo, hi]} (default {"f.mu": [-5, 15]})')
+    s.add_argument("--sigma-z", type=float, default=1.0)
+    s.add_argument("--verbose", action="store_true", help="also print what the Theta achieves (on stderr)")
+    return p
+
+
+def _fmt(x):
+    if isinstance(x, bool):
+        return str(x)
+    if x is None:
+        return "nan"
+    if isinstance(x, str):
+        return x
+    return f"{x:.10g}"
+
+
+def _theory(a):
+    from .theory import Theta, analyze
+    from .theory.theta import check_arch
+    check_arch(a.arch)
+    theta = Theta.from_json(a.arch, _read(a.theta))
+    if theta.shape != ():
+        raise ValueError(f"--theta must hold scalar values; got fields of shape {theta.shape}")
+    r = analyze(a.arch, theta, a.sigma_z, a.R, n_s=a.n_s, n_iters=a.n_iters, seed=a.seed)
+    d = r.to_dict()
+    if a.json:
+        print(json.dumps(d))
+    else:
+        print(f"architecture     {a.arch}   (Sigma_z = {a.sigma_z:g}, R = {a.R:g})")
+        labels = [("mu_s", "mu*  (eq. 2a)"), ("q_s", "Q*   (eq. 2b)"), ("c_s", "C*   (eq. 2c)"),
+                  ("chi", "chi  (eq. 8)"), ("xi", "xi   (eq. 9)"), ("m1", "m1   (eq. 11)"),
+                  ("m2", "m2   (free prob.)"), ("var", "var = m2 - m1^2"), ("converged", "converged")]
+        for k, lab in labels:
+            print(f"{lab:<18} {_fmt(d[k])}")
+        print(f"{'m2 as printed (14)':<18} {_fmt(float(r.m2_printed))}")
+    return 0 if d["converged"] else 1
+
+
+def _read(path):
+    try:
+        with open(path) as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ValueError(f"cannot read --theta file {path!r}: {exc.strerror}") from None
+
+
+def _solve(a):
+    from .theory import solve_for_timescale
+    from .theory.theta import check_arch
+    check_arch(a.arch)
+    bounds = None
+    if a.bounds is not None:
+        try:
+            bounds = json.loads(a.bounds)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--bounds is not valid JSON: {exc.msg}") from None
+        if not isinstance(bounds, dict):
+            raise ValueError('--bounds must be a JSON object {"gate.field": [lo, hi]}')
+    for name in ("xi", "chi"):
+        v = getattr(a, name)
+        if v is not None and not math.isfinite(v):
+            raise ValueError(f"--{name}={v} must be finite")
+    r = solve_for_timescale(a.arch, xi=a.xi, chi=a.chi, bounds=bounds, sigma_z=a.sigma_z)
+    print(r.theta.to_json())
+    if a.verbose:
+        print(f"chi={r.chi:.10g} xi={r.xi:.10g} m1={r.m1:.10g} m2={r.m2:.10g} var={r.var:.6g}", file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``rnn-mft`` console script."""
+    try:
+        a = _parser().parse_args(argv)
+        code = _theory(a) if a.cmd == "theory" else _solve(a)
+    except (_Usage, ValueError) as exc:
+        msg = " ".join(str(exc).split())
+        print(f"rnn-mft: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rnn-mft: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+r"""One entry point for the whole theory: :func:`analyze`.
+
+For any architecture of Table 1 and any grid of :math:`\Theta` (and of :math:`\Sigma_z`) it
+returns the fixed point :math:`(\mu_s^*, Q_s^*, C_s^*)` of eq. (6), :math:`\chi` (eq. (8)),
+:math:`\xi = -1/\log\chi` (eq. (9)), the Jacobian moments :math:`m_1` (eqs. (11)-(12)) and
+:math:`m_2` (free-probability second moment; the printed eq. (14) as ``m2_printed``) and
+``var = m2 - m1**2``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import lstm as _lstm
+from . import meanfield as _mf
+from .theta import ARCHS, Theta, check_arch
+
+__all__ = ["AnalysisResult", "analyze", "xi_from_chi"]
+
+KEYS = ("mu_s", "q_s", "c_s", "chi", "xi", "m1", "m2", "var", "converged")
+
+
+def xi_from_chi(chi):
+    r"""Eq. (9): :math:`\xi = -1/\log\chi` (``inf`` for :math:`\chi \ge 1`, NaN stays NaN)."""
+    chi = np.asarray(chi, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xi = np.where(chi >= 1.0, np.inf, -1.0 / np.log(np.where(chi > 0, chi, np.nan)))
+    return np.where(np.isnan(chi), np.nan, np.where(chi <= 0, 0.0, xi))
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """Fixed point, time scale and Jacobian moments over the grid of ``theta`` (and ``sigma_z``).
+
+    Every array field has the broadcast shape of ``theta.shape`` and ``sigma_z``; where the
+    solver did not converge the values are NaN and ``converged`` is False.
+    """
+
+    arch: str
+    mu_s: np.ndarray
+    q_s: np.ndarray
+    c_s: np.ndarray
+    chi: np.ndarray
+    xi: np.ndarray
+    m1: np.ndarray
+    m2: np.ndarray
+    var: np.ndarray
+    converged: np.ndarray
+    m2_printed: np.ndarray
+    var_printed: np.ndarray
+    residual: np.ndarray
+    sigma_z: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    @property
+    def shape(self):
+        return np.shape(self.chi)
+
+    def to_dict(self) -> dict:
+        """The CLI's JSON object: plain floats (or nested lists), NaN/inf as None/"inf"."""
+        def conv(a):
+            a = np.asarray(a)
+            if a.dtype == bool:
+                return a.item() if a.ndim == 0 else a.tolist()
+            f = lambda x: None if np.isnan(x) else ("inf" if np.isposinf(x) else float(x))  # noqa: E731
+            return f(a.item()) if a.ndim == 0 else np.vectorize(f, otypes=[object])(a).tolist()
+        return {k: conv(getattr(self, k)) for k in KEYS}
+
+
+def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float = 1e-10,
+            order: int | None = None, n_s: int = _lstm.DEFAULT_NS, n_iters: int = _lstm.DEFAULT_ITERS,
+            seed: int = 0) -> AnalysisResult:
+    r"""Forward and backward mean-field quantities of ``arch`` at ``theta`` (Sections 4.2-4.5).
+
+    Parameters
+    ----------
+    arch : {"vanilla", "minimal", "gru", "peephole_lstm", "lstm"}
+    theta : Theta
+        Hyperparameters for ``arch``; any grid shape (e.g. from :meth:`Theta.grid`).
+    sigma_z : float or array in [0, 1]
+        Input correlation :math:`\Sigma_z` (broadcast against the grid).
+    R : float > 0
+        Second moment of the inputs.
+    tol : float
+        Residual below which a fixed point counts as converged.
+    order : int, optional
+        Gauss-Hermite order; default chosen from the largest pre-activation variance.
+    n_s, n_iters, seed : int
+        LSTM only: Algorithm 1's samples, iterations and seed of the common random numbers.
+
+    Returns
+    -------
+    AnalysisResult
+
+    Examples
+    --------
+    >>> r = analyze("gru", Theta.standard("gru"), sigma_z=1.0)
+    >>> bool(r.converged), round(float(r.m1 - r.chi), 8)
+    (True, 0.0)
+    """
+    check_arch(arch)
+    if not isinstance(theta, Theta):
+        raise ValueError(f"theta must be a rnn_mft.theory.Theta, got {type(theta).__name__}")
+    if theta.arch != arch:
+        raise ValueError(f"theta is for arch={theta.arch!r} but arch={arch!r} was asked for")
+    sz = _mf.check_sigma_z(sigma_z)
+    R = _mf.check_R(R)
+    if arch == "lstm":
+        fp = _lstm.fixed_point(theta, sz, R=R, n_s=n_s, n_iters=n_iters, seed=seed, tol=tol)
+        m1, m2, m2p = fp.m1, fp.m2, fp.m2_printed
+        info = {"method": "Algorithm 1 (cell-state sampling)", "n_s": n_s, "n_iters": n_iters, "seed": seed,
+                "iterations": fp.iterations}
+    else:
+        fp = _mf.fixed_point(theta, sz, R=R, tol=tol, n=order)
+        nq = fp.cmap.nq if fp.cmap is not None else order
+        # (mu*, Q*) live on theta's grid (they do not depend on Sigma_z)
+        m1, m2, m2p = _mf.jacobian_moments(theta, fp.cmap.mu, fp.cmap.q, R, n=nq)
+        info = {"method": "quadrature + Mehler series", "order": nq, "iterations": fp.iterations}
+    shape = np.shape(fp.chi)
+    conv = np.broadcast_to(fp.converged, shape)
+    b = lambda a: np.where(conv, np.broadcast_to(a, shape), np.nan)  # noqa: E731
+    m1, m2, m2p = b(m1), b(m2), b(m2p)
+    return AnalysisResult(arch, b(fp.mu_s), b(fp.q_s), b(fp.c_s), b(fp.chi), xi_from_chi(b(fp.chi)),
+                          m1, m2, m2 - m1**2, conv.copy(), m2p, m2p - m1**2, np.broadcast_to(fp.residual, shape),
+                          np.broadcast_to(sz, shape), info)

@@ -1,0 +1,207 @@
+r"""Dynamical isometry solver (beyond the paper): an initialization with a prescribed time scale.
+
+Given a target :math:`\xi` (eq. (9)) or :math:`\chi = 1 - \delta`, :func:`solve_for_timescale`
+searches the box ``bounds`` (``{"gate.field": (lo, hi)}``, every other field fixed at
+``base``) for :math:`\Theta` with :math:`\chi(\Theta) = \chi_{target}` and, among those, the
+smallest
+
+.. math:: L = \sigma_{JJ^T} + w\,(m_1 - 1)^2
+
+i.e. condition (15c) first, (15b) second, while (15a) is replaced by the target (Section 4.4:
+the best :math:`\chi` for a task need not be 1). The search is vectorised: the free parameters
+other than the *key* (default ``f.mu``, along which :math:`\chi` is monotone) are laid on a
+grid, and on every grid line the key is found by a bracketed secant (Illinois) search, all
+grid lines at once; the best line wins. Default: ``base = Theta.critical(arch)`` and
+``bounds = {"f.mu": (-5, 30)}``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import lstm as _lstm
+from . import meanfield as _mf
+from .analysis import analyze, xi_from_chi
+from .theta import ARCHS, FIELDS, Theta, check_arch
+
+__all__ = ["SolveResult", "solve_for_timescale"]
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """The chosen Theta and what it achieves (chi, xi, m1, m2, var); ``target_chi`` is the goal."""
+
+    theta: Theta
+    chi: float
+    xi: float
+    m1: float
+    m2: float
+    var: float
+    target_chi: float
+    params: dict
+
+    def __iter__(self):            # allows ``theta, info = solve_for_timescale(...)``-free use
+        return iter((self.theta, self))
+
+
+def _check_bounds(arch, bounds):
+    out = {}
+    for key, b in bounds.items():
+        gate, _, fld = str(key).partition(".")
+        if gate not in ARCHS[arch]:
+            raise ValueError(f"unknown gate {gate!r} in bounds key {key!r}; allowed gates: {', '.join(ARCHS[arch])}")
+        if fld not in FIELDS:
+            raise ValueError(f"unknown field {fld!r} in bounds key {key!r}; allowed fields: {', '.join(FIELDS)}")
+        try:
+            lo, hi = (float(v) for v in b)
+        except (TypeError, ValueError):
+            raise ValueError(f"bounds[{key!r}]={b!r} must be a pair (lo, hi)") from None
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi:
+            raise ValueError(f"bounds[{key!r}]=({lo}, {hi}) must be finite with lo <= hi")
+        if fld != "mu" and lo < 0:
+            raise ValueError(f"bounds[{key!r}]=({lo}, {hi}): {fld} is a variance, allowed range [0, inf)")
+        out[key] = (lo, hi)
+    return out
+
+
+def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = None, bounds: dict | None = None,
+                        *, base: Theta | None = None, key: str | None = None, sigma_z: float = 1.0, R: float = 1.0,
+                        n_grid: int = 6, m1_weight: float = 1.0, tol: float = 1e-8, n_s: int = 300,
+                        n_iters: int = 150, seed: int = 0) -> SolveResult:
+    r"""Find :math:`\Theta` with :math:`\xi(\Theta) = \xi` (or :math:`\chi(\Theta) = \chi`) and the
+    smallest Jacobian variance (15c) and :math:`|m_1 - 1|` (15b) within ``bounds``.
+
+    Parameters
+    ----------
+    arch : str
+        Architecture (all of Table 1).
+    xi : float > 0, optional
+        Target time scale (eq. (9)); e.g. the task's sequence length.
+    chi : float in (0, 1), optional
+        Target :math:`\chi = 1 - \delta` instead of ``xi`` (give exactly one of them).
+    bounds : dict, optional
+        ``{"gate.field": (lo, hi)}`` of free hyperparameters; default ``{"f.mu": (-5, 15)}``.
+    base : Theta, optional
+        Values of the fields that are not free; default :meth:`Theta.critical`.
+    key : str, optional
+        The free parameter tuned to hit the target on each grid line (default ``"f.mu"`` if
+        free, else the first key of ``bounds``); :math:`\chi` should be monotone along it.
+    sigma_z, R : float
+        Input statistics at which :math:`\chi` is evaluated (default: identical inputs, where
+        :math:`\chi = m_1` by Lemma 1).
+    n_grid : int
+        Grid points per other free parameter.
+    m1_weight : float
+        Weight :math:`w` of :math:`(m_1 - 1)^2` in the objective.
+    n_s, n_iters, seed : int
+        LSTM sampling settings (Algorithm 1).
+
+    Returns
+    -------
+    SolveResult
+        ``theta`` and the achieved ``chi, xi, m1, m2, var``.
+    """
+    check_arch(arch)
+    if (xi is None) == (chi is None):
+        raise ValueError("give exactly one of xi (> 0) and chi (in (0, 1))")
+    if xi is not None:
+        xi = float(xi)
+        if not np.isfinite(xi) or xi <= 0:
+            raise ValueError(f"xi={xi!r} must be a finite number > 0")
+        target = float(np.exp(-1.0 / xi))
+    else:
+        target = float(chi)
+        if not np.isfinite(target) or not 0 < target < 1:
+            raise ValueError(f"chi={chi!r} must lie in (0, 1)")
+    base = Theta.critical(arch) if base is None else base
+    if not isinstance(base, Theta) or base.arch != arch or base.shape != ():
+        raise ValueError("base must be a scalar Theta of the same architecture")
+    if bounds is None:
+        # vanilla: no gate; chi -> 1 at sigma_f^2 = 1 as the input variance vanishes (edge of chaos)
+        bounds = {"f.nu2": (1e-12, 1.0)} if arch == "vanilla" else {"f.mu": (-5.0, 15.0)}
+    bounds = _check_bounds(arch, bounds)
+    if not bounds:
+        raise ValueError("bounds must name at least one free hyperparameter")
+    if key is None:
+        key = "f.mu" if "f.mu" in bounds else next(iter(bounds))
+    if key not in bounds:
+        raise ValueError(f"key={key!r} must be one of the bounds keys: {', '.join(bounds)}")
+    others = [k for k in bounds if k != key and bounds[k][0] < bounds[k][1]]
+    fixed = {k: bounds[k][0] for k in bounds if k != key and k not in others}
+    # grid over the other free parameters (log-spaced for variances with lo > 0)
+    axes = {}
+    for k in others:
+        lo, hi = bounds[k]
+        if not k.endswith(".mu") and lo > 0:
+            axes[k] = np.geomspace(lo, hi, n_grid)
+        else:
+            axes[k] = np.linspace(lo, hi, n_grid)
+    base = base.replace(fixed) if fixed else base
+    grid = Theta.grid(base, axes) if axes else base
+    shape = grid.shape
+
+    def chi_of(kv):
+        th = grid.replace({key: kv})
+        if arch == "lstm":
+            return _lstm.fixed_point(th, sigma_z, R=R, n_s=n_s, n_iters=n_iters, seed=seed).chi
+        return _mf.fixed_point(th, sigma_z, R=R).chi
+
+    lo = np.full(shape, bounds[key][0])
+    hi = np.full(shape, bounds[key][1])
+    flo, fhi = chi_of(lo) - target, chi_of(hi) - target
+    # an end of the box may have no converged fixed point (e.g. an LSTM memory longer than
+    # Algorithm 1's n_iters): pull that end towards the other until the theory converges there
+    for _ in range(40):
+        bad_hi, bad_lo = ~np.isfinite(fhi), ~np.isfinite(flo)
+        if not (np.any(bad_hi & np.isfinite(flo)) or np.any(bad_lo & np.isfinite(fhi))):
+            break
+        hi = np.where(bad_hi, lo + 0.8 * (hi - lo), hi)
+        lo = np.where(bad_lo & ~bad_hi, hi + 0.8 * (lo - hi), lo)
+        flo, fhi = chi_of(lo) - target, chi_of(hi) - target
+    # the direction of monotonicity may be either way: orient so that f(lo) < 0 < f(hi)
+    swap = flo > fhi
+    lo, hi = np.where(swap, hi, lo), np.where(swap, lo, hi)
+    flo, fhi = np.where(swap, fhi, flo), np.where(swap, flo, fhi)
+    feasible = (flo <= 0) & (fhi >= 0) & np.isfinite(flo) & np.isfinite(fhi)
+    if not np.any(feasible):
+        reach = np.concatenate([np.ravel(flo), np.ravel(fhi)]) + target
+        reach = reach[np.isfinite(reach)]
+        rng = (f"chi in [{reach.min():.6g}, {reach.max():.6g}] (xi in [{float(xi_from_chi(reach.min())):.4g}, "
+               f"{float(xi_from_chi(reach.max())):.4g}])") if reach.size else "nothing (no fixed point converged)"
+        raise ValueError(f"target chi={target:.8g} (xi={float(xi_from_chi(target)):.6g}) is not reachable "
+                         f"within bounds {bounds}; reachable: {rng}")
+    x = np.where(feasible, 0.5 * (lo + hi), np.nan)
+    side = np.zeros(shape)
+    for _ in range(80):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xs = (lo * fhi - hi * flo) / (fhi - flo)
+        xs = np.where(np.isfinite(xs) & (np.minimum(lo, hi) < xs) & (xs < np.maximum(lo, hi)), xs, 0.5 * (lo + hi))
+        xs = np.where(feasible, xs, lo)
+        fx = chi_of(xs) - target
+        # no converged fixed point there: treat as beyond the target (long memories fail first)
+        fx = np.where(np.isfinite(fx), fx, np.where(swap, -1.0, 1.0))
+        left = fx < 0
+        lo, flo_n = np.where(left, xs, lo), np.where(left, fx, flo)
+        hi, fhi_n = np.where(left, hi, xs), np.where(left, fhi, fx)
+        fhi_n = np.where(left & (side > 0), 0.5 * fhi_n, fhi_n)
+        flo_n = np.where(~left & (side < 0), 0.5 * flo_n, flo_n)
+        side = np.where(left, 1.0, -1.0)
+        flo, fhi = flo_n, fhi_n
+        x = np.where(feasible, xs, np.nan)
+        if np.all(~feasible | (np.abs(fx) < tol) | (np.abs(hi - lo) < 1e-13 * (1 + np.abs(lo)))):
+            break
+    xsafe = np.where(feasible, x, bounds[key][0])
+    th = grid.replace({key: xsafe})
+    r = analyze(arch, th, sigma_z, R, n_s=n_s, n_iters=n_iters, seed=seed)
+    loss = r.var + m1_weight * (r.m1 - 1.0) ** 2
+    ok = feasible & np.isfinite(loss) & (np.abs(r.chi - target) < max(10 * tol, 1e-6))
+    if not np.any(ok):
+        raise ValueError(f"no converged solution with chi={target:.8g} found within bounds {bounds}")
+    j = np.unravel_index(np.argmin(np.where(ok, loss, np.inf)), shape) if shape else ()
+    best = th.index(j) if shape else th
+    pick = lambda a: float(np.asarray(a)[j]) if shape else float(a)  # noqa: E731
+    params = {key: pick(xsafe)}
+    params.update({k: pick(np.broadcast_to(getattr(best[k.split('.')[0]], k.split('.')[1]), ())) if not shape
+                   else float(getattr(best[k.split('.')[0]], k.split('.')[1])) for k in others})
+    return SolveResult(best, pick(r.chi), pick(r.xi), pick(r.m1), pick(r.m2), pick(r.var), target, params)

@@ -1,0 +1,66 @@
+"""The ``rnn-mft`` command line: output, JSON keys, and clean errors (exit 2, no traceback)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rnn_mft.cli import main
+from rnn_mft.theory import Theta, analyze
+
+
+@pytest.fixture
+def theta_file(tmp_path):
+    p = tmp_path / "theta.json"
+    Theta.standard("gru").to_json(p)
+    return p
+
+
+def test_theory_json(theta_file, capsys):
+    assert main(["theory", "--arch", "gru", "--theta", str(theta_file), "--sigma-z", "0.5", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert set(d) == {"mu_s", "q_s", "c_s", "chi", "xi", "m1", "m2", "var", "converged"}
+    r = analyze("gru", Theta.standard("gru"), 0.5)
+    assert d["chi"] == pytest.approx(float(r.chi), rel=1e-12) and d["converged"] is True
+
+
+def test_theory_text_and_missing_fields_default_to_zero(tmp_path, capsys):
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps({"f": {"sigma2": 1, "nu2": 1, "mu": 2}, "r": {"sigma2": 1}, "r2": {"nu2": 1}}))
+    assert main(["theory", "--arch", "gru", "--theta", str(p), "--sigma-z", "1"]) == 0
+    out = capsys.readouterr().out
+    for word in ("chi", "xi", "m1", "m2", "var", "C*"):
+        assert word in out
+
+
+def test_solve_prints_a_theta(capsys):
+    assert main(["solve", "--arch", "gru", "--xi", "50"]) == 0
+    th = Theta.from_json("gru", capsys.readouterr().out)
+    assert float(analyze("gru", th, 1.0).xi) == pytest.approx(50, rel=1e-5)
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["theory", "--arch", "foo", "--theta", "{t}"], "unknown architecture"),
+    (["theory", "--arch", "gru", "--theta", "{t}", "--sigma-z", "1.5"], "[0, 1]"),
+    (["theory", "--arch", "gru", "--theta", "{t}", "--sigma-z", "nan"], "[0, 1]"),
+    (["theory", "--arch", "lstm", "--theta", "{t}"], "unknown gate"),
+    (["theory", "--arch", "gru", "--theta", "/nonexistent.json"], "cannot read"),
+    (["theory", "--arch", "gru", "--theta", "{bad}"], ">= 0"),
+    (["theory", "--arch", "gru", "--theta", "{field}"], "unknown field"),
+    (["theory", "--arch", "gru", "--theta", "{missing}"], "missing gate"),
+    (["solve", "--arch", "gru", "--xi", "-3"], "xi"),
+    (["solve", "--arch", "gru", "--xi", "100", "--bounds", "{{\"f.mu\": [0, 1]}}"], "not reachable"),
+    (["solve", "--arch", "gru"], "required"),
+])
+def test_bad_input_is_one_line_exit_2(theta_file, tmp_path, args, msg):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"f": {"sigma2": -1}, "r": {}, "r2": {}}')
+    field = tmp_path / "field.json"
+    field.write_text('{"f": {"foo": 1}, "r": {}, "r2": {}}')
+    missing = tmp_path / "missing.json"
+    missing.write_text('{"f": {}}')
+    args = [a.format(t=theta_file, bad=bad, field=field, missing=missing) for a in args]
+    p = subprocess.run([sys.executable, "-m", "rnn_mft.cli", *args], capture_output=True, text=True)
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr and p.stderr.count("\n") == 1
+    assert msg in p.stderr
