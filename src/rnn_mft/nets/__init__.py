@@ -1,0 +1,16 @@
+"""PyTorch cells of Table 1 (tied and untied weights, single networks and ensembles) and their
+initializers (Theta-sampling, standard, critical, chrono; stock ``torch.nn.LSTM``/``GRU`` too).
+
+>>> from rnn_mft import nets, theory
+>>> cell = nets.make("peephole_lstm", n_in=1, n_hidden=32)
+>>> _ = nets.init_(cell, nets.critical_theta("peephole_lstm"))
+"""
+from ._recurrence import hard_sigmoid
+from .cells import (GateWeights, RecurrentCell, SequenceClassifier, StockSequenceClassifier, make,
+                    make_classifier, stack)
+from .init import (STOCK_GATE_ORDER, chrono_init_, critical_init_, critical_theta, init_, standard_init_,
+                   theta_of_module)
+
+__all__ = ["GateWeights", "RecurrentCell", "SequenceClassifier", "StockSequenceClassifier", "make",
+           "make_classifier", "stack", "hard_sigmoid", "init_", "standard_init_", "critical_theta",
+           "critical_init_", "chrono_init_", "theta_of_module", "STOCK_GATE_ORDER"]

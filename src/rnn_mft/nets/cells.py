@@ -1,0 +1,406 @@
+r"""Recurrent cells of Table 1 of the paper, tied and untied, single networks and ensembles.
+
+Every architecture is written in the form of eq. (1): pre-activations
+
+.. math::
+    u_k^t = W_k s^{t-1} + U_k z^t + b_k \quad (1a),\qquad
+    u_{k_2}^t = W_{k_2} D_{g_k(u_k^t)} s^{t-1} + U_{k_2} z^t + b_{k_2} \quad (1b),
+
+and a state update :math:`s^t = f(s^{t-1}, \{u_k^t\})` (1c), with the gates ``k`` of
+:data:`rnn_mft.theory.ARCHS`:
+
+``vanilla`` (gates ``f``)
+    :math:`s^t = \tanh(u_f^t)`. Table 1 lists the vanilla RNN with :math:`K=\{f\}` and
+    output :math:`p = s^t`; its single pre-activation passes through the tanh of Chen,
+    Pennington & Schoenholz (2018), :math:`h^t = \tanh(W h^{t-1} + U z^t + b)`.
+``minimal`` (gates ``f, r``)
+    :math:`s^t = \sigma(u_f^t) \circ s^{t-1} + (1 - \sigma(u_f^t)) \circ x^t` with the
+    feature map :math:`x^t = \tanh(u_r^t)`, :math:`u_r^t = W_r s^{t-1} + U_r z^t + b_r`.
+    Table 1 gives the update with an unspecified :math:`x^t` and :math:`K=\{f, r\}`; in Chen
+    et al.'s minimalRNN :math:`x^t = \Phi(z^t)` is a feature map of the input alone, which is
+    the case :math:`\sigma_r^2 = 0` here (the weight :math:`W_r` is kept so that every gate
+    has the form (1a) and the same :math:`\Theta` fields).
+``gru`` (gates ``f, r, r2``)
+    :math:`u_{r_2}^t = W_{r_2} (\sigma(u_r^t) \circ s^{t-1}) + U_{r_2} z^t + b_{r_2}` (1b),
+    :math:`s^t = \sigma(u_f^t) \circ s^{t-1} + (1-\sigma(u_f^t)) \circ \tanh(u_{r_2}^t)`.
+``peephole_lstm`` (gates ``i, f, r, o``)
+    state :math:`s = c`, :math:`u_k^t = W_k c^{t-1} + U_k z^t + b_k`,
+    :math:`c^t = \sigma(u_f^t) \circ c^{t-1} + \sigma(u_i^t) \circ \tanh(u_r^t)`, output
+    :math:`p^t = \sigma(u_o^t) \circ \tanh(c^t)`.
+``lstm`` (gates ``i, f, r, o``)
+    state :math:`s = h`, :math:`u_k^t = W_k h^{t-1} + U_k z^t + b_k`,
+    :math:`c^t = \sigma(u_f^t) c^{t-1} + \sigma(u_i^t) \tanh(u_r^t)`,
+    :math:`h^t = \sigma(u_o^t) \tanh(c^t)`, output :math:`p = h`.
+
+:math:`\sigma` is the logistic sigmoid, or with ``hard_sigmoid=True`` the Keras hard sigmoid
+:math:`\max(0,\min(1, 0.2u + 0.5))` (used for the paper's CIFAR-10 LSTM); ``tanh`` is
+never replaced. Initial states are zero.
+
+**Tied** cells use one set of weights at every step. **Untied** cells (``untied=T``) hold an
+independent :math:`(W_k, U_k, b_k)` for every step ``t < T`` (the untied-weights assumption of
+Section 4.1); sequences longer than ``T`` are refused.
+
+**Ensembles** (``members=M``) hold ``M`` independent networks of the same architecture and
+shape, stored with a leading member axis and run with batched matrix products: one forward pass
+advances all members. A single network is an ensemble of one whose accessors drop that axis.
+
+Parameters are stored fused over gates and transposed for speed (``weight_hh[..., :, j*N:(j+1)*N]
+= W_k^T`` for the ``j``-th gate ``k`` of ``cell.storage_order``, which is ``i, f, o, r`` for the
+LSTMs and the order of :data:`~rnn_mft.theory.ARCHS` otherwise);
+:meth:`RecurrentCell.gate` returns per-gate views in
+the paper's convention (``W`` of shape ``(N, N)``, ``U`` of shape ``(N, n_in)``, ``b`` of shape
+``(N,)``) that write through to the parameters.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import nn
+
+from ..theory.theta import ARCHS, check_arch
+from . import _recurrence
+
+__all__ = ["RecurrentCell", "SequenceClassifier", "StockSequenceClassifier", "GateWeights",
+           "make", "make_classifier", "stack"]
+
+
+class GateWeights(NamedTuple):
+    """Views of one gate's parameters: ``W`` (recurrent), ``U`` (input), ``b`` (bias)."""
+
+    W: torch.Tensor
+    U: torch.Tensor
+    b: torch.Tensor
+
+
+def _pos_int(name: str, value, allow_none: bool = False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        allowed = "a positive int or None" if allow_none else "a positive int"
+        raise ValueError(f"{name}={value!r} is not allowed; expected {allowed}")
+    return value
+
+
+class RecurrentCell(nn.Module):
+    """One recurrent layer of architecture ``arch`` (see the module docstring).
+
+    Parameters
+    ----------
+    arch : {"vanilla", "minimal", "gru", "peephole_lstm", "lstm"}
+    n_in, n_hidden : int
+        Input size and width ``N``.
+    untied : int or None
+        ``None`` for tied weights, else the maximal sequence length ``T`` (one set of weights
+        per time step).
+    hard_sigmoid : bool
+        Use the hard sigmoid for the gates.
+    members : int or None
+        ``None`` for a single network, else the number of ensemble members.
+
+    Weights are initialised by :func:`rnn_mft.nets.standard_init_` (Appendix C.5); use
+    :func:`rnn_mft.nets.init_` to draw them from a :class:`~rnn_mft.theory.Theta`.
+    """
+
+    def __init__(self, arch: str, n_in: int, n_hidden: int, untied: int | None = None,
+                 hard_sigmoid: bool = False, members: int | None = None):
+        super().__init__()
+        self.arch = check_arch(arch)
+        self.n_in = _pos_int("n_in", n_in)
+        self.n_hidden = _pos_int("n_hidden", n_hidden)
+        self.untied = _pos_int("untied", untied, allow_none=True)
+        self.members = _pos_int("members", members, allow_none=True)
+        self.hard_sigmoid = bool(hard_sigmoid)
+        self.gates = ARCHS[arch]
+        self.storage_order = _recurrence.STORAGE_ORDER[arch]
+        M, N, G = self.n_members, n_hidden, len(self.gates)
+        lead = (M,) if self.untied is None else (M, self.untied)
+        self.weight_hh = nn.Parameter(torch.empty(*lead, N, G * N))
+        self.weight_ih = nn.Parameter(torch.empty(*lead, n_in, G * N))
+        self.bias = nn.Parameter(torch.empty(*lead, G * N))
+        self.reset_parameters()
+
+    # -- structure ------------------------------------------------------------------------
+    @property
+    def n_members(self) -> int:
+        return self.members or 1
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.members is not None
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        from .init import standard_init_
+        standard_init_(self, generator=generator)
+
+    def extra_repr(self) -> str:
+        return (f"arch={self.arch!r}, n_in={self.n_in}, n_hidden={self.n_hidden}, untied={self.untied}, "
+                f"hard_sigmoid={self.hard_sigmoid}, members={self.members}")
+
+    def gate(self, k: str, member: int | None = None) -> GateWeights:
+        """Views ``(W, U, b)`` of gate ``k`` in the paper's convention.
+
+        Shapes: ``W (…, N, N)``, ``U (…, N, n_in)``, ``b (…, N)`` where ``…`` is ``(M,)`` for an
+        ensemble (nothing for a single network, or with ``member`` given) followed by ``(T,)``
+        for untied cells. In-place changes (``copy_``, ``normal_``) write to the parameters.
+        """
+        if k not in self.gates:
+            raise ValueError(f"unknown gate {k!r} for arch={self.arch!r}; allowed gates: {', '.join(self.gates)}")
+        j, N = self.storage_order.index(k), self.n_hidden
+        sl = slice(j * N, (j + 1) * N)
+        W = self.weight_hh.data[..., sl].transpose(-1, -2)
+        U = self.weight_ih.data[..., sl].transpose(-1, -2)
+        b = self.bias.data[..., sl]
+        if member is not None:
+            if not (isinstance(member, int) and 0 <= member < self.n_members):
+                raise ValueError(f"member={member!r} is not allowed; expected an int in [0, {self.n_members})")
+            return GateWeights(W[member], U[member], b[member])
+        if not self.is_ensemble:
+            return GateWeights(W[0], U[0], b[0])
+        return GateWeights(W, U, b)
+
+    def reference_params(self, member: int = 0, t: int = 0) -> dict:
+        """``{gate: (W, U, b)}`` as numpy arrays for member ``member`` (and step ``t`` if
+        untied): the ``params`` argument of :func:`rnn_mft.theory.architectures.reference_step`."""
+        out = {}
+        for k in self.gates:
+            W, U, b = self.gate(k, member=member)
+            if self.untied is not None:
+                W, U, b = W[t], U[t], b[t]
+            out[k] = tuple(a.detach().cpu().double().numpy().copy() for a in (W, U, b))
+        return out
+
+    # -- running --------------------------------------------------------------------------
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() == 4 and not self.is_ensemble:
+            raise ValueError(f"x has shape {tuple(x.shape)}; a single network takes (batch, T, n_in)")
+        if x.dim() not in (3, 4):
+            raise ValueError(f"x has shape {tuple(x.shape)}; allowed: (batch, T, n_in) or, for an ensemble, "
+                             f"(members, batch, T, n_in)")
+        if x.dim() == 4 and x.shape[0] != self.n_members:
+            raise ValueError(f"x has {x.shape[0]} members (shape {tuple(x.shape)}); this ensemble has "
+                             f"members={self.n_members}")
+        if x.shape[-1] != self.n_in:
+            raise ValueError(f"input size {x.shape[-1]} (x of shape {tuple(x.shape)}) does not match "
+                             f"n_in={self.n_in}")
+        T = x.shape[-2]
+        if T < 1:
+            raise ValueError(f"sequence length T={T} must be at least 1")
+        if self.untied is not None and T > self.untied:
+            raise ValueError(f"sequence length T={T} exceeds this untied model's length untied={self.untied}; "
+                             f"allowed: T <= {self.untied}")
+        return x
+
+    def input_projection(self, x: torch.Tensor) -> torch.Tensor:
+        """:math:`U_k z^t + b_k` for all gates and steps, ``(M, T, B, G*N)``, in one product."""
+        M, GN = self.n_members, self.weight_ih.shape[-1]
+        if x.dim() == 3:                                   # shared input (B, T, n_in)
+            B, T, n = x.shape
+            xt = x.transpose(0, 1).reshape(1, T * B, n).expand(M, T * B, n)
+        else:                                              # per-member input (M, B, T, n_in)
+            _, B, T, n = x.shape
+            xt = x.transpose(1, 2).reshape(M, T * B, n)
+        if self.untied is None:
+            A = torch.baddbmm(self.bias.unsqueeze(1), xt, self.weight_ih)
+            return A.view(M, T, B, GN)
+        A = torch.baddbmm(self.bias[:, :T].reshape(M * T, 1, GN), xt.reshape(M * T, B, n),
+                          self.weight_ih[:, :T].reshape(M * T, n, GN))
+        return A.view(M, T, B, GN)
+
+    def run(self, x: torch.Tensor, state0=None):
+        """Internal layout: returns ``(S, O)`` with ``S (M, T, B, N)`` the states (``h`` for
+        the LSTM, ``c`` for the peephole LSTM) and ``O`` the peephole output gates
+        :math:`\\sigma(u_o^t)` / the LSTM cell states / ``None``."""
+        x = self._check_input(x)
+        A = self.input_projection(x)
+        M, T, B, _ = A.shape
+        N = self.n_hidden
+        W = self.weight_hh if self.untied is None else self.weight_hh[:, :T]
+        if state0 is None:
+            z = A.new_zeros(M, B, N)
+            state0 = (z, z) if self.arch == "lstm" else z
+        elif not self.is_ensemble:
+            state0 = tuple(s.unsqueeze(0) for s in state0) if self.arch == "lstm" else state0.unsqueeze(0)
+        if A.is_cuda and torch.is_autocast_enabled("cuda"):
+            with torch.autocast("cuda", enabled=False):   # the recurrence runs in float32
+                state0 = tuple(s.float() for s in state0) if self.arch == "lstm" else state0.float()
+                return _recurrence.run(self.arch, A.float(), W.float(), state0, self.untied is not None,
+                                       self.hard_sigmoid)
+        return _recurrence.run(self.arch, A, W, state0, self.untied is not None, self.hard_sigmoid)
+
+    def output(self, S: torch.Tensor, O: torch.Tensor | None) -> torch.Tensor:
+        """The output :math:`p` of Table 1 from the internal states (any matching index)."""
+        if self.arch == "peephole_lstm":
+            return O * torch.tanh(S)
+        return S
+
+    def forward(self, x: torch.Tensor, state0=None):
+        """Run the cell over ``x``.
+
+        ``x`` is ``(batch, T, n_in)`` (for an ensemble also ``(members, batch, T, n_in)``,
+        one input per member). Returns ``(p, s_T)``: the outputs :math:`p^t` of Table 1 for all
+        steps, ``(batch, T, N)`` (``(members, batch, T, N)`` for an ensemble), and the last state
+        (``(h_T, c_T)`` for the LSTM).
+        """
+        S, O = self.run(x, state0)
+        P = self.output(S, O).transpose(1, 2)
+        last = (S[:, -1], O[:, -1]) if self.arch == "lstm" else S[:, -1]
+        if not self.is_ensemble:
+            P = P[0]
+            last = tuple(v[0] for v in last) if self.arch == "lstm" else last[0]
+        return P, last
+
+
+class SequenceClassifier(nn.Module):
+    """A cell followed by a linear read-out of the output at the last step.
+
+    For the peephole LSTM the read-out sees :math:`p = \\sigma(u_o) \\circ \\tanh(c)`; for the
+    other architectures :math:`p = s` (Table 1). ``lengths`` (ensembles only; one int per
+    member) reads member ``m`` out at step ``lengths[m]`` instead of the last step, so that
+    members trained on different sequence lengths ``T`` share one batch of the longest
+    sequences: member ``m`` then sees exactly the first ``lengths[m]`` steps. A single network
+    accepts ``lengths=[T]`` (read out at step ``T`` of longer inputs).
+    """
+
+    def __init__(self, cell: RecurrentCell, n_out: int, lengths: Sequence[int] | None = None):
+        super().__init__()
+        if not isinstance(cell, RecurrentCell):
+            raise ValueError(f"cell must be a RecurrentCell, got {type(cell).__name__}")
+        self.cell = cell
+        self.n_out = _pos_int("n_out", n_out)
+        M, N = cell.n_members, cell.n_hidden
+        self.weight = nn.Parameter(torch.empty(M, N, n_out))
+        self.bias_out = nn.Parameter(torch.empty(M, n_out))
+        if lengths is not None:
+            lengths = [int(v) for v in lengths]
+            if len(lengths) != M or min(lengths) < 1:
+                raise ValueError(f"lengths={lengths!r} must hold {M} positive ints (one per member)")
+            if cell.untied is not None and max(lengths) > cell.untied:
+                raise ValueError(f"lengths={lengths!r} exceed this untied model's length untied={cell.untied}")
+            self.register_buffer("lengths", torch.tensor(lengths, dtype=torch.long))
+        else:
+            self.lengths = None
+        self.reset_readout()
+
+    @property
+    def members(self):
+        return self.cell.members
+
+    @property
+    def n_members(self) -> int:
+        return self.cell.n_members
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.cell.is_ensemble
+
+    @property
+    def arch(self) -> str:
+        return self.cell.arch
+
+    def reset_readout(self, generator: torch.Generator | None = None) -> None:
+        """PyTorch's ``nn.Linear`` default: U(-1/sqrt(N), 1/sqrt(N)) for weights and bias."""
+        k = 1.0 / math.sqrt(self.cell.n_hidden)
+        with torch.no_grad():
+            for p in (self.weight, self.bias_out):
+                p.copy_(torch.rand(p.shape, generator=generator, dtype=p.dtype).mul_(2 * k).sub_(k))
+
+    def forward_members(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits with the member axis always present: ``(M, batch, n_out)``."""
+        T_in = x.shape[-2] if isinstance(x, torch.Tensor) and x.dim() >= 2 else None
+        if self.lengths is not None:
+            Tm = int(self.lengths.max())
+            if T_in is not None and T_in < Tm:
+                raise ValueError(f"sequence length T={T_in} is shorter than the longest read-out step "
+                                 f"max(lengths)={Tm}")
+            x = x[..., :Tm, :]
+        S, O = self.cell.run(x)
+        M = S.shape[0]
+        if self.lengths is None:
+            s_last = S[:, -1]
+            o_last = O[:, -1] if O is not None else None
+        else:
+            idx = (self.lengths - 1).to(S.device)
+            ar = torch.arange(M, device=S.device)
+            s_last = S[ar, idx]
+            o_last = O[ar, idx] if O is not None else None
+        p = self.cell.output(s_last, o_last)                       # (M, B, N)
+        return torch.baddbmm(self.bias_out.unsqueeze(1), p, self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(batch, n_out)`` (``(members, batch, n_out)`` for an ensemble)."""
+        y = self.forward_members(x)
+        return y if self.is_ensemble else y[0]
+
+    def member(self, k: int) -> "SequenceClassifier":
+        """A single-network copy of member ``k``."""
+        if not (isinstance(k, int) and 0 <= k < self.n_members):
+            raise ValueError(f"member k={k!r} is not allowed; expected an int in [0, {self.n_members})")
+        c = self.cell
+        lengths = None if self.lengths is None else [int(self.lengths[k])]
+        single = SequenceClassifier(RecurrentCell(c.arch, c.n_in, c.n_hidden, c.untied, c.hard_sigmoid),
+                                    self.n_out, lengths=lengths).to(self.weight.device, self.weight.dtype)
+        with torch.no_grad():
+            mine = dict(self.named_parameters())
+            for name, p in single.named_parameters():
+                p.copy_(mine[name][k:k + 1])
+        return single
+
+
+def stack(models: Sequence[SequenceClassifier], lengths: Sequence[int] | None = None) -> SequenceClassifier:
+    """An ensemble whose member ``m`` is a copy of ``models[m]`` (same arch and shapes)."""
+    models = list(models)
+    if not models or not all(isinstance(m, SequenceClassifier) for m in models):
+        raise ValueError("stack() needs a non-empty list of SequenceClassifier models")
+    c0 = models[0].cell
+    key = (c0.arch, c0.n_in, c0.n_hidden, c0.untied, c0.hard_sigmoid, models[0].n_out)
+    for m in models:
+        k = (m.cell.arch, m.cell.n_in, m.cell.n_hidden, m.cell.untied, m.cell.hard_sigmoid, m.n_out)
+        if k != key:
+            raise ValueError(f"cannot stack models with different (arch, n_in, n_hidden, untied, hard_sigmoid, "
+                             f"n_out): {k} vs {key}")
+    ens = SequenceClassifier(RecurrentCell(c0.arch, c0.n_in, c0.n_hidden, c0.untied, c0.hard_sigmoid,
+                                           members=len(models)), models[0].n_out, lengths=lengths)
+    ens = ens.to(models[0].weight.device, models[0].weight.dtype)
+    with torch.no_grad():
+        params = [dict(m.named_parameters()) for m in models]
+        for name, p in ens.named_parameters():
+            p.copy_(torch.cat([pm[name] for pm in params], 0))
+    return ens
+
+
+class StockSequenceClassifier(nn.Module):
+    """A stock ``torch.nn.LSTM`` / ``torch.nn.GRU`` (``batch_first=True``) with a linear read-out
+    of the top layer's last output, so that the training engine can train stock modules too."""
+
+    def __init__(self, rnn: nn.Module, n_out: int):
+        super().__init__()
+        if not isinstance(rnn, (nn.LSTM, nn.GRU, nn.RNN)):
+            raise ValueError(f"rnn must be a torch.nn.LSTM, GRU or RNN, got {type(rnn).__name__}")
+        if not rnn.batch_first:
+            raise ValueError("rnn must be built with batch_first=True")
+        self.rnn = rnn
+        width = (rnn.proj_size or rnn.hidden_size) if isinstance(rnn, nn.LSTM) else rnn.hidden_size
+        self.readout = nn.Linear(width * (2 if rnn.bidirectional else 1), _pos_int("n_out", n_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.rnn.input_size:
+            raise ValueError(f"input size {x.shape[-1]} does not match the module's input_size={self.rnn.input_size}")
+        out, _ = self.rnn(x)
+        return self.readout(out[:, -1])
+
+
+def make(arch: str, n_in: int, n_hidden: int, untied: int | None = None, hard_sigmoid: bool = False,
+         members: int | None = None) -> RecurrentCell:
+    """A :class:`RecurrentCell` (see its docstring); ``untied=T`` unties the weights over ``T`` steps."""
+    return RecurrentCell(arch, n_in, n_hidden, untied=untied, hard_sigmoid=hard_sigmoid, members=members)
+
+
+def make_classifier(arch: str, n_in: int, n_hidden: int, n_out: int, untied: int | None = None,
+                    hard_sigmoid: bool = False, members: int | None = None,
+                    lengths: Sequence[int] | None = None) -> SequenceClassifier:
+    """A :class:`SequenceClassifier` around ``make(arch, n_in, n_hidden, untied, hard_sigmoid, members)``."""
+    return SequenceClassifier(make(arch, n_in, n_hidden, untied, hard_sigmoid, members), n_out, lengths)

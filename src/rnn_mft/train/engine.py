@@ -1,0 +1,399 @@
+r"""The training engine shared by every experiment of the book.
+
+:func:`fit` trains one network or one ensemble (:func:`rnn_mft.nets.stack`,
+``make_classifier(..., members=M)``) with cross-entropy on the read-out of the last step:
+
+* optimizers of :mod:`rnn_mft.train.optim` (SGD with momentum, Adam, RMSprop), with one
+  learning rate per member if wanted, optional per-member gradient-norm clipping;
+* held-out evaluation every ``eval_every`` steps and at the end;
+* divergence: a member whose loss becomes NaN or infinite is recorded as diverged (step and
+  flag) and frozen; the others go on. A single network that diverges stops there. Nothing is
+  raised, so sweeps continue;
+* checkpoints every ``checkpoint_every`` steps (model, optimizer, data generator and RNG states,
+  curves so far), written atomically; :func:`fit` with the same ``checkpoint`` path resumes
+  and, on CPU, ends bitwise identical to an uninterrupted run;
+* ``device="auto"``: CUDA when present, else CPU; ``amp=True`` runs the input projection and
+  read-out in bfloat16 autocast on CUDA (the recurrence itself stays in float32);
+* progress bars (tqdm) only on a terminal: off when stderr is not a TTY (papermill, CI logs) or
+  when ``RNN_MFT_PROGRESS=0``; ``RNN_MFT_PROGRESS=1`` forces them on.
+
+A *task* is any object with ``train_batch(batch_size, generator) -> (x, y)`` and
+``eval_data() -> (x, y)`` (see :mod:`rnn_mft.train.synthetic`).
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..nets._recurrence import flush_denormal
+from .optim import OPTIMIZERS, MemberOptimizer, clip_grad_norm_members_
+from .results import RunResult, atomic_write_bytes, code_version
+
+__all__ = ["TrainConfig", "fit", "evaluate", "lr_scan", "ScanResult", "sweep", "default_lrs", "pick_device",
+           "progress_enabled"]
+
+
+def default_lrs(n: int = 8, low: float = 1e-5, high: float = 1e-2) -> np.ndarray:
+    """``n`` log-spaced learning rates in ``[low, high]`` (Appendix C.5.1: 8 in [1e-5, 1e-2])."""
+    return np.logspace(math.log10(low), math.log10(high), n)
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not allowed; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+
+
+def progress_enabled(flag: bool | None = None) -> bool:
+    """Whether to draw progress bars (see the module docstring)."""
+    if flag is not None:
+        return bool(flag)
+    env = os.environ.get("RNN_MFT_PROGRESS")
+    if env is not None and env != "":
+        return env not in ("0", "false", "False", "no")
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one run. ``lr`` may be a list with one value per ensemble member."""
+
+    steps: int = 100
+    batch_size: int = 32
+    optimizer: str = "sgd"
+    lr: float | Sequence[float] = 1e-3
+    momentum: float = 0.9
+    betas: tuple = (0.9, 0.999)
+    eps: float = 1e-8
+    alpha: float = 0.99
+    clip: float | None = None
+    eval_every: int = 0
+    eval_batch_size: int = 1024
+    checkpoint_every: int = 0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    progress: bool | None = None
+
+    def __post_init__(self):
+        if not (isinstance(self.steps, int) and self.steps >= 1):
+            raise ValueError(f"steps={self.steps!r} must be a positive int")
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ValueError(f"batch_size={self.batch_size!r} must be a positive int")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer={self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+        if self.clip is not None and not self.clip > 0:
+            raise ValueError(f"clip={self.clip!r} must be None or > 0")
+        for name in ("eval_every", "checkpoint_every"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and v >= 0):
+                raise ValueError(f"{name}={v!r} must be an int >= 0 (0: never / only at the end)")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        bad = [k for k in d if k not in known]
+        if bad:
+            raise ValueError(f"unknown training setting {bad[0]!r}; allowed: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if isinstance(self.lr, np.ndarray):
+            d["lr"] = self.lr.tolist()
+        d["betas"] = list(self.betas)
+        return d
+
+
+def _members(model) -> int | None:
+    return getattr(model, "members", None) if getattr(model, "is_ensemble", False) else None
+
+
+def _logits(model, x) -> torch.Tensor:
+    """``(M, B, C)`` logits for our classifiers (any M) and stock wrappers (M=1)."""
+    if hasattr(model, "forward_members"):
+        return model.forward_members(x)
+    return model(x).unsqueeze(0)
+
+
+def _per_member_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    M, B, C = logits.shape
+    return F.cross_entropy(logits.float().reshape(M * B, C), y.repeat(M), reduction="none").view(M, B).mean(1)
+
+
+@torch.no_grad()
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024, device=None, amp: bool = False):
+    """Mean cross-entropy and accuracy per member on ``(x, y)``: two arrays ``(M,)``."""
+    device = device or next(model.parameters()).device
+    tot_loss, tot_acc, n = 0.0, 0.0, 0
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+            lg = _logits(model, xb)
+        M, B, C = lg.shape
+        tot_loss = tot_loss + F.cross_entropy(lg.float().reshape(M * B, C), yb.repeat(M),
+                                              reduction="none").view(M, B).sum(1).double()
+        tot_acc = tot_acc + (lg.argmax(-1) == yb).sum(1).double()
+        n += B
+    return (tot_loss / n).cpu().numpy(), (tot_acc / n).cpu().numpy()
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    import io
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | None = None,
+        hook: Callable[[int, dict], None] | None = None, labels: Sequence | None = None,
+        desc: str | None = None) -> RunResult:
+    """Train ``model`` on ``task`` for ``cfg.steps`` steps; returns a :class:`RunResult`.
+
+    Parameters
+    ----------
+    model : SequenceClassifier (single or ensemble) or StockSequenceClassifier
+        Initialised by the caller (the engine does not draw weights).
+    task : object with ``train_batch(batch_size, generator)`` and ``eval_data()``
+    cfg : TrainConfig or dict
+    checkpoint : path, optional
+        Checkpoint file; an existing one is resumed. Written every ``cfg.checkpoint_every``
+        steps (and deleted when the run completes).
+    hook : callable, optional
+        ``hook(step, info)`` after every step (``info``: per-member losses); may raise to
+        interrupt the run (used by the tests).
+    labels : sequence, optional
+        One label per member (e.g. the Theta or learning rate), stored in ``meta``.
+
+    Curves (``RunResult.curves``): ``train_loss``/``train_acc`` ``(steps, M)``, ``eval_step
+    (E,)``, ``eval_loss``/``eval_acc`` ``(E, M)``, ``grad_norm (steps, M)``. Final metrics:
+    ``train_loss`` (mean of the last 10 steps), ``eval_loss``, ``eval_acc`` per member.
+    """
+    if isinstance(cfg, dict):
+        cfg = TrainConfig.from_dict(cfg)
+    if not hasattr(task, "train_batch") or not hasattr(task, "eval_data"):
+        raise ValueError(f"task must provide train_batch(batch_size, generator) and eval_data(); got "
+                         f"{type(task).__name__}")
+    device = pick_device(cfg.device)
+    amp = bool(cfg.amp and device.type == "cuda")
+    model.to(device)
+    members = _members(model)
+    M = members or 1
+    if labels is not None and len(labels) != M:
+        raise ValueError(f"labels has {len(labels)} entries; allowed: one per member ({M})")
+    lr = cfg.lr
+    if isinstance(lr, (list, tuple, np.ndarray)) and members is None:
+        if len(lr) != 1:
+            raise ValueError(f"lr={list(lr)!r}: a list of learning rates needs an ensemble; this model is single")
+        lr = float(lr[0])
+    opt = MemberOptimizer(model.parameters(), cfg.optimizer, lr, members=members, momentum=cfg.momentum,
+                          betas=cfg.betas, eps=cfg.eps, alpha=cfg.alpha)
+    gen = torch.Generator().manual_seed(int(cfg.seed))
+    torch.manual_seed(int(cfg.seed))
+
+    S = cfg.steps
+    train_loss = np.full((S, M), np.nan)
+    train_acc = np.full((S, M), np.nan)
+    grad_norm = np.full((S, M), np.nan)
+    ev_step, ev_loss, ev_acc = [], [], []
+    diverged = np.zeros(M, dtype=bool)
+    diverged_step = np.full(M, -1)
+    start, elapsed = 0, 0.0
+
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and ckpt.exists():
+        st = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        gen.set_state(st["gen"])
+        torch.set_rng_state(st["torch_rng"])
+        start, elapsed = st["step"], st["elapsed"]
+        train_loss[:start], train_acc[:start], grad_norm[:start] = (st["train_loss"], st["train_acc"],
+                                                                      st["grad_norm"])
+        ev_step, ev_loss, ev_acc = list(st["ev_step"]), list(st["ev_loss"]), list(st["ev_acc"])
+        diverged, diverged_step = st["diverged"].copy(), st["diverged_step"].copy()
+
+    x_eval, y_eval = task.eval_data()
+
+    def do_eval(step):
+        model.eval()
+        l, a = evaluate(model, x_eval, y_eval, cfg.eval_batch_size, device, amp)
+        model.train()
+        l = np.where(diverged, np.nan, l)
+        ev_step.append(step)
+        ev_loss.append(l)
+        ev_acc.append(np.where(diverged, np.nan, a))
+
+    ftz = flush_denormal()           # vanishing gradients must not fall into slow denormal arithmetic
+    ftz.__enter__()
+    try:
+        return _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, gen, train_loss, train_acc,
+                     grad_norm, ev_step, ev_loss, ev_acc, diverged, diverged_step, start, elapsed, ckpt, do_eval)
+    finally:
+        ftz.__exit__(None, None, None)
+
+
+def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, gen, train_loss, train_acc, grad_norm,
+          ev_step, ev_loss, ev_acc, diverged, diverged_step, start, elapsed, ckpt, do_eval):
+    S = cfg.steps
+    from tqdm import tqdm
+    bar = tqdm(total=S, initial=start, desc=desc, disable=not progress_enabled(cfg.progress), leave=False)
+    t0 = time.perf_counter()
+    stopped_at = S
+    model.train()
+    for step in range(start, S):
+        x, y = task.train_batch(cfg.batch_size, gen)
+        x, y = x.to(device), y.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = _logits(model, x)
+        losses = _per_member_ce(logits, y)                       # (M,)
+        finite = torch.isfinite(losses.detach())
+        newly = (~finite.cpu().numpy()) & ~diverged
+        diverged_step[newly] = step
+        diverged |= newly
+        active = torch.from_numpy(~diverged).to(device)
+        total = torch.where(active, losses, torch.zeros_like(losses)).sum()
+        opt.zero_grad()
+        if bool(active.any()):
+            total.backward()
+            if cfg.clip is not None:
+                gn = clip_grad_norm_members_(opt.params, cfg.clip, members)
+            else:
+                gn = _grad_norms(opt.params, members)
+            opt.step(active if members is not None else None)
+            grad_norm[step] = np.broadcast_to(gn.detach().double().cpu().numpy(), (M,))
+        lv = losses.detach().double().cpu().numpy()
+        train_loss[step] = np.where(diverged, np.nan, lv)
+        train_acc[step] = np.where(diverged, np.nan, (logits.detach().argmax(-1) == y).double().mean(1).cpu().numpy())
+        bar.update(1)
+        if hook is not None:
+            hook(step, {"loss": lv, "diverged": diverged.copy()})
+        if diverged.all():
+            stopped_at = step + 1
+            break
+        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < S:
+            do_eval(step + 1)
+        if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < S:
+            _save_checkpoint(ckpt, {
+                "model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                "torch_rng": torch.get_rng_state(), "step": step + 1,
+                "elapsed": elapsed + time.perf_counter() - t0,
+                "train_loss": train_loss[:step + 1], "train_acc": train_acc[:step + 1],
+                "grad_norm": grad_norm[:step + 1], "ev_step": ev_step, "ev_loss": ev_loss, "ev_acc": ev_acc,
+                "diverged": diverged, "diverged_step": diverged_step})
+    bar.close()
+    do_eval(stopped_at)
+    wall = elapsed + time.perf_counter() - t0
+    if ckpt is not None and ckpt.exists():
+        ckpt.unlink()
+
+    last = train_loss[max(0, stopped_at - 10):stopped_at]
+    with np.errstate(all="ignore"):
+        final_train = np.where(diverged, np.nan, np.nanmean(np.where(np.isfinite(last), last, np.nan), 0)
+                               if len(last) else np.nan)
+    curves = {"train_loss": train_loss, "train_acc": train_acc, "grad_norm": grad_norm,
+              "eval_step": np.asarray(ev_step), "eval_loss": np.asarray(ev_loss).reshape(-1, M),
+              "eval_acc": np.asarray(ev_acc).reshape(-1, M)}
+    final = {"train_loss": final_train.tolist(), "eval_loss": curves["eval_loss"][-1].tolist(),
+             "eval_acc": curves["eval_acc"][-1].tolist()}
+    meta = {"seed": int(cfg.seed), "code_version": code_version(), "torch_version": torch.__version__,
+            "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+            "wall_time_s": wall, "members": M, "diverged": diverged.tolist(),
+            "diverged_step": diverged_step.tolist(), "steps_run": stopped_at, "resumed_from": start,
+            "model": repr(getattr(model, "cell", model)).replace("\n", " "),
+            "labels": list(labels) if labels is not None else None,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    return RunResult(curves, final, cfg.to_dict(), meta)
+
+
+@torch.no_grad()
+def _grad_norms(params, members):
+    params = [p for p in params if p.grad is not None]
+    if members is None:
+        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.double()) for p in params]))
+    return sum(p.grad.double().reshape(members, -1).pow(2).sum(1) for p in params).sqrt()
+
+
+@dataclass
+class ScanResult:
+    """A learning-rate scan: ``lrs``, one :class:`RunResult` per lr, and the best lr."""
+
+    lrs: np.ndarray
+    results: list
+    best_lr: float | None
+    best_index: int | None = None
+    metric: str = "eval_acc"
+    extra: dict = field(default_factory=dict)
+
+
+def _pick_best(lrs, results, metric):
+    best, best_i = None, None
+    for i, r in enumerate(results):
+        if r.diverged and r.diverged[0]:
+            continue
+        v = r.final[metric][0]
+        key = (v if metric.endswith("acc") else -v, -r.final["eval_loss"][0])
+        if not np.isfinite(key[0]):
+            continue
+        if best is None or key > best:
+            best, best_i = key, i
+    return best_i
+
+
+def lr_scan(build: Callable[[int | None], torch.nn.Module], task, cfg: TrainConfig | dict,
+            lrs: Sequence[float] | None = None, ensemble: bool = True, metric: str = "eval_acc") -> ScanResult:
+    """Learning-rate scan (Appendix C.5.1): train one network per lr and pick the best.
+
+    ``build(members)`` returns an initialised model: with ``ensemble=True`` an ensemble of
+    ``len(lrs)`` members trained at once with one lr each (``build`` should give every member
+    the same initial weights, or different draws, as the experiment wants); with
+    ``ensemble=False`` ``build(None)`` is called once per lr and the runs go one after another.
+    ``lrs`` defaults to :func:`default_lrs` (8 points, 1e-5 .. 1e-2). Diverged runs are kept,
+    flagged, and never picked. ``metric``: ``"eval_acc"`` (max) or ``"eval_loss"``/``"train_loss"`` (min).
+    """
+    if isinstance(cfg, dict):
+        cfg = TrainConfig.from_dict(cfg)
+    lrs = np.asarray(default_lrs() if lrs is None else lrs, dtype=float)
+    if lrs.ndim != 1 or len(lrs) < 1 or not np.all(lrs > 0):
+        raise ValueError(f"lrs={lrs!r} must be a non-empty 1-d sequence of positive floats")
+    if metric not in ("eval_acc", "eval_loss", "train_loss"):
+        raise ValueError(f"metric={metric!r}; allowed: eval_acc, eval_loss, train_loss")
+    if ensemble:
+        model = build(len(lrs))
+        res = fit(model, task, replace(cfg, lr=lrs.tolist()), labels=[f"lr={v:.3g}" for v in lrs], desc="lr scan")
+        results = [res.member(i) for i in range(len(lrs))]
+    else:
+        results = [fit(build(None), task, replace(cfg, lr=float(v)), labels=[f"lr={v:.3g}"], desc=f"lr={v:.2g}")
+                   for v in lrs]
+    i = _pick_best(lrs, results, metric)
+    return ScanResult(lrs, results, None if i is None else float(lrs[i]), i, metric)
+
+
+def sweep(runs: dict[str, Callable[[], RunResult]], store=None, profile: str | None = None,
+          experiment: str | None = None, rerun: bool = False) -> dict[str, RunResult]:
+    """Run ``{name: fn}`` one after another, each ``fn()`` returning a :class:`RunResult`
+    (typically a :func:`fit`); with a ``store`` results are loaded when present and saved when
+    new. Diverged runs are recorded (``meta["diverged"]``) and the sweep goes on."""
+    out = {}
+    for name, fn in runs.items():
+        if store is not None:
+            out[name] = store.load_or_run(profile, experiment, name, fn, rerun=rerun)
+        else:
+            out[name] = fn()
+    return out

@@ -1,0 +1,148 @@
+"""Optimizers with per-member hyperparameters for ensembles (Appendix C.5: SGD with momentum;
+Adam and RMSprop as alternatives).
+
+The update rules are those of ``torch.optim.SGD`` (momentum, no dampening or Nesterov),
+``torch.optim.Adam`` and ``torch.optim.RMSprop`` (non-centred, no momentum) with their default
+constants; the learning rate may be a tensor with one value per ensemble member, applied along
+the leading (member) axis of every parameter. Optimizer state is element-wise, hence
+per-member. Gradient clipping by norm is per member too (:func:`clip_grad_norm_members_`), so
+member ``k`` of an ensemble is updated exactly as the same network trained alone.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+
+__all__ = ["MemberOptimizer", "clip_grad_norm_members_", "OPTIMIZERS"]
+
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+
+
+def _member_view(v: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    return v.reshape((-1,) + (1,) * (p.dim() - 1))
+
+
+@torch.no_grad()
+def clip_grad_norm_members_(params: Iterable[torch.Tensor], max_norm: float, members: int | None):
+    """Clip gradients to norm ``max_norm``: globally (``members=None``, as
+    ``torch.nn.utils.clip_grad_norm_``) or separately for each member (leading axis). Returns
+    the norms before clipping, shape ``(members,)`` or ``()``."""
+    params = [p for p in params if p.grad is not None]
+    if members is None:
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+        coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+        for p in params:
+            p.grad.mul_(coef)
+        return norm
+    sq = sum(p.grad.reshape(members, -1).pow(2).sum(1) for p in params)
+    norm = sq.sqrt()
+    coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+    for p in params:
+        p.grad.mul_(_member_view(coef, p))
+    return norm
+
+
+class MemberOptimizer:
+    """SGD-with-momentum, Adam or RMSprop with a scalar or per-member learning rate.
+
+    Parameters
+    ----------
+    params : iterable of tensors
+        With ``members`` set, every parameter's leading axis is the member axis.
+    kind : {"sgd", "adam", "rmsprop"}
+    lr : float or sequence of floats (one per member)
+    members : int or None
+    momentum : float (SGD), betas, eps (Adam), alpha, eps (RMSprop)
+    """
+
+    def __init__(self, params, kind: str = "sgd", lr=1e-3, members: int | None = None, momentum: float = 0.9,
+                 betas=(0.9, 0.999), eps: float = 1e-8, alpha: float = 0.99):
+        if kind not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {kind!r}; allowed: {', '.join(OPTIMIZERS)}")
+        self.params = [p for p in params if p.requires_grad]
+        self.kind, self.members = kind, members
+        self.momentum, self.betas, self.eps, self.alpha = float(momentum), tuple(betas), float(eps), float(alpha)
+        lr_t = torch.as_tensor(lr, dtype=torch.float64)
+        if lr_t.dim() == 0:
+            self.lr = float(lr_t)
+        else:
+            if members is None or lr_t.shape != (members,):
+                raise ValueError(f"lr has shape {tuple(lr_t.shape)}; allowed: a float, or one value per member "
+                                 f"({members} members)")
+            self.lr = lr_t
+        lrs = lr_t.reshape(-1)
+        if not torch.all(torch.isfinite(lrs)) or torch.any(lrs < 0):
+            raise ValueError(f"lr={lr!r} must be finite and >= 0")
+        self.step_count = 0
+        self.state: list[dict] = [{} for _ in self.params]
+
+    def _lr(self, p: torch.Tensor):
+        if isinstance(self.lr, float):
+            return self.lr
+        return _member_view(self.lr.to(device=p.device, dtype=p.dtype), p)
+
+    @torch.no_grad()
+    def step(self, active: torch.Tensor | None = None) -> None:
+        """One update. ``active`` (bool per member) freezes members marked False (e.g. diverged)."""
+        self.step_count += 1
+        t = self.step_count
+        for p, st in zip(self.params, self.state):
+            g = p.grad
+            if g is None:
+                continue
+            frozen = active is not None and not bool(active.all())
+            if frozen:
+                keep = _member_view(active.to(p.device), p)
+                p_old = p.detach().clone()
+            lr = self._lr(p)
+            if self.kind == "sgd":
+                if self.momentum != 0:
+                    buf = st.get("momentum_buffer")
+                    if buf is None:
+                        buf = st["momentum_buffer"] = g.clone()
+                    else:
+                        buf.mul_(self.momentum).add_(g)
+                    g = buf
+                if isinstance(lr, float):
+                    p.add_(g, alpha=-lr)
+                else:
+                    p.sub_(g * lr)
+            elif self.kind == "adam":
+                b1, b2 = self.betas
+                m = st.setdefault("exp_avg", torch.zeros_like(p))
+                v = st.setdefault("exp_avg_sq", torch.zeros_like(p))
+                m.lerp_(g, 1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
+                denom = (v.sqrt() / math.sqrt(bc2)).add_(self.eps)
+                if isinstance(lr, float):
+                    p.addcdiv_(m, denom, value=-lr / bc1)
+                else:
+                    p.sub_(m / denom * (lr / bc1))
+            else:  # rmsprop
+                sq = st.setdefault("square_avg", torch.zeros_like(p))
+                sq.mul_(self.alpha).addcmul_(g, g, value=1 - self.alpha)
+                avg = sq.sqrt().add_(self.eps)
+                if isinstance(lr, float):
+                    p.addcdiv_(g, avg, value=-lr)
+                else:
+                    p.sub_(g / avg * lr)
+            if frozen:
+                p.copy_(torch.where(keep, p, p_old))
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def state_dict(self) -> dict:
+        return {"step_count": self.step_count, "lr": self.lr,
+                "state": [{k: v.clone() for k, v in st.items()} for st in self.state]}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.step_count = d["step_count"]
+        self.lr = d["lr"]
+        if len(d["state"]) != len(self.params):
+            raise ValueError("optimizer state does not match the parameters")
+        self.state = [{k: v.to(p.device) for k, v in st.items()} for st, p in zip(d["state"], self.params)]

@@ -1,0 +1,210 @@
+"""The results store: one ``<run>.json`` (config, final metrics, provenance) and one ``<run>.npz``
+(curves) per run under ``<root>/<profile>/<experiment>/``, written atomically.
+
+``root`` is ``$RNN_MFT_RESULTS`` when set, else ``data/results`` of the repository (the
+directory holding ``pyproject.toml`` above this package), else ``./data/results``. With
+``$RNN_MFT_RESULTS_READONLY=1`` (``make figures``) nothing is written and
+:meth:`ResultsStore.load_or_run` refuses to train a run that is not stored.
+
+The ``.npz`` is written first and the ``.json`` last, each to a temporary file in the same
+folder and then moved into place with :func:`os.replace`, so a reader never sees a partial
+file and a ``.json`` always has its curves beside it.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["RunResult", "ResultsStore", "results_root", "code_version", "atomic_write_bytes"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
+
+
+def _repo_root() -> Path | None:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").exists() and (parent / "src" / "rnn_mft").exists():
+            return parent
+    return None
+
+
+def results_root() -> Path:
+    env = os.environ.get("RNN_MFT_RESULTS")
+    if env:
+        return Path(env)
+    repo = _repo_root()
+    return (repo if repo is not None else Path.cwd()) / "data" / "results"
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """``git:<commit>`` (``+dirty`` when tracked files changed) or ``rnn_mft <version>``."""
+    repo = _repo_root()
+    if repo is not None:
+        try:
+            commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                                    timeout=10).stdout.strip()
+            if commit:
+                dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                                       capture_output=True, text=True, timeout=10).stdout.strip()
+                return f"git:{commit}" + ("+dirty" if dirty else "")
+        except (OSError, subprocess.SubprocessError):
+            pass
+    try:
+        from importlib.metadata import version
+        return f"rnn_mft {version('rnn_mft')}"
+    except Exception:  # pragma: no cover
+        return "unknown"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        x = float(x)
+        return x if np.isfinite(x) else str(x)      # JSON has no NaN/inf: "nan", "inf"
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    if hasattr(x, "tolist"):
+        return _jsonable(x.tolist())
+    return x
+
+
+@dataclass
+class RunResult:
+    """What one training run (one network or one ensemble) produced.
+
+    ``curves``: arrays, e.g. ``train_loss (steps, M)``, ``eval_step (E,)``, ``eval_acc (E, M)``.
+    ``final``: final metrics (lists with one value per member). ``config``: the run's settings.
+    ``meta``: seed, code version, torch version, device, wall time, diverged flags, labels.
+    """
+
+    curves: dict = field(default_factory=dict)
+    final: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def diverged(self) -> list:
+        return list(self.meta.get("diverged", []))
+
+    def member(self, k: int) -> "RunResult":
+        """The result of member ``k`` alone (arrays indexed on their member axis)."""
+        M = int(self.meta.get("members", 1))
+        curves = {n: (a[:, k:k + 1] if a.ndim == 2 and a.shape[1] == M else a) for n, a in self.curves.items()}
+        final = {n: ([v[k]] if isinstance(v, list) and len(v) == M else v) for n, v in self.final.items()}
+        meta = dict(self.meta, members=1, member_of_ensemble=k)
+        for key in ("diverged", "diverged_step", "labels"):
+            if isinstance(meta.get(key), list) and len(meta[key]) == M:
+                meta[key] = [meta[key][k]]
+        return RunResult({n: np.array(a) for n, a in curves.items()}, final, dict(self.config), meta)
+
+    def to_json_dict(self) -> dict:
+        return _jsonable({"config": self.config, "final": self.final, "meta": self.meta,
+                          "curves": sorted(self.curves)})
+
+
+def _unjson(x):
+    if isinstance(x, dict):
+        return {k: _unjson(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_unjson(v) for v in x]
+    if x in ("nan", "inf", "-inf"):
+        return float(x)
+    return x
+
+
+class ResultsStore:
+    """Read and write run results under ``root`` (see the module docstring)."""
+
+    def __init__(self, root: str | os.PathLike | None = None, readonly: bool | None = None):
+        self.root = Path(root) if root is not None else results_root()
+        if readonly is None:
+            readonly = os.environ.get("RNN_MFT_RESULTS_READONLY", "") not in ("", "0", "false", "False")
+        self.readonly = bool(readonly)
+
+    def path(self, profile: str, experiment: str, run: str) -> Path:
+        """``<root>/<profile>/<experiment>/<run>`` (without suffix)."""
+        for name, v in (("profile", profile), ("experiment", experiment), ("run", run)):
+            if not isinstance(v, str) or not _NAME.match(v):
+                raise ValueError(f"{name}={v!r} must be a plain name of letters, digits and _ . = + -")
+        return self.root / profile / experiment / run
+
+    def checkpoint_path(self, profile: str, experiment: str, run: str) -> Path:
+        """Where a long run keeps its checkpoint: ``$RNN_MFT_CHECKPOINTS`` or ``<root>/../checkpoints``."""
+        base = Path(os.environ.get("RNN_MFT_CHECKPOINTS", self.root.parent / "checkpoints"))
+        return base / profile / experiment / f"{self.path(profile, experiment, run).name}.pt"
+
+    def exists(self, profile: str, experiment: str, run: str) -> bool:
+        return self.path(profile, experiment, run).with_suffix(".json").exists()
+
+    def runs(self, profile: str, experiment: str) -> list[str]:
+        d = self.root / profile / experiment
+        return sorted(p.stem for p in d.glob("*.json")) if d.exists() else []
+
+    def save(self, profile: str, experiment: str, run: str, result: RunResult) -> Path:
+        if self.readonly:
+            raise PermissionError(f"the results store {self.root} is read-only (RNN_MFT_RESULTS_READONLY); "
+                                  f"not writing {profile}/{experiment}/{run}")
+        base = self.path(profile, experiment, run)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **{k: np.asarray(v) for k, v in result.curves.items()})
+        atomic_write_bytes(base.with_suffix(".npz"), buf.getvalue())
+        text = json.dumps(result.to_json_dict(), indent=1, sort_keys=True)
+        atomic_write_bytes(base.with_suffix(".json"), (text + "\n").encode())
+        return base.with_suffix(".json")
+
+    def load(self, profile: str, experiment: str, run: str) -> RunResult:
+        base = self.path(profile, experiment, run)
+        if not base.with_suffix(".json").exists():
+            raise FileNotFoundError(f"no stored result {base}.json")
+        d = _unjson(json.loads(base.with_suffix(".json").read_text()))
+        curves = {}
+        if base.with_suffix(".npz").exists():
+            with np.load(base.with_suffix(".npz")) as z:
+                curves = {k: z[k] for k in z.files}
+        return RunResult(curves, d.get("final", {}), d.get("config", {}), d.get("meta", {}))
+
+    def load_or_run(self, profile: str, experiment: str, run: str, fn: Callable[[], RunResult],
+                    rerun: bool = False) -> RunResult:
+        """The stored result if there is one (and not ``rerun``), else ``fn()``, stored."""
+        if self.exists(profile, experiment, run) and not rerun:
+            return self.load(profile, experiment, run)
+        if self.readonly:
+            raise FileNotFoundError(f"{profile}/{experiment}/{run} is not in the read-only results store "
+                                    f"{self.root}; run it first without RNN_MFT_RESULTS_READONLY")
+        result = fn()
+        self.save(profile, experiment, run, result)
+        return result

@@ -1,0 +1,155 @@
+"""Cells: gradients (finite differences), tied/untied semantics, ensembles, bad input."""
+import numpy as np
+import pytest
+import torch
+
+from rnn_mft import nets
+from rnn_mft.theory import ARCHS, Theta
+
+torch.set_num_threads(1)
+ALL = list(ARCHS)
+
+
+def _model(arch, untied=None, hard=False, members=None, seed=0, n_in=3, N=4, n_out=2):
+    g = torch.Generator().manual_seed(seed)
+    m = nets.make_classifier(arch, n_in, N, n_out, untied=untied, hard_sigmoid=hard, members=members).double()
+    nets.init_(m, Theta.uniform(arch, sigma2=1.5, nu2=1.0, rho2=0.2, mu=0.1), generator=g)
+    return m
+
+
+@pytest.mark.parametrize("arch", ALL)
+@pytest.mark.parametrize("untied,members", [(None, None), (5, None), (None, 2)])
+def test_gradients_match_finite_differences(arch, untied, members):
+    """The hand-written backward of every architecture against torch.autograd.gradcheck
+    (central differences, eps=1e-6, float64) for the input and every parameter."""
+    m = _model(arch, untied, members=members)
+    x = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
+    params = list(m.parameters())
+    names = [n for n, _ in m.named_parameters()]
+
+    def f(x, *ps):
+        torch.func.functional_call  # noqa: B018 (exists)
+        return torch.func.functional_call(m, dict(zip(names, ps)), (x,))
+
+    assert torch.autograd.gradcheck(f, (x, *[p.detach().clone().requires_grad_() for p in params]),
+                                    eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["gru", "lstm"])
+def test_hard_sigmoid_gradients(arch):
+    m = _model(arch, hard=True)
+    x = torch.randn(3, 6, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: m(x), (x,), eps=1e-6, atol=1e-6)
+
+
+def test_hard_sigmoid_is_keras():
+    u = torch.tensor([-10.0, -2.5, 0.0, 1.0, 2.5, 10.0])
+    np.testing.assert_allclose(nets.hard_sigmoid(u).numpy(), [0, 0, 0.5, 0.7, 1, 1], atol=1e-7)
+
+
+@pytest.mark.parametrize("arch", ALL)
+def test_untied_with_equal_steps_equals_tied(arch):
+    tied = _model(arch)
+    untied = nets.make_classifier(arch, 3, 4, 2, untied=6).double()
+    with torch.no_grad():
+        untied.cell.weight_hh.copy_(tied.cell.weight_hh.unsqueeze(1).expand_as(untied.cell.weight_hh))
+        untied.cell.weight_ih.copy_(tied.cell.weight_ih.unsqueeze(1).expand_as(untied.cell.weight_ih))
+        untied.cell.bias.copy_(tied.cell.bias.unsqueeze(1).expand_as(untied.cell.bias))
+        untied.weight.copy_(tied.weight)
+        untied.bias_out.copy_(tied.bias_out)
+    x = torch.randn(3, 6, 3, dtype=torch.float64)
+    torch.testing.assert_close(untied(x), tied(x), rtol=0, atol=1e-12)
+    # shorter sequences use the first steps' weights
+    torch.testing.assert_close(untied(x[:, :4]), tied(x[:, :4]), rtol=0, atol=1e-12)
+
+
+def test_untied_steps_are_independent():
+    m = nets.make("gru", 3, 4, untied=5)
+    W = m.gate("f").W
+    assert W.shape == (5, 4, 4)
+    assert not torch.allclose(W[0], W[1])
+
+
+@pytest.mark.parametrize("arch", ALL)
+def test_stack_and_member_roundtrip(arch):
+    singles = [_model(arch, seed=s) for s in range(3)]
+    ens = nets.stack(singles)
+    x = torch.randn(4, 5, 3, dtype=torch.float64)
+    out = ens(x)
+    assert out.shape == (3, 4, 2)
+    for k, s in enumerate(singles):
+        torch.testing.assert_close(out[k], s(x), rtol=0, atol=1e-12)
+        torch.testing.assert_close(ens.member(k)(x), s(x), rtol=0, atol=0)
+    # per-member inputs
+    xs = torch.randn(3, 4, 5, 3, dtype=torch.float64)
+    out = ens(xs)
+    for k, s in enumerate(singles):
+        torch.testing.assert_close(out[k], s(xs[k]), rtol=0, atol=1e-12)
+
+
+def test_members_with_different_lengths_read_out_at_their_own_step():
+    singles = [_model("lstm", seed=s) for s in range(3)]
+    ens = nets.stack(singles, lengths=[2, 5, 3])
+    x = torch.randn(4, 6, 3, dtype=torch.float64)
+    out = ens(x)
+    for k, T in enumerate([2, 5, 3]):
+        torch.testing.assert_close(out[k], singles[k](x[:, :T]), rtol=0, atol=1e-12)
+        torch.testing.assert_close(ens.member(k)(x), singles[k](x[:, :T]), rtol=0, atol=1e-12)
+
+
+def test_forward_shapes_and_state():
+    cell = nets.make("lstm", 3, 4)
+    P, (h, c) = cell(torch.randn(2, 5, 3))
+    assert P.shape == (2, 5, 4) and h.shape == c.shape == (2, 4)
+    torch.testing.assert_close(P[:, -1], h)
+    cell = nets.make("peephole_lstm", 3, 4, members=2)
+    P, c = cell(torch.randn(2, 5, 3))
+    assert P.shape == (2, 2, 5, 4) and c.shape == (2, 2, 4)
+
+
+def test_gate_views_write_through():
+    cell = nets.make("gru", 3, 4)
+    W, U, b = cell.gate("r2")
+    assert W.shape == (4, 4) and U.shape == (4, 3) and b.shape == (4,)
+    b.fill_(7.0)
+    assert torch.all(cell.bias.data[0, 8:12] == 7.0)
+    ens = nets.make("gru", 3, 4, members=5, untied=2)
+    assert ens.gate("f").W.shape == (5, 2, 4, 4)
+    assert ens.gate("f", member=1).U.shape == (2, 4, 3)
+
+
+# ---------------------------------------------------------------------- bad input
+def test_unknown_arch():
+    with pytest.raises(ValueError, match="unknown architecture arch='rnn'.*allowed: vanilla, minimal, gru"):
+        nets.make("rnn", 3, 4)
+
+
+def test_sequence_longer_than_untied():
+    m = nets.make_classifier("gru", 3, 4, 2, untied=5)
+    with pytest.raises(ValueError, match="T=6 exceeds.*untied=5"):
+        m(torch.randn(2, 6, 3))
+    with pytest.raises(ValueError, match="exceed.*untied=5"):
+        nets.make_classifier("gru", 3, 4, 2, untied=5, members=2, lengths=[3, 7])
+
+
+def test_mismatched_input_size():
+    m = nets.make_classifier("lstm", 3, 4, 2)
+    with pytest.raises(ValueError, match="input size 5.*n_in=3"):
+        m(torch.randn(2, 6, 5))
+    with pytest.raises(ValueError, match="shape"):
+        m(torch.randn(6, 3))
+    with pytest.raises(ValueError, match="members=2"):
+        nets.make("lstm", 3, 4, members=2)(torch.randn(3, 2, 6, 3))
+
+
+@pytest.mark.parametrize("kw", [dict(n_hidden=0), dict(n_in=-1), dict(untied=0), dict(members=1.5)])
+def test_bad_sizes(kw):
+    args = dict(arch="gru", n_in=3, n_hidden=4)
+    args.update(kw)
+    with pytest.raises(ValueError, match=f"{next(iter(kw))}="):
+        nets.make(**args)
+
+
+def test_unknown_gate():
+    with pytest.raises(ValueError, match="unknown gate 'o'.*allowed gates: f, r, r2"):
+        nets.make("gru", 3, 4).gate("o")
