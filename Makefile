@@ -45,10 +45,11 @@ chapter: setup
 	  ls book/chapters | sed 's/\.md$$//;s/^/  /'; exit 2)
 	$(BIN)/python tools/build_book.py --profile $(PROFILE) --build $(BUILD) --only $(CH)
 
-# Execute every chapter and write its figures (PNG and PDF) to $(BUILD)/figures, without
-# rendering HTML.
+# Redraw every figure (PNG and PDF in $(BUILD)/figures) without retraining: the chapters run with
+# the results store read-only, so training results come from data/results/<profile>/ (written by
+# an earlier `make book` with the same PROFILE); a chapter whose results are missing says so.
 figures: setup
-	$(BIN)/python tools/build_book.py --profile $(PROFILE) --build $(BUILD) --no-html
+	RNN_MFT_RESULTS_READONLY=1 $(BIN)/python tools/build_book.py --profile $(PROFILE) --build $(BUILD) --no-html
 
 # The paper's scale: needs a GPU and the full data sets.
 reproduce: setup
