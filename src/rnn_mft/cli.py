@@ -27,6 +27,8 @@ class _Usage(Exception):
 
 
 def _parser():
+    from .theory import lstm as _lstm
+
     p = _Parser(prog="rnn-mft", description="Mean-field theory of LSTMs and GRUs (Gilboa et al. 2019).")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     t = sub.add_parser("theory", help="fixed point, chi, xi, m1, m2, var for one Theta")
@@ -35,8 +37,10 @@ def _parser():
     t.add_argument("--sigma-z", type=float, default=1.0, help="input correlation in [0, 1] (default 1)")
     t.add_argument("--R", type=float, default=1.0, help="input second moment (default 1)")
     t.add_argument("--json", action="store_true", help="print one JSON object")
-    t.add_argument("--n-s", type=int, default=1000, help="LSTM: Algorithm 1 samples (default 1000)")
-    t.add_argument("--n-iters", type=int, default=200, help="LSTM: Algorithm 1 iterations (default 200)")
+    t.add_argument("--n-s", type=int, default=_lstm.DEFAULT_NS,
+                   help=f"LSTM: Algorithm 1 samples (default {_lstm.DEFAULT_NS})")
+    t.add_argument("--n-iters", type=int, default=_lstm.DEFAULT_ITERS,
+                   help=f"LSTM: Algorithm 1 iterations (default {_lstm.DEFAULT_ITERS})")
     t.add_argument("--seed", type=int, default=0, help="LSTM: seed of the samples (default 0)")
     s = sub.add_parser("solve", help="a Theta with a target time scale xi (or chi)")
     s.add_argument("--arch", required=True)

@@ -67,8 +67,8 @@ def _check_bounds(arch, bounds):
 
 def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = None, bounds: dict | None = None,
                         *, base: Theta | None = None, key: str | None = None, sigma_z: float = 1.0, R: float = 1.0,
-                        n_grid: int = 6, m1_weight: float = 1.0, tol: float = 1e-8, n_s: int = 300,
-                        n_iters: int = 150, seed: int = 0) -> SolveResult:
+                        n_grid: int = 6, m1_weight: float = 1.0, tol: float = 1e-8, n_s: int | None = None,
+                        n_iters: int | None = None, seed: int = 0) -> SolveResult:
     r"""Find :math:`\Theta` with :math:`\xi(\Theta) = \xi` (or :math:`\chi(\Theta) = \chi`) and the
     smallest Jacobian variance (15c) and :math:`|m_1 - 1|` (15b) within ``bounds``.
 
@@ -95,7 +95,12 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
     m1_weight : float
         Weight :math:`w` of :math:`(m_1 - 1)^2` in the objective.
     n_s, n_iters, seed : int
-        LSTM sampling settings (Algorithm 1).
+        LSTM sampling settings (Algorithm 1); by default those of :func:`analyze`, so that
+        ``analyze("lstm", result.theta)`` reproduces the achieved ``xi``. Algorithm 1's common
+        random numbers make both deterministic, but the sampled chi carries Monte-Carlo error of
+        order :math:`1/\sqrt{n_s}`; since :math:`\xi = -1/\log\chi`, long targets
+        (:math:`1 - \chi \lesssim 1/\sqrt{n_s}`) are resolved only roughly, and
+        ``n_iters`` should exceed a few times the cell state's memory :math:`1/(1 - \sigma(\mu_f))`.
 
     Returns
     -------
@@ -103,6 +108,8 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
         ``theta`` and the achieved ``chi, xi, m1, m2, var``.
     """
     check_arch(arch)
+    n_s = _lstm.DEFAULT_NS if n_s is None else n_s
+    n_iters = _lstm.DEFAULT_ITERS if n_iters is None else n_iters
     if (xi is None) == (chi is None):
         raise ValueError("give exactly one of xi (> 0) and chi (in (0, 1))")
     if xi is not None:
