@@ -21,7 +21,7 @@ def plot(fig3: dict):
             ax.axvline(x, color=COLORS["sim"], ls=ls, lw=1)
         for x in (tm, tm - tsd, tm + tsd):
             ax.axvline(x, color=COLORS["theory"], ls=":", lw=1.3)
-        ax.set_title(f"{name}\nmean {mu:.3g} (theory {tm:.3g}), sd {sd:.2g} (theory {tsd:.2g})")
+        ax.set_title(f"{name}\nmean {mu:.3g} (theory {tm:.3g})\nsd {sd:.2g} (theory {tsd:.2g})")
         ax.set_xlabel("squared singular value of $J$")
     np.atleast_1d(axes)[0].set_ylabel("density")
     return fig

@@ -20,5 +20,5 @@ def plot(res: dict):
         ax.set_title(f"{name}: $\\xi$ = {r['xi']:.2g}")
         ax.set_xlabel("cell state $c$")
     np.atleast_1d(axes)[0].set_ylabel("density")
-    np.atleast_1d(axes)[0].legend(frameon=False)
+    np.atleast_1d(axes)[0].legend(frameon=False, loc="upper left", fontsize=7)
     return fig

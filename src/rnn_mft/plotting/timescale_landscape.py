@@ -11,7 +11,7 @@ __all__ = ["plot"]
 
 def plot(res: dict):
     archs = list(res)
-    fig, axes = plt.subplots(2, len(archs), figsize=(2.6 * len(archs), 4.6), squeeze=False)
+    fig, axes = plt.subplots(2, len(archs), figsize=(2.7 * len(archs), 4.9), squeeze=False)
     for j, arch in enumerate(archs):
         r = res[arch]
         for i, (key, lab) in enumerate((("xi", r"$\log_{10}\xi$"), ("var", r"$\log_{10}\sigma_{JJ^T}$"))):
@@ -24,9 +24,10 @@ def plot(res: dict):
             ax.plot(*r["standard"], "o", color="white", mec="k", label="standard (C.5)")
             ax.plot(*r["critical"], "*", color=COLORS["critical"], mec="k", ms=9, label="critical (C.4)")
             ax.set_xlabel(r["xlabel"])
-            if j == 0:
-                ax.set_ylabel(r["ylabel"])
+            ax.set_ylabel(r["ylabel"])         # the axes differ between architectures
             if i == 0:
                 ax.set_title(arch)
     axes[0, 0].legend(fontsize=6, loc="lower left")
+    fig.text(0.5, -0.01, "White cells: the fixed-point solver did not converge there (reported as NaN, "
+             "never as a value). Colour scales are clipped at 1e12.", ha="center", fontsize=7)
     return fig
