@@ -68,6 +68,87 @@ class AnalysisResult:
         return {k: conv(getattr(self, k)) for k in KEYS}
 
 
+#: Gauss-Hermite orders that bound the buckets of grid points (see :func:`_closed_form`)
+_BUCKETS = (96, 128, 176, 240, 320)
+#: m2 (through the stationary moments E[s^p], p <= 4, of the perpetuity) converges more slowly in
+#: the order than chi does: the bucketed Jacobian moments use this multiple of the bucket's order
+#: (above order 128; at the lowest orders the variances are small and m2 is already accurate)
+JAC_FACTOR = 1.5
+
+
+def _one(theta, sz, R, tol, order, q_init=None, jac_order=None):
+    fp = _mf.fixed_point(theta, sz, R=R, tol=tol, n=order, q_init=q_init)
+    nq = fp.cmap.nq if fp.cmap is not None else order
+    # (mu*, Q*) live on theta's grid (they do not depend on Sigma_z)
+    m1, m2, m2p = _mf.jacobian_moments(theta, fp.cmap.mu, fp.cmap.q, R,
+                                       n=nq if jac_order is None else jac_order(nq))
+    return fp, m1, m2, m2p, nq
+
+
+def _closed_form(theta, sz, R, tol, order):
+    """Fixed point, chi and Jacobian moments, with the quadrature order chosen per group of grid points.
+
+    The automatic order grows with the largest pre-activation variance (:func:`meanfield.nodes_for`);
+    one point with a large variance (e.g. the peephole cell state at mu_f >> 0) would otherwise set
+    it for the whole grid. A cheap low-order solve estimates each point's largest variance; points
+    are bucketed by the order it calls for, and each bucket is solved on its own, with the order
+    again chosen automatically from that bucket's (exact) variances, so every point gets at least
+    the order the rule asks for at its own variance. With an explicit ``order``, a small grid, an
+    array ``sigma_z`` or a bounded state (|s| <= 1: vanilla, minimal, GRU) the whole grid is
+    solved at once.
+    """
+    shape = theta.shape
+    # states bounded by 1 (vanilla, minimal, GRU): Q* <= 1 bounds every variance and the
+    # single-grid solve already starts from that bound, so there is little to gain
+    if (order is not None or np.size(sz) != 1 or int(np.prod(shape)) < 64
+            or theta.arch in ("vanilla", "minimal", "gru")):
+        return _one(theta, sz, R, tol, order)
+    P = int(np.prod(shape))
+    flat = _mf._flat(theta, shape)
+    _, q0, _, _, _ = _mf.solve_q(flat, R, n=32, tol=1e-3, max_iter=6)
+    bad = ~np.isfinite(q0) | (q0 <= 0)
+    q0 = np.where(bad, 1.0, q0)
+    vmax = np.zeros(P)
+    for k in ARCHS[theta.arch]:
+        if k == "r2":
+            continue
+        p = flat[k]
+        vmax = np.maximum(vmax, p.sigma2 * (1.25 * q0 + 0.05) + p.nu2 * R + p.rho2)
+    need = np.where(bad, 400, np.clip(np.ceil(24 + 40 * vmax), 96, 400))
+    b = np.searchsorted(np.asarray(_BUCKETS), need)      # bucket index per point
+    labels = np.unique(b)
+    if labels.size == 1:
+        return _one(theta, sz, R, tol, order)
+    szs = np.reshape(sz, ())
+    fields = ("mu_s", "q_s", "c_s", "chi", "residual")
+    out = {f: np.full(P, np.nan) for f in fields}
+    conv = np.zeros(P, dtype=bool)
+    m1, m2, m2p = np.full(P, np.nan), np.full(P, np.nan), np.full(P, np.nan)
+    its, nqs = 0, []
+    groups = [np.flatnonzero(b == lab) for lab in labels]
+
+    def solve(idx):
+        return _one(_mf._take(flat, idx), szs, R, tol, None, q_init=q0[idx],
+                    jac_order=lambda nq: nq if nq <= 128 else int(min(400, JAC_FACTOR * nq)))
+
+    # the buckets are independent: two at a time on two threads (numpy releases the GIL), the
+    # largest first so that the load balances
+    order_ = sorted(range(len(groups)), key=lambda j: -groups[j].size)
+    results = dict(zip(order_, _lstm._pool().map(solve, [groups[j] for j in order_])))
+    for j, idx in enumerate(groups):
+        fp, a1, a2, a2p, nq = results[j]
+        for f in fields:
+            out[f][idx] = getattr(fp, f)
+        conv[idx] = fp.converged
+        m1[idx], m2[idx], m2p[idx] = a1, a2, a2p
+        its = max(its, fp.iterations)
+        nqs.append(nq)
+    r = lambda a: a.reshape(shape)  # noqa: E731
+    fp = _mf.FixedPointResult(r(out["mu_s"]), r(out["q_s"]), r(out["c_s"]), r(out["chi"]), r(conv),
+                              r(out["residual"]), its, None)
+    return fp, r(m1), r(m2), r(m2p), max(nqs)
+
+
 def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float = 1e-10,
             order: int | None = None, n_s: int = _lstm.DEFAULT_NS, n_iters: int = _lstm.DEFAULT_ITERS,
             seed: int = 0) -> AnalysisResult:
@@ -112,10 +193,7 @@ def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float 
         info = {"method": "Algorithm 1 (cell-state sampling)", "n_s": n_s, "n_iters": n_iters, "seed": seed,
                 "iterations": fp.iterations}
     else:
-        fp = _mf.fixed_point(theta, sz, R=R, tol=tol, n=order)
-        nq = fp.cmap.nq if fp.cmap is not None else order
-        # (mu*, Q*) live on theta's grid (they do not depend on Sigma_z)
-        m1, m2, m2p = _mf.jacobian_moments(theta, fp.cmap.mu, fp.cmap.q, R, n=nq)
+        fp, m1, m2, m2p, nq = _closed_form(theta, sz, R, tol, order)
         info = {"method": "quadrature + Mehler series", "order": nq, "iterations": fp.iterations}
     shape = np.shape(fp.chi)
     conv = np.broadcast_to(fp.converged, shape)

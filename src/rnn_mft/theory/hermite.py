@@ -79,6 +79,13 @@ class PairSeries:
         self.B = t1 - (M + 1) * t0
         self.A = t0 - self.B
 
+    def take(self, idx) -> "PairSeries":
+        """The series at the grid points ``idx`` (first axis of the coefficients)."""
+        out = object.__new__(PairSeries)
+        out.p, out.M = self.p[idx], self.M
+        out.A, out.B = np.broadcast_to(self.A, self.p.shape[:-1])[idx], np.broadcast_to(self.B, self.p.shape[:-1])[idx]
+        return out
+
     def __call__(self, C, deriv: bool = False):
         """Value (and derivative if ``deriv``) at correlation ``C`` (broadcast with the coefficients)."""
         C = np.asarray(C, dtype=float)

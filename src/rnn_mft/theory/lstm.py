@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .meanfield import _sig, check_R, check_sigma_z, nodes_for
-from .quadrature import expect, expect2
+from .quadrature import expect
 from .theta import Theta
 
 __all__ = ["sample_cell_state", "fixed_point_iteration", "LSTMFixedPoint", "fixed_point",
@@ -75,33 +75,100 @@ def _gate_corr(theta, mu_h, q_h, c_h, sigma_z, R):
     return out
 
 
-def _run(theta, q_h, za, zb=None, corr=None, R=1.0, keep_last=False):
-    """Iterate eq. (16) from c = 0 with the common random numbers; shapes (*grid, n_s)."""
-    sd = {k: np.asarray(v)[..., None] for k, v in _gate_sd(theta, q_h, R).items()}
-    mu = {k: np.asarray(theta[k].mu)[..., None] for k in "ifro"}
+#: grid points per block of the cell-state iteration (the block's work arrays stay in cache)
+_BLOCK = 256
+_POOL = None
+
+
+def _pool():
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+        import os
+        _POOL = ThreadPoolExecutor(max(1, min(2, os.cpu_count() or 1)))
+    return _POOL
+
+
+def _chain(theta, q_h, za, zb=None, corr=None, R=1.0, last=False):
+    """Iterate eq. (16) from c = 0 with the common random numbers.
+
+    Returns ``c`` (*grid, n_s) after ``n_iters`` steps and, with ``last``, the gate values
+    ``(sigma(u_f), sigma(u_i), tanh(u_r))`` of one more step (draw ``n_iters``). With ``zb`` the
+    chain is the second copy ``b`` of a pair, driven by ``corr[k] za + sqrt(1 - corr[k]^2) zb``.
+    The grid is cut into blocks of :data:`_BLOCK` points that are iterated in place (and two at a
+    time on two threads: numpy releases the GIL); sigma(u) is evaluated as (1 + tanh(u/2))/2.
+    """
+    sd = _gate_sd(theta, q_h, R)
+    parts = [np.shape(sd[k]) for k in "ifr"] + [np.shape(theta[k].mu) for k in "ifr"]
     if zb is not None:
-        cc = {k: np.asarray(corr[k])[..., None] for k in "ifr"}
-        ss = {k: np.sqrt(np.clip(1 - cc[k] ** 2, 0, None)) for k in "ifr"}
-    n_iters = za.shape[0] - 1
-    ca = cb = 0.0
-    idx = {"i": 0, "f": 1, "r": 2}
-    last = None
-    for t in range(n_iters + (1 if keep_last else 0)):
-        ua = {k: mu[k] + sd[k] * za[t, idx[k]] for k in "ifr"}
-        if keep_last and t == n_iters:
-            last = (ca, cb, ua, None)
-        new_a = _sig(ua["f"]) * ca + _sig(ua["i"]) * np.tanh(ua["r"])
-        if zb is not None:
-            ub = {k: mu[k] + sd[k] * (cc[k] * za[t, idx[k]] + ss[k] * zb[t, idx[k]]) for k in "ifr"}
-            if keep_last and t == n_iters:
-                last = (ca, cb, ua, ub)
-            cb = _sig(ub["f"]) * cb + _sig(ub["i"]) * np.tanh(ub["r"])
-        if keep_last and t == n_iters:
-            break
-        ca = new_a
-    if keep_last:
-        return last
-    return ca, (cb if zb is not None else None)
+        parts += [np.shape(corr[k]) for k in "ifr"]
+    gshape = np.broadcast_shapes(*parts)
+    P = int(np.prod(gshape))
+    n_iters, n_s = za.shape[0] - 1, za.shape[-1]
+    coef = {}
+    for k in "ifr":
+        h = 0.5 if k in "if" else 1.0
+        m = h * np.broadcast_to(np.asarray(theta[k].mu, float), gshape).reshape(P, 1)
+        a = h * np.broadcast_to(np.asarray(sd[k], float), gshape).reshape(P, 1)
+        if zb is None:
+            coef[k] = (m, a, None)
+        else:
+            cc = np.broadcast_to(np.asarray(corr[k], float), gshape).reshape(P, 1)
+            coef[k] = (m, a * cc, a * np.sqrt(np.clip(1 - cc**2, 0, None)))
+    gi = {"i": 0, "f": 1, "r": 2}
+    c_out = np.empty((P, n_s))
+    lasts = tuple(np.empty((P, n_s)) for _ in range(3)) if last else None
+
+    def pre(k, t, sl, out, tmp):
+        m, a, b = coef[k]
+        np.multiply(a[sl], za[t, gi[k]], out=out)
+        out += m[sl]
+        if b is not None:
+            np.multiply(b[sl], zb[t, gi[k]], out=tmp)
+            out += tmp
+        np.tanh(out, out=out)
+
+    def block(lo):
+        sl = slice(lo, min(lo + _BLOCK, P))
+        p = sl.stop - sl.start
+        c = np.zeros((p, n_s))
+        tf, ti, tr, tmp = (np.empty((p, n_s)) for _ in range(4))
+        for t in range(n_iters):
+            pre("f", t, sl, tf, tmp)
+            pre("i", t, sl, ti, tmp)
+            pre("r", t, sl, tr, tmp)
+            tf += 1.0                       # c <- ((1 + tanh(u_f/2)) c + (1 + tanh(u_i/2)) tanh(u_r)) / 2
+            c *= tf
+            ti += 1.0
+            ti *= tr
+            c += ti
+            c *= 0.5
+        c_out[sl] = c
+        if last:
+            pre("f", n_iters, sl, tf, tmp)
+            pre("i", n_iters, sl, ti, tmp)
+            pre("r", n_iters, sl, tr, tmp)
+            lasts[0][sl] = 0.5 * (1.0 + tf)
+            lasts[1][sl] = 0.5 * (1.0 + ti)
+            lasts[2][sl] = tr
+
+    starts = range(0, P, _BLOCK)
+    if P > _BLOCK:
+        list(_pool().map(block, starts))
+    else:
+        block(0)
+    oshape = gshape + (n_s,)
+    c_out = c_out.reshape(oshape)
+    if not last:
+        return c_out, None
+    return c_out, tuple(x.reshape(oshape) for x in lasts)
+
+
+def _run(theta, q_h, za, zb=None, corr=None, R=1.0, keep_last=False):
+    """Compatibility wrapper: ``(ca, cb)`` after ``n_iters`` steps of eq. (16) from c = 0."""
+    ca, _ = _chain(theta, q_h, za, None, None, R)
+    cb = _chain(theta, q_h, za, zb, corr, R)[0] if zb is not None else None
+    return ca, cb
 
 
 def sample_cell_state(theta: Theta, q_h=None, mu_h=None, n_s: int = DEFAULT_NS, n_iters: int = DEFAULT_ITERS,
@@ -172,7 +239,7 @@ def fixed_point_iteration(mu_h, q_h, theta: Theta, n_s: int = DEFAULT_NS, n_iter
 
 
 def _fpi(theta, q_h, za, R):
-    c, _ = _run(theta, q_h, za, R=R)
+    c, _ = _chain(theta, q_h, za, R=R)
     Eo, Eo2, _, _ = _o_moments(theta, q_h, R)
     t = np.tanh(c)
     return Eo * t.mean(-1), Eo2 * (t * t).mean(-1)
@@ -207,22 +274,31 @@ def _take(theta: Theta, idx) -> Theta:
 
 def _solve_q(theta, za, R, tol, max_iter):
     """Q_h = FPI(Q_h) by a safeguarded secant iteration on the flattened grid, iterating only
-    over the points that have not converged yet (so stragglers do not cost the whole grid)."""
+    over the points that have not converged yet (so stragglers do not cost the whole grid).
+
+    The start comes from three plain Algorithm-1 iterations on a quarter of the samples (only
+    the start: the secant iteration solves the full sampled map); a point's residual and mu are
+    those of its last evaluation, and only points still moving at ``max_iter`` are re-evaluated.
+    """
     P = theta.shape[0]
     q = np.full(P, 0.25)
+    zs = za[..., : max(10, za.shape[-1] // 4)]
     for _ in range(3):                                   # a few plain Algorithm-1 iterations
-        _, q = _fpi(theta, q, za, R)
+        _, qn = _fpi(theta, q, zs, R)
+        q = np.where(np.isfinite(qn) & (qn > 0), qn, q)
     mu, g = _fpi(theta, q, za, R)
     r = g - q
     q_prev, r_prev = q.copy(), r.copy()
     q = g.copy()
+    res = np.full(P, np.inf)
     active = np.arange(P)
     it = 0
     for it in range(max_iter):
-        th = _take(theta, active)
+        th = theta if active.size == P else _take(theta, active)
         mu_a, g_a = _fpi(th, q[active], za, R)
         r_a = g_a - q[active]
         mu[active] = mu_a
+        res[active] = np.abs(r_a)
         done = np.abs(r_a) < tol
         with np.errstate(divide="ignore", invalid="ignore"):
             d = (r_a - r_prev[active]) / (q[active] - q_prev[active])
@@ -233,21 +309,41 @@ def _solve_q(theta, za, R, tol, max_iter):
         active = active[~done]
         if active.size == 0:
             break
-    mu, g = _fpi(theta, q, za, R)
-    return mu, q, np.abs(g - q), it
+    if active.size:                                      # moved after their last evaluation
+        mu_a, g_a = _fpi(_take(theta, active), q[active], za, R)
+        mu[active], res[active] = mu_a, np.abs(g_a - q[active])
+    return mu, q, res, it
 
 
-def _pair_quantities(theta, mu, q, c_h, sz, za, zb, R, n_o):
-    """E[h_a h_b] after one more step, chi (A.2.3) at correlation c_h, from sampled pairs."""
-    corr = _gate_corr(theta, mu, q, c_h, sz, R)
-    ca, cb, ua, ub = _run(theta, q, za, zb, corr, R, keep_last=True)
+def _o_series(theta, q, R):
+    """Mehler series of E[sigma(u_oa) sigma(u_ob)] and E[sigma'(u_oa) sigma'(u_ob)] in C_o
+    (the output gate is independent of the cell state: its pair expectations are 1-D work)."""
+    from . import hermite as _h
     po = theta["o"]
-    vo = po.sigma2 * q + po.nu2 * R + po.rho2
-    Soo = expect2(_sig, None, po.mu, vo, corr["o"], n=n_o)                   # E s(u_oa) s(u_ob)
-    dSoo = expect2(lambda u: _sig(u) * (1 - _sig(u)), None, po.mu, vo, corr["o"], n=n_o)
-    fa, fb = _sig(ua["f"]), _sig(ub["f"])
-    ia, ib = _sig(ua["i"]), _sig(ub["i"])
-    ra, rb = np.tanh(ua["r"]), np.tanh(ub["r"])
+    vo = np.asarray(po.sigma2 * q + po.nu2 * R + po.rho2, float)
+    mo = np.broadcast_to(np.asarray(po.mu, float), vo.shape)
+    nq = max(nodes_for(np.max(vo)), 96)
+    M = int(min(nq * 2 // 3, 320))
+    x, w, _ = _h.hermite_weights(M, nq)
+    u = mo[..., None] + np.sqrt(vo)[..., None] * x
+    s = _sig(u)
+    d = s * (1 - s)
+    dd = d * (1 - 2 * s)
+    cs, cd = _h.coefficients(s, M, nq), _h.coefficients(d, M, nq)
+    return (_h.PairSeries(cs, cs, (s * s) @ w, vo * ((d * d) @ w)),
+            _h.PairSeries(cd, cd, (d * d) @ w, vo * ((dd * dd) @ w)))
+
+
+def _pair_quantities(theta, mu, q, c_h, sz, za, zb, R, a_cache, o_series):
+    """E[h_a h_b] after one more step, chi (A.2.3) at correlation c_h, from sampled pairs.
+
+    ``a_cache = (ca, (fa, ia, ra))`` is copy a's chain (it does not depend on c_h);
+    ``o_series`` the output gate's pair series (:func:`_o_series`) at these grid points."""
+    corr = _gate_corr(theta, mu, q, c_h, sz, R)
+    cb, (fb, ib, rb) = _chain(theta, q, za, zb, corr, R, last=True)
+    ca, (fa, ia, ra) = a_cache
+    Soo = o_series[0](corr["o"])                                           # E s(u_oa) s(u_ob)
+    dSoo = o_series[1](corr["o"])
     cna, cnb = fa * ca + ia * ra, fb * cb + ib * rb                        # c' (eq. (16))
     ta, tb = np.tanh(cna), np.tanh(cnb)
     Ehh = Soo * (ta * tb).mean(-1)
@@ -260,16 +356,16 @@ def _pair_quantities(theta, mu, q, c_h, sz, za, zb, R, n_o):
     return Ehh, chi
 
 
-def jacobian_moments(theta: Theta, q, za, R=1.0):
+def jacobian_moments(theta: Theta, q, za, R=1.0, chain=None):
     """m1, m2 (free probability) and the printed eq. (14) for the LSTM (Appendix A.2.3).
 
     The D's of the module docstring are evaluated on the sampled (c, u_i, u_f, u_r) of the last
     step; the output gate (independent of them) is integrated by quadrature:
     ``D_o = sigma'(u_o) X_o`` and ``D_k = sigma(u_o) X_k`` for k = i, f, r. See
     :func:`rnn_mft.theory.meanfield.jacobian_moments` for the formulas (all terms are (1a)).
+    ``chain``: the result of ``_chain(theta, q, za, R=R, last=True)`` if already computed.
     """
-    ca, _, ua, _ = _run(theta, q, za, None, None, R, keep_last=True)
-    f, i, r = _sig(ua["f"]), _sig(ua["i"]), np.tanh(ua["r"])
+    ca, (f, i, r) = _chain(theta, q, za, None, None, R, last=True) if chain is None else chain
     cn = f * ca + i * r
     tc = np.tanh(cn)
     dtc = 1 - tc**2
@@ -321,10 +417,14 @@ def fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, n_s: int = DEFAULT_NS
     res_q = np.broadcast_to(res_q.reshape(theta.shape), shape).ravel()
     var = q - mu**2
 
+    ca, lst = _chain(th_full, q, za, None, None, R, last=True)       # copy a: independent of C
+    o_ser = _o_series(th_full, q, R)
+
     def Mc(c, idx):
         th = _take(th_full, idx)
-        _, _, _, n_o = _o_moments(th, q[idx], R)
-        Ehh, chi = _pair_quantities(th, mu[idx], q[idx], c, szf[idx], za, zb, R, n_o)
+        a_cache = (ca[idx], tuple(x[idx] for x in lst))
+        Ehh, chi = _pair_quantities(th, mu[idx], q[idx], c, szf[idx], za, zb, R, a_cache,
+                                    tuple(o.take(idx) for o in o_ser))
         with np.errstate(divide="ignore", invalid="ignore"):
             return (Ehh - mu[idx] ** 2) / var[idx], chi
 
@@ -345,6 +445,13 @@ def fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, n_s: int = DEFAULT_NS
         un = allidx[unstable_one]
         if un.size:
             rhi[un] = Mc(hi[un], un)[0] - hi[un]
+        # no sign change on [lo, hi]: no root to bracket. The bracketed search would only slide to
+        # the endpoint with the smaller residual, so take that endpoint at once; its residual
+        # (evaluated below) decides convergence exactly as before (usually: not converged, NaN).
+        a = active
+        nob = (np.sign(rlo[a]) == np.sign(rhi[a])) & (rlo[a] != 0) & (rhi[a] != 0)
+        c[a[nob]] = np.where(np.abs(rlo[a[nob]]) < np.abs(rhi[a[nob]]), lo[a[nob]], hi[a[nob]])
+        active = a[~nob]
     for _ in range(40):
         if active.size == 0:
             break
@@ -375,6 +482,9 @@ def fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, n_s: int = DEFAULT_NS
     res = np.maximum(res_q, res_c)
     conv = (res < max(tol, 1e-8)) & np.isfinite(chi) & np.isfinite(q) & (q > 0)
     mu, q, c, chi, res, conv = (np.reshape(x, shape) for x in (mu, q, c, chi, res, conv))
-    m1, m2, m2p = jacobian_moments(theta, q_q.reshape(theta.shape), za, R)
+    ch = None
+    if shape == theta.shape:                  # copy a's chain is the one the moments need
+        ch = (ca.reshape(shape + ca.shape[-1:]), tuple(x.reshape(shape + x.shape[-1:]) for x in lst))
+    m1, m2, m2p = jacobian_moments(theta, q_q.reshape(theta.shape), za, R, chain=ch)
     nan = lambda a: np.where(conv, np.broadcast_to(a, shape), np.nan)  # noqa: E731
     return LSTMFixedPoint(nan(mu), nan(q), nan(c), nan(chi), nan(m1), nan(m2), nan(m2p), conv, res, it)

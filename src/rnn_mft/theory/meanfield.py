@@ -54,11 +54,16 @@ def _sig(u):
     return 0.5 * (1.0 + np.tanh(0.5 * u))
 
 
+def _dsig(u):
+    s = _sig(u)
+    return s * (1.0 - s)
+
+
 FUNCS = {
     "sig": _sig,
-    "dsig": lambda u: _sig(u) * (1.0 - _sig(u)),
+    "dsig": _dsig,
     "omsig": lambda u: _sig(-u),
-    "ndsig": lambda u: -_sig(u) * (1.0 - _sig(u)),
+    "ndsig": lambda u: -_dsig(u),
     "tanh": np.tanh,
     "dtanh": lambda u: 1.0 - np.tanh(u) ** 2,
     "one": lambda u: np.ones_like(u),
@@ -136,6 +141,22 @@ def _safe_corr(cov, var):
     return np.clip(c, -1.0, 1.0)
 
 
+def _derived(get, name, u):
+    """Values of FUNCS[name] at the nodes, from the cached sigmoid/tanh values where possible
+    (``get(name)`` returns cached values, ``u()`` the nodes): one transcendental per gate."""
+    if name == "omsig":
+        return 1.0 - get("sig")
+    if name == "dsig":
+        s = get("sig")
+        return s * (1.0 - s)
+    if name == "ndsig":
+        return -get("dsig")
+    if name == "dtanh":
+        t = get("tanh")
+        return 1.0 - t * t
+    return FUNCS[name](u())
+
+
 class _Gauss1:
     """E[prod of functions of one gate] by n-point Gauss-Hermite, with a per-gate value cache."""
 
@@ -150,7 +171,7 @@ class _Gauss1:
     def f(self, g, name):
         key = (g, name)
         if key not in self.vals:
-            self.vals[key] = FUNCS[name](self.u[g])
+            self.vals[key] = _derived(lambda nm: self.f(g, nm), name, lambda: self.u[g])
         return self.vals[key]
 
     def E(self, g, names):
@@ -275,54 +296,91 @@ def _q_map(theta, spec, q, R, n):
     return mu, qn, G
 
 
+def _max_var(theta, q, R):
+    """Largest pre-activation variance over the grid, point by point (NaN ignored); for the GRU's
+    r2 the bound sigma2 * Q + ... (E sigma(u_r)^2 <= 1)."""
+    v = 0.0
+    for k in ARCHS[theta.arch]:
+        p = theta[k]
+        vk = np.asarray(p.sigma2 * q + p.nu2 * R + p.rho2, float)
+        v = max(v, float(np.nanmax(vk, initial=0.0)) if vk.size else 0.0)
+    return v
+
+
+def _flat(theta: Theta, shape) -> Theta:
+    """Theta with every field broadcast to ``shape`` and flattened (grid points on one axis)."""
+    return Theta(theta.arch, {g: {f: np.broadcast_to(getattr(theta[g], f), shape).ravel().copy()
+                                  for f in ("sigma2", "nu2", "rho2", "mu")} for g in theta})
+
+
+def _take(theta: Theta, idx) -> Theta:
+    """The grid points ``idx`` of a flattened Theta."""
+    return Theta(theta.arch, {g: {f: getattr(theta[g], f)[idx] for f in ("sigma2", "nu2", "rho2", "mu")}
+                              for g in theta})
+
+
 def solve_q(theta: Theta, R=1.0, n: int | None = None, tol: float = 1e-12, max_iter: int = 100,
             q_init=None):
     """Fixed point (mu*, Q*) of eq. (6) (single sequence): safeguarded Newton on Q = G(Q).
 
     Returns ``(mu, q, residual, iterations)``; Picard steps are used where Newton's slope is not
-    that of a stable fixed point (G' >= 1) or the step would leave Q > 0.
+    that of a stable fixed point (G' >= 1) or the step would leave Q > 0. Grid points whose
+    residual is below ``tol`` are not iterated further. With ``q_init`` (a close start, e.g. a
+    low-order solve) the initial Picard steps are skipped.
     """
     spec = SPECS[theta.arch]
     shape = theta.shape
+    th = _flat(theta, shape if shape else (1,))
+    P = th.shape[0]
+    if n is None and q_init is None and P > 1:
+        # locate Q* at a low order first: the automatic order then follows the actual variances
+        # (not the bound Q <= 1 or the start), and the full-order solve starts close to Q*
+        _, q0, _, _, _ = solve_q(theta, R, n=32, tol=1e-4, max_iter=10)
+        q_init = np.where(np.isfinite(q0) & (q0 > 0), q0, 1.0)
     # node count from a bound on the largest gate variance (Q of a bounded state is <= 1;
     # the peephole cell state can exceed it: the bound is re-checked after solving).
-    q = np.ones(shape) if q_init is None else np.broadcast_to(np.asarray(q_init, float), shape).copy()
+    q = np.ones(P) if q_init is None else np.broadcast_to(np.asarray(q_init, float), shape).ravel().copy()
     nn = n
     it = 0
     for attempt in range(3):
-        nq_var = max(float(np.max(theta[k].sigma2 * np.nanmax(q) + theta[k].nu2 * R + theta[k].rho2))
-                     for k in ARCHS[theta.arch])
+        # from a close start (q_init), a 5% margin on Q avoids a second attempt for a small rise
+        nq_var = _max_var(th, q * (1.05 if (attempt == 0 and q_init is not None) else 1.0), R)
         nn = nodes_for(nq_var, n)
-        for _ in range(3):
-            _, qn, _ = _q_map(theta, spec, q, R, nn)
+        for _ in range(3 if (q_init is None or attempt > 0) else 0):
+            _, qn, _ = _q_map(th, spec, q, R, nn)
             q = np.where(np.isfinite(qn) & (qn > 0), qn, q)
         # secant iteration on r(Q) = G(Q) - Q (one map per step), safeguarded: a secant slope
         # that is not that of a stable fixed point (G' >= 1), a non-finite step or Q <= 0 falls
         # back to a Picard step or a shrink towards 0 (a state with no input decays to Q* = 0)
-        _, g0, _ = _q_map(theta, spec, q, R, nn)
+        _, g0, _ = _q_map(th, spec, q, R, nn)
         r0 = g0 - q
-        q_prev, r_prev = q, r0
+        q_prev, r_prev = q.copy(), r0
         q = np.where(np.isfinite(g0) & (g0 > 0), g0, q)
+        active = np.arange(P)
         for it in range(max_iter):
-            _, g, _ = _q_map(theta, spec, q, R, nn)
-            r = g - q
-            if np.all(np.abs(r) <= tol * np.maximum(1.0, q)):
+            a = active
+            tha = th if a.size == P else _take(th, a)
+            qa = q[a]
+            _, g, _ = _q_map(tha, spec, qa, R, nn)
+            r = g - qa
+            done = np.abs(r) <= tol * np.maximum(1.0, qa)
+            if np.all(done):
                 break
             with np.errstate(divide="ignore", invalid="ignore"):
-                d = (r - r_prev) / (q - q_prev)
-                qN = q - r / d
-            qN = np.where(np.isfinite(qN) & (qN <= 0), 1e-3 * q, qN)
-            qN = np.minimum(qN, 10 * q + 1)                    # damped growth (long memories)
-            ok = (d < -1e-14) & np.isfinite(qN) & (q != q_prev)
-            q_prev, r_prev = q, r
-            q = np.where(ok, qN, np.where(np.isfinite(g) & (g > 0), g, q))
-        new_var = max(float(np.max(theta[k].sigma2 * np.nanmax(q) + theta[k].nu2 * R + theta[k].rho2))
-                      for k in ARCHS[theta.arch])
+                d = (r - r_prev[a]) / (qa - q_prev[a])
+                qN = qa - r / d
+            qN = np.where(np.isfinite(qN) & (qN <= 0), 1e-3 * qa, qN)
+            qN = np.minimum(qN, 10 * qa + 1)                    # damped growth (long memories)
+            ok = (d < -1e-14) & np.isfinite(qN) & (qa != q_prev[a])
+            q_prev[a], r_prev[a] = qa, r
+            q[a] = np.where(done, qa, np.where(ok, qN, np.where(np.isfinite(g) & (g > 0), g, qa)))
+            active = a[~done]
+        new_var = _max_var(th, q, R)
         if n is not None or nodes_for(new_var) <= nn:
             break
-    mu, g0, _ = _q_map(theta, spec, q, R, nn)
+    mu, g0, _ = _q_map(th, spec, q, R, nn)
     res = np.abs(g0 - q) / np.maximum(1.0, q)
-    return mu, q, res, it, nn
+    return mu.reshape(shape), q.reshape(shape), res.reshape(shape), it, nn
 
 
 # --- the C map (7) as a series, its fixed point and chi (8) ----------------------------------
@@ -353,7 +411,7 @@ class CMap:
         self.series = {}
         if spec.gru:
             self._add(("r", "sig", "sig"), means["r"], vars_["r"])
-            g2 = self._vals(means["r"], vars_["r"], "sig")
+            g2 = self._vals(means["r"], vars_["r"], "sig", "r")
             p = theta["r2"]
             means["r2"] = p.mu
             vars_["r2"] = p.sigma2 * (g2**2 @ w) * self.q + p.nu2 * R + p.rho2
@@ -363,16 +421,24 @@ class CMap:
         self.ET = np.ones(())
         for g, name in spec.T:
             self._add((g, name, name), means[g], vars_[g])
-            self.ET = self.ET * (self._vals(means[g], vars_[g], name) @ w)
+            self.ET = self.ET * (self._vals(means[g], vars_[g], name, g) @ w)
 
-    def _vals(self, m, v, name):
-        u = np.asarray(m, float)[..., None] + np.sqrt(np.asarray(v, float))[..., None] * self.x
-        return FUNCS[name](u)
+    def _vals(self, m, v, name, g=None):
+        if g is not None:                      # cached per gate (the gate fixes m and v)
+            cache = self.__dict__.setdefault("_cache", {})
+            if (g, name) not in cache:
+                cache[(g, name)] = _derived(lambda nm: self._vals(m, v, nm, g), name,
+                                            lambda: self._u(m, v))
+            return cache[(g, name)]
+        return FUNCS[name](self._u(m, v))
+
+    def _u(self, m, v):
+        return np.asarray(m, float)[..., None] + np.sqrt(np.asarray(v, float))[..., None] * self.x
 
     def _add(self, key, m, v):
         g, a, b = key
-        fa, fb = self._vals(m, v, a), self._vals(m, v, b)
-        da, db = self._vals(m, v, DERIV[a]), self._vals(m, v, DERIV[b])
+        fa, fb = self._vals(m, v, a, g), self._vals(m, v, b, g)
+        da, db = self._vals(m, v, DERIV[a], g), self._vals(m, v, DERIV[b], g)
         ca = _h.coefficients(fa, self.M, self.nq)
         cb = ca if a == b else _h.coefficients(fb, self.M, self.nq)
         self.series[key] = _h.PairSeries(ca, cb, (fa * fb) @ self.w, np.asarray(v) * ((da * db) @ self.w))
@@ -499,13 +565,13 @@ class FixedPointResult:
 
 
 def fixed_point(theta: Theta, sigma_z=1.0, R=1.0, tol: float = 1e-10, n: int | None = None,
-                M: int | None = None) -> FixedPointResult:
+                M: int | None = None, q_init=None) -> FixedPointResult:
     """(mu*, Q*, C*) of eq. (6) and chi (eq. (8)) for a closed-form architecture, on a grid."""
     if theta.arch not in SPECS:
         raise ValueError(f"arch={theta.arch!r} has no closed-form map; allowed: {', '.join(SPECS)}")
     sz = check_sigma_z(sigma_z)
     R = check_R(R)
-    mu, q, res_q, it_q, _ = solve_q(theta, R, n, tol=tol * 1e-2)
+    mu, q, res_q, it_q, _ = solve_q(theta, R, n, tol=tol * 1e-2, q_init=q_init)
     var_s = q - mu**2
     # a (numerically) deterministic state has no correlation to speak of: C* = 1
     ok_var = var_s > 1e-14 * np.maximum(1.0, q)
