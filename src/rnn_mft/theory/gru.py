@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .meanfield import _safe_corr, _var_corr
 from .quadrature import expect, expect2, sigmoid
 from .theta import Theta
 
@@ -67,17 +68,7 @@ class GRUState:
 
 def _gate(theta: Theta, k: str, q_s, ss_ab, R, sigma_z):
     """Variance and correlation of u_k for a gate of form (1a): eqs. (4a)-(4b)."""
-    p = theta[k]
-    var = p.sigma2 * q_s + p.nu2 * R + p.rho2            # Q_k - mu_k^2
-    cov = p.sigma2 * ss_ab + p.nu2 * R * sigma_z + p.rho2
-    return var, _safe_corr(cov, var)
-
-
-def _safe_corr(cov, var):
-    var = np.asarray(var, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        c = np.where(var > 0, cov / np.where(var > 0, var, 1.0), 1.0)
-    return np.clip(c, -1.0, 1.0)
+    return _var_corr(theta[k], q_s, ss_ab, R, sigma_z)
 
 
 def preactivations(theta: Theta, mu_s, q_s, c_s, sigma_z=1.0, R=1.0, n: int | None = None) -> dict:

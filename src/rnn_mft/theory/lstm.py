@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .meanfield import _sig, check_R, check_sigma_z, nodes_for
+from .meanfield import _flat, _sig, _take, check_R, check_sigma_z, nodes_for
 from .quadrature import expect
 from .theta import Theta
 
@@ -259,17 +259,6 @@ class LSTMFixedPoint:
     converged: np.ndarray
     residual: np.ndarray
     iterations: int
-
-
-def _flat(theta: Theta, shape) -> Theta:
-    """Theta with every field broadcast to ``shape`` and flattened (grid points on one axis)."""
-    return Theta(theta.arch, {g: {f: np.broadcast_to(getattr(theta[g], f), shape).ravel().copy()
-                                  for f in ("sigma2", "nu2", "rho2", "mu")} for g in theta})
-
-
-def _take(theta: Theta, idx) -> Theta:
-    return Theta(theta.arch, {g: {f: getattr(theta[g], f)[idx] for f in ("sigma2", "nu2", "rho2", "mu")}
-                              for g in theta})
 
 
 def _solve_q(theta, za, R, tol, max_iter):
