@@ -29,8 +29,12 @@ def test_chapter_executes_with_smoke_profile(name, tmp_path):
     assert "profile = \"smoke\"" in injected[0].source
     defaults = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert defaults and all("remove-cell" in c.metadata["tags"] for c in defaults)
+    figs = list((tmp_path / "figures").glob("*.png"))
     for fig in (tmp_path / "figures").glob("*"):
         assert fig.stat().st_size > 0
+    # every figure written is also displayed in the notebook (so it reaches the HTML page)
+    shown = sum(1 for c in nb.cells for o in c.get("outputs", []) if any(k.startswith("image/") for k in o.get("data", {})))
+    assert shown >= len(figs), f"{name}: wrote {len(figs)} figures but displayed {shown}"
 
 
 def test_failing_chapter_is_named_with_its_cell(tmp_path):

@@ -123,6 +123,9 @@ def execute_chapter(name: str, profile: str, out_dir: Path, *, book_dir: Path = 
     env_before = os.environ.get("RNN_MFT_FIGURES_DIR")
     if figures_dir is not None:
         os.environ["RNN_MFT_FIGURES_DIR"] = str(Path(figures_dir).resolve())
+    # A non-interactive MPLBACKEND (e.g. Agg) in the caller's environment would override the
+    # kernel's inline backend and no figure would be displayed: the kernel runs without it.
+    mpl_backend = os.environ.pop("MPLBACKEND", None)
     t0 = time.perf_counter()
     try:
         papermill.execute_notebook(nb, str(tmp), parameters={"profile": profile}, kernel_name="python3",
@@ -135,6 +138,8 @@ def execute_chapter(name: str, profile: str, out_dir: Path, *, book_dir: Path = 
             f"(cell #{exc.cell_index} of the notebook, first line: {src_line!r}): "
             f"{exc.ename}: {exc.evalue}\n  executed notebook with the traceback: {tmp}") from None
     finally:
+        if mpl_backend is not None:
+            os.environ["MPLBACKEND"] = mpl_backend
         if figures_dir is not None:
             if env_before is None:
                 os.environ.pop("RNN_MFT_FIGURES_DIR", None)
@@ -240,8 +245,10 @@ def check_build(build_dir: Path = Path("_build"), *, book_dir: Path = BOOK_DIR,
     """Problems with a built book (empty when it is sound).
 
     Checks that every chapter's page exists; that every image a page shows is a non-empty local
-    file; that every figure in ``<build>/figures`` is non-empty (and at least one exists); and that
-    no executed cell produced an error or printed a traceback.
+    file; that every figure in ``<build>/figures`` is non-empty (and at least one exists); that
+    every figure a chapter displays reaches its page, and every figure written to the figures
+    folder is displayed somewhere; and that no executed cell produced an error or printed a
+    traceback.
     """
     import html as _html
     import re
@@ -272,15 +279,29 @@ def check_build(build_dir: Path = Path("_build"), *, book_dir: Path = BOOK_DIR,
     for f in figures:
         if f.stat().st_size == 0:
             problems.append(f"empty figure file: {f}")
+    shown_total = 0
     for n in names:
         nb_path = build_dir / "book" / "chapters" / f"{n}.ipynb"
         if not nb_path.is_file():
             problems.append(f"missing executed notebook: {nb_path}")
             continue
-        for i, cell in enumerate(nbformat.read(nb_path, as_version=4).cells):
+        cells = nbformat.read(nb_path, as_version=4).cells
+        shown = sum(1 for c in cells for o in c.get("outputs", [])
+                    if any(k.startswith("image/") for k in o.get("data", {})))
+        shown_total += shown
+        page = site / "chapters" / f"{n}.html"
+        on_page = len(re.findall(r'<img[^>]+src="[^"]*_images/', page.read_text(errors="replace"))) \
+            if page.is_file() else 0
+        if on_page < shown:
+            problems.append(f"{n}: the notebook displays {shown} figure(s) but the page shows {on_page}")
+        for i, cell in enumerate(cells):
             for out in cell.get("outputs", []):
                 if out.get("output_type") == "error":
                     problems.append(f"{n}: cell #{i} raised {out.get('ename')}: {out.get('evalue')}")
                 elif "Traceback (most recent call last)" in str(out.get("text", "")):
                     problems.append(f"{n}: cell #{i} printed a traceback")
+    pngs = [f for f in figures if f.suffix == ".png"]
+    if shown_total < len(pngs):
+        problems.append(f"{len(pngs)} figures were written to {build_dir / 'figures'} but the chapters display "
+                        f"only {shown_total} (is MPLBACKEND overriding the notebooks' inline backend?)")
     return problems
