@@ -27,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from ._io import atomic_write_text
 from .experiments import check_profile
 
 __all__ = ["REPO_ROOT", "BOOK_DIR", "ChapterError", "chapters", "execute_chapter", "build"]
@@ -76,12 +77,6 @@ def _repo_url(book_dir: Path) -> str:
     cfg = yaml.safe_load((Path(book_dir) / "_config.yml").read_text())
     return os.environ.get("RNN_MFT_REPO_URL") or cfg.get("repository", {}).get("url", "")
 
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def execute_chapter(name: str, profile: str, out_dir: Path, *, book_dir: Path = BOOK_DIR,
@@ -159,7 +154,7 @@ def execute_chapter(name: str, profile: str, out_dir: Path, *, book_dir: Path = 
     pm = done.metadata.get("papermill", {})
     for key in ("start_time", "end_time", "duration", "input_path", "output_path"):
         pm.pop(key, None)
-    _atomic_write_text(out, nbformat.writes(done))
+    atomic_write_text(out, nbformat.writes(done))
     tmp.unlink(missing_ok=True)
     return ChapterResult(name, seconds, out)
 
@@ -171,11 +166,11 @@ def _write_tree(book_dir: Path, tree: Path, names: list[str], subset: bool) -> N
     url = _repo_url(book_dir)
     if url:
         cfg.setdefault("repository", {})["url"] = url
-    _atomic_write_text(tree / "_config.yml", yaml.safe_dump(cfg, sort_keys=False))
+    atomic_write_text(tree / "_config.yml", yaml.safe_dump(cfg, sort_keys=False))
     if subset:
         toc = {"format": "jb-book", "root": "intro",
                "chapters": [{"file": f"chapters/{n}"} for n in names]}
-        _atomic_write_text(tree / "_toc.yml", yaml.safe_dump(toc, sort_keys=False))
+        atomic_write_text(tree / "_toc.yml", yaml.safe_dump(toc, sort_keys=False))
     else:
         shutil.copy2(book_dir / "_toc.yml", tree / "_toc.yml")
     for p in book_dir.rglob("*"):
@@ -221,7 +216,7 @@ def build(profile: str = "ci", build_dir: Path = Path("_build"), *, only: list[s
         log(f"[{i}/{len(names)}] chapter {name}: {res.seconds:.1f} s", flush=True)
     total = time.perf_counter() - t_all
     log(f"executed {len(names)} chapter(s) in {total:.1f} s (profile {profile})")
-    _atomic_write_text(build_dir / f"timings-{profile}.json",
+    atomic_write_text(build_dir / f"timings-{profile}.json",
                        json.dumps({"profile": profile, "seconds": timings, "total": round(total, 1)}, indent=2))
     if not html:
         return None

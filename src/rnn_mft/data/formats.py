@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_write_bytes
+
 __all__ = ["DataFormatError", "parse_idx", "read_idx", "encode_idx", "write_idx",
            "parse_cifar10_batch", "encode_cifar10_batch", "read_cifar10_archive",
            "CIFAR10_TRAIN_MEMBERS", "CIFAR10_TEST_MEMBERS", "CIFAR10_RECORD_BYTES"]
@@ -113,10 +115,7 @@ def write_idx(path: str | os.PathLike, arr: np.ndarray, *, compress: bool | None
     data = encode_idx(arr)
     if compress if compress is not None else path.suffix == ".gz":
         data = gzip.compress(data, mtime=0)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, data)
 
 
 CIFAR10_RECORD_BYTES = 1 + 3 * 32 * 32

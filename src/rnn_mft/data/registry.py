@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from .._io import atomic_write_text
 
 __all__ = ["REGISTRY", "FileEntry", "get_entry", "dataset_files", "registry_json"]
 
@@ -135,8 +136,5 @@ def registry_json(path: str | os.PathLike | None = None) -> str:
     """The registry as JSON text; when ``path`` is given, also write it there (atomically)."""
     text = json.dumps(REGISTRY, indent=2, sort_keys=False) + "\n"
     if path is not None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     return text

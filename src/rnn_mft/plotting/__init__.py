@@ -6,10 +6,13 @@ set (the book build sets it to ``_build/figures``), else ``./figures``.
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import matplotlib
+
+from .._io import atomic_write_bytes
 
 __all__ = ["style", "figures_dir", "savefig", "COLORS"]
 
@@ -40,9 +43,7 @@ def savefig(fig, name: str) -> list[Path]:
         raise ValueError(f"figure name {name!r} must be a plain file stem such as 'fig5_gru'")
     out = []
     for ext in ("png", "pdf"):
-        path = figures_dir() / f"{name}.{ext}"
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, format=ext)
-        os.replace(tmp, path)
-        out.append(path)
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext)
+        out.append(atomic_write_bytes(figures_dir() / f"{name}.{ext}", buf.getvalue()))
     return out

@@ -221,7 +221,7 @@ def simulate_pair(arch: str, theta: Theta, N: int, sigma_z, *, tied: bool = Fals
     SimResult
         Moments at t = 0..T for each seed.
     """
-    from ..theory.gru import check_sigma_z
+    from ..theory.meanfield import check_sigma_z
 
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture arch={arch!r}; allowed: {', '.join(ARCHS)}")

@@ -33,20 +33,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .meanfield import _safe_corr, _var_corr
+from .meanfield import _safe_corr, _var_corr, check_sigma_z
 from .quadrature import expect, expect2, sigmoid
 from .theta import Theta
 
 __all__ = ["GRUState", "FixedPoint", "preactivations", "step", "trajectory", "fixed_point",
            "fixed_point_c", "check_sigma_z"]
-
-
-def check_sigma_z(sigma_z) -> np.ndarray:
-    """Validate the input correlation :math:`\\Sigma_z \\in [0, 1]`."""
-    sz = np.asarray(sigma_z, dtype=float)
-    if not np.all(np.isfinite(sz)) or np.any(sz < 0) or np.any(sz > 1):
-        raise ValueError(f"sigma_z={sigma_z!r} must lie in [0, 1]")
-    return sz
 
 
 def _check_theta(theta: Theta) -> Theta:

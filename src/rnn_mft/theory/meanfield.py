@@ -40,7 +40,7 @@ from math import comb
 import numpy as np
 
 from . import hermite as _h
-from .quadrature import gauss_hermite
+from .quadrature import gauss_hermite, sigmoid
 from .theta import ARCHS, Theta
 
 __all__ = ["CLOSED_FORM", "Spec", "SPECS", "check_sigma_z", "nodes_for", "gate_stats", "step",
@@ -50,8 +50,7 @@ __all__ = ["CLOSED_FORM", "Spec", "SPECS", "check_sigma_z", "nodes_for", "gate_s
 CLOSED_FORM = ("vanilla", "minimal", "gru", "peephole_lstm")
 
 # --- element-wise functions and their derivatives --------------------------------------------
-def _sig(u):
-    return 0.5 * (1.0 + np.tanh(0.5 * u))
+_sig = sigmoid                       # the logistic function, numerically stable
 
 
 def _dsig(u):
