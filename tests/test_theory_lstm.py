@@ -53,3 +53,14 @@ def test_algorithm1_fixed_point_is_a_fixed_point():
     assert q == pytest.approx(float(fp.q_s), rel=1e-9) and mu == pytest.approx(float(fp.mu_s), abs=1e-9)
     with pytest.raises(ValueError, match="n_iters"):
         lstm.fixed_point_iteration(0.0, 0.1, th, n_iters=0)
+
+
+def test_lstm_fixed_point_at_sigma_z_zero_converges():
+    """At Sigma_z = 0 the stable root C* sits at (or, by Monte-Carlo noise, just below) 0; the root
+    search must bracket it on [-1, 0] too instead of reporting a non-converged point."""
+    from rnn_mft.theory import Theta, analyze
+    th = Theta.grid(Theta.uniform("lstm", sigma2=1.0, nu2=1.0), {"f.mu": [-1.0, 1.0, 2.0, 4.0]})
+    r = analyze("lstm", th, sigma_z=0.0, n_s=200, n_iters=100)
+    assert r.converged.all()
+    assert np.all(np.abs(r.c_s) < 0.2)        # exactly 0 in the n_s -> infinity limit (mu_s = 0)
+    assert np.all(np.diff(r.xi) > 0)

@@ -431,6 +431,13 @@ def fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, n_s: int = DEFAULT_NS
     active = allidx[~at_one]                  # only these need a root search
     if active.size:
         rlo[active] = Mc(lo[active], active)[0] - lo[active]
+        # Lemma 2 gives r(0) >= 0; with Monte-Carlo noise a root at (or just below) C = 0, e.g. at
+        # Sigma_z = 0, can give r(0) < 0. Then the root lies in [-1, 0]: r(-1) = M(-1) + 1 >= 0.
+        neg = active[rlo[active] < 0]
+        if neg.size:
+            hi[neg], rhi[neg] = 0.0, rlo[neg]
+            lo[neg] = -1.0
+            rlo[neg] = Mc(lo[neg], neg)[0] - lo[neg]
         un = allidx[unstable_one]
         if un.size:
             rhi[un] = Mc(hi[un], un)[0] - hi[un]
