@@ -325,9 +325,11 @@ def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, ge
 @torch.no_grad()
 def _grad_norms(params, members):
     params = [p for p in params if p.grad is not None]
+    # per-tensor norms in the gradients' own precision (one pass, no float64 copy of every
+    # gradient: that copy cost more than the optimizer step on large untied models), summed in float64
     if members is None:
-        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.double()) for p in params]))
-    return sum(p.grad.double().reshape(members, -1).pow(2).sum(1) for p in params).sqrt()
+        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad).double() for p in params]))
+    return sum(torch.linalg.vector_norm(p.grad.reshape(members, -1), dim=1).double().pow(2) for p in params).sqrt()
 
 
 @dataclass
