@@ -11,8 +11,9 @@ from .engine import (ScanResult, TrainConfig, default_lrs, evaluate, fit, lr_sca
                      sweep)
 from .optim import OPTIMIZERS, MemberOptimizer, clip_grad_norm_members_
 from .results import ResultsStore, RunResult, code_version, results_root
+from .datatask import DatasetTask
 from .synthetic import CopyMemoryTask, TensorTask
 
 __all__ = ["TrainConfig", "fit", "evaluate", "lr_scan", "ScanResult", "sweep", "default_lrs", "pick_device",
            "progress_enabled", "MemberOptimizer", "clip_grad_norm_members_", "OPTIMIZERS", "ResultsStore",
-           "RunResult", "code_version", "results_root", "CopyMemoryTask", "TensorTask"]
+           "RunResult", "code_version", "results_root", "CopyMemoryTask", "TensorTask", "DatasetTask"]

@@ -1,0 +1,157 @@
+r"""Figure 4: training curves of a peephole LSTM, standard against critical initialization, on
+concatenated-digit MNIST (top row) and repeated-pixel MNIST (bottom row) at three sequence
+lengths, each curve with its best learning rate.
+
+Choices the paper leaves open, kept here in one place:
+
+* **Tasks** (Section 5.2.2). Repeated-pixel MNIST: 7 pixels per step, every step repeated
+  ``repeat`` times, :math:`T = 112 r`. Concatenated MNIST: ``n_digits`` digits, each a 0 or a
+  1, 112 pixels per step, every step repeated 10 times, :math:`T = 70 n`; the label is the tuple
+  of digits (:math:`2^n` classes, "exponential in the number of digits" as the paper says).
+* **Optimizer.** SGD with momentum 0.9 (as the paper), gradients clipped at norm ``clip``; the
+  learning-rate scan of Appendix C.5.1: ``n_lr`` rates log-spaced in [1e-5, 1e-2]. Every
+  (initialization, learning rate) pair of one sequence length trains as one ensemble member, so
+  a whole panel is one batched model.
+* **Best learning rate** per curve: the one with the highest final training accuracy (measured
+  on ``n_eval`` training sequences); ties go to the lower final training loss.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from .. import train
+from ..data import load_task_pair
+from ..theory import Theta
+from ..train import default_lrs
+from . import check_profile
+from ._training import make_ensemble, run_key, stored, train_cfg
+
+__all__ = ["CONFIGS", "INITS", "TASKS", "config", "run", "run_one", "best_curves", "describe", "lrs"]
+
+EXPERIMENT = "training_curves"
+INITS = ("standard", "critical")
+ARCH = "peephole_lstm"
+TASKS = {"concatenated_mnist": "n_digits", "repeated_pixel_mnist": "repeat"}
+
+CONFIGS = {
+    "smoke": dict(lengths={"concatenated_mnist": [1, 2], "repeated_pixel_mnist": [1]}, width=8, batch_size=8,
+                  steps=4, n_lr=2, n_eval=32, eval_every=2, repeat_concat=1),
+    "ci": dict(lengths={"concatenated_mnist": [1, 2, 4], "repeated_pixel_mnist": [1, 2, 4]}, width=32,
+               batch_size=32, steps=400, n_lr=8, n_eval=500, eval_every=25, repeat_concat=10),
+    "paper": dict(lengths={"concatenated_mnist": [1, 4, 10], "repeated_pixel_mnist": [1, 5, 20]}, width=128,
+                  batch_size=64, steps=10000, n_lr=8, n_eval=2000, eval_every=200, repeat_concat=10),
+}
+_COMMON = dict(optimizer="sgd", momentum=0.9, clip=1.0, seed=0, lr_range=[1e-5, 1e-2])
+
+
+def config(profile: str) -> dict:
+    cfg = dict(copy.deepcopy(CONFIGS[check_profile(profile)]), **copy.deepcopy(_COMMON))
+    cfg["profile"] = profile
+    return cfg
+
+
+def lrs(cfg: dict) -> np.ndarray:
+    return default_lrs(cfg["n_lr"], *cfg["lr_range"])
+
+
+def _tasks(cfg: dict, task: str, length: int):
+    if task == "concatenated_mnist":
+        return load_task_pair(task, n_digits=length, repeat=cfg["repeat_concat"], progressbar=False)
+    if task == "repeated_pixel_mnist":
+        return load_task_pair(task, repeat=length, progressbar=False)
+    raise ValueError(f"task={task!r}; allowed: {', '.join(TASKS)}")
+
+
+def run_one(cfg: dict, task: str, length: int, store=None) -> train.RunResult:
+    """One panel: ``len(INITS) * n_lr`` members (init-major), trained together."""
+    s = {k: cfg[k] for k in ("width", "batch_size", "steps", "n_lr", "n_eval", "eval_every", "optimizer",
+                             "momentum", "clip", "seed", "lr_range", "repeat_concat")}
+    s.update(task=task, length=int(length), arch=ARCH, inits=list(INITS))
+    name = f"{task}-{TASKS[task]}{length}-{run_key(s)}"
+
+    def fn(ckpt):
+        tr, _ = _tasks(cfg, task, length)
+        dt = train.DatasetTask(tr, None, n_eval=min(cfg["n_eval"], len(tr)), eval_on="train")
+        lr = lrs(cfg)
+        specs = []
+        for name_ in INITS:
+            spec = ("standard",) if name_ == "standard" else ("critical", Theta.critical(ARCH))
+            specs += [spec] * len(lr)
+        model = make_ensemble(ARCH, dt.n_in, cfg["width"], dt.n_out, specs, seed=cfg["seed"])
+        tc = train_cfg(s, lr=np.tile(lr, len(INITS)).tolist(),
+                       checkpoint_every=500 if cfg["profile"] == "paper" else 0)
+        labels = [f"{n}, lr={v:.3g}" for n in INITS for v in lr]
+        res = train.fit(model, dt, tc, checkpoint=ckpt, labels=labels, desc=f"{task} {length}")
+        res.meta["settings"] = s
+        res.meta["task"] = {k: v for k, v in tr.describe().items()
+                            if k in ("task", "seq_len", "input_size", "num_classes", "n", "data")}
+        return res
+
+    return stored(cfg["profile"], EXPERIMENT, name, fn, store)
+
+
+def run(cfg: dict, store=None) -> dict:
+    """``{(task, length): RunResult}`` for every panel."""
+    return {(task, L): run_one(cfg, task, L, store) for task in TASKS for L in cfg["lengths"][task]}
+
+
+def best_curves(res: train.RunResult, cfg: dict) -> dict:
+    """``{init: dict(lr, step, acc, final_acc, diverged)}``: the best learning rate of each
+    initialization and its training-accuracy curve (evaluations on training sequences)."""
+    lr = lrs(cfg)
+    n = len(lr)
+    acc = np.asarray(res.curves["eval_acc"], float)
+    loss = np.asarray(res.final["train_loss"], float)
+    out = {}
+    for j, name in enumerate(INITS):
+        idx = np.arange(j * n, (j + 1) * n)
+        final = acc[-1, idx]
+        key = np.where(np.isfinite(final), final, -np.inf) - 1e-9 * np.where(np.isfinite(loss[idx]), loss[idx], 1e9)
+        b = int(idx[int(np.argmax(key))])
+        out[name] = dict(lr=float(lr[b - j * n]), step=np.asarray(res.curves["eval_step"]), acc=acc[:, b],
+                         final_acc=float(acc[-1, b]), all_final=final, diverged=bool(res.meta["diverged"][b]))
+    return out
+
+
+def describe(cfg: dict) -> str:
+    L = cfg["lengths"]
+    return (f"**Settings of this run (profile `{cfg['profile']}`):** peephole LSTM, tied weights, width "
+            f"$N = {cfg['width']}$; concatenated MNIST with $n \\in \\{{{', '.join(map(str, L['concatenated_mnist']))}\\}}$ "
+            f"digits ($T = {7 * cfg['repeat_concat']}\\,n$) and repeated-pixel "
+            f"MNIST with $r \\in \\{{{', '.join(map(str, L['repeated_pixel_mnist']))}\\}}$ ($T = 112\\,r$); "
+            f"{cfg['steps']} steps of SGD with momentum {cfg['momentum']} (batch {cfg['batch_size']}, gradient norm "
+            f"clipped at {cfg['clip']}), {cfg['n_lr']} learning rates in [{cfg['lr_range'][0]:g}, "
+            f"{cfg['lr_range'][1]:g}] per initialization; training accuracy on {cfg['n_eval']} training "
+            f"sequences every {cfg['eval_every']} steps.")
+
+
+def steps_to(step, acc, level: float):
+    """First evaluation step at which ``acc`` reaches ``level`` (None if never)."""
+    acc = np.asarray(acc, float)
+    hit = np.flatnonzero(np.isfinite(acc) & (acc >= level))
+    return int(np.asarray(step)[hit[0]]) if hit.size else None
+
+
+def comparison(results: dict, cfg: dict) -> str:
+    """Markdown: per panel, final training accuracy and steps to reach halfway between chance and
+    1 for both initializations, beside what the paper's Figure 4 shows for that column."""
+    paper = {0: "short: both initializations train alike", 1: "middle: critical trains much faster",
+             2: "long: standard fails, critical trains"}
+    rows = ["| task | length | $T$ | the paper | standard: final (steps to half-way) | "
+            "critical: final (steps to half-way) |", "|---|---|---|---|---|---|"]
+    for task in TASKS:
+        for j, L in enumerate(cfg["lengths"][task]):
+            res = results[(task, L)]
+            nc = int(res.meta["task"]["num_classes"])
+            level = 1 / nc + 0.5 * (1 - 1 / nc)
+            bc = best_curves(res, cfg)
+            cells = []
+            for name in INITS:
+                c = bc[name]
+                s = steps_to(c["step"], c["acc"], level)
+                cells.append(f"{c['final_acc']:.2f} ({s if s is not None else 'not reached'})")
+            rows.append(f"| {task} | {TASKS[task]} = {L} | {res.meta['task']['seq_len']} | {paper.get(j, '')} | "
+                        + " | ".join(cells) + " |")
+    return "\n".join(rows)

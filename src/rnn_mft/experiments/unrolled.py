@@ -1,0 +1,139 @@
+r"""Table 2: test accuracy on unrolled MNIST (peephole LSTM) and unrolled CIFAR-10 (LSTM with hard
+sigmoid gates), standard against critical initialization, with chrono as a third baseline.
+
+Choices the paper leaves open, kept here in one place:
+
+* **MNIST.** Pixel by pixel (:math:`T = 784`, one input per step), peephole LSTM of width
+  ``width`` (the paper: 600), critical Theta of Appendix C.4. Offline, the training set is 8000
+  digits of the MNIST test set and the held-out set its other 2000 (see the data chapter); on a
+  connected machine, the 60000/10000 split.
+* **CIFAR-10.** Three values (one pixel's RGB) per step, :math:`T = 1024`, LSTM with the
+  hard sigmoid, the critical Theta of Appendix C.4 (the paper's CIFAR-10 setting), standard
+  augmentation (random crops of the 4-padded image and horizontal flips). Runs only where the
+  data set can be loaded (downloaded with hash check, or from a local copy).
+* **Training.** Adam (learning rate ``lr``), gradients clipped at norm ``clip``; the three
+  initializations of one data set train as one ensemble and share the read-out draw.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from .. import train
+from ..data import load_task_pair
+from ..data.sources import DataUnavailableError
+from ..theory import Theta, analyze
+from . import check_profile
+from ._training import make_ensemble, run_key, stored, train_cfg
+
+__all__ = ["CONFIGS", "INITS", "PAPER", "config", "run", "run_one", "table", "describe"]
+
+EXPERIMENT = "unrolled"
+INITS = ("standard", "critical", "chrono")
+#: test accuracy (%) the paper reports in Table 2 (standard LSTM: reproduced there from Arpit et
+#: al. 2018 for MNIST and Trinh et al. 2018 for CIFAR-10)
+PAPER = {"mnist": {"standard": 98.6, "h-detach": 98.8, "critical": 98.9},
+         "cifar10": {"standard": 58.8, "critical": 61.8}}
+DATASETS = {"mnist": dict(task="unrolled_mnist", arch="peephole_lstm", hard_sigmoid=False),
+            "cifar10": dict(task="unrolled_cifar10", arch="lstm", hard_sigmoid=True)}
+
+CONFIGS = {
+    "smoke": dict(datasets=["mnist"], width=8, batch_size=8, steps=2, n_eval=16, eval_every=0, seq_cut=None),
+    "ci": dict(datasets=["mnist", "cifar10"], width=32, batch_size=32, steps=200, n_eval=1000, eval_every=50,
+               seq_cut=None),
+    "paper": dict(datasets=["mnist", "cifar10"], width=600, batch_size=128, steps=40000, n_eval=10000,
+                  eval_every=1000, seq_cut=None),
+}
+_COMMON = dict(optimizer="adam", lr=1e-3, clip=1.0, seed=0)
+
+
+def config(profile: str) -> dict:
+    cfg = dict(copy.deepcopy(CONFIGS[check_profile(profile)]), **_COMMON)
+    cfg["profile"] = profile
+    return cfg
+
+
+def inits(dataset: str, T: int) -> list[tuple]:
+    arch = DATASETS[dataset]["arch"]
+    return [("standard",), ("critical", Theta.critical(arch)), ("chrono", float(T))]
+
+
+def theory_row(dataset: str, cfg: dict, n_in: int) -> dict:
+    r""":math:`\xi` of the standard and critical Thetas of ``dataset``'s network (:math:`\Sigma_z = 1`:
+    two different images share most of their statistics; the value only orders the two)."""
+    arch = DATASETS[dataset]["arch"]
+    out = {}
+    for name, th in (("standard", Theta.standard(arch, n_in=n_in, n_hidden=cfg["width"])),
+                     ("critical", Theta.critical(arch))):
+        out[name] = float(analyze(arch, th, sigma_z=1.0).xi)
+    return out
+
+
+def run_one(cfg: dict, dataset: str, store=None):
+    """``RunResult`` of the three initializations on ``dataset``, or ``None`` with the reason in
+    ``unavailable`` when the data cannot be loaded (CIFAR-10 offline)."""
+    d = DATASETS[dataset]
+    s = {k: cfg[k] for k in ("width", "batch_size", "steps", "n_eval", "eval_every", "optimizer", "lr", "clip",
+                             "seed")}
+    s.update(dataset=dataset, inits=list(INITS), **d)
+    name = f"{dataset}-{run_key(s)}"
+
+    def fn(ckpt):
+        tr, te = load_task_pair(d["task"], progressbar=False)
+        task = train.DatasetTask(tr, te, n_eval=min(cfg["n_eval"], len(te)), eval_on="test")
+        model = make_ensemble(d["arch"], task.n_in, cfg["width"], task.n_out, inits(dataset, task.T),
+                              hard_sigmoid=d["hard_sigmoid"], seed=cfg["seed"])
+        tc = train_cfg(s, checkpoint_every=500 if cfg["profile"] == "paper" else 0)
+        res = train.fit(model, task, tc, checkpoint=ckpt, labels=list(INITS), desc=dataset)
+        res.meta["settings"] = s
+        res.meta["task"] = {k: v for k, v in te.describe().items()
+                            if k in ("task", "seq_len", "input_size", "n", "data")}
+        res.meta["n_train"] = len(tr)
+        res.meta["n_eval"] = task.n_eval
+        return res
+
+    try:
+        return stored(cfg["profile"], EXPERIMENT, name, fn, store), None
+    except DataUnavailableError as exc:
+        return None, str(exc).splitlines()[0]
+
+
+def run(cfg: dict, store=None) -> dict:
+    """``{dataset: (RunResult or None, reason or None)}``."""
+    return {ds: run_one(cfg, ds, store) for ds in cfg["datasets"]}
+
+
+def table(results: dict, cfg: dict) -> str:
+    """Markdown: the paper's Table 2 beside ours (test accuracy %, profile and data of each run)."""
+    rows = ["| data set | initialization | paper (%) | this run (%) | this run: data, profile |",
+            "|---|---|---|---|---|"]
+    for ds in ("mnist", "cifar10"):
+        res, why = results.get(ds, (None, "not in this profile"))
+        paper = PAPER[ds]
+        for init in ("standard", "h-detach", "critical", "chrono"):
+            if init not in paper and init not in INITS:
+                continue
+            p = f"{paper[init]:.1f}" if init in paper else "–"
+            if init == "h-detach":
+                ours, where = "–", "not implemented here"
+            elif res is None:
+                ours, where = "not run", why
+            else:
+                i = INITS.index(init)
+                acc = res.final["eval_acc"][i]
+                ours = f"{100 * acc:.1f}" if np.isfinite(acc) else "diverged"
+                t = res.meta.get("task", {})
+                src = t.get("data", {}).get("source", "?")
+                where = (f"{res.meta.get('n_eval', '?')} held-out images ({src}), {res.meta.get('n_train', '?')} "
+                         f"training; "
+                         f"profile `{cfg['profile']}`, {res.config.get('steps')} steps")
+            rows.append(f"| {'MNIST' if ds == 'mnist' else 'CIFAR-10'} | {init} | {p} | {ours} | {where} |")
+    return "\n".join(rows)
+
+
+def describe(cfg: dict) -> str:
+    return (f"**Settings of this run (profile `{cfg['profile']}`):** width $N = {cfg['width']}$ (the paper: 600 for "
+            f"MNIST); {cfg['steps']} steps of {cfg['optimizer'].capitalize()} (learning rate {cfg['lr']:g}, batch "
+            f"{cfg['batch_size']}, gradient norm clipped at {cfg['clip']}); test accuracy on up to {cfg['n_eval']} "
+            f"held-out images; data sets: {', '.join(cfg['datasets'])}.")
