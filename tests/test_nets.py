@@ -42,6 +42,55 @@ def test_hard_sigmoid_gradients(arch):
     assert torch.autograd.gradcheck(lambda x: m(x), (x,), eps=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("arch", ["lstm", "peephole_lstm"])
+@pytest.mark.parametrize("untied,members,hard", [(None, None, False), (5, None, False), (None, 2, False),
+                                                 (None, None, True)])
+def test_lstm_gradients_across_time_chunks(arch, untied, members, hard, monkeypatch):
+    """The LSTMs run time in chunks (input projection, backward precomputation and weight
+    gradients per chunk): gradcheck with chunks of 2 steps (T=5: a partial last chunk), for the
+    read-out of the last step, for all outputs and final states, and for per-member inputs."""
+    from rnn_mft.nets import _recurrence
+    monkeypatch.setattr(_recurrence, "_CHUNK", 2)
+    m = _model(arch, untied, hard=hard, members=members)
+    names = [n for n, _ in m.named_parameters()]
+    cell = m.cell
+    cell_names = [n for n, _ in cell.named_parameters()]
+
+    def readout(x, *ps):
+        return torch.func.functional_call(m, dict(zip(names, ps)), (x,))
+
+    def everything(x, *ps):
+        P, last = torch.func.functional_call(cell, dict(zip(cell_names, ps)), (x,))
+        last = last if isinstance(last, tuple) else (last,)
+        return (P * P).sum() + sum((v ** 3).sum() for v in last)
+
+    inputs = [torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)]
+    if members:
+        inputs.append(torch.randn(members, 2, 5, 3, dtype=torch.float64, requires_grad=True))
+    for x in inputs:
+        for f, model in ((readout, m), (everything, cell)):
+            ps = [p.detach().clone().requires_grad_() for p in model.parameters()]
+            assert torch.autograd.gradcheck(f, (x, *ps), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["lstm", "peephole_lstm"])
+def test_lstm_chunking_does_not_change_results(arch, monkeypatch):
+    from rnn_mft.nets import _recurrence
+    m = _model(arch, members=2)
+    x = torch.randn(3, 7, 3, dtype=torch.float64)
+    ref = m(x)
+    ref.sum().backward()
+    grads = [p.grad.clone() for p in m.parameters()]
+    for K in (1, 3):
+        monkeypatch.setattr(_recurrence, "_CHUNK", K)
+        m.zero_grad()
+        out = m(x)
+        out.sum().backward()
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+        for p, g in zip(m.parameters(), grads):
+            torch.testing.assert_close(p.grad, g, rtol=0, atol=1e-12)
+
+
 def test_hard_sigmoid_is_keras():
     u = torch.tensor([-10.0, -2.5, 0.0, 1.0, 2.5, 10.0])
     np.testing.assert_allclose(nets.hard_sigmoid(u).numpy(), [0, 0, 0.5, 0.7, 1, 1], atol=1e-7)

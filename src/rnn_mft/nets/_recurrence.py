@@ -3,13 +3,17 @@ r"""Time loops of the Table 1 architectures with hand-written backward passes.
 Every architecture is run by one :class:`torch.autograd.Function` whose forward loop runs
 without autograd (one batched matrix product and a few element-wise operations per step) and
 whose backward loop computes the gradients of eq. (1) by hand; the weight gradients of all time
-steps are then formed by a single batched matrix product. This keeps the Python/autograd
-overhead per step at one kernel launch per operation, which is what lets the tied cells run at
-about the speed of ``torch.nn.LSTM`` on CPU (see ``benchmarks/train.py``).
+steps are then formed by batched matrix products over many steps at once. This keeps the
+Python/autograd overhead per step at one kernel launch per operation, which is what lets the
+tied cells run at about the speed of ``torch.nn.LSTM`` on CPU (see ``benchmarks/train.py``).
 
 Shapes (``M`` ensemble members, ``T`` time steps, ``B`` batch, ``N`` width, ``G`` gates):
 
-* ``A``: input contributions :math:`U_k z^t + b_k` of every gate, ``(M, T, B, G*N)``;
+* ``A``: input contributions :math:`U_k z^t + b_k` of every gate, ``(M, T, B, G*N)``; formed by
+  :func:`project` from ``X (M, T, B, n_in)``, ``U`` and ``b`` (:func:`run_projected`). The two
+  LSTMs take ``X, U, b`` themselves and form ``A`` chunk by chunk inside their loop, in place in
+  their gate buffer, so that neither ``A`` nor its gradient exists as a whole (see the comment
+  above :func:`_lstm_forward`);
 * ``W``: recurrent weights, fused over gates and stored transposed so that
   :math:`u = s W`: ``(M, N, G*N)`` (tied) or ``(M, T, N, G*N)`` (untied);
 * ``s0`` (and ``c0`` for the LSTM): initial state ``(M, B, N)``.
@@ -30,7 +34,8 @@ import contextlib
 
 import torch
 
-__all__ = ["hard_sigmoid", "gate_sigmoid", "run", "flush_denormal", "STORAGE_ORDER"]
+__all__ = ["hard_sigmoid", "gate_sigmoid", "run", "run_projected", "project", "flush_denormal",
+           "STORAGE_ORDER"]
 
 _TINY = torch.tensor([1e-40], dtype=torch.float32)
 
@@ -242,15 +247,37 @@ class _GRU(torch.autograd.Function):
 #   peephole: state c, u_k = W_k c + U_k z + b_k, c' = sig(u_f) c + sig(u_i) tanh(u_r);
 #             returns C and the output gates O = sig(u_o) (output p = O * tanh(C)).
 #   LSTM:     u_k = W_k h + U_k z + b_k, c' as above, h' = sig(u_o) tanh(c'); returns H and C.
-# Per step the forward stores Y = [g, i, f, o] (g = tanh(u_r)) and the states; the backward
-# forms the four gate gradients as one product
-#   du = [dc*g, dc*c_prev, X_o, dc*i] * [sig'(u_i), sig'(u_f), sig'(u_o), 1 - g^2].
+#
+# The input projection U z + b is part of the loop (it is written chunk by chunk straight into
+# the gate buffer Y, which then holds [i, f, o, g] in storage order; no separate (T, B, 4N)
+# tensor of pre-activations and no (T, B, 4N) tensor of their gradients is ever formed).
+# Time is processed in chunks of K steps (_chunk_len: a few MiB of buffers, so that they stay in
+# cache). The backward first forms, for a whole chunk at once, everything that does not depend
+# on the back-propagated signal,
+#   P = [g sig'(u_i), c_prev sig'(u_f), tanh(c) sig'(u_o), i (1 - g^2)],  Q = o (1 - tanh(c)^2),
+# so that each step needs only a handful of element-wise operations:
+#   dc = dc_carry + dh Q;  du = dc P (o block: dh P_o);  dc_carry = dc f (+ dC);  dh = du W^T (+ dH).
+# (peephole: du_o = dO P_o is formed for the whole chunk; dc = dc_carry + du W^T.)
+# The gradients of W, U, b (and of the input) are then one matrix product per chunk over its
+# K*B rows.
 # --------------------------------------------------------------------------------------------
-def _sig_into(u: torch.Tensor, out: torch.Tensor, hard: bool) -> None:
+#: Steps per chunk; None: chosen by _chunk_len from _CHUNK_BYTES (tests force small chunks).
+_CHUNK: int | None = None
+_CHUNK_BYTES = 1 << 21
+
+
+def _chunk_len(M: int, B: int, GN: int, T: int, itemsize: int) -> int:
+    if _CHUNK is not None:
+        return max(1, min(T, _CHUNK))
+    return max(1, min(T, _CHUNK_BYTES // (M * B * GN * itemsize)))
+
+
+def _sig_(y: torch.Tensor, hard: bool) -> None:
+    """(Hard) sigmoid in place."""
     if hard:
-        out.copy_(hard_sigmoid(u))
+        y.mul_(0.2).add_(0.5).clamp_(0.0, 1.0)
     else:
-        torch.sigmoid(u, out=out)
+        y.sigmoid_()
 
 
 def _dsig_into(y: torch.Tensor, out: torch.Tensor, hard: bool) -> None:
@@ -260,101 +287,212 @@ def _dsig_into(y: torch.Tensor, out: torch.Tensor, hard: bool) -> None:
         torch.addcmul(y, y, y, value=-1.0, out=out)
 
 
-def _lstm_forward(A, W, h0, c0, untied: bool, hard: bool, peephole: bool):
-    M, T, B, GN = A.shape
+def _project(Y, X, U, b, t0: int, t1: int, untied: bool) -> None:
+    """Y[:, t0:t1] = X[:, t0:t1] U + b (U None: X already holds the pre-activations)."""
+    if U is None:
+        Y[:, t0:t1] = X[:, t0:t1]
+        return
+    M, _, B, n = X.shape
+    if untied:
+        for t in range(t0, t1):
+            torch.baddbmm(b[:, t].unsqueeze(1), X[:, t], U[:, t], out=Y[:, t])
+        return
+    K = t1 - t0
+    torch.baddbmm(b.unsqueeze(1), X[:, t0:t1].reshape(M, K * B, n), U,
+                  out=Y[:, t0:t1].view(M, K * B, Y.shape[-1]))
+
+
+def _lstm_forward(X, U, b, W, h0, c0, untied: bool, hard: bool, peephole: bool):
+    """Returns Y = [i, f, o, g] (M, T, B, 4N), Cx = [c0, C] (M, T+1, B, N) and (LSTM only)
+    Hx = [h0, H]."""
+    M, T, B, _ = X.shape
+    GN = W.shape[-1]
     N = GN // 4
-    Y = A.new_empty(M, T, B, 4 * N)                         # [g, i, f, o]
-    Cx = A.new_empty(M, T + 1, B, N)                        # Cx[:, 0] = c0, Cx[:, 1:] = C
+    Y = X.new_empty(M, T, B, GN)
+    Cx = X.new_empty(M, T + 1, B, N)
     Cx[:, 0] = c0
-    Hx = None if peephole else A.new_empty(M, T + 1, B, N)   # Hx[:, 0] = h0, Hx[:, 1:] = H
-    if Hx is not None:
+    Hx = tc = None
+    if not peephole:
+        Hx = X.new_empty(M, T + 1, B, N)
         Hx[:, 0] = h0
-    h, c = h0, c0
-    for t in range(T):
-        u = torch.baddbmm(A[:, t], c if peephole else h, _w(W, t, untied))
-        y = Y[:, t]
-        g, i, f = y[..., :N], y[..., N:2 * N], y[..., 2 * N:3 * N]
-        torch.tanh(u[..., 3 * N:], out=g)
-        _sig_into(u[..., :3 * N], y[..., N:], hard)
-        c = torch.addcmul(f * c, i, g, out=Cx[:, t + 1])
-        if not peephole:
-            h = torch.mul(y[..., 3 * N:], torch.tanh(c), out=Hx[:, t + 1])
+        tc = X.new_empty(M, B, N)
+    # per-step views, made once (slicing inside the loop costs as much as a small kernel)
+    Ys, SIG, I, F, O, G = (Y[..., sl].unbind(1) for sl in (
+        slice(None), slice(0, 3 * N), slice(0, N), slice(N, 2 * N), slice(2 * N, 3 * N), slice(3 * N, None)))
+    Cs = Cx.unbind(1)
+    Ss = Cs if peephole else Hx.unbind(1)
+    Ws = W.unbind(1) if untied else (W,) * T
+    K = _chunk_len(M, B, GN, T, X.element_size())
+    for t0 in range(0, T, K):
+        t1 = min(T, t0 + K)
+        _project(Y, X, U, b, t0, t1, untied)
+        for t in range(t0, t1):
+            Ys[t].baddbmm_(Ss[t], Ws[t])
+            _sig_(SIG[t], hard)
+            G[t].tanh_()
+            c = torch.mul(F[t], Cs[t], out=Cs[t + 1])
+            c.addcmul_(I[t], G[t])
+            if not peephole:
+                torch.mul(O[t], torch.tanh(c, out=tc), out=Ss[t + 1])
     return Y, Cx, Hx
 
 
-def _lstm_backward(W, Y, Cx, Hx, dOut, dC, untied: bool, hard: bool, peephole: bool):
-    """dOut: gradient of H (LSTM) or of the output gates O (peephole). Gate axis of dA in
-    storage order (i, f, o, r)."""
-    M, T, B, N4 = Y.shape
-    N = N4 // 4
-    dA = Y.new_empty(M, T, B, 4 * N)
-    X = Y.new_empty(M, B, 4 * N)
-    D = Y.new_empty(M, B, 4 * N)
-    one = torch.ones((), dtype=Y.dtype, device=Y.device)
-    dc = Y.new_zeros(M, B, N)
-    dh = None if peephole else Y.new_zeros(M, B, N)
-    for t in range(T - 1, -1, -1):
-        y = Y[:, t]
-        g, i, f, o = y[..., :N], y[..., N:2 * N], y[..., 2 * N:3 * N], y[..., 3 * N:]
-        if dC is not None:
-            dc = dc + dC[:, t]
+def _lstm_backward(X, U, W, Y, Cx, Hx, dOut, dC, untied: bool, hard: bool, peephole: bool,
+                   need_dX: bool):
+    """dOut: gradient of H (LSTM) or of the output gates O (peephole); dOut and dC may be None.
+    Returns dX, dU, db, dW, d(initial state), dc0 (LSTM; None for the peephole)."""
+    M, T, B, GN = Y.shape
+    N = GN // 4
+    n = X.shape[-1]
+    K = _chunk_len(M, B, GN, T, Y.element_size())
+    S = Cx if peephole else Hx
+    WT = W.transpose(-1, -2).contiguous()          # (…, 4N, N): the per-step product runs faster
+    P = Y.new_empty(M, K, B, GN)
+    Q = None if peephole else Y.new_empty(M, K, B, N)
+    dAc = Y.new_empty(M, K, B, GN)
+    if untied:
+        dW = torch.empty_like(W)
+        dU = None if U is None else torch.empty_like(U)
+        db = None if U is None else Y.new_empty(M, T, GN)
+    else:
+        dW = torch.zeros_like(W)
+        dU = None if U is None else torch.zeros_like(U)
+        db = None if U is None else Y.new_zeros(M, GN)
+    dX = X.new_empty(M, T, B, n) if need_dX else None
+    # per-step views, made once
+    WTs = WT.unbind(1) if untied else (WT,) * T
+    F = Y[..., N:2 * N].unbind(1)
+    dOs = None if dOut is None else dOut.unbind(1)
+    dCs = None if dC is None else dC.unbind(1)
+    Ds = dAc.unbind(1)
+    Ds2, Ds4, Dr = (dAc.unflatten(-1, (4, N))[..., sl, :].unbind(1)
+                    for sl in (slice(0, 2), slice(None), slice(3, 4)))
+    Do = dAc[..., 2 * N:3 * N].unbind(1)
+    Ps2, Ps4, Pr = (P.unflatten(-1, (4, N))[..., sl, :].unbind(1)
+                    for sl in (slice(0, 2), slice(None), slice(3, 4)))
+    Po = P[..., 2 * N:3 * N].unbind(1)
+    Qs = None if peephole else Q.unbind(1)
+    dc = Y.new_zeros(M, B, N)                      # gradient of c_t (peephole: all of it)
+    dcc = Y.new_zeros(M, B, N)                     # LSTM: carried part dc_{t+1} f_{t+1} + dC_t
+    dc2 = dc.unsqueeze(2)
+    if dC is not None:
+        (dc if peephole else dcc).copy_(dCs[T - 1])
+    dh = None
+    if not peephole:
+        dh = Y.new_zeros(M, B, N)
+        if dOut is not None:
+            dh.copy_(dOs[T - 1])
+    ds0 = dc0 = None
+    for t0 in reversed(range(0, T, K)):
+        t1 = min(T, t0 + K)
+        Kc = t1 - t0
+        Yc, Pc, dA = Y[:, t0:t1], P[:, :Kc], dAc[:, :Kc]
+        i, g = Yc[..., :N], Yc[..., 3 * N:]
+        # everything that does not depend on the back-propagated signal, for the whole chunk
+        _dsig_into(Yc[..., :3 * N], Pc[..., :3 * N], hard)
+        Pc[..., :N].mul_(g)                                       # g sig'(u_i)
+        Pc[..., N:2 * N].mul_(Cx[:, t0:t1])                       # c_prev sig'(u_f)
+        Pc3 = torch.mul(i, g, out=Pc[..., 3 * N:])
+        torch.addcmul(i, Pc3, g, value=-1.0, out=Pc3)             # i (1 - g^2)
         if peephole:
-            X[..., 2 * N:3 * N] = dOut[:, t]
+            if dOut is None:
+                dA[..., 2 * N:3 * N].zero_()
+            else:
+                torch.mul(Pc[..., 2 * N:3 * N], dOut[:, t0:t1], out=dA[..., 2 * N:3 * N])
         else:
-            dh = dh + dOut[:, t]
-            tc = torch.tanh(Cx[:, t + 1])
-            dc = torch.addcmul(dc, dh * o, torch.addcmul(one, tc, tc, value=-1.0))
-            torch.mul(dh, tc, out=X[..., 2 * N:3 * N])
-        torch.mul(dc, g, out=X[..., :N])
-        torch.mul(dc, Cx[:, t], out=X[..., N:2 * N])
-        torch.mul(dc, i, out=X[..., 3 * N:])
-        _dsig_into(y[..., N:], D[..., :3 * N], hard)
-        torch.addcmul(one, g, g, value=-1.0, out=D[..., 3 * N:])
-        d = torch.mul(X, D, out=dA[:, t])
-        Wt = _w(W, t, untied).transpose(1, 2)
-        if peephole:
-            dc = torch.baddbmm(dc * f, d, Wt)
+            Qc = torch.tanh(Cx[:, t0 + 1:t1 + 1], out=Q[:, :Kc])
+            Pc[..., 2 * N:3 * N].mul_(Qc)                         # tanh(c) sig'(u_o)
+            torch.addcmul(Yc[..., 2 * N:3 * N], Hx[:, t0 + 1:t1 + 1], Qc, value=-1.0, out=Qc)
+        # the recurrence, step by step (k: index within the chunk)
+        for t in range(t1 - 1, t0 - 1, -1):
+            k = t - t0
+            if peephole:
+                torch.mul(Ps2[k], dc2, out=Ds2[k])                # i and f blocks: dc P
+                torch.mul(Pr[k], dc2, out=Dr[k])                  # r block
+                if t > 0:
+                    if dC is None:
+                        torch.mul(dc, F[t], out=dcc)
+                    else:
+                        torch.addcmul(dCs[t - 1], dc, F[t], out=dcc)
+                    torch.baddbmm(dcc, Ds[k], WTs[t], out=dc)
+                else:
+                    ds0 = torch.baddbmm(dc * F[t], Ds[k], WTs[t])
+            else:
+                torch.addcmul(dcc, dh, Qs[k], out=dc)
+                torch.mul(Ps4[k], dc2, out=Ds4[k])                # all blocks: dc P ...
+                torch.mul(dh, Po[k], out=Do[k])                   # ... but the o block: dh P_o
+                if t > 0:
+                    if dC is None:
+                        torch.mul(dc, F[t], out=dcc)
+                    else:
+                        torch.addcmul(dCs[t - 1], dc, F[t], out=dcc)
+                    if dOut is None:
+                        torch.bmm(Ds[k], WTs[t], out=dh)
+                    else:
+                        torch.baddbmm(dOs[t - 1], Ds[k], WTs[t], out=dh)
+                else:
+                    dc0 = dc * F[t]
+                    ds0 = torch.bmm(Ds[k], WTs[t])
+        # parameter (and input) gradients of the chunk: one product over its Kc*B rows
+        Sc = S[:, t0:t1]
+        dA2 = None if untied else dA.reshape(M, Kc * B, GN)
+        if untied:
+            dW[:, t0:t1] = torch.matmul(Sc.transpose(-1, -2), dA)
         else:
-            dc = dc * f
-            dh = torch.bmm(d, Wt)
-    if peephole:
-        return dA, _wgrad(Cx[:, :-1], dA, untied), dc, None
-    return dA, _wgrad(Hx[:, :-1], dA, untied), dh, dc
+            dW.baddbmm_(Sc.reshape(M, Kc * B, N).transpose(1, 2), dA2)
+        if U is None:
+            if need_dX:
+                dX[:, t0:t1] = dA
+        elif untied:
+            dU[:, t0:t1] = torch.matmul(X[:, t0:t1].transpose(-1, -2), dA)
+            torch.sum(dA, 2, out=db[:, t0:t1])
+            if need_dX:
+                dX[:, t0:t1] = torch.matmul(dA, U[:, t0:t1].transpose(-1, -2))
+        else:
+            dU.baddbmm_(X[:, t0:t1].reshape(M, Kc * B, n).transpose(1, 2), dA2)
+            db.add_(dA2.sum(1))
+            if need_dX:
+                torch.bmm(dA2, U.transpose(1, 2), out=dX[:, t0:t1].view(M, Kc * B, n))
+    return dX, dU, db, dW, ds0, dc0
 
 
 class _Peephole(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, A, W, c0, untied: bool, hard: bool):
+    def forward(ctx, X, U, b, W, c0, untied: bool, hard: bool):
         with flush_denormal():
-            Y, Cx, _ = _lstm_forward(A, W, c0, c0, untied, hard, True)
-        ctx.save_for_backward(W, Y, Cx)
+            Y, Cx, _ = _lstm_forward(X, U, b, W, c0, c0, untied, hard, True)
+        ctx.save_for_backward(X, U, W, Y, Cx)
         ctx.untied, ctx.hard = untied, hard
+        ctx.set_materialize_grads(False)
         N = Cx.shape[-1]
-        return Cx[:, 1:], Y[..., 3 * N:]
+        return Cx[:, 1:], Y[..., 2 * N:3 * N]
 
     @staticmethod
     def backward(ctx, dC, dO):
-        W, Y, Cx = ctx.saved_tensors
+        X, U, W, Y, Cx = ctx.saved_tensors
         with flush_denormal():
-            dA, dW, dc, _ = _lstm_backward(W, Y, Cx, None, dO, dC, ctx.untied, ctx.hard, True)
-        return dA, dW, dc, None, None
+            dX, dU, db, dW, dc0, _ = _lstm_backward(X, U, W, Y, Cx, None, dO, dC, ctx.untied, ctx.hard,
+                                                    True, ctx.needs_input_grad[0])
+        return dX, dU, db, dW, dc0, None, None
 
 
 class _LSTM(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, A, W, h0, c0, untied: bool, hard: bool):
+    def forward(ctx, X, U, b, W, h0, c0, untied: bool, hard: bool):
         with flush_denormal():
-            Y, Cx, Hx = _lstm_forward(A, W, h0, c0, untied, hard, False)
-        ctx.save_for_backward(W, Y, Cx, Hx)
+            Y, Cx, Hx = _lstm_forward(X, U, b, W, h0, c0, untied, hard, False)
+        ctx.save_for_backward(X, U, W, Y, Cx, Hx)
         ctx.untied, ctx.hard = untied, hard
+        ctx.set_materialize_grads(False)
         return Hx[:, 1:], Cx[:, 1:]
 
     @staticmethod
     def backward(ctx, dH, dC):
-        W, Y, Cx, Hx = ctx.saved_tensors
+        X, U, W, Y, Cx, Hx = ctx.saved_tensors
         with flush_denormal():
-            dA, dW, dh, dc = _lstm_backward(W, Y, Cx, Hx, dH, dC, ctx.untied, ctx.hard, False)
-        return dA, dW, dh, dc, None, None
+            dX, dU, db, dW, dh0, dc0 = _lstm_backward(X, U, W, Y, Cx, Hx, dH, dC, ctx.untied, ctx.hard,
+                                                      False, ctx.needs_input_grad[0])
+        return dX, dU, db, dW, dh0, dc0, None, None
 
 
 #: Order of the gates along the fused G*N axis of the parameters (and of ``A``).
@@ -366,15 +504,34 @@ def run(arch: str, A: torch.Tensor, W: torch.Tensor, state0, untied: bool, hard:
     """Run ``arch`` over all time steps. Returns ``(S, O)``: the state sequence ``(M,T,B,N)``
     (``h`` for the LSTM, ``c`` for the peephole LSTM) and, for the peephole LSTM, the output
     gates ``sigma(u_o)`` (else ``None``); for the LSTM ``O`` is the cell-state sequence."""
+    return run_projected(arch, A, None, None, W, state0, untied, hard)
+
+
+def run_projected(arch: str, X: torch.Tensor, U, b, W: torch.Tensor, state0, untied: bool, hard: bool):
+    """:func:`run` on the pre-activations ``A = X U + b``: ``X (M, T, B, n_in)`` (may be an
+    expanded view), ``U (M, n_in, G*N)`` / ``b (M, G*N)`` (untied: ``(M, T, n_in, G*N)`` /
+    ``(M, T, G*N)``). ``U = b = None``: ``X`` is ``A``. The LSTMs form ``A`` chunk by chunk
+    inside their loop; the other architectures form it first."""
+    if arch in ("peephole_lstm", "lstm"):
+        if arch == "peephole_lstm":
+            return _Peephole.apply(X, U, b, W, state0, untied, hard)
+        h0, c0 = state0
+        return _LSTM.apply(X, U, b, W, h0, c0, untied, hard)
+    A = X if U is None else project(X, U, b, untied)
     if arch == "vanilla":
         return _Vanilla.apply(A, W, state0, untied, hard), None
     if arch == "minimal":
         return _Minimal.apply(A, W, state0, untied, hard), None
     if arch == "gru":
         return _GRU.apply(A, W, state0, untied, hard), None
-    if arch == "peephole_lstm":
-        return _Peephole.apply(A, W, state0, untied, hard)
-    if arch == "lstm":
-        h0, c0 = state0
-        return _LSTM.apply(A, W, h0, c0, untied, hard)
     raise ValueError(f"unknown architecture arch={arch!r}")
+
+
+def project(X: torch.Tensor, U: torch.Tensor, b: torch.Tensor, untied: bool) -> torch.Tensor:
+    """The pre-activations ``X U + b`` of all steps, ``(M, T, B, G*N)``, in one product."""
+    M, T, B, n = X.shape
+    GN = U.shape[-1]
+    if not untied:
+        return torch.baddbmm(b.unsqueeze(1), X.reshape(M, T * B, n), U).view(M, T, B, GN)
+    return torch.baddbmm(b.reshape(M * T, 1, GN), X.reshape(M * T, B, n),
+                         U.reshape(M * T, n, GN)).view(M, T, B, GN)

@@ -194,42 +194,45 @@ class RecurrentCell(nn.Module):
                              f"allowed: T <= {self.untied}")
         return x
 
-    def input_projection(self, x: torch.Tensor) -> torch.Tensor:
-        """:math:`U_k z^t + b_k` for all gates and steps, ``(M, T, B, G*N)``, in one product."""
-        M, GN = self.n_members, self.weight_ih.shape[-1]
+    def input_steps(self, x: torch.Tensor) -> torch.Tensor:
+        """The input in the internal layout ``(M, T, B, n_in)`` (a shared input ``(B, T, n_in)``
+        is expanded over the members without a copy)."""
         if x.dim() == 3:                                   # shared input (B, T, n_in)
             B, T, n = x.shape
-            xt = x.transpose(0, 1).reshape(1, T * B, n).expand(M, T * B, n)
-        else:                                              # per-member input (M, B, T, n_in)
-            _, B, T, n = x.shape
-            xt = x.transpose(1, 2).reshape(M, T * B, n)
+            return x.transpose(0, 1).contiguous().expand(self.n_members, T, B, n)
+        return x.transpose(1, 2).contiguous()              # per-member input (M, B, T, n_in)
+
+    def _input_weights(self, T: int):
         if self.untied is None:
-            A = torch.baddbmm(self.bias.unsqueeze(1), xt, self.weight_ih)
-            return A.view(M, T, B, GN)
-        A = torch.baddbmm(self.bias[:, :T].reshape(M * T, 1, GN), xt.reshape(M * T, B, n),
-                          self.weight_ih[:, :T].reshape(M * T, n, GN))
-        return A.view(M, T, B, GN)
+            return self.weight_ih, self.bias
+        return self.weight_ih[:, :T], self.bias[:, :T]
+
+    def input_projection(self, x: torch.Tensor) -> torch.Tensor:
+        """:math:`U_k z^t + b_k` for all gates and steps, ``(M, T, B, G*N)``, in one product."""
+        X = self.input_steps(x)
+        return _recurrence.project(X, *self._input_weights(X.shape[1]), self.untied is not None)
 
     def run(self, x: torch.Tensor, state0=None):
         """Internal layout: returns ``(S, O)`` with ``S (M, T, B, N)`` the states (``h`` for
         the LSTM, ``c`` for the peephole LSTM) and ``O`` the peephole output gates
         :math:`\\sigma(u_o^t)` / the LSTM cell states / ``None``."""
         x = self._check_input(x)
-        A = self.input_projection(x)
-        M, T, B, _ = A.shape
+        X = self.input_steps(x)
+        M, T, B, _ = X.shape
         N = self.n_hidden
+        U, b = self._input_weights(T)
         W = self.weight_hh if self.untied is None else self.weight_hh[:, :T]
         if state0 is None:
-            z = A.new_zeros(M, B, N)
+            z = X.new_zeros(M, B, N, dtype=W.dtype)
             state0 = (z, z) if self.arch == "lstm" else z
         elif not self.is_ensemble:
             state0 = tuple(s.unsqueeze(0) for s in state0) if self.arch == "lstm" else state0.unsqueeze(0)
-        if A.is_cuda and torch.is_autocast_enabled("cuda"):
+        if X.is_cuda and torch.is_autocast_enabled("cuda"):
             with torch.autocast("cuda", enabled=False):   # the recurrence runs in float32
                 state0 = tuple(s.float() for s in state0) if self.arch == "lstm" else state0.float()
-                return _recurrence.run(self.arch, A.float(), W.float(), state0, self.untied is not None,
-                                       self.hard_sigmoid)
-        return _recurrence.run(self.arch, A, W, state0, self.untied is not None, self.hard_sigmoid)
+                return _recurrence.run_projected(self.arch, X.float(), U.float(), b.float(), W.float(), state0,
+                                                 self.untied is not None, self.hard_sigmoid)
+        return _recurrence.run_projected(self.arch, X, U, b, W, state0, self.untied is not None, self.hard_sigmoid)
 
     def output(self, S: torch.Tensor, O: torch.Tensor | None) -> torch.Tensor:
         """The output :math:`p` of Table 1 from the internal states (any matching index)."""

@@ -12,8 +12,9 @@ r"""The training engine shared by every experiment of the book.
 * checkpoints every ``checkpoint_every`` steps (model, optimizer, data generator and RNG states,
   curves so far), written atomically; :func:`fit` with the same ``checkpoint`` path resumes
   and, on CPU, ends bitwise identical to an uninterrupted run;
-* ``device="auto"``: CUDA when present, else CPU; ``amp=True`` runs the input projection and
-  read-out in bfloat16 autocast on CUDA (the recurrence itself stays in float32);
+* ``device="auto"``: CUDA when present, else CPU; ``amp=True`` runs the read-out (and stock
+  modules) in bfloat16 autocast on CUDA; our cells' input projection and recurrence stay in
+  float32 (the projection is fused into the recurrence);
 * progress bars (tqdm) only on a terminal: off when stderr is not a TTY (papermill, CI logs) or
   when ``RNN_MFT_PROGRESS=0``; ``RNN_MFT_PROGRESS=1`` forces them on.
 
