@@ -90,3 +90,49 @@ def stored(profile: str, experiment: str, name: str, fn: Callable[[str | None], 
     store = store or train.ResultsStore()
     return store.load_or_run(profile, experiment, name,
                              lambda: fn(str(store.checkpoint_path(profile, experiment, name))))
+
+
+def stored_paper(run_fn: Callable[[train.ResultsStore], object]):
+    """What ``run_fn(store)`` returns with a read-only results store, i.e. the stored
+    paper-profile results of an experiment, or ``None`` when any of its runs is not stored
+    (nothing is ever trained here)."""
+    try:
+        return run_fn(train.ResultsStore(readonly=True))
+    except FileNotFoundError:
+        return None
+
+
+def _flatten(results) -> list:
+    if isinstance(results, train.RunResult):
+        return [results]
+    if isinstance(results, dict):
+        return [r for v in results.values() for r in _flatten(v)]
+    if isinstance(results, (list, tuple)):
+        return [r for v in results for r in _flatten(v)]
+    return []
+
+
+def provenance(results) -> str:
+    """One Markdown sentence on where stored results come from: devices, code versions, torch
+    versions, dates and total wall time of every :class:`~rnn_mft.train.RunResult` inside."""
+    runs = _flatten(results)
+    if not runs:
+        return "no runs"
+    pick = lambda key: sorted({str(r.meta.get(key, "?")) for r in runs})  # noqa: E731
+    dates = sorted(str(r.meta.get("finished", "?")) for r in runs)
+    wall = sum(float(r.meta.get("wall_time_s", 0.0)) for r in runs)
+    return (f"{len(runs)} stored runs; device {', '.join(pick('device'))}; code {', '.join(pick('code_version'))}; "
+            f"torch {', '.join(pick('torch_version'))}; finished {dates[0]} to {dates[-1]}; "
+            f"{wall / 3600:.1f} h of training in total.")
+
+
+def paper_note(profile: str, paper) -> str:
+    """Markdown paragraph for a chapter: are stored paper-profile results shown, and from where."""
+    if profile == "paper":
+        return "This page ran at profile `paper`: the results above are the paper-scale runs."
+    if paper is None:
+        return ("**Paper-scale results:** none stored for this chapter yet "
+                "(`data/results/paper/` is filled by `make reproduce` on a GPU machine; see README). "
+                f"Everything above was computed at profile `{profile}`.")
+    return ("**Paper-scale results (stored, not recomputed by this page):** " + provenance(paper)
+            + " They are drawn below, marked `paper (stored)`.")

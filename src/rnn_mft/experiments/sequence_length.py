@@ -24,9 +24,9 @@ from .. import train
 from ..data import load_task_pair
 from ..theory import Theta, analyze
 from . import check_profile
-from ._training import make_ensemble, run_key, stored, train_cfg
+from ._training import make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
 
-__all__ = ["CONFIGS", "INITS", "config", "inits", "theory_table", "run", "run_one", "accuracy", "describe"]
+__all__ = ["cost", "stored_paper_results", "paper_note", "CONFIGS", "INITS", "config", "inits", "theory_table", "run", "run_one", "accuracy", "describe"]
 
 EXPERIMENT = "sequence_length"
 INITS = ("standard", "critical", "chrono")
@@ -34,7 +34,7 @@ ARCH = "peephole_lstm"
 
 CONFIGS = {
     "smoke": dict(Ts=[3, 6], width=8, batch_size=8, steps=3, n_eval=32, eval_every=0),
-    "ci": dict(Ts=[10, 30, 100, 300], width=64, batch_size=32, steps=300, n_eval=1000, eval_every=50),
+    "ci": dict(Ts=[10, 25, 50, 100, 150], width=48, batch_size=32, steps=300, n_eval=1000, eval_every=50),
     "paper": dict(Ts=[10, 30, 100, 200, 400, 600, 800, 1000], width=256, batch_size=64, steps=8000, n_eval=2000,
                   eval_every=500),
 }
@@ -120,3 +120,13 @@ def comparison(Ts, acc: dict, cfg: dict) -> str:
                 + (f"at least 0.5 up to $T = {L}$" if L else "below 0.5 everywhere"))
         rows.append(f"| {name} | {say[name]} | {ours} |")
     return "\n".join(rows)
+
+
+def stored_paper_results():
+    """``{T: RunResult}`` of the paper profile from the results store, or None."""
+    return stored_paper(lambda store: run(config("paper"), store))
+
+
+def cost(cfg: dict) -> dict:
+    """Ensemble runs and sequential time steps (training steps x sequence length, summed)."""
+    return {"runs": len(cfg["Ts"]), "sequential_steps": cfg["steps"] * sum(cfg["Ts"])}

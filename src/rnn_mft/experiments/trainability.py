@@ -33,9 +33,9 @@ from .. import train
 from ..data import load_task_pair
 from ..theory import Theta, analyze
 from . import check_profile
-from ._training import make_ensemble, run_key, stored, train_cfg
+from ._training import make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
 
-__all__ = ["CONFIGS", "DIRECTIONS", "config", "thetas", "alphas", "overlay", "run", "describe", "accuracy_map"]
+__all__ = ["cost", "stored_paper_results", "paper_note", "CONFIGS", "DIRECTIONS", "config", "thetas", "alphas", "overlay", "run", "describe", "accuracy_map"]
 
 EXPERIMENT = "trainability"
 
@@ -51,7 +51,7 @@ CONFIGS = {
     "smoke": dict(archs=["gru", "peephole_lstm"], Ts=[2, 5], n_alpha=2, width=8, batch_size=8, n_eval=32,
                   steps={"gru": 3, "lstm": 3, "peephole_lstm": 3}, n_s=100, n_iters=60),
     "ci": dict(archs=["gru", "lstm", "peephole_lstm"], Ts=[2, 4, 8, 16, 32, 64], n_alpha=6, width=32,
-               batch_size=32, n_eval=512, steps={"gru": 300, "lstm": 300, "peephole_lstm": 300}, n_s=300,
+               batch_size=32, n_eval=512, steps={"gru": 200, "lstm": 200, "peephole_lstm": 200}, n_s=300,
                n_iters=150),
     "paper": dict(archs=["gru", "lstm", "peephole_lstm"], Ts=[2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256],
                   n_alpha=16, width=128, batch_size=64, n_eval=2000,
@@ -227,3 +227,18 @@ def comparison(untied: dict, tied: dict, cfg: dict) -> str:
                 f"network is further from the mean-field limit. With tied weights the theory is outside its "
                 f"assumptions, as in the paper.")
     return "\n".join(rows)
+
+
+def stored_paper_results():
+    """``{tied: {arch: {T: RunResult}}}`` of the paper profile from the results store, or None."""
+    cfgs = {tied: config("paper", tied=tied) for tied in (False, True)}
+    return stored_paper(lambda store: {tied: {arch: run(c, arch, store) for arch in c["archs"]}
+                                       for tied, c in cfgs.items()})
+
+
+def cost(cfg: dict) -> dict:
+    """Work of ``cfg`` for both Figure 2 and Figure 6: ensemble runs and sequential time steps
+    (training steps x sequence length, summed; what bounds the time on a GPU)."""
+    runs = 2 * len(cfg["archs"]) * len(cfg["Ts"])
+    seq = 2 * sum(cfg["steps"][a] * T for a in cfg["archs"] for T in cfg["Ts"])
+    return {"runs": runs, "sequential_steps": seq}

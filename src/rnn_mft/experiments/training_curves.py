@@ -26,9 +26,9 @@ from ..data import load_task_pair
 from ..theory import Theta
 from ..train import default_lrs
 from . import check_profile
-from ._training import make_ensemble, run_key, stored, train_cfg
+from ._training import make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
 
-__all__ = ["CONFIGS", "INITS", "TASKS", "config", "run", "run_one", "best_curves", "describe", "lrs"]
+__all__ = ["cost", "stored_paper_results", "paper_note", "CONFIGS", "INITS", "TASKS", "config", "run", "run_one", "best_curves", "describe", "lrs"]
 
 EXPERIMENT = "training_curves"
 INITS = ("standard", "critical")
@@ -38,8 +38,8 @@ TASKS = {"concatenated_mnist": "n_digits", "repeated_pixel_mnist": "repeat"}
 CONFIGS = {
     "smoke": dict(lengths={"concatenated_mnist": [1, 2], "repeated_pixel_mnist": [1]}, width=8, batch_size=8,
                   steps=4, n_lr=2, n_eval=32, eval_every=2, repeat_concat=1),
-    "ci": dict(lengths={"concatenated_mnist": [1, 2, 4], "repeated_pixel_mnist": [1, 2, 4]}, width=32,
-               batch_size=32, steps=400, n_lr=8, n_eval=500, eval_every=25, repeat_concat=10),
+    "ci": dict(lengths={"concatenated_mnist": [1, 2, 3], "repeated_pixel_mnist": [1, 2, 3]}, width=32,
+               batch_size=32, steps=250, n_lr=8, n_eval=500, eval_every=25, repeat_concat=10),
     "paper": dict(lengths={"concatenated_mnist": [1, 4, 10], "repeated_pixel_mnist": [1, 5, 20]}, width=128,
                   batch_size=64, steps=10000, n_lr=8, n_eval=2000, eval_every=200, repeat_concat=10),
 }
@@ -155,3 +155,15 @@ def comparison(results: dict, cfg: dict) -> str:
             rows.append(f"| {task} | {TASKS[task]} = {L} | {res.meta['task']['seq_len']} | {paper.get(j, '')} | "
                         + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def stored_paper_results():
+    """``{(task, length): RunResult}`` of the paper profile from the results store, or None."""
+    return stored_paper(lambda store: run(config("paper"), store))
+
+
+def cost(cfg: dict) -> dict:
+    """Ensemble runs and sequential time steps (training steps x sequence length, summed)."""
+    T = {"concatenated_mnist": lambda n: n * 7 * cfg["repeat_concat"], "repeated_pixel_mnist": lambda r: 112 * r}
+    seq = sum(cfg["steps"] * T[t](L) for t in TASKS for L in cfg["lengths"][t])
+    return {"runs": sum(len(cfg["lengths"][t]) for t in TASKS), "sequential_steps": seq}

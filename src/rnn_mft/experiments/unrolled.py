@@ -25,9 +25,9 @@ from ..data import load_task_pair
 from ..data.sources import DataUnavailableError
 from ..theory import Theta, analyze
 from . import check_profile
-from ._training import make_ensemble, run_key, stored, train_cfg
+from ._training import make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
 
-__all__ = ["CONFIGS", "INITS", "PAPER", "config", "run", "run_one", "table", "describe"]
+__all__ = ["cost", "stored_paper_results", "paper_note", "CONFIGS", "INITS", "PAPER", "config", "run", "run_one", "table", "describe"]
 
 EXPERIMENT = "unrolled"
 INITS = ("standard", "critical", "chrono")
@@ -40,9 +40,9 @@ DATASETS = {"mnist": dict(task="unrolled_mnist", arch="peephole_lstm", hard_sigm
 
 CONFIGS = {
     "smoke": dict(datasets=["mnist"], width=8, batch_size=8, steps=2, n_eval=16, eval_every=0, seq_cut=None),
-    "ci": dict(datasets=["mnist", "cifar10"], width=32, batch_size=32, steps=200, n_eval=1000, eval_every=50,
+    "ci": dict(datasets=["mnist", "cifar10"], width=32, batch_size=32, steps=500, n_eval=1000, eval_every=50,
                seq_cut=None),
-    "paper": dict(datasets=["mnist", "cifar10"], width=600, batch_size=128, steps=40000, n_eval=10000,
+    "paper": dict(datasets=["mnist", "cifar10"], width=600, batch_size=128, steps=20000, n_eval=10000,
                   eval_every=1000, seq_cut=None),
 }
 _COMMON = dict(optimizer="adam", lr=1e-3, clip=1.0, seed=0)
@@ -96,7 +96,10 @@ def run_one(cfg: dict, dataset: str, store=None):
     try:
         return stored(cfg["profile"], EXPERIMENT, name, fn, store), None
     except DataUnavailableError as exc:
-        return None, str(exc).splitlines()[0]
+        first = str(exc).splitlines()[0]
+        why = first.split("is not available:", 1)[-1].strip().rstrip(".")
+        return None, f"{dataset} data not available here ({why}); see README, Data"
+
 
 
 def run(cfg: dict, store=None) -> dict:
@@ -137,3 +140,19 @@ def describe(cfg: dict) -> str:
             f"MNIST); {cfg['steps']} steps of {cfg['optimizer'].capitalize()} (learning rate {cfg['lr']:g}, batch "
             f"{cfg['batch_size']}, gradient norm clipped at {cfg['clip']}); test accuracy on up to {cfg['n_eval']} "
             f"held-out images; data sets: {', '.join(cfg['datasets'])}.")
+
+
+def stored_paper_results():
+    """``{dataset: (RunResult, None)}`` of the paper profile from the results store, or None."""
+    def fn(store):
+        out = run(config("paper"), store)
+        if any(r is None for r, _ in out.values()):
+            raise FileNotFoundError("incomplete")
+        return out
+    return stored_paper(fn)
+
+
+def cost(cfg: dict) -> dict:
+    """Ensemble runs and sequential time steps (training steps x sequence length, summed)."""
+    T = {"mnist": 784, "cifar10": 1024}
+    return {"runs": len(cfg["datasets"]), "sequential_steps": sum(cfg["steps"] * T[d] for d in cfg["datasets"])}
