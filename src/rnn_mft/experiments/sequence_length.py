@@ -26,7 +26,8 @@ from ..theory import Theta, analyze
 from . import check_profile
 from ._training import make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
 
-__all__ = ["cost", "stored_paper_results", "paper_note", "CONFIGS", "INITS", "config", "inits", "theory_table", "run", "run_one", "accuracy", "describe"]
+__all__ = ["CONFIGS", "INITS", "accuracy", "comparison", "config", "cost", "describe", "inits", "paper_note", "run",
+           "run_one", "stored_paper_results", "theory_table"]
 
 EXPERIMENT = "sequence_length"
 INITS = ("standard", "critical", "chrono")
@@ -34,7 +35,7 @@ ARCH = "peephole_lstm"
 
 CONFIGS = {
     "smoke": dict(Ts=[3, 6], width=8, batch_size=8, steps=3, n_eval=32, eval_every=0),
-    "ci": dict(Ts=[10, 25, 50, 100, 150], width=48, batch_size=32, steps=300, n_eval=1000, eval_every=50),
+    "ci": dict(Ts=[10, 25, 50, 100], width=48, batch_size=32, steps=300, n_eval=1000, eval_every=50),
     "paper": dict(Ts=[10, 30, 100, 200, 400, 600, 800, 1000], width=256, batch_size=64, steps=8000, n_eval=2000,
                   eval_every=500),
 }

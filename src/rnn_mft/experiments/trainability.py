@@ -35,7 +35,9 @@ from ..theory import Theta, analyze
 from . import check_profile
 from ._training import make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
 
-__all__ = ["cost", "stored_paper_results", "paper_note", "CONFIGS", "DIRECTIONS", "config", "thetas", "alphas", "overlay", "run", "describe", "accuracy_map"]
+__all__ = ["CONFIGS", "DIRECTIONS", "accuracy_map", "alphas", "comparison", "config", "cost", "describe", "overlay",
+           "paper_note", "region_summary", "region_table", "run", "run_one", "stored_paper_results", "thetas",
+           "xi_table"]
 
 EXPERIMENT = "trainability"
 

@@ -28,7 +28,8 @@ from ..train import default_lrs
 from . import check_profile
 from ._training import make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
 
-__all__ = ["cost", "stored_paper_results", "paper_note", "CONFIGS", "INITS", "TASKS", "config", "run", "run_one", "best_curves", "describe", "lrs"]
+__all__ = ["CONFIGS", "INITS", "TASKS", "best_curves", "comparison", "config", "cost", "describe", "lrs", "paper_note",
+           "run", "run_one", "steps_to", "stored_paper_results"]
 
 EXPERIMENT = "training_curves"
 INITS = ("standard", "critical")

@@ -27,7 +27,8 @@ from ..theory import Theta, analyze
 from . import check_profile
 from ._training import make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
 
-__all__ = ["cost", "stored_paper_results", "paper_note", "CONFIGS", "INITS", "PAPER", "config", "run", "run_one", "table", "describe"]
+__all__ = ["CONFIGS", "INITS", "PAPER", "config", "cost", "describe", "inits", "paper_note", "run", "run_one",
+           "stored_paper_results", "table", "theory_row"]
 
 EXPERIMENT = "unrolled"
 INITS = ("standard", "critical", "chrono")
