@@ -4,9 +4,14 @@ high-order reference, and the speed-up over a naive per-point scipy.integrate ev
 Grid: mu_f in [-2, 6] x a common recurrent variance sigma^2 in [0.05, 2] (other fields: nu^2 = 1,
 rho^2 = 0.1, means 0), Sigma_z = 0.5 (so C* < 1 has to be found).
 
-* fast: ``rnn_mft.theory.analyze`` on the whole grid (Gauss-Hermite order chosen per bucket of
-  grid points from their largest pre-activation variance; the C map as a Mehler series). Each
-  architecture is timed several times (median and best printed; the machine is shared).
+* fast: ``rnn_mft.theory.analyze`` on the whole grid (Q* by Newton's method; Gauss-Hermite order
+  chosen per bucket of grid points from their largest pre-activation variance, the buckets (or,
+  for a bounded state, the grid's two halves) solved on two threads; the C map as a Mehler
+  series). Each architecture is timed several times (median and best printed; the machine is
+  shared). BLAS runs single-threaded unless OPENBLAS_NUM_THREADS / MKL_NUM_THREADS say
+  otherwise: the theory already keeps both cores busy with its own two threads, and BLAS
+  threads on top of them oversubscribe a 2-core machine (measured: up to 2x slower medians
+  when other jobs share it).
 * reference: the same equations with a much higher order (2-D Gauss-Hermite map, order 200,
   fixed point by iteration + Newton), on a random subset of grid points.
 * naive: per point, (mu*, Q*) by plain iteration and C* by a secant method, every Gaussian
@@ -17,7 +22,12 @@ rho^2 = 0.1, means 0), Sigma_z = 0.5 (so C* < 1 has to be found).
 """
 from __future__ import annotations
 
+import os
 import time
+
+# before numpy is imported (see the module docstring)
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import numpy as np
 from scipy import integrate
@@ -122,7 +132,8 @@ REPS = {"lstm": 2}
 def main():
     rng = np.random.default_rng(0)
     sz = 0.5
-    print(f"xi on a {N_GRID} x {N_GRID} Theta grid (mu_f x sigma^2), Sigma_z = {sz}; 2 CPU cores shared")
+    print(f"xi on a {N_GRID} x {N_GRID} Theta grid (mu_f x sigma^2), Sigma_z = {sz}; 2 CPU cores shared; "
+          f"BLAS threads: OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     naive_per_point = None
     for arch in ("vanilla", "minimal", "gru", "peephole_lstm", "lstm"):
         th = grid(arch)

@@ -25,7 +25,7 @@ import numpy as np
 
 from .quadrature import gauss_hermite
 
-__all__ = ["hermite_weights", "coefficients", "PairSeries"]
+__all__ = ["hermite_weights", "coefficients", "PairSeries", "SeriesStack"]
 
 #: default truncation order and number of quadrature nodes of the series
 SERIES_ORDER = 96
@@ -89,17 +89,57 @@ class PairSeries:
     def __call__(self, C, deriv: bool = False):
         """Value (and derivative if ``deriv``) at correlation ``C`` (broadcast with the coefficients)."""
         C = np.asarray(C, dtype=float)
-        p = self.p
-        M = self.M
-        val = np.broadcast_to(p[..., M], np.broadcast_shapes(p.shape[:-1], C.shape)).copy()
-        der = np.zeros_like(val) if deriv else None
-        for n in range(M - 1, -1, -1):
-            if deriv:
-                der = der * C + val
-            val = val * C + p[..., n]
-        CM = C ** M
-        val = val + CM * C * (self.A + self.B * C)
-        if not deriv:
-            return val
-        der = der + CM * ((M + 1) * self.A + (M + 2) * self.B * C)
-        return val, der
+        return _horner(np.moveaxis(self.p, -1, 0), self.A, self.B, C, deriv)
+
+
+class SeriesStack:
+    r"""Several :class:`PairSeries` of one order ``M``, each at its own correlation, evaluated in
+    a single Horner pass (``K`` series cost one loop over the ``M`` powers instead of ``K``).
+
+    Used by the C map (eq. (7)), where every gate has its own correlation :math:`C_k`
+    (eq. (4b)) but all gates share the series order. The coefficients are stored
+    power-major, ``(M+1, K, ...)``, so that each Horner step reads contiguous memory.
+    """
+
+    def __init__(self, series):
+        series = list(series)
+        self.M = series[0].M
+        if any(s.M != self.M for s in series):
+            raise ValueError("all series of a SeriesStack need the same order M")
+        shape = np.broadcast_shapes(*(s.p.shape[:-1] for s in series))
+        self.K = len(series)
+        self.pt = np.stack([np.moveaxis(np.broadcast_to(s.p, shape + (self.M + 1,)), -1, 0) for s in series],
+                           axis=1)                                                # (M+1, K, *shape)
+        self.A = np.stack([np.broadcast_to(s.A, shape) for s in series])
+        self.B = np.stack([np.broadcast_to(s.B, shape) for s in series])
+
+    def __call__(self, C, deriv: bool = False):
+        """Values (and derivatives) of the K series at ``C`` of shape ``(K, ...)``; arrays ``(K, ...)``."""
+        C = np.asarray(C, dtype=float)
+        pt, A, B = self.pt, self.A, self.B
+        extra = C.ndim - A.ndim            # C has axes the grid lacks: align the grid's axes last
+        if extra > 0:
+            pt = pt.reshape(pt.shape[:2] + (1,) * extra + pt.shape[2:])
+            A, B = (a.reshape(a.shape[:1] + (1,) * extra + a.shape[1:]) for a in (A, B))
+        return _horner(pt, A, B, C, deriv)
+
+
+def _horner(pt, A, B, C, deriv):
+    r""":math:`\sum_{n \le M} p_n C^n + C^{M+1}(A + B C)` (and its derivative in C) by Horner's
+    rule with in-place updates; ``pt`` holds the coefficients power-major, ``(M+1, ...)``."""
+    M = pt.shape[0] - 1
+    shape = np.broadcast_shapes(pt.shape[1:], C.shape)
+    val = np.broadcast_to(pt[M], shape).copy()
+    der = np.zeros(shape) if deriv else None
+    for n in range(M - 1, -1, -1):
+        if deriv:
+            der *= C
+            der += val
+        val *= C
+        val += pt[n]
+    CM = C ** M
+    val += CM * C * (A + B * C)
+    if not deriv:
+        return val
+    der += CM * ((M + 1) * A + (M + 2) * B * C)
+    return val, der

@@ -35,6 +35,7 @@ The state-to-state Jacobian is :math:`J = D_0 + \sum_k D_k W_k` (eq. (10)) with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from math import comb
 
 import numpy as np
@@ -125,6 +126,25 @@ def nodes_for(var_max: float, order=None) -> int:
     return int(np.clip(np.ceil(24 + 40 * v), 48, 400))
 
 
+#: Q* = G(Q*) amplifies the quadrature error of G by 1/(1 - G'(Q*)), which grows with the memory
+#: of the state (for a long-memory cell state 1 - G' is ~1e-2): :func:`solve_q` integrates with
+#: this multiple of :func:`nodes_for`'s order.
+Q_ORDER_FACTOR = 1.5
+#: The C map's Hermite coefficients f_n = E[h He_n] / sqrt(n!) (n <= M) need more nodes than one
+#: expectation does, and near criticality (C* and chi close to 1, long time scales) chi weighs all
+#: of them: :class:`CMap` integrates them with this multiple of :func:`nodes_for`'s order (the
+#: series order M, and the ``order`` reported, follow :func:`nodes_for`). The Jacobian moments of
+#: :func:`rnn_mft.theory.analyze` use the same nodes.
+C_NODES_FACTOR = 1.5
+#: Cap of the two node counts above (:func:`nodes_for` itself stops at 400).
+MAX_NODES = 600
+
+
+def _q_nodes(var_max: float) -> int:
+    """The automatic order of the (mu*, Q*) solve: :data:`Q_ORDER_FACTOR` x :func:`nodes_for`."""
+    return int(min(MAX_NODES, np.ceil(Q_ORDER_FACTOR * nodes_for(var_max))))
+
+
 # --- gate statistics ---------------------------------------------------------------------------
 def _var_corr(p, q_s, ss_ab, R, sz):
     """Eqs. (4a)-(4b): variance Q_k - mu_k^2 and correlation C_k of a gate of form (1a)."""
@@ -140,51 +160,198 @@ def _safe_corr(cov, var):
     return np.clip(c, -1.0, 1.0)
 
 
-def _derived(get, name, u):
+def _derived(get, name, base):
     """Values of FUNCS[name] at the nodes, from the cached sigmoid/tanh values where possible
-    (``get(name)`` returns cached values, ``u()`` the nodes): one transcendental per gate."""
+    (``get(name)`` returns cached values, ``base(name)`` computes a function at the nodes): one
+    transcendental per gate. Built with in-place operations (one new array each; the cached
+    values are not modified)."""
     if name == "omsig":
         return 1.0 - get("sig")
     if name == "dsig":
         s = get("sig")
-        return s * (1.0 - s)
+        d = 1.0 - s
+        d *= s
+        return d
     if name == "ndsig":
-        return -get("dsig")
+        return np.negative(get("dsig"))
     if name == "dtanh":
         t = get("tanh")
-        return 1.0 - t * t
-    return FUNCS[name](u())
+        d = np.multiply(t, t)
+        return np.subtract(1.0, d, out=d)
+    return base(name)
+
+
+def _nodes(mean, var, x):
+    """Pre-activations ``mean + sqrt(var) x`` at the quadrature nodes ``x``: shape
+    ``(*broadcast(mean, var), n)``, built in place (no temporaries of that size)."""
+    m = np.asarray(mean, float)
+    sd = np.sqrt(np.asarray(var, float))
+    u = np.empty(np.broadcast_shapes(m.shape, sd.shape) + np.shape(x))
+    np.multiply(sd[..., None], x, out=u)
+    u += m[..., None]
+    return u
+
+
+def _base(name, mean, var, x):
+    """FUNCS[name] at the nodes ``mean + sqrt(var) x``, in one array: tanh in place on the nodes,
+    the sigmoid as (1 + tanh(u/2))/2 on nodes built at half scale (``u/2`` has mean ``mean/2``
+    and variance ``var/4``; both scalings are exact, so this equals :func:`quadrature.sigmoid`)."""
+    if name == "sig":
+        t = _nodes(0.5 * np.asarray(mean, float), 0.25 * np.asarray(var, float), x)
+        np.tanh(t, out=t)
+        t += 1.0
+        t *= 0.5
+        return t
+    if name == "tanh":
+        t = _nodes(mean, var, x)
+        return np.tanh(t, out=t)
+    return FUNCS[name](_nodes(mean, var, x))
+
+
+class _Dual:
+    """A value and its derivative with respect to one scalar parameter (forward-mode
+    differentiation): the Q map (eq. (6)) written with these gives G(Q) and G'(Q) at once, for
+    Newton's method in :func:`solve_q`."""
+
+    __slots__ = ("v", "d")
+    __array_ufunc__ = None              # ndarray (op) _Dual defers to _Dual's reflected operators
+
+    def __init__(self, v, d=0.0):
+        self.v, self.d = v, d
+
+    @staticmethod
+    def _split(o):
+        return (o.v, o.d) if isinstance(o, _Dual) else (o, 0.0)
+
+    def __add__(self, o):
+        v, d = self._split(o)
+        return _Dual(self.v + v, self.d + d)
+
+    __radd__ = __add__
+
+    def __sub__(self, o):
+        v, d = self._split(o)
+        return _Dual(self.v - v, self.d - d)
+
+    def __rsub__(self, o):
+        v, d = self._split(o)
+        return _Dual(v - self.v, d - self.d)
+
+    def __mul__(self, o):
+        v, d = self._split(o)
+        return _Dual(self.v * v, self.d * v + self.v * d)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, o):
+        v, d = self._split(o)
+        q = self.v / v
+        return _Dual(q, (self.d - q * d) / v)
 
 
 class _Gauss1:
-    """E[prod of functions of one gate] by n-point Gauss-Hermite, with a per-gate value cache."""
+    r"""E[prod of functions of one gate] by n-point Gauss-Hermite, with a per-gate value cache.
 
-    def __init__(self, means: dict, vars_: dict, n: int):
+    With ``dvars`` (the derivative of each gate's variance with respect to a parameter, e.g. Q),
+    :meth:`ED` also returns the derivative of the expectation, from the same function values:
+    by Stein's lemma :math:`\partial_v \mathbb{E} f(\mu + \sqrt v z) = \mathbb{E}[f(u)(z^2 - 1)]/(2v)`.
+    """
+
+    def __init__(self, means: dict, vars_: dict, n: int, dvars: dict | None = None):
         self.x, self.w = gauss_hermite(n)
         self.n = n
-        self.u = {g: np.asarray(means[g], float)[..., None] + np.sqrt(np.asarray(vars_[g], float))[..., None] * self.x
-                  for g in means}
+        self.means = dict(means)
+        self.vars = dict(vars_)
+        self.dvars = None if dvars is None else dict(dvars)
         self.vals = {}
+        self.prods = {}
         self.cache = {}
 
+    def add(self, g, mean, var, dvar=None):
+        """Add gate ``g`` (e.g. the GRU's r2, whose variance depends on gate r)."""
+        self.means[g], self.vars[g] = mean, var
+        if self.dvars is not None:
+            self.dvars[g] = dvar
+
+    def _shape(self, g):
+        return np.broadcast_shapes(np.shape(self.means[g]), np.shape(self.vars[g]))
+
     def f(self, g, name):
+        """Values of function ``name`` at gate g's nodes (computed on first use: gates and
+        functions that an expectation never asks for cost nothing)."""
         key = (g, name)
         if key not in self.vals:
-            self.vals[key] = _derived(lambda nm: self.f(g, nm), name, lambda: self.u[g])
+            self.vals[key] = _derived(lambda nm: self.f(g, nm), name,
+                                      lambda nm: _base(nm, self.means[g], self.vars[g], self.x))
         return self.vals[key]
 
+    def _prod(self, g, names):
+        """The product of the functions ``names`` (sorted) at the nodes, as the product of its two
+        halves; products of two functions are cached (they are the halves of fourth moments)."""
+        if len(names) == 1:
+            return self.f(g, names[0])
+        key = (g, names)
+        if key in self.prods:
+            return self.prods[key]
+        k = len(names) // 2
+        v = np.multiply(self._prod(g, names[:k]), self._prod(g, names[k:]))
+        if len(names) == 2:
+            self.prods[key] = v
+        return v
+
+    @staticmethod
+    def _canon(names):
+        """Sorted names without the constant "one", and ndsig = -dsig as a sign: ``(sign, names)``."""
+        names = [n for n in names if n != "one"]
+        k = names.count("ndsig")
+        if k:
+            names = ["dsig" if n == "ndsig" else n for n in names]
+        return (-1.0) ** k, tuple(sorted(names))
+
     def E(self, g, names):
-        names = tuple(sorted(n for n in names if n != "one"))
+        """E[prod of the functions ``names`` of gate g's pre-activation]."""
+        sign, names = self._canon(names)
+        if sign < 0:
+            return -self.E(g, names)
         key = (g, names)
         if key not in self.cache:
             if not names:
-                self.cache[key] = np.ones(self.u[g].shape[:-1])
-            else:
-                v = self.f(g, names[0])
-                for nm in names[1:]:
-                    v = v * self.f(g, nm)
-                self.cache[key] = v @ self.w
+                self.cache[key] = np.ones(self._shape(g))
+            elif len(names) == 1 or key in self.prods:
+                self.cache[key] = self._prod(g, names) @ self.w
+            else:                       # sum_j w_j A_j B_j over the two halves: no product array
+                k = len(names) // 2
+                self.cache[key] = np.einsum("...j,...j,j->...", self._prod(g, names[:k]),
+                                            self._prod(g, names[k:]), self.w)
         return self.cache[key]
+
+    def ED(self, g, names):
+        """:meth:`E` as a :class:`_Dual` carrying its derivative (through the gate's variance)."""
+        sign, names = self._canon(names)
+        if sign < 0:
+            return -1.0 * self.ED(g, names)
+        key = (g, names, "d")
+        if key not in self.cache:
+            if not names:
+                self.cache[key] = _Dual(np.ones(self._shape(g)), 0.0)
+            else:
+                W = _stein_weights(self.n)                 # (n, 2): E and 2 v dE/dv in one pass
+                e = self._prod(g, names) @ W
+                self.cache[(g, names)] = e[..., 0]
+                v = np.asarray(self.vars[g], float)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    dv = np.where(v > 0, e[..., 1] / (2 * np.where(v > 0, v, 1.0)), 0.0)
+                self.cache[key] = _Dual(e[..., 0], dv * self.dvars[g])
+        return self.cache[key]
+
+
+@lru_cache(maxsize=16)
+def _stein_weights(n: int) -> np.ndarray:
+    """Columns ``w`` and ``w (x^2 - 1)``: ``f @ W`` gives E f and 2 v dE f/dv (Stein's lemma)."""
+    x, w = gauss_hermite(n)
+    W = np.ascontiguousarray(np.stack([w, w * (x * x - 1.0)], axis=1))
+    W.setflags(write=False)
+    return W
 
 
 def gate_stats(theta: Theta, mu_s, q_s, c_s, sigma_z=1.0, R=1.0, n: int | None = None):
@@ -266,33 +433,40 @@ def trajectory(theta: Theta, sigma_z, mu0=0.0, q0=1.0, c0=1.0, R=1.0, n: int | N
 
 
 # --- fixed point of (mu, Q) --------------------------------------------------------------------
-def _q_map(theta, spec, q, R, n):
-    """(mu*(Q), G(Q)): the single-sequence part of eq. (6) with mu eliminated."""
-    means, vars_ = {}, {}
+def _q_map(theta, spec, q, R, n, deriv: bool = False):
+    """(mu*(Q), G(Q), gates): the single-sequence part of eq. (6) with mu eliminated.
+
+    The gate variances are eq. (4a) (and (17a) for the GRU's r2). With ``deriv`` every
+    expectation carries its derivative in Q (:class:`_Dual`, Stein's lemma), so that ``G``
+    is returned as a :class:`_Dual` holding ``G(Q)`` and ``G'(Q)``; ``mu`` is always an array.
+    """
+    means, vars_, dvars = {}, {}, {}
     for k in ARCHS[theta.arch]:
         if k == "r2":
             continue
         p = theta[k]
-        means[k], vars_[k] = p.mu, p.sigma2 * q + p.nu2 * R + p.rho2
+        means[k], vars_[k], dvars[k] = p.mu, p.sigma2 * q + p.nu2 * R + p.rho2, p.sigma2
+    G = _Gauss1(means, vars_, n, dvars)
+    E = G.ED if deriv else G.E
+    Q = _Dual(q, 1.0) if deriv else q
     if spec.gru:
-        g1 = _Gauss1({"r": means["r"]}, {"r": vars_["r"]}, n)
         p = theta["r2"]
-        means["r2"], vars_["r2"] = p.mu, p.sigma2 * g1.E("r", ("sig", "sig")) * q + p.nu2 * R + p.rho2
-    G = _Gauss1(means, vars_, n)
-    Ea, Eb = G.E("f", (spec.alpha,)), G.E("f", (spec.beta,))
-    Eaa, Eab, Ebb = (G.E("f", (spec.alpha, spec.alpha)), G.E("f", (spec.alpha, spec.beta)),
-                     G.E("f", (spec.beta, spec.beta)))
+        v2 = p.sigma2 * E("r", ("sig", "sig")) * Q + p.nu2 * R + p.rho2          # eq. (17a)
+        G.add("r2", p.mu, *((v2.v, v2.d) if deriv else (v2, None)))
+    Ea, Eb = E("f", (spec.alpha,)), E("f", (spec.beta,))
+    Eaa, Eab, Ebb = (E("f", (spec.alpha, spec.alpha)), E("f", (spec.alpha, spec.beta)),
+                     E("f", (spec.beta, spec.beta)))
     ET, ET2 = 1.0, 1.0
     for g, name in spec.T:
-        ET = ET * G.E(g, (name,))
-        ET2 = ET2 * G.E(g, (name, name))
+        ET = ET * E(g, (name,))
+        ET2 = ET2 * E(g, (name, name))
     if spec.beta == "omsig":            # mu = (1 - Ea) ET / (1 - Ea) = ET exactly
-        mu = ET * np.ones_like(Ea)
+        mu = ET + 0.0 * Ea
     else:
         with np.errstate(divide="ignore", invalid="ignore"):
             mu = Eb * ET / (1.0 - Ea)
-    qn = Eaa * q + 2 * Eab * ET * mu + Ebb * ET2
-    return mu, qn, G
+    qn = Eaa * Q + 2 * Eab * ET * mu + Ebb * ET2
+    return (mu.v if deriv else mu), qn, G
 
 
 def _max_var(theta, q, R):
@@ -322,10 +496,17 @@ def solve_q(theta: Theta, R=1.0, n: int | None = None, tol: float = 1e-12, max_i
             q_init=None):
     """Fixed point (mu*, Q*) of eq. (6) (single sequence): safeguarded Newton on Q = G(Q).
 
-    Returns ``(mu, q, residual, iterations)``; Picard steps are used where Newton's slope is not
-    that of a stable fixed point (G' >= 1) or the step would leave Q > 0. Grid points whose
-    residual is below ``tol`` are not iterated further. With ``q_init`` (a close start, e.g. a
-    low-order solve) the initial Picard steps are skipped.
+    ``G'(Q)`` comes with ``G(Q)`` from the same quadrature nodes (:func:`_q_map` with
+    ``deriv``), so a step costs one map and converges quadratically: from a close start
+    (``q_init``, e.g. a low-order solve) two or three maps reach ``tol``; without it Newton
+    starts at Q = 1. Where Newton's slope is not that of a stable fixed point (G' >= 1) or the
+    step is not finite, a Picard step is taken instead, and where moreover G(Q) > Q (the fixed
+    point lies above, beyond the region where G' >= 1, e.g. a long-memory cell state with
+    Q* >> 1) at least a doubling of Q; a step to Q <= 0 shrinks Q instead (a state with no
+    input decays to Q* = 0). Grid points whose residual is below ``tol`` are not iterated
+    further; ``mu`` and the residual are those of each point's last map.
+
+    Returns ``(mu, q, residual, iterations, nodes)``.
     """
     spec = SPECS[theta.arch]
     shape = theta.shape
@@ -339,53 +520,78 @@ def solve_q(theta: Theta, R=1.0, n: int | None = None, tol: float = 1e-12, max_i
     # node count from a bound on the largest gate variance (Q of a bounded state is <= 1;
     # the peephole cell state can exceed it: the bound is re-checked after solving).
     q = np.ones(P) if q_init is None else np.broadcast_to(np.asarray(q_init, float), shape).ravel().copy()
+    mu, res = np.full(P, np.nan), np.full(P, np.inf)
     nn = n
     it = 0
     for attempt in range(3):
         # from a close start (q_init), a 5% margin on Q avoids a second attempt for a small rise
         nq_var = _max_var(th, q * (1.05 if (attempt == 0 and q_init is not None) else 1.0), R)
-        nn = nodes_for(nq_var, n)
-        for _ in range(3 if (q_init is None or attempt > 0) else 0):
-            _, qn, _ = _q_map(th, spec, q, R, nn)
-            q = np.where(np.isfinite(qn) & (qn > 0), qn, q)
-        # secant iteration on r(Q) = G(Q) - Q (one map per step), safeguarded: a secant slope
-        # that is not that of a stable fixed point (G' >= 1), a non-finite step or Q <= 0 falls
-        # back to a Picard step or a shrink towards 0 (a state with no input decays to Q* = 0)
-        _, g0, _ = _q_map(th, spec, q, R, nn)
-        r0 = g0 - q
-        q_prev, r_prev = q.copy(), r0
-        q = np.where(np.isfinite(g0) & (g0 > 0), g0, q)
+        nn = _q_nodes(nq_var) if n is None else int(n)
         active = np.arange(P)
-        for it in range(max_iter):
+        for it in range(max_iter + 1):
             a = active
-            tha = th if a.size == P else _take(th, a)
             qa = q[a]
-            _, g, _ = _q_map(tha, spec, qa, R, nn)
-            r = g - qa
-            done = np.abs(r) <= tol * np.maximum(1.0, qa)
-            if np.all(done):
+            mu_a, g, _ = _q_map(th if a.size == P else _take(th, a), spec, qa, R, nn, deriv=True)
+            r = g.v - qa
+            mu[a], res[a] = mu_a, np.abs(r) / np.maximum(1.0, qa)
+            done = res[a] <= tol
+            active = a[~done]
+            if active.size == 0 or it == max_iter:
                 break
+            d = g.d - 1.0                                       # slope of r(Q) = G(Q) - Q
             with np.errstate(divide="ignore", invalid="ignore"):
-                d = (r - r_prev[a]) / (qa - q_prev[a])
                 qN = qa - r / d
             qN = np.where(np.isfinite(qN) & (qN <= 0), 1e-3 * qa, qN)
             qN = np.minimum(qN, 10 * qa + 1)                    # damped growth (long memories)
-            ok = (d < -1e-14) & np.isfinite(qN) & (qa != q_prev[a])
-            q_prev[a], r_prev[a] = qa, r
-            q[a] = np.where(done, qa, np.where(ok, qN, np.where(np.isfinite(g) & (g > 0), g, qa)))
-            active = a[~done]
-        new_var = _max_var(th, q, R)
-        if n is not None or nodes_for(new_var) <= nn:
+            ok = (d < -1e-14) & np.isfinite(qN)
+            # fallback: a Picard step; below the fixed point where the slope is not yet that of
+            # a stable one (G' >= 1), at least a doubling of Q (Picard would crawl: G' ~ 1)
+            picard = np.where(np.isfinite(g.v) & (g.v > 0), g.v, qa)
+            grow = (r > 0) & (d >= -1e-14) & np.isfinite(g.v)
+            q[active] = np.where(ok, qN, np.where(grow, np.maximum(picard, 2 * qa), picard))[~done]
+        if n is not None or _q_nodes(_max_var(th, q, R)) <= nn:
             break
-    mu, g0, _ = _q_map(th, spec, q, R, nn)
-    res = np.abs(g0 - q) / np.maximum(1.0, q)
     return mu.reshape(shape), q.reshape(shape), res.reshape(shape), it, nn
 
 
 # --- the C map (7) as a series, its fixed point and chi (8) ----------------------------------
+#: every gate function as ``const + coef * base``: the C map then needs one Mehler series per
+#: gate, of its base function (e.g. E[sig(u_a)(1 - sig(u_b))] = E sig - E[sig(u_a) sig(u_b)])
+_AFFINE = {"zero": (0.0, 0.0, None), "one": (1.0, 0.0, None), "sig": (0.0, 1.0, "sig"),
+           "omsig": (1.0, -1.0, "sig"), "tanh": (0.0, 1.0, "tanh")}
+
+
+def _bases(spec: Spec) -> dict:
+    """``{gate: base function}`` of the gates whose pair expectations the C map needs."""
+    uses = {"f": [spec.alpha, spec.beta]}
+    if spec.gru:
+        uses["r"] = ["sig"]                 # g_r = sigma(u_r) enters u_r2 (eqs. (17a)-(17b))
+    for g, name in spec.T:
+        uses.setdefault(g, []).append(name)
+    out = {}
+    for g, names in uses.items():
+        bs = {_AFFINE[nm][2] for nm in names} - {None}
+        if len(bs) > 1:
+            raise NotImplementedError(f"gate {g!r}: functions {names} have no common base function")
+        if bs:
+            out[g] = bs.pop()
+    return out
+
+
 class CMap:
     r"""The correlation map :math:`C_s \mapsto \mathcal{M}_C(\mu^*, Q^*, C_s)` of eq. (7) and its
-    derivative (eq. (8)) at a fixed :math:`(\mu^*, Q^*)`, through Mehler series of every gate."""
+    derivative (eq. (8)) at a fixed :math:`(\mu^*, Q^*)`, through Mehler series of every gate.
+
+    Each gate k needs :math:`\mathbb{E}[a(u_{k,a}) b(u_{k,b})]` for a few functions a, b that are
+    all affine in one base function h (sigma or tanh, :data:`_AFFINE`); with
+    :math:`a = c_a + k_a h`: :math:`\mathbb{E}[a_a b_b] = c_ac_b + (c_ak_b + k_ac_b)\mathbb{E}h
+    + k_ak_b P_k(C_k)`, where :math:`P_k(C) = \mathbb{E}[h(u_a)h(u_b)]` is one Mehler series per gate
+    (:class:`~rnn_mft.theory.hermite.PairSeries`). The series of the gates whose correlation
+    follows from eq. (4b) directly are evaluated together (:class:`~rnn_mft.theory.hermite.SeriesStack`);
+    the GRU's r2 (eq. (17b)) after them. With ``nq`` unset, the coefficients are integrated with
+    :data:`C_NODES_FACTOR` x :func:`nodes_for`'s order (``order``; it also sets M = 2/3 order);
+    the gate values at these nodes are kept in ``values`` (reused by :func:`jacobian_moments`).
+    """
 
     def __init__(self, theta: Theta, mu, q, sigma_z, R=1.0, M=None, nq=None):
         self.theta, self.spec = theta, SPECS[theta.arch]
@@ -400,47 +606,60 @@ class CMap:
             p = theta[k]
             means[k], vars_[k] = p.mu, p.sigma2 * self.q + p.nu2 * R + p.rho2
         vmax = max(float(np.nanmax(v)) for v in vars_.values())
-        if nq is None:
-            nq = max(nodes_for(vmax), 96)
+        if nq is None:                  # automatic: C_NODES_FACTOR x the rule's order (see there)
+            order = max(nodes_for(vmax), 96)
+            nq = int(min(np.ceil(C_NODES_FACTOR * order), MAX_NODES))
+        else:
+            order = nq
         if M is None:
-            M = int(min(nq * 2 // 3, 320))
-        self.M, self.nq = M, nq
+            M = int(min(order * 2 // 3, 320))
+        self.order, self.M, self.nq = order, M, nq
         x, w, H = _h.hermite_weights(M, nq)
         self.x, self.w, self.H = x, w, H
-        self.series = {}
-        if spec.gru:
-            self._add(("r", "sig", "sig"), means["r"], vars_["r"])
-            g2 = self._vals(means["r"], vars_["r"], "sig", "r")
-            p = theta["r2"]
-            means["r2"] = p.mu
-            vars_["r2"] = p.sigma2 * (g2**2 @ w) * self.q + p.nu2 * R + p.rho2
+        self.bases = _bases(spec)
+        self.series, self.Eh, self.Ehh = {}, {}, {}
+        self.values = {}                                # {(gate, function): values at the nodes}
+        for g, h in self.bases.items():                 # f, (GRU: r before r2), T's gates
+            if g == "r2":
+                p = theta["r2"]
+                g2 = self.Ehh["r"]                      # E sigma(u_r)^2
+                means["r2"], vars_["r2"] = p.mu, p.sigma2 * g2 * self.q + p.nu2 * R + p.rho2   # eq. (17a)
+            self._add(g, h, means[g], vars_[g])
         self.means, self.vars = means, vars_
-        for a, b in ((spec.alpha, spec.alpha), (spec.alpha, spec.beta), (spec.beta, spec.beta)):
-            self._add(("f", a, b), means["f"], vars_["f"])
+        self.direct = [g for g in self.bases if g != "r2"]
+        self.stack = _h.SeriesStack([self.series[g] for g in self.direct])
         self.ET = np.ones(())
         for g, name in spec.T:
-            self._add((g, name, name), means[g], vars_[g])
-            self.ET = self.ET * (self._vals(means[g], vars_[g], name, g) @ w)
+            self.ET = self.ET * self._mean(g, name)
 
-    def _vals(self, m, v, name, g=None):
-        if g is not None:                      # cached per gate (the gate fixes m and v)
-            cache = self.__dict__.setdefault("_cache", {})
-            if (g, name) not in cache:
-                cache[(g, name)] = _derived(lambda nm: self._vals(m, v, nm, g), name,
-                                            lambda: self._u(m, v))
-            return cache[(g, name)]
-        return FUNCS[name](self._u(m, v))
+    def _add(self, g, h, m, v):
+        """Mehler series of E[h(u_a) h(u_b)] for gate g (pre-activation mean m, variance v)."""
+        vals = {}
 
-    def _u(self, m, v):
-        return np.asarray(m, float)[..., None] + np.sqrt(np.asarray(v, float))[..., None] * self.x
+        def get(nm):                                    # h and h' at the nodes: one tanh
+            if nm not in vals:
+                vals[nm] = _derived(get, nm, lambda b: _base(b, m, v, self.x))
+            return vals[nm]
 
-    def _add(self, key, m, v):
-        g, a, b = key
-        fa, fb = self._vals(m, v, a, g), self._vals(m, v, b, g)
-        da, db = self._vals(m, v, DERIV[a], g), self._vals(m, v, DERIV[b], g)
-        ca = _h.coefficients(fa, self.M, self.nq)
-        cb = ca if a == b else _h.coefficients(fb, self.M, self.nq)
-        self.series[key] = _h.PairSeries(ca, cb, (fa * fb) @ self.w, np.asarray(v) * ((da * db) @ self.w))
+        fh, dh = get(h), get(DERIV[h])
+        self.values.update({(g, nm): a for nm, a in vals.items()})
+        coef = fh @ self.H.T                            # f_n = E[h He_n] / sqrt(n!)
+        self.Ehh[g] = np.einsum("...j,...j,j->...", fh, fh, self.w)       # P_g(1) = E h^2
+        d1 = np.asarray(v) * np.einsum("...j,...j,j->...", dh, dh, self.w)   # P_g'(1), eq. (19)
+        self.series[g] = _h.PairSeries(coef, coef, self.Ehh[g], d1)
+        self.Eh[g] = coef[..., 0]                       # E h (He_0 = 1)
+
+    def _mean(self, g, name):
+        c, k, _ = _AFFINE[name]
+        return c + k * self.Eh[g] if k else c
+
+    def _pair(self, g, a, b, P, dP):
+        """E[a(u_a) b(u_b)] for gate g and its derivative in C_s, from P_g = E[h_a h_b] and dP_g/dC_s."""
+        (ca, ka, _), (cb, kb, _) = _AFFINE[a], _AFFINE[b]
+        val = ca * cb + ((ca * kb + ka * cb) * self.Eh[g] if (ca * kb + ka * cb) else 0.0)
+        if not ka * kb:
+            return val, 0.0
+        return val + ka * kb * P[g], (ka * kb * dP[g] if dP else 0.0)
 
     def _corr(self, k, S):
         p = self.theta[k]
@@ -456,40 +675,34 @@ class CMap:
         """:math:`\\mathcal{M}_C(C)` (and its derivative :math:`\\chi(C)` of eq. (8))."""
         sp, th = self.spec, self.theta
         C = np.asarray(C, float)
-        S = self.var_s * C + self.mu**2
-        Cf = self._corr("f", S)
-        dCf = self._dcorr("f")
-        Paa = self.series[("f", sp.alpha, sp.alpha)](Cf, deriv)
-        Pab = self.series[("f", sp.alpha, sp.beta)](Cf, deriv)
-        Pbb = self.series[("f", sp.beta, sp.beta)](Cf, deriv)
-        if not deriv:
-            Paa, Pab, Pbb = (Paa, 0), (Pab, 0), (Pbb, 0)
-        # T_ab = prod_k P_k(C_k) and its derivative in C_s
-        vals, ders = [], []
-        for g, name in sp.T:
-            if g == "r2":
-                Cr = self._corr("r", S)
-                Gab = self.series[("r", "sig", "sig")](Cr, deriv)
-                Gv, Gd = (Gab if deriv else (Gab, 0))
-                p = th["r2"]
-                v2 = self.vars["r2"]
-                cov = p.sigma2 * Gv * S + p.nu2 * self.R * self.sz + p.rho2       # eq. (17b)
-                C2 = _safe_corr(cov, v2)
+        S = self.var_s * C + self.mu**2                  # E[s_a s_b] = Sigma_s^2 C + mu_s^2
+        # gate correlations (eq. (4b)) and the per-gate series P_k(C_k), with dP_k/dC_s
+        Ck = np.stack(np.broadcast_arrays(*[self._corr(g, S) for g in self.direct]))
+        out = self.stack(Ck, deriv)
+        vals, ders = out if deriv else (out, None)
+        P = dict(zip(self.direct, vals))
+        dP = {g: ders[i] * self._dcorr(g) for i, g in enumerate(self.direct)} if deriv else {}
+        if "r2" in self.bases:                           # GRU: u_r2 correlation from eq. (17b)
+            p = th["r2"]
+            v2 = self.vars["r2"]
+            Gv = P["r"]
+            cov = p.sigma2 * Gv * S + p.nu2 * self.R * self.sz + p.rho2
+            C2 = _safe_corr(cov, v2)
+            if deriv:
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    dC2 = np.where(v2 > 0, p.sigma2 * (Gd * self._dcorr("r") * S + Gv * self.var_s)
+                    dC2 = np.where(v2 > 0, p.sigma2 * (dP["r"] * S + Gv * self.var_s)
                                    / np.where(v2 > 0, v2, 1.0), 0.0)
-                P = self.series[(g, name, name)](C2, deriv)
-                Pv, Pd = (P if deriv else (P, 0))
-                vals.append(Pv)
-                ders.append(Pd * dC2)
+                P["r2"], d2 = self.series["r2"](C2, True)
+                dP["r2"] = d2 * dC2
             else:
-                Ck = self._corr(g, S)
-                P = self.series[(g, name, name)](Ck, deriv)
-                Pv, Pd = (P if deriv else (P, 0))
-                vals.append(Pv)
-                ders.append(Pd * self._dcorr(g))
+                P["r2"] = self.series["r2"](C2)
+        Paa = self._pair("f", sp.alpha, sp.alpha, P, dP)
+        Pab = self._pair("f", sp.alpha, sp.beta, P, dP)
+        Pbb = self._pair("f", sp.beta, sp.beta, P, dP)
+        # T_ab = prod_k E[phi_k(u_ka) phi_k(u_kb)] and its derivative in C_s
+        Ts = [self._pair(g, name, name, P, dP) for g, name in sp.T]
         Tab = np.ones(())
-        for v in vals:
+        for v, _ in Ts:
             Tab = Tab * v
         Eab = Paa[0] * S + 2 * Pab[0] * self.ET * self.mu + Pbb[0] * Tab
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -497,14 +710,13 @@ class CMap:
         if not deriv:
             return Mc
         dT = np.zeros(())
-        for i in range(len(vals)):
-            term = ders[i]
-            for j, v in enumerate(vals):
+        for i in range(len(Ts)):
+            term = Ts[i][1]
+            for j, (v, _) in enumerate(Ts):
                 if j != i:
                     term = term * v
             dT = dT + term
-        dE = (Paa[1] * dCf * S + Paa[0] * self.var_s + 2 * Pab[1] * dCf * self.ET * self.mu
-              + Pbb[1] * dCf * Tab + Pbb[0] * dT)
+        dE = Paa[1] * S + Paa[0] * self.var_s + 2 * Pab[1] * self.ET * self.mu + Pbb[1] * Tab + Pbb[0] * dT
         with np.errstate(divide="ignore", invalid="ignore"):
             chi = dE / self.var_s
         return Mc, chi
@@ -516,25 +728,35 @@ def solve_c(cmap: CMap, tol: float = 1e-13, max_iter: int = 200):
     The map is convex on [0, 1] (Appendix B, Lemma 3), so Newton from the left (where
     M_C(C) > C) increases monotonically to the smallest root, the stable one; bisection keeps
     the bracket if an iterate misbehaves. At Sigma_z = 1, C = 1 is a fixed point; where
-    chi(1) <= 1 it is the stable one and is returned directly.
+    chi(1) <= 1 it is the stable one and is returned directly. Every map evaluation carries chi,
+    so the first one (at C = 0) is also the first Newton step, and chi at C* is that of the
+    last, converged evaluation.
     Returns ``(c, chi, residual, iterations)``.
     """
     shape = np.broadcast_shapes(cmap.var_s.shape, cmap.sz.shape, cmap.theta.shape)
     one = np.ones(shape)
-    m1, chi1 = cmap(one, deriv=True)
-    at_one = (np.broadcast_to(cmap.sz, shape) == 1.0) & (chi1 <= 1.0 + 1e-12)
+    szb = np.broadcast_to(cmap.sz, shape)
+    at_one = np.zeros(shape, dtype=bool)
+    if np.any(szb == 1.0):
+        m1, chi1 = cmap(one, deriv=True)
+        at_one = (szb == 1.0) & (chi1 <= 1.0 + 1e-12)
     lo, hi = -one.copy(), one.copy()
     c = np.zeros(shape)
-    m0 = cmap(c)
-    neg = (m0 - c) < 0
-    hi = np.where(neg, 0.0, hi)
-    c = np.where(neg, -1.0, c)
-    it = 0
-    for it in range(max_iter):
+    m, d = cmap(c, deriv=True)
+    neg = (m - c) < 0
+    if np.any(neg):                       # start from the left end where M_C(0) < 0
+        hi = np.where(neg, 0.0, hi)
+        c = np.where(neg, -1.0, c)
         m, d = cmap(c, deriv=True)
+    it = 0
+    converged = False
+    for it in range(max_iter):
+        if it > 0:
+            m, d = cmap(c, deriv=True)
         r = m - c
         done = (np.abs(r) < tol) | at_one
         if np.all(done):
+            converged = True
             break
         lo = np.where(r > 0, c, lo)
         hi = np.where(r < 0, c, hi)
@@ -543,10 +765,13 @@ def solve_c(cmap: CMap, tol: float = 1e-13, max_iter: int = 200):
         bad = ~np.isfinite(cn) | (cn <= lo) | (cn >= hi) | (d - 1.0 >= 0)
         cn = np.where(bad, 0.5 * (lo + hi), cn)
         c = np.where(done, c, cn)
-    c = np.where(at_one, 1.0, c)
-    m, chi = cmap(c, deriv=True)
+    if not converged:                      # c moved after the last evaluation
+        m, d = cmap(c, deriv=True)
+    if np.any(at_one):
+        c = np.where(at_one, 1.0, c)
+        m, d = np.where(at_one, m1, m), np.where(at_one, chi1, d)
     res = np.where(at_one, 0.0, np.abs(m - c))
-    return c, chi, res, it
+    return c, d, res, it
 
 
 @dataclass(frozen=True)
@@ -652,7 +877,7 @@ def state_moments(G: _Gauss1, spec: Spec, mu, q, pmax: int = 4):
     return m
 
 
-def jacobian_moments(theta: Theta, mu, q, R=1.0, n: int | None = None):
+def jacobian_moments(theta: Theta, mu, q, R=1.0, n: int | None = None, values: dict | None = None):
     r"""m1 (eqs. (11)-(12)), m2 from free probability, and m2 as printed in eq. (14).
 
     With :math:`J = D_0 + \sum_k D_k W_k K_k` (:math:`K_k = I` for (1a) variables,
@@ -678,6 +903,9 @@ def jacobian_moments(theta: Theta, mu, q, R=1.0, n: int | None = None):
     - \mathbb{E}[a_0^2]`-type terms and so over-counts by roughly :math:`\mathrm{Var}(\sum_k a_k)
     - \mathrm{Var}(a_0)`; the two agree when the :math:`a_k` do not fluctuate across units.
 
+    ``values`` (``{(gate, function): values at the nodes}``, e.g. :attr:`CMap.values` of the C map
+    at the same (mu, Q) with ``n = cmap.nq``) are reused instead of recomputed.
+
     Returns ``(m1, m2, m2_printed)``, arrays over the grid.
     """
     arch = theta.arch
@@ -690,11 +918,12 @@ def jacobian_moments(theta: Theta, mu, q, R=1.0, n: int | None = None):
         p = theta[k]
         means[k], vars_[k] = p.mu, p.sigma2 * q + p.nu2 * R + p.rho2
     nn = nodes_for(max(float(np.nanmax(v)) if np.any(np.isfinite(v)) else 1.0 for v in vars_.values()), n)
-    if spec.gru:
-        g1 = _Gauss1({"r": means["r"]}, {"r": vars_["r"]}, nn)
-        p = theta["r2"]
-        means["r2"], vars_["r2"] = p.mu, p.sigma2 * g1.E("r", ("sig", "sig")) * q + p.nu2 * R + p.rho2
     G = _Gauss1(means, vars_, nn)
+    if values:
+        G.vals.update(values)
+    if spec.gru:
+        p = theta["r2"]
+        G.add("r2", p.mu, p.sigma2 * G.E("r", ("sig", "sig")) * q + p.nu2 * R + p.rho2)   # eq. (17a)
     sm = state_moments(G, spec, mu, q, 4)
     E = lambda *Ds: _expect(G, _prod(*Ds), sm)  # noqa: E731
     D0, terms = jacobian_terms(arch)

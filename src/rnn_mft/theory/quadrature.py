@@ -131,8 +131,16 @@ def expect2(f, g=None, mean=0.0, var=1.0, corr=0.0, n: int | None = None) -> np.
 
 
 def sigmoid(x):
-    """Logistic sigmoid, numerically stable for large |x|."""
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=float)))
+    """Logistic sigmoid, numerically stable for large |x|: ``(1 + tanh(x / 2)) / 2``, evaluated in
+    place (one new array; no temporaries of the input's size)."""
+    x = np.asarray(x, dtype=float)
+    if x.ndim == 0:
+        return 0.5 * (1.0 + np.tanh(0.5 * x))
+    t = np.multiply(x, 0.5)
+    np.tanh(t, out=t)
+    t += 1.0
+    t *= 0.5
+    return t
 
 
 def dsigmoid(x):
