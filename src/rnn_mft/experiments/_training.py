@@ -21,9 +21,27 @@ import torch
 from .. import nets, train
 from ..theory import Theta
 
-__all__ = ["make_ensemble", "train_cfg", "stored", "run_key", "INIT_KINDS"]
+__all__ = ["make_ensemble", "train_cfg", "stored", "run_key", "INIT_KINDS", "load_pair", "stored_paper", "provenance",
+           "paper_note"]
 
 INIT_KINDS = ("theta", "standard", "critical", "chrono")
+
+
+def load_pair(name: str, **kwargs):
+    """:func:`rnn_mft.data.load_task_pair` without pooch's per-attempt "Downloading data from ..."
+    log lines (a chapter page would show one per mirror URL tried on an offline machine); a file
+    that cannot be had still raises with the full list of what was tried."""
+    import logging
+
+    from ..data import load_task_pair
+    from ..data.sources import _pooch
+    log = _pooch().get_logger()
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        return load_task_pair(name, progressbar=False, **kwargs)
+    finally:
+        log.setLevel(level)
 
 
 def run_key(settings: dict) -> str:

@@ -21,10 +21,9 @@ import copy
 import numpy as np
 
 from .. import train
-from ..data import load_task_pair
 from ..theory import Theta, analyze
 from . import check_profile
-from ._training import make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
+from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
 
 __all__ = ["CONFIGS", "INITS", "accuracy", "comparison", "config", "cost", "describe", "inits", "paper_note", "run",
            "run_one", "stored_paper_results", "theory_table"]
@@ -72,7 +71,7 @@ def run_one(cfg: dict, T: int, store=None) -> train.RunResult:
     name = f"T{T}-{run_key(s)}"
 
     def fn(ckpt):
-        tr, te = load_task_pair("padded_mnist", seq_len=T, progressbar=False)
+        tr, te = load_pair("padded_mnist", seq_len=T)
         task = train.DatasetTask(tr, te, n_eval=min(cfg["n_eval"], len(te)), eval_on="test")
         model = make_ensemble(ARCH, task.n_in, cfg["width"], task.n_out, inits(T), seed=cfg["seed"])
         tc = train_cfg(s, checkpoint_every=250 if cfg["profile"] == "paper" else 0)

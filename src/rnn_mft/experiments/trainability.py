@@ -30,10 +30,9 @@ import copy
 import numpy as np
 
 from .. import train
-from ..data import load_task_pair
 from ..theory import Theta, analyze
 from . import check_profile
-from ._training import make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
+from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
 
 __all__ = ["CONFIGS", "DIRECTIONS", "accuracy_map", "alphas", "comparison", "config", "cost", "describe", "overlay",
            "paper_note", "region_summary", "region_table", "run", "run_one", "stored_paper_results", "thetas",
@@ -112,7 +111,7 @@ def run_one(cfg: dict, arch: str, T: int, tasks=None, store=None) -> train.RunRe
     name = f"{'tied' if cfg['tied'] else 'untied'}-{arch}-T{T}-{run_key(s)}"
 
     def fn(ckpt):
-        tr, te = tasks if tasks is not None else load_task_pair("padded_mnist", seq_len=T, progressbar=False)
+        tr, te = tasks if tasks is not None else load_pair("padded_mnist", seq_len=T)
         task = train.DatasetTask(tr, te, n_eval=cfg["n_eval"], eval_on="train")
         a = alphas(cfg)
         th = thetas(arch, a)

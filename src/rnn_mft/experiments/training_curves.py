@@ -4,10 +4,12 @@ lengths, each curve with its best learning rate.
 
 Choices the paper leaves open, kept here in one place:
 
-* **Tasks** (Section 5.2.2). Repeated-pixel MNIST: 7 pixels per step, every step repeated
-  ``repeat`` times, :math:`T = 112 r`. Concatenated MNIST: ``n_digits`` digits, each a 0 or a
-  1, 112 pixels per step, every step repeated 10 times, :math:`T = 70 n`; the label is the tuple
-  of digits (:math:`2^n` classes, "exponential in the number of digits" as the paper says).
+* **Tasks** (Section 5.2.2). Repeated-pixel MNIST: ``pixels_per_step`` pixels per step (the
+  paper: 7, :math:`T = 112 r`; profile ``ci``: 28, a row per step, :math:`T = 28 r`, because at 7
+  pixels per step nothing learns within a CPU budget), every step repeated ``repeat`` times.
+  Concatenated MNIST: ``n_digits`` digits, each a 0 or a 1, 112 pixels per step, every step
+  repeated 10 times, :math:`T = 70 n`; the label is the tuple of digits (:math:`2^n` classes,
+  "exponential in the number of digits" as the paper says).
 * **Optimizer.** SGD with momentum 0.9 (as the paper), gradients clipped at norm ``clip``; the
   learning-rate scan of Appendix C.5.1: ``n_lr`` rates log-spaced in [1e-5, 1e-2]. Every
   (initialization, learning rate) pair of one sequence length trains as one ensemble member, so
@@ -22,11 +24,10 @@ import copy
 import numpy as np
 
 from .. import train
-from ..data import load_task_pair
 from ..theory import Theta
 from ..train import default_lrs
 from . import check_profile
-from ._training import make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
+from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
 
 __all__ = ["CONFIGS", "INITS", "TASKS", "best_curves", "comparison", "config", "cost", "describe", "lrs", "paper_note",
            "run", "run_one", "steps_to", "stored_paper_results"]
@@ -38,11 +39,14 @@ TASKS = {"concatenated_mnist": "n_digits", "repeated_pixel_mnist": "repeat"}
 
 CONFIGS = {
     "smoke": dict(lengths={"concatenated_mnist": [1, 2], "repeated_pixel_mnist": [1]}, width=8, batch_size=8,
-                  steps=4, n_lr=2, n_eval=32, eval_every=2, repeat_concat=1),
-    "ci": dict(lengths={"concatenated_mnist": [1, 2, 3], "repeated_pixel_mnist": [1, 2, 3]}, width=32,
-               batch_size=32, steps=250, n_lr=8, n_eval=500, eval_every=25, repeat_concat=10),
+                  steps=4, n_lr=2, n_eval=32, eval_every=2, repeat_concat=1, pixels_per_step=28),
+    # repeated-pixel MNIST row by row (28 pixels per step, T = 28 r): at 7 pixels per step (T >= 112)
+    # neither initialization learns anything within a CPU budget
+    "ci": dict(lengths={"concatenated_mnist": [1, 2, 3], "repeated_pixel_mnist": [1, 4, 12]}, width=32,
+               batch_size=32, steps=250, n_lr=8, n_eval=500, eval_every=25, repeat_concat=10, pixels_per_step=28),
     "paper": dict(lengths={"concatenated_mnist": [1, 4, 10], "repeated_pixel_mnist": [1, 5, 20]}, width=128,
-                  batch_size=64, steps=10000, n_lr=8, n_eval=2000, eval_every=200, repeat_concat=10),
+                  batch_size=64, steps=10000, n_lr=8, n_eval=2000, eval_every=200, repeat_concat=10,
+                  pixels_per_step=7),
 }
 _COMMON = dict(optimizer="sgd", momentum=0.9, clip=1.0, seed=0, lr_range=[1e-5, 1e-2])
 
@@ -59,16 +63,16 @@ def lrs(cfg: dict) -> np.ndarray:
 
 def _tasks(cfg: dict, task: str, length: int):
     if task == "concatenated_mnist":
-        return load_task_pair(task, n_digits=length, repeat=cfg["repeat_concat"], progressbar=False)
+        return load_pair(task, n_digits=length, repeat=cfg["repeat_concat"])
     if task == "repeated_pixel_mnist":
-        return load_task_pair(task, repeat=length, progressbar=False)
+        return load_pair(task, repeat=length, input_size=cfg["pixels_per_step"])
     raise ValueError(f"task={task!r}; allowed: {', '.join(TASKS)}")
 
 
 def run_one(cfg: dict, task: str, length: int, store=None) -> train.RunResult:
     """One panel: ``len(INITS) * n_lr`` members (init-major), trained together."""
     s = {k: cfg[k] for k in ("width", "batch_size", "steps", "n_lr", "n_eval", "eval_every", "optimizer",
-                             "momentum", "clip", "seed", "lr_range", "repeat_concat")}
+                             "momentum", "clip", "seed", "lr_range", "repeat_concat", "pixels_per_step")}
     s.update(task=task, length=int(length), arch=ARCH, inits=list(INITS))
     name = f"{task}-{TASKS[task]}{length}-{run_key(s)}"
 
@@ -121,7 +125,8 @@ def describe(cfg: dict) -> str:
     return (f"**Settings of this run (profile `{cfg['profile']}`):** peephole LSTM, tied weights, width "
             f"$N = {cfg['width']}$; concatenated MNIST with $n \\in \\{{{', '.join(map(str, L['concatenated_mnist']))}\\}}$ "
             f"digits ($T = {7 * cfg['repeat_concat']}\\,n$) and repeated-pixel "
-            f"MNIST with $r \\in \\{{{', '.join(map(str, L['repeated_pixel_mnist']))}\\}}$ ($T = 112\\,r$); "
+            f"MNIST with {cfg['pixels_per_step']} pixels per step and $r \\in \\{{{', '.join(map(str, L['repeated_pixel_mnist']))}\\}}$ "
+            f"($T = {784 // cfg['pixels_per_step']}\\,r$; the paper: 7 pixels, $T = 112\\,r$); "
             f"{cfg['steps']} steps of SGD with momentum {cfg['momentum']} (batch {cfg['batch_size']}, gradient norm "
             f"clipped at {cfg['clip']}), {cfg['n_lr']} learning rates in [{cfg['lr_range'][0]:g}, "
             f"{cfg['lr_range'][1]:g}] per initialization; training accuracy on {cfg['n_eval']} training "
@@ -165,6 +170,7 @@ def stored_paper_results():
 
 def cost(cfg: dict) -> dict:
     """Ensemble runs and sequential time steps (training steps x sequence length, summed)."""
-    T = {"concatenated_mnist": lambda n: n * 7 * cfg["repeat_concat"], "repeated_pixel_mnist": lambda r: 112 * r}
+    T = {"concatenated_mnist": lambda n: n * 7 * cfg["repeat_concat"],
+         "repeated_pixel_mnist": lambda r: 784 // cfg["pixels_per_step"] * r}
     seq = sum(cfg["steps"] * T[t](L) for t in TASKS for L in cfg["lengths"][t])
     return {"runs": sum(len(cfg["lengths"][t]) for t in TASKS), "sequential_steps": seq}

@@ -21,11 +21,10 @@ import copy
 import numpy as np
 
 from .. import train
-from ..data import load_task_pair
 from ..data.sources import DataUnavailableError
 from ..theory import Theta, analyze
 from . import check_profile
-from ._training import make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
+from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
 
 __all__ = ["CONFIGS", "INITS", "PAPER", "config", "cost", "describe", "inits", "paper_note", "run", "run_one",
            "stored_paper_results", "table", "theory_row"]
@@ -81,7 +80,7 @@ def run_one(cfg: dict, dataset: str, store=None):
     name = f"{dataset}-{run_key(s)}"
 
     def fn(ckpt):
-        tr, te = load_task_pair(d["task"], progressbar=False)
+        tr, te = load_pair(d["task"])
         task = train.DatasetTask(tr, te, n_eval=min(cfg["n_eval"], len(te)), eval_on="test")
         model = make_ensemble(d["arch"], task.n_in, cfg["width"], task.n_out, inits(dataset, task.T),
                               hard_sigmoid=d["hard_sigmoid"], seed=cfg["seed"])
