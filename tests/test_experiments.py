@@ -188,3 +188,25 @@ def test_dataset_task_checkpoint_resume_is_exact(padded, tmp_path):
     resumed = train.fit(model(), train.DatasetTask(tr, te, n_eval=16), cfg, checkpoint=ck)
     assert resumed.meta["resumed_from"] == 3
     np.testing.assert_array_equal(full.curves["train_loss"], resumed.curves["train_loss"])
+
+
+def test_stored_paper_results_are_read_never_trained(tmp_path, monkeypatch):
+    from rnn_mft.experiments._training import paper_note, provenance, stored_paper
+    monkeypatch.setenv("RNN_MFT_RESULTS", str(tmp_path))
+    monkeypatch.delenv("RNN_MFT_RESULTS_READONLY", raising=False)
+    calls = []
+
+    def run_fn(store):
+        return store.load_or_run("paper", "exp", "run1", lambda: calls.append(1) or train.RunResult())
+
+    assert stored_paper(run_fn) is None and not calls          # missing: nothing trained
+    assert "none stored" in paper_note("ci", None)
+    r = train.RunResult(final={"eval_acc": [0.5]}, meta={"device": "cuda (H100)", "code_version": "git:abc",
+                                                        "torch_version": "2.x", "finished": "2026-01-01T00:00:00",
+                                                        "wall_time_s": 7200.0})
+    train.ResultsStore(tmp_path).save("paper", "exp", "run1", r)
+    got = stored_paper(run_fn)
+    assert got.final["eval_acc"] == [0.5] and not calls
+    text = paper_note("ci", {"a": got})
+    assert "1 stored runs; device cuda (H100); code git:abc" in text and "2.0 h of training" in text
+    assert provenance({}) == "no runs"
