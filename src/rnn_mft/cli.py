@@ -37,6 +37,9 @@ def _parser():
     t.add_argument("--sigma-z", type=float, default=1.0, help="input correlation in [0, 1] (default 1)")
     t.add_argument("--R", type=float, default=1.0, help="input second moment (default 1)")
     t.add_argument("--json", action="store_true", help="print one JSON object")
+    t.add_argument("--method", choices=("two_state", "paper"), default=None,
+                   help="LSTM: the two-state theory (default; deterministic, agrees with simulated networks) "
+                        "or the paper's Algorithm 1 with Appendix A.2.3 (Monte Carlo, for comparison)")
     t.add_argument("--n-s", type=int, default=_lstm.DEFAULT_NS,
                    help=f"LSTM: Algorithm 1 samples (default {_lstm.DEFAULT_NS})")
     t.add_argument("--n-iters", type=int, default=_lstm.DEFAULT_ITERS,
@@ -49,6 +52,8 @@ def _parser():
     g.add_argument("--chi", type=float, help="target chi in (0, 1)")
     s.add_argument("--bounds", default=None, help='JSON {"gate.field": [lo, hi]} (default {"f.mu": [-5, 15]})')
     s.add_argument("--sigma-z", type=float, default=1.0)
+    s.add_argument("--method", choices=("two_state", "paper"), default=None,
+                   help="LSTM: the theory whose xi is matched (default two_state; see 'theory --help')")
     s.add_argument("--verbose", action="store_true", help="also print what the Theta achieves (on stderr)")
     return p
 
@@ -70,8 +75,16 @@ def _theory(a):
     theta = Theta.from_json(a.arch, _read(a.theta))
     if theta.shape != ():
         raise ValueError(f"--theta must hold scalar values; got fields of shape {theta.shape}")
-    r = analyze(a.arch, theta, a.sigma_z, a.R, n_s=a.n_s, n_iters=a.n_iters, seed=a.seed)
+    if a.method is not None and a.arch != "lstm":
+        raise ValueError(f"--method applies to --arch lstm only (got --arch {a.arch})")
+    r = analyze(a.arch, theta, a.sigma_z, a.R, n_s=a.n_s, n_iters=a.n_iters, seed=a.seed,
+                **({"method": a.method} if a.method else {}))
     d = r.to_dict()
+    meth = str(r.info.get("methods", ""))
+    if meth.startswith("not covered"):
+        print(f"rnn-mft: note: {meth}: the two-state LSTM theory covers Sigma_z = 1 and Sigma_z = 0 with "
+              "independent copies (all rho2 = 0, mu* = 0); --method paper gives Algorithm 1 and A.2.3",
+              file=sys.stderr)
     if a.json:
         print(json.dumps(d))
     else:
@@ -81,7 +94,10 @@ def _theory(a):
                   ("m2", "m2   (free prob.)"), ("var", "var = m2 - m1^2"), ("converged", "converged")]
         for k, lab in labels:
             print(f"{lab:<18} {_fmt(d[k])}")
-        print(f"{'m2 as printed (14)':<18} {_fmt(float(r.m2_printed))}")
+        if a.arch == "lstm" and a.method != "paper":
+            print(f"{'method':<18} {r.info['methods']} (m1, m2: the 2N x 2N Jacobian of (h, c))")
+        else:
+            print(f"{'m2 as printed (14)':<18} {_fmt(float(r.m2_printed))}")
     return 0 if d["converged"] else 1
 
 
@@ -109,7 +125,10 @@ def _solve(a):
         v = getattr(a, name)
         if v is not None and not math.isfinite(v):
             raise ValueError(f"--{name}={v} must be finite")
-    r = solve_for_timescale(a.arch, xi=a.xi, chi=a.chi, bounds=bounds, sigma_z=a.sigma_z)
+    if a.method is not None and a.arch != "lstm":
+        raise ValueError(f"--method applies to --arch lstm only (got --arch {a.arch})")
+    r = solve_for_timescale(a.arch, xi=a.xi, chi=a.chi, bounds=bounds, sigma_z=a.sigma_z,
+                            **({"method": a.method} if a.method else {}))
     print(r.theta.to_json())
     if a.verbose:
         print(f"chi={r.chi:.10g} xi={r.xi:.10g} m1={r.m1:.10g} m2={r.m2:.10g} var={r.var:.6g}", file=sys.stderr)

@@ -4,9 +4,12 @@ r"""State-to-state Jacobians of finite-width untied networks (Sections 4.3 and 5
 (inputs drawn as in :func:`~rnn_mft.sim.simulate_pair`, weights fresh at every step), then draws
 the weights of step ``T + 1`` as explicit matrices and differentiates the true update of
 Table 1 with autograd: :math:`J = \partial s^{T+1}/\partial s^T` (eq. (10)). For the LSTM the
-state is ``(h, c)``; following the paper's hidden-state approximation (Appendix A.2.3) we return
-:math:`\partial h^{T+1}/\partial h^T|_{c^T\ \mathrm{fixed}} + D_{\sigma(u_f)}`, the matrix whose
-moments the LSTM formulas of :mod:`rnn_mft.theory.lstm` describe.
+state is ``(h, c)``: with ``joint=True`` (the default) we return the 2N x 2N Jacobian of
+:math:`(h, c) \mapsto (h', c')` (rows and columns ordered h then c), whose moments the two-state
+theory (:mod:`rnn_mft.theory.lstm_twostate`) describes; with ``joint=False``, following the
+paper's hidden-state approximation (Appendix A.2.3),
+:math:`\partial h^{T+1}/\partial h^T|_{c^T\ \mathrm{fixed}} + D_{\sigma(u_f)}`, the N x N
+matrix whose moments the paper's LSTM formulas (:mod:`rnn_mft.theory.lstm`) describe.
 
 :func:`squared_singular_values` gives the spectrum of :math:`JJ^\top`; its mean and second
 moment are the empirical :math:`m_1, m_2` (one realization: the ergodicity assumption of
@@ -24,8 +27,9 @@ __all__ = ["jacobian", "squared_singular_values"]
 
 
 def jacobian(arch: str, theta: Theta, N: int, T: int = 100, seed: int = 0, R: float = 1.0,
-             n_in: int | None = None) -> np.ndarray:
-    """The N x N state-to-state Jacobian after ``T`` untied steps (float64 numpy array)."""
+             n_in: int | None = None, joint: bool = True) -> np.ndarray:
+    """The state-to-state Jacobian after ``T`` untied steps (float64 numpy array): N x N, or
+    2N x 2N for the LSTM's joint state (h, c) (``joint=True``; see the module docstring)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture arch={arch!r}; allowed: {', '.join(ARCHS)}")
     if theta.arch != arch or theta.shape != ():
@@ -48,7 +52,14 @@ def jacobian(arch: str, theta: Theta, N: int, T: int = 100, seed: int = 0, R: fl
         z = np.sqrt(R) * torch.randn(1, n_in, 1, generator=gen, dtype=dt)
     Pm = {k: (W[0], U[0], b[0]) for k, (W, U, b) in P.items()}
     Z = z[0]
-    if arch == "lstm":
+    if arch == "lstm" and joint:
+        h0, c0 = state[0][0, :, 0], state[1][0, :, 0]
+
+        def g(x):
+            h2, c2 = step(Pm, (x[:N, None], x[N:, None]), Z)
+            return torch.cat([h2[:, 0], c2[:, 0]])
+        J = torch.func.jacrev(g)(torch.cat([h0, c0]))
+    elif arch == "lstm":
         h0, c0 = state[0][0, :, :1], state[1][0, :, :1]
 
         def f(h):

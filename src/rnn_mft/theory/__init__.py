@@ -8,13 +8,13 @@ reference updates in :mod:`rnn_mft.theory.architectures`.
 """
 from .quadrature import expect, expect2, gauss_hermite, sigmoid, dsigmoid, dtanh
 from .theta import ARCHS, FIELDS, GateParams, Theta, check_arch
-from . import gru, meanfield, lstm, architectures
+from . import gru, meanfield, lstm, lstm_twostate, architectures
 from .analysis import AnalysisResult, analyze, xi_from_chi
 from .lstm import sample_cell_state, fixed_point_iteration
 from .architectures import reference_step, TABLE1
 from .solver import solve_for_timescale, SolveResult
 
 __all__ = ["ARCHS", "FIELDS", "GateParams", "Theta", "check_arch", "expect", "expect2",
-           "gauss_hermite", "sigmoid", "dsigmoid", "dtanh", "gru", "meanfield", "lstm", "architectures",
+           "gauss_hermite", "sigmoid", "dsigmoid", "dtanh", "gru", "meanfield", "lstm", "lstm_twostate", "architectures",
            "AnalysisResult", "analyze", "xi_from_chi", "sample_cell_state", "fixed_point_iteration",
            "reference_step", "TABLE1", "solve_for_timescale", "SolveResult"]

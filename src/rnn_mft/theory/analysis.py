@@ -13,10 +13,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import lstm as _lstm
+from . import lstm_twostate as _lstm2
 from . import meanfield as _mf
 from .theta import ARCHS, Theta, check_arch
 
-__all__ = ["AnalysisResult", "analyze", "xi_from_chi"]
+__all__ = ["AnalysisResult", "analyze", "xi_from_chi", "LSTM_METHODS"]
+
+#: LSTM methods of :func:`analyze`: the two-state theory (default, it agrees with the network) and
+#: the paper's Algorithm 1 with the hidden-state approximation of Appendix A.2.3
+LSTM_METHODS = ("two_state", "paper")
 
 KEYS = ("mu_s", "q_s", "c_s", "chi", "xi", "m1", "m2", "var", "converged")
 
@@ -157,7 +162,7 @@ def _closed_form(theta, sz, R, tol, order):
 
 def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float = 1e-10,
             order: int | None = None, n_s: int = _lstm.DEFAULT_NS, n_iters: int = _lstm.DEFAULT_ITERS,
-            seed: int = 0) -> AnalysisResult:
+            seed: int = 0, method: str | None = None) -> AnalysisResult:
     r"""Forward and backward mean-field quantities of ``arch`` at ``theta`` (Sections 4.2-4.5).
 
     Parameters
@@ -174,7 +179,15 @@ def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float 
     order : int, optional
         Gauss-Hermite order; default chosen from the largest pre-activation variance.
     n_s, n_iters, seed : int
-        LSTM only: Algorithm 1's samples, iterations and seed of the common random numbers.
+        LSTM with ``method="paper"`` only: Algorithm 1's samples, iterations and seed of the
+        common random numbers.
+    method : {"two_state", "paper"}, optional
+        LSTM only. ``"two_state"`` (default): the deterministic theory of the pair (h, c) of
+        :mod:`rnn_mft.theory.lstm_twostate`, which agrees with simulated networks; it covers
+        Sigma_z = 1 (C* = 1) and Sigma_z = 0 with independent copies (C* = 0) and returns NaN
+        (``converged`` False, ``info["method"]`` saying why) elsewhere; m1, m2 are the moments
+        of the 2N x 2N Jacobian of (h, c) and ``m2_printed`` is NaN. ``"paper"``: Algorithm 1
+        with Appendix A.2.3's hidden-state approximation (Monte Carlo; for comparison).
 
     Returns
     -------
@@ -193,11 +206,30 @@ def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float 
         raise ValueError(f"theta is for arch={theta.arch!r} but arch={arch!r} was asked for")
     sz = _mf.check_sigma_z(sigma_z)
     R = _mf.check_R(R)
+    if method is not None and arch != "lstm":
+        raise ValueError(f"method={method!r} applies to arch='lstm' only")
     if arch == "lstm":
+        _lstm._check_sampling(n_s, n_iters)
+    if arch == "lstm" and (method or "two_state") == "two_state":
+        d = _lstm2.fixed_point(theta, sz, R=R)
+        conv = d["converged"]
+        b = lambda a: np.where(conv, a, np.nan)  # noqa: E731
+        chi = b(d["chi"])
+        m1, m2 = b(d["m1"]), b(d["m2"])
+        nanp = np.full(np.shape(chi), np.nan)
+        meth = d["method"]
+        info = {"method": "two-state theory (deterministic)",
+                "methods": meth if np.ndim(meth) else str(meth)}
+        return AnalysisResult(arch, b(d["mu_s"]), b(d["q_s"]), b(d["c_s"]), chi, xi_from_chi(chi), m1, m2,
+                              m2 - m1**2, np.asarray(conv).copy(), nanp, nanp, d["residual"],
+                              np.broadcast_to(sz, np.shape(chi)), info)
+    if arch == "lstm":
+        if method not in LSTM_METHODS:
+            raise ValueError(f"method={method!r}; allowed for the LSTM: {', '.join(LSTM_METHODS)}")
         fp = _lstm.fixed_point(theta, sz, R=R, n_s=n_s, n_iters=n_iters, seed=seed, tol=tol)
         m1, m2, m2p = fp.m1, fp.m2, fp.m2_printed
-        info = {"method": "Algorithm 1 (cell-state sampling)", "n_s": n_s, "n_iters": n_iters, "seed": seed,
-                "iterations": fp.iterations}
+        info = {"method": "paper: Algorithm 1 (cell-state sampling) and Appendix A.2.3", "n_s": n_s,
+                "n_iters": n_iters, "seed": seed, "iterations": fp.iterations}
     else:
         fp, m1, m2, m2p, nq = _closed_form(theta, sz, R, tol, order)
         info = {"method": "quadrature + Mehler series", "order": nq, "iterations": fp.iterations}

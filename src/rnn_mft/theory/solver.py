@@ -68,7 +68,7 @@ def _check_bounds(arch, bounds):
 def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = None, bounds: dict | None = None,
                         *, base: Theta | None = None, key: str | None = None, sigma_z: float = 1.0, R: float = 1.0,
                         n_grid: int = 6, m1_weight: float = 1.0, tol: float = 1e-8, n_s: int | None = None,
-                        n_iters: int | None = None, seed: int = 0) -> SolveResult:
+                        n_iters: int | None = None, seed: int = 0, method: str | None = None) -> SolveResult:
     r"""Find :math:`\Theta` with :math:`\xi(\Theta) = \xi` (or :math:`\chi(\Theta) = \chi`) and the
     smallest Jacobian variance (15c) and :math:`|m_1 - 1|` (15b) within ``bounds``.
 
@@ -94,8 +94,12 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
         Grid points per other free parameter.
     m1_weight : float
         Weight :math:`w` of :math:`(m_1 - 1)^2` in the objective.
+    method : {"two_state", "paper"}, optional
+        LSTM only: the theory whose chi is matched (see :func:`analyze`). The default, the
+        two-state theory, is deterministic and agrees with simulated networks; ``"paper"`` uses
+        Algorithm 1 and Appendix A.2.3 (for comparison: its xi is not the network's).
     n_s, n_iters, seed : int
-        LSTM sampling settings (Algorithm 1); by default those of :func:`analyze`, so that
+        LSTM sampling settings of ``method="paper"`` (Algorithm 1); by default those of :func:`analyze`, so that
         ``analyze("lstm", result.theta)`` reproduces the achieved ``xi``. Algorithm 1's common
         random numbers make both deterministic, but the sampled chi carries Monte-Carlo error of
         order :math:`1/\sqrt{n_s}`; since :math:`\xi = -1/\log\chi`, long targets
@@ -151,7 +155,7 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
     def chi_of(kv):
         th = grid.replace({key: kv})
         if arch == "lstm":
-            return _lstm.fixed_point(th, sigma_z, R=R, n_s=n_s, n_iters=n_iters, seed=seed).chi
+            return analyze(arch, th, sigma_z, R, n_s=n_s, n_iters=n_iters, seed=seed, method=method).chi
         return _mf.fixed_point(th, sigma_z, R=R).chi
 
     lo = np.full(shape, bounds[key][0])
@@ -200,7 +204,8 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
             break
     xsafe = np.where(feasible, x, bounds[key][0])
     th = grid.replace({key: xsafe})
-    r = analyze(arch, th, sigma_z, R, n_s=n_s, n_iters=n_iters, seed=seed)
+    r = analyze(arch, th, sigma_z, R, n_s=n_s, n_iters=n_iters, seed=seed,
+                **({"method": method} if arch == "lstm" else {}))
     loss = r.var + m1_weight * (r.m1 - 1.0) ** 2
     ok = feasible & np.isfinite(loss) & (np.abs(r.chi - target) < max(10 * tol, 1e-6))
     if not np.any(ok):

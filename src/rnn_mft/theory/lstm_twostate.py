@@ -1,0 +1,583 @@
+r"""The LSTM as a two-state network: a deterministic mean-field theory of :math:`(h, c)`.
+
+The paper (Appendix A.2.3) treats the LSTM as a one-state network in :math:`h`, through the
+*hidden-state approximation* :math:`c = \tanh^{-1}(h/\sigma(u_o))` with
+:math:`\sigma(u_o^t)/\sigma(u_o^{t-1}) \approx 1`. The network carries two states, and a
+perturbation of the cell state :math:`\delta c` is remembered by each unit through the forget
+gate, while :math:`\delta h` only reaches the next step through the random weights. This module
+is the large-N theory of that pair, without the approximation (the book's chapter *The LSTM has
+two states* derives it; :mod:`rnn_mft.theory.lstm` keeps the paper's method for comparison).
+
+**Stationary cell-state law.** With untied weights the pre-activations :math:`u_k` are fresh
+Gaussians at every step (eqs. (3)-(4) with :math:`s = h`), so each unit's cell state is the
+Markov chain (16), :math:`c' = F c + G` with :math:`F = \sigma(u_f)` independent of
+:math:`G = \sigma(u_i)\tanh(u_r)`. Its transition operator on functions,
+:math:`(P\varphi)(c) = \mathbb{E}\,\varphi(Fc + G)`, is discretised on a grid
+:math:`c_j = a\sinh(t_j)` (uniform :math:`t_j`, dense where :math:`\tanh` bends, sparse in the
+tails) with local cubic Lagrange interpolation in :math:`t` and Gauss-Hermite rules for
+:math:`u_f` and :math:`(u_i, u_r)`: :math:`P = A_F A_G`. The stationary law is the left Perron
+vector :math:`\pi P = \pi` (a linear solve, no sampling), and
+
+.. math:: \mu_h = \mathbb{E}\sigma(u_o)\,\langle\pi, \tanh c\rangle,\qquad
+          Q_h = \mathbb{E}\sigma(u_o)^2\,\langle\pi, \tanh^2 c\rangle
+
+is solved for :math:`Q_h` (eq. (6)) by a secant iteration.
+
+**The time scale at** :math:`\Sigma_z = 1`. Two copies with identical inputs whose states differ
+by a small :math:`(\delta h, \delta c)` evolve (exactly, to first order) by
+
+.. math::
+    \delta c' = F\,\delta c + \textstyle\sum_{k\in\{i,f,r\}} \beta_k\,\delta u_k,\qquad
+    \delta h' = \sigma'(u_o)\tanh(c')\,\delta u_o + \gamma\,\delta c',
+
+with :math:`\delta u_k = W_k\delta h` (Gaussian, variance :math:`\sigma_k^2 q`,
+:math:`q = \langle\delta h^2\rangle`), :math:`\beta_f = \sigma'(u_f)c`,
+:math:`\beta_i = \sigma'(u_i)\tanh u_r`, :math:`\beta_r = \sigma(u_i)\tanh'(u_r)` and
+:math:`\gamma = \sigma(u_o)\tanh'(c')`. The unit-level second moment
+:math:`m(c) = \mathbb{E}[\delta c^2 \mid c]\,p(c)` and the population :math:`q` obey a closed
+*linear* system,
+
+.. math::
+    m' = m P_2 + q\,a_p,\qquad q' = \alpha q + \beta\,\langle m', w\rangle,
+
+with :math:`P_2` the transition weighted by :math:`F^2`, :math:`a_p` the law of :math:`c'`
+weighted by :math:`A = \sum_k \sigma_k^2\beta_k^2`, :math:`w = \tanh'(c)^2`,
+:math:`\alpha = \sigma_o^2\mathbb{E}\sigma'(u_o)^2\langle\pi,\tanh^2\rangle` and
+:math:`\beta = \mathbb{E}\sigma(u_o)^2`. :math:`1 - C` of the two copies, and the squared norm
+of the tangent, decay by its Perron root :math:`\chi`, the root above
+:math:`\rho(P_2) = \mathbb{E}F^2` of
+
+.. math:: 1 = \frac{\alpha}{\chi} + \beta\,\langle a_p, (\chi - P_2)^{-1} w\rangle .
+
+**The time scale at** :math:`\Sigma_z = 0`. When the two copies are independent at the fixed
+point (:math:`C^* = 0`: :math:`\Sigma_z = 0`, every :math:`\rho_k^2 = 0` and :math:`\mu_h^* = 0`),
+the first-order cross moment :math:`S = \mathbb{E}[h_a h_b]` obeys a renewal equation (Mehler's
+first term at every step): :math:`\chi` solves
+:math:`\chi = (\mathbb{E}\sigma(u_o))^2 \sum_k \sigma_k^2 \sum_{\tau\ge0} \chi^{-\tau} d_k(\tau)^2`,
+:math:`d_k(\tau) = \mathbb{E}[\tanh'(c^{t+\tau}) F^{t+1}\cdots F^{t+\tau}\beta_k^t]`.
+Other :math:`\Sigma_z < 1` (where :math:`0 < C^* < 1`) need the joint law of :math:`(c_a, c_b)`
+and are not covered here: :func:`rnn_mft.theory.analyze` says which method each point used.
+
+**Jacobian moments.** The state-to-state Jacobian of :math:`(h, c)` is a 2N x 2N matrix; at
+large N (normalised trace over 2N)
+
+.. math::
+    m_1 = \tfrac12\,\mathbb{E}[(1+\gamma^2)S + O],\qquad
+    m_2 = \tfrac12\,\mathbb{E}[(1+\gamma^2)^2S^2 + 2\gamma^2 S O + O^2]
+          + \tfrac12\,(\mathbb{E}[(1+\gamma^2)A + O])^2,
+
+with :math:`S = F^2 + A` and :math:`O = \sigma_o^2\sigma'(u_o)^2\tanh^2(c')`. Lemma 1 does not
+hold for two states: :math:`m_1 \ne \chi` in general.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .quadrature import gauss_hermite, sigmoid as _sig
+from .meanfield import check_R, check_sigma_z, nodes_for
+from .theta import Theta
+
+__all__ = ["Settings", "DEFAULT", "TwoStatePoint", "solve_point", "fixed_point", "stationary_law"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Discretisation of the two-state theory (the defaults give chi to about 1e-7).
+
+    n : number of cell-state grid points; n_f : Gauss-Hermite nodes for u_f; n_g : nodes per
+    dimension for (u_i, u_r) (None: chosen from the gate variances, as everywhere in the library); n_c : nodes of the Gauss rule to which the law of
+    G = sigma(u_i) tanh(u_r) is compressed; n_o : nodes for u_o; width : half-width of the grid in standard
+    deviations of the stationary cell state (plus its mean and 2).
+    """
+
+    n: int = 241
+    n_f: int | None = None
+    n_g: int | None = None
+    n_o: int | None = None
+    n_c: int = 20
+    width: float = 14.0
+
+    def __post_init__(self):
+        for name in ("n", "n_f", "n_g", "n_o", "n_c"):
+            v = getattr(self, name)
+            if v is None and name in ("n_f", "n_g", "n_o"):
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 8:
+                raise ValueError(f"{name}={v!r} must be an integer >= 8" + (" or None" if name in ("n_f", "n_g", "n_o") else ""))
+
+    def nodes(self, name, var):
+        """Gauss-Hermite order for a gate of variance ``var``: the fixed setting, or the
+        library's rule for tanh/sigmoid expectations (:func:`meanfield.nodes_for`, at least 48)."""
+        v = getattr(self, name)
+        return int(v) if v is not None else max(48, nodes_for(var))
+        if not (np.isfinite(self.width) and self.width >= 4):
+            raise ValueError(f"width={self.width!r} must be a number >= 4")
+
+
+DEFAULT = Settings()
+
+
+def _dsig(u):
+    s = _sig(u)
+    return s * (1.0 - s)
+
+
+def _gauss_rule(x, w, m):
+    """An ``m``-point Gauss rule for the discrete measure ``sum_b w_b delta(x_b)`` (w >= 0):
+    nodes and weights that integrate polynomials of degree < 2m exactly (Lanczos with full
+    reorthogonalisation on diag(x), i.e. the Stieltjes procedure). Fewer nodes where the
+    measure has fewer points of support."""
+    w = np.asarray(w, float)
+    tot = w.sum()
+    if not tot > 0:
+        return np.zeros(0), np.zeros(0)
+    x = np.asarray(x, float)
+    shift = float(w @ x) / tot
+    xs = x - shift
+    v = np.sqrt(w / tot)
+    V = np.zeros((m, x.size))
+    a, b = np.zeros(m), np.zeros(m)
+    V[0] = v
+    k_used = m
+    for k in range(m):
+        y = xs * V[k]
+        a[k] = V[k] @ y
+        y -= V[: k + 1].T @ (V[: k + 1] @ y)
+        y -= V[: k + 1].T @ (V[: k + 1] @ y)
+        if k + 1 < m:
+            nb = float(np.linalg.norm(y))
+            if nb <= 1e-13 * (1.0 + np.abs(xs).max()):
+                k_used = k + 1
+                break
+            b[k] = nb
+            V[k + 1] = y / nb
+    J = np.diag(a[:k_used]) + np.diag(b[: k_used - 1], 1) + np.diag(b[: k_used - 1], -1)
+    lam, U = np.linalg.eigh(J)
+    return lam + shift, tot * U[0] ** 2
+
+
+class _Grid:
+    """Cell-state nodes c_j = a sinh(t_j) and cubic Lagrange interpolation in t."""
+
+    def __init__(self, L, a, n):
+        self.a, self.n = a, n
+        self.T = np.arcsinh(L / a)
+        self.t = np.linspace(-self.T, self.T, n)
+        self.dt = self.t[1] - self.t[0]
+        self.c = a * np.sinh(self.t)
+        self.L = L
+
+    def weights(self, y):
+        """Indices (..., 4) and cubic Lagrange weights (..., 4) of the values at ``y``
+        (clamped to the grid)."""
+        s = (np.arcsinh(np.clip(y, -self.L, self.L) / self.a) + self.T) / self.dt
+        i0 = np.clip(np.floor(s).astype(np.int64) - 1, 0, self.n - 4)
+        u = s - i0
+        u1, u2, u3 = u - 1.0, u - 2.0, u - 3.0
+        w = np.stack([-u1 * u2 * u3 / 6.0, u * u2 * u3 / 2.0, -u * u1 * u3 / 2.0, u * u1 * u2 / 6.0], axis=-1)
+        idx = i0[..., None] + np.arange(4)
+        return idx, w
+
+    def operator(self, y, wq):
+        """Dense matrix M with (M phi)_j = sum_b wq[j, b] phi(y[j, b]) (phi interpolated)."""
+        idx, w = self.weights(y)
+        n = self.n
+        rows = np.broadcast_to(np.arange(n)[:, None, None], idx.shape)
+        vals = w * np.broadcast_to(wq, y.shape)[..., None]
+        return np.bincount((rows * n + idx).ravel(), weights=vals.ravel(), minlength=n * n).reshape(n, n)
+
+
+class _Model:
+    """Gate laws and the discretised transition at one Theta point and one Q_h."""
+
+    def __init__(self, th, q, R, st: Settings):
+        self.th, self.q, self.R, self.st = th, q, R, st
+        var = {k: th[k]["sigma2"] * q + th[k]["nu2"] * R + th[k]["rho2"] for k in "ifro"}
+        self.var = var
+        xf, wf = gauss_hermite(st.nodes("n_f", var["f"]))
+        uf = th["f"]["mu"] + np.sqrt(var["f"]) * xf
+        self.F, self.dF, self.wf = _sig(uf), _dsig(uf), np.asarray(wf)
+        xg, wg = gauss_hermite(st.nodes("n_g", max(var["i"], var["r"])))
+        ui = th["i"]["mu"] + np.sqrt(var["i"]) * xg
+        ur = th["r"]["mu"] + np.sqrt(var["r"]) * xg
+        si, dsi = _sig(ui)[:, None], _dsig(ui)[:, None]
+        tr = np.tanh(ur)[None, :]
+        dtr = 1.0 - tr**2
+        self.G = (si * tr).ravel()
+        self.wg = np.outer(wg, wg).ravel()
+        self.B = (th["i"]["sigma2"] * dsi**2 * tr**2 + th["r"]["sigma2"] * si**2 * dtr**2).ravel()
+        # the (u_i, u_r) rule has n_g^2 points; the operators only need the law of G (and its
+        # B-weighted versions) as measures on the line: compress each to an n_c-point Gauss rule
+        self._grules = {}
+        xo, wo = gauss_hermite(st.nodes("n_o", var["o"]))
+        uo = th["o"]["mu"] + np.sqrt(var["o"]) * xo
+        so, dso = _sig(uo), _dsig(uo)
+        E = lambda v: float(np.dot(wo, v))  # noqa: E731
+        self.Eo = {"s": E(so), "s2": E(so**2), "s4": E(so**4), "d2": E(dso**2), "d4": E(dso**4),
+                   "s2d2": E(so**2 * dso**2)}
+        # moments of the perpetuity c' = F c + G (F, G independent) set the grid
+        EF, EF2 = float(wf @ self.F), float(wf @ self.F**2)
+        EG, EG2 = float(self.wg @ self.G), float(self.wg @ self.G**2)
+        self.EF, self.EF2 = EF, EF2
+        m = EG / (1.0 - EF)
+        c2 = (EG2 + 2.0 * EF * EG * m) / (1.0 - EF2)
+        sd = float(np.sqrt(max(c2 - m * m, 0.0)))
+        L = abs(m) + st.width * sd + 2.0
+        self.grid = _Grid(L, min(1.0, max(sd, 0.05)), st.n)
+        self._AF, self._AG = {}, {}
+
+    def AF(self, key):
+        """(A_F phi)(c_j) = sum_a w_a f_key(u_f,a) phi(F_a c_j)."""
+        if key not in self._AF:
+            fw = {"1": 1.0, "F": self.F, "F2": self.F**2, "F4": self.F**4, "d2": self.dF**2,
+                  "d4": self.dF**4, "F2d2": self.F**2 * self.dF**2}[key]
+            c = self.grid.c
+            self._AF[key] = self.grid.operator(c[:, None] * self.F[None, :], (self.wf * fw)[None, :])
+        return self._AF[key]
+
+    def grule(self, gw):
+        """Gauss rule (nodes, weights) of the measure sum_b v_b gw_b delta(G_b), gw >= 0."""
+        return _gauss_rule(self.G, self.wg * gw, self.st.n_c)
+
+    def AG(self, key):
+        """(A_G phi)(c_j) = sum_b v_b g_key(u_i, u_r)_b phi(c_j + G_b)."""
+        if key not in self._AG:
+            gw = {"1": np.ones_like(self.G), "B": self.B, "B2": self.B**2}[key]
+            g, wgt = self.grule(gw)
+            c = self.grid.c
+            if g.size == 0:
+                self._AG[key] = np.zeros((c.size, c.size))
+            else:
+                self._AG[key] = self.grid.operator(c[:, None] + g[None, :], wgt[None, :])
+        return self._AG[key]
+
+    def stationary(self):
+        """Left Perron vector pi of P = A_F A_G, normalised to sum 1."""
+        P = self.AF("1") @ self.AG("1")
+        n = P.shape[0]
+        M = P.T - np.eye(n)
+        M[-1, :] = 1.0
+        rhs = np.zeros(n)
+        rhs[-1] = 1.0
+        return np.linalg.solve(M, rhs)
+
+
+def _theta_point(theta: Theta, idx=()):
+    return {k: {f: float(np.broadcast_to(getattr(theta[k], f), theta.shape)[idx])
+                for f in ("sigma2", "nu2", "rho2", "mu")} for k in "ifro"}
+
+
+def _check_theta(th):
+    for k in "ifro":
+        for f in ("sigma2", "nu2", "rho2", "mu"):
+            v = th[k][f]
+            if not np.isfinite(v) or (f != "mu" and v < 0):
+                raise ValueError(f"{k}.{f}={v!r} must be finite" + (" and >= 0" if f != "mu" else ""))
+
+
+def _q_map(th, q, R, st):
+    mod = _Model(th, q, R, st)
+    pi = mod.stationary()
+    tc = np.tanh(mod.grid.c)
+    return mod.Eo["s2"] * float(pi @ tc**2), mod, pi
+
+
+def _solve_q(th, R, st, tol, max_iter, q0=None):
+    """Q_h = G(Q_h) by a safeguarded secant iteration (G is increasing and bounded by 1)."""
+    q = 0.25 if q0 is None else float(q0)
+    g, mod, pi = _q_map(th, q, R, st)
+    best = (abs(g - q), q, mod, pi)
+    q_prev, r_prev = q, g - q
+    q = g
+    for it in range(max_iter):
+        g, mod, pi = _q_map(th, q, R, st)
+        r = g - q
+        if abs(r) < best[0]:
+            best = (abs(r), q, mod, pi)
+        if abs(r) <= tol * max(1.0, q):
+            return q, mod, pi, abs(r), it + 2
+        d = (r - r_prev) / (q - q_prev) if q != q_prev else 0.0
+        qn = q - r / d if d < 0 else g
+        if not (np.isfinite(qn) and qn > 0):
+            qn = g
+        q_prev, r_prev, q = q, r, qn
+    return best[1], best[2], best[3], best[0], max_iter + 1
+
+
+def _chi_one(mod, pi, th):
+    """chi at Sigma_z = 1, C* = 1: Perron root of the (m, q) system (module docstring)."""
+    c = mod.grid.c
+    tc = np.tanh(c)
+    w = (1.0 - tc**2) ** 2
+    AG1 = mod.AG("1")
+    P2 = mod.AF("F2") @ AG1
+    a_p = th["f"]["sigma2"] * ((pi * c**2) @ mod.AF("d2")) @ AG1 + (pi @ mod.AF("1")) @ mod.AG("B")
+    alpha = th["o"]["sigma2"] * mod.Eo["d2"] * float(pi @ tc**2)
+    beta = mod.Eo["s2"]
+    rho = mod.EF2
+    EA = float(a_p.sum())
+    n = len(c)
+    eye = np.eye(n)
+
+    def f_and_df(chi):
+        import scipy.linalg as sl
+        lu = sl.lu_factor(chi * eye - P2)
+        y = sl.lu_solve(lu, w)
+        z = sl.lu_solve(lu, y)
+        return alpha / chi + beta * float(a_p @ y) - 1.0, -alpha / chi**2 - beta * float(a_p @ z)
+
+    if EA <= 1e-300 or beta <= 0:
+        return max(alpha, rho)
+    # f is decreasing (and convex) on (rho, inf), f -> +inf at rho. Upper end: with w <= 1 and
+    # a_p >= 0, <a_p, (chi - P2)^-1 w> <= EA / (chi - rho), whose root is the larger root below.
+    s = rho + alpha + beta * EA
+    hi = 0.5 * (s + np.sqrt(max(s * s - 4 * alpha * rho, 0.0))) * (1 + 1e-9) + 1e-15
+    for _ in range(60):              # (interpolation weights can be slightly negative: widen)
+        fv, dfv = f_and_df(hi)
+        if fv <= 0:
+            break
+        hi = rho + 2.0 * (hi - rho) + 1e-12
+    # a start left of the root (f > 0), then Newton, which rises monotonically to the root of a
+    # convex decreasing function; the bracket [lo, hi] guards it
+    x = hi
+    for _ in range(200):
+        x = rho + 0.5 * (x - rho)
+        fv, dfv = f_and_df(x)
+        if fv > 0:
+            break
+        hi = x
+    lo = x
+    for _ in range(100):
+        xn = x - fv / dfv if dfv < 0 else 0.5 * (lo + hi)
+        if not (lo <= xn <= hi):
+            xn = 0.5 * (lo + hi)
+        if abs(xn - x) <= 4e-16 * x:
+            x = xn
+            break
+        x = xn
+        fv, dfv = f_and_df(x)
+        if fv > 0:
+            lo = x
+        else:
+            hi = x
+        if fv == 0:
+            break
+    chi = x
+    return float(chi)
+
+
+def _chi_zero(mod, pi, th, tol=1e-13, max_lag=200000):
+    """chi at Sigma_z = 0 when C* = 0 (independent copies): the renewal equation of the module
+    docstring, with the lag sum continued geometrically once d_k(tau + 1)/d_k(tau) has settled
+    at its limit E F (the Perron root of the F-weighted transition)."""
+    c = mod.grid.c
+    tc = np.tanh(c)
+    dt = 1.0 - tc**2
+    AG1 = mod.AG("1")
+    P1 = mod.AF("F") @ AG1
+    Eo = mod.Eo["s"] ** 2
+    # nu_k^0: law of c^t weighted by beta_k (signed): f (sigma'(u_f) c), i, r (functions of u_i, u_r)
+    base = pi @ mod.AF("1")
+    xg, wg = gauss_hermite(mod.st.nodes("n_g", max(mod.var["i"], mod.var["r"])))
+    ui = th["i"]["mu"] + np.sqrt(mod.var["i"]) * xg
+    ur = th["r"]["mu"] + np.sqrt(mod.var["r"]) * xg
+    bi = (_dsig(ui)[:, None] * np.tanh(ur)[None, :]).ravel()
+    br = (_sig(ui)[:, None] * (1.0 - np.tanh(ur) ** 2)[None, :]).ravel()
+    nus = {}
+    if th["f"]["sigma2"] > 0:
+        Ad = mod.grid.operator(c[:, None] * mod.F[None, :], (mod.wf * mod.dF)[None, :])
+        nus["f"] = ((pi * c) @ Ad) @ AG1
+    for k, bk in (("i", bi), ("r", br)):
+        if th[k]["sigma2"] > 0:
+            acc = 0.0
+            for part, sign in ((np.clip(bk, 0, None), 1.0), (np.clip(-bk, 0, None), -1.0)):
+                g, wgt = mod.grule(part)
+                if g.size:
+                    acc = acc + sign * (base @ mod.grid.operator(c[:, None] + g[None, :], wgt[None, :]))
+            nus[k] = acc
+    if not nus:
+        return 0.0
+    seqs = {k: [] for k in nus}
+    EF = mod.EF
+    cur = dict(nus)
+    settled = 0
+    for tau in range(max_lag):
+        for k in cur:
+            seqs[k].append(float(cur[k] @ dt))
+        if tau > 20:
+            ok = True
+            for k in seqs:
+                s = seqs[k]
+                if abs(s[-2]) > 0 and abs(s[-1] / s[-2] - EF) > 1e-9:
+                    ok = False
+            settled = settled + 1 if ok else 0
+            small = all(abs(seqs[k][-1]) < 1e-300 for k in seqs)
+            if settled >= 5 or small:
+                break
+        cur = {k: v @ P1 for k, v in cur.items()}
+    d2 = {k: np.asarray(v) ** 2 for k, v in seqs.items()}
+    s2 = {k: th[k]["sigma2"] for k in d2}
+
+    def rhs(chi):
+        tot = 0.0
+        for k, d in d2.items():
+            lags = np.arange(d.size)
+            tail_ratio = EF**2 / chi
+            tail = d[-1] * tail_ratio / (1.0 - tail_ratio) if tail_ratio < 1 else np.inf
+            tot += s2[k] * (float(np.sum(d * chi ** (-lags))) + tail * chi ** (-(d.size - 1.0)))
+        return Eo * tot
+
+    # chi > (E F)^2 is needed for convergence; g(chi) = rhs(chi) - chi is decreasing there
+    lo = EF**2 * (1 + 1e-12) + 1e-300
+    hi = max(1.0, rhs(1.0)) * 2.0
+    if rhs(lo) - lo <= 0:
+        return float(lo)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if rhs(mid) - mid > 0:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= tol * hi:
+            break
+    return float(0.5 * (lo + hi))
+
+
+def _moments(mod, pi, th):
+    """m1, m2 of the 2N x 2N Jacobian of (h, c) (module docstring), exact given the grid law."""
+    c = mod.grid.c
+    tc = np.tanh(c)
+    t2, dt2 = tc**2, (1.0 - tc**2) ** 2
+    s2f = th["f"]["sigma2"]
+    so = th["o"]["sigma2"]
+    Eo = mod.Eo
+    AG = mod.AG
+    AF = mod.AF
+    c2 = pi * c**2
+    c4 = pi * c**4
+    # measures of c' weighted by S, A, S^2 (S = F^2 + A, A = s2f sigma'(u_f)^2 c^2 + B)
+    law = (pi @ AF("1")) @ AG("1")
+    mA = s2f * (c2 @ AF("d2")) @ AG("1") + (pi @ AF("1")) @ AG("B")
+    mS = (pi @ AF("F2")) @ AG("1") + mA
+    mS2 = ((pi @ AF("F4")) @ AG("1") + s2f**2 * (c4 @ AF("d4")) @ AG("1") + (pi @ AF("1")) @ AG("B2")
+           + 2 * s2f * (c2 @ AF("F2d2")) @ AG("1") + 2 * (pi @ AF("F2")) @ AG("B")
+           + 2 * s2f * (c2 @ AF("d2")) @ AG("B"))
+    m1 = 0.5 * (mS.sum() + Eo["s2"] * (mS @ dt2) + so * Eo["d2"] * (law @ t2))
+    on = (mS2.sum() + 2 * Eo["s2"] * (mS2 @ dt2) + Eo["s4"] * (mS2 @ dt2**2)
+          + 2 * so * Eo["s2d2"] * (mS @ (dt2 * t2)) + so**2 * Eo["d4"] * (law @ t2**2))
+    off = mA.sum() + Eo["s2"] * (mA @ dt2) + so * Eo["d2"] * (law @ t2)
+    m2 = 0.5 * on + 0.5 * off**2
+    return float(m1), float(m2)
+
+
+@dataclass(frozen=True)
+class TwoStatePoint:
+    """Fixed point, time scale and Jacobian moments of one Theta (NaN where not covered)."""
+
+    mu_s: float
+    q_s: float
+    c_s: float
+    chi: float
+    m1: float
+    m2: float
+    converged: bool
+    residual: float
+    method: str
+    boundary_mass: float
+
+
+def solve_point(theta, sigma_z=1.0, R=1.0, *, settings: Settings = DEFAULT, tol=1e-12, max_iter=60,
+                q0=None) -> TwoStatePoint:
+    """The two-state theory at one Theta (a scalar :class:`Theta` or ``{gate: {field: value}}``).
+
+    ``method`` of the result: ``"two-state, C*=1"`` at Sigma_z = 1 (where C* = 1 is the stable
+    fixed point, chi <= 1), ``"two-state, C*=0"`` at Sigma_z = 0 with independent copies, or
+    ``"not covered"`` (0 < C* < 1, or C* = 1 unstable), with NaN chi.
+    """
+    th = _theta_point(theta) if isinstance(theta, Theta) else theta
+    _check_theta(th)
+    R = check_R(R)
+    sz = float(check_sigma_z(sigma_z))
+    q, mod, pi, res, _ = _solve_q(th, R, settings, tol, max_iter, q0)
+    conv = bool(res <= max(tol, 1e-10) * max(1.0, q) and np.isfinite(q) and q > 0)
+    tc = np.tanh(mod.grid.c)
+    mu = mod.Eo["s"] * float(pi @ tc)
+    # mass on the two outermost nodes on each side: the clamped boundary must hold (almost) none
+    bmass = float(np.abs(pi[:2]).sum() + np.abs(pi[-2:]).sum())
+    m1, m2 = _moments(mod, pi, th)
+    nan = float("nan")
+    if sz == 1.0:
+        chi = _chi_one(mod, pi, th)
+        if chi <= 1.0:
+            return TwoStatePoint(mu, q, 1.0, chi, m1, m2, conv, res, "two-state, C*=1", bmass)
+        return TwoStatePoint(mu, q, nan, nan, m1, m2, False, res, "not covered (C*=1 unstable)", bmass)
+    indep = sz == 0.0 and all(th[k]["rho2"] == 0 for k in "ifro") and abs(mu) < 1e-9
+    if indep:
+        chi = _chi_zero(mod, pi, th)
+        if chi < 1.0:
+            return TwoStatePoint(mu, q, 0.0, chi, m1, m2, conv, res, "two-state, C*=0", bmass)
+        return TwoStatePoint(mu, q, nan, nan, m1, m2, False, res, "not covered (C*=0 unstable)", bmass)
+    return TwoStatePoint(mu, q, nan, nan, m1, m2, False, res, "not covered (0 < C* < 1)", bmass)
+
+
+def stationary_law(theta, q_h=None, R=1.0, *, settings: Settings = DEFAULT):
+    """Nodes ``c`` and probability weights ``p`` of the stationary cell-state law (at the fixed
+    point Q_h* unless ``q_h`` is given); ``sum(p * f(c))`` approximates E f(c)."""
+    th = _theta_point(theta) if isinstance(theta, Theta) else theta
+    _check_theta(th)
+    R = check_R(R)
+    if q_h is None:
+        _, mod, pi, _, _ = _solve_q(th, R, settings, 1e-12, 60)
+    else:
+        mod = _Model(th, float(q_h), R, settings)
+        pi = mod.stationary()
+    return mod.grid.c.copy(), pi
+
+
+def fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, *, settings: Settings = DEFAULT,
+                tol: float = 1e-12):
+    """:func:`solve_point` over the grid of ``theta`` (and ``sigma_z``): a dict of arrays
+    ``mu_s, q_s, c_s, chi, m1, m2, converged, residual, method``.
+
+    Grid points are solved one by one (each starts its Q-iteration from the previous point's
+    Q*), in two halves on two threads (numpy's linear algebra releases the GIL)."""
+    if not isinstance(theta, Theta) or theta.arch != "lstm":
+        raise ValueError("theta must be a Theta for arch='lstm'")
+    sz = check_sigma_z(sigma_z)
+    R = check_R(R)
+    shape = np.broadcast_shapes(theta.shape, sz.shape)
+    keys = ("mu_s", "q_s", "c_s", "chi", "m1", "m2", "residual")
+    out = {k: np.full(shape, np.nan) for k in keys}
+    out["converged"] = np.zeros(shape, bool)
+    out["method"] = np.empty(shape, dtype=object)
+    szb = np.broadcast_to(sz, shape)
+    nd = len(theta.shape)
+    pts = list(np.ndindex(*shape)) if shape else [()]
+
+    def tidx(idx):
+        sub = idx[len(idx) - nd:] if nd else ()
+        return tuple(i if s > 1 else 0 for i, s in zip(sub, theta.shape))
+
+    def work(chunk):
+        res, q0 = [], None
+        for idx in chunk:
+            p = solve_point(_theta_point(theta, tidx(idx)), float(szb[idx]), R, settings=settings, tol=tol,
+                            q0=q0)
+            q0 = p.q_s if np.isfinite(p.q_s) else None
+            res.append((idx, p))
+        return res
+
+    if len(pts) >= 8:
+        from .lstm import _pool
+        chunks = [pts[: len(pts) // 2], pts[len(pts) // 2:]]
+        results = [r for part in _pool().map(work, chunks) for r in part]
+    else:
+        results = work(pts)
+    for idx, p in results:
+        for k in keys:
+            out[k][idx] = getattr(p, k)
+        out["converged"][idx] = p.converged
+        out["method"][idx] = p.method
+    return out
