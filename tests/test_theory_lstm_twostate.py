@@ -1,0 +1,133 @@
+"""The two-state LSTM theory (rnn_mft.theory.lstm_twostate): closed forms, discretisation,
+determinism, the solver, and agreement with finite-width networks.
+
+Simulation tolerances: the tangent decay rate of an untied network of width N, averaged over
+``n_seeds`` seeds, has a standard error (SE) that the simulation reports; the tests allow
+4 SE plus the theory's own discretisation error (< 1e-8 in chi, tested below).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import integrate, optimize, stats
+
+from rnn_mft.theory import Theta, analyze, lstm_twostate as L2, solve_for_timescale, xi_from_chi
+from rnn_mft.theory.quadrature import sigmoid
+
+FINE = L2.Settings(n=801, n_f=160, n_g=200, n_o=300, n_c=40, width=18.0)
+
+
+def _E(f, mean, var):
+    """E f(u), u ~ N(mean, var), by adaptive quadrature (independent of the library's rules)."""
+    sd = np.sqrt(var)
+    if sd == 0:
+        return float(f(mean))
+    return integrate.quad(lambda z: f(mean + sd * z) * stats.norm.pdf(z), -14, 14, epsabs=1e-14, limit=200)[0]
+
+
+def test_no_recurrence_gives_the_forget_gate_product():
+    """sigma_k^2 = 0 for every gate: the tangent has no source, dc decays by products of
+    F = sigmoid(u_f), and chi = E[F^2] exactly (u_f ~ N(mu_f, nu_f^2 R))."""
+    th = Theta.uniform("lstm", sigma2=0.0, nu2=1.0).replace({"f.mu": 2.0, "f.nu2": 0.7})
+    p = L2.solve_point(th, 1.0)
+    assert p.converged
+    assert p.chi == pytest.approx(_E(lambda u: sigmoid(u) ** 2, 2.0, 0.7), abs=1e-10)
+
+
+@pytest.mark.parametrize("mu_f,mu_i,mu_r", [(1.5, 0.3, 0.8), (-3.0, 2.0, 2.0)])
+def test_deterministic_cell_state_closed_form(mu_f, mu_i, mu_r):
+    """With deterministic F and G (no input or bias noise, no recurrence into i, f, r) the cell
+    state is the constant c* = G/(1 - F); only u_o is random. Then
+    Q* = E sigma(u_o)^2 tanh(c*)^2 with var(u_o) = sigma_o^2 Q*, and the (m, q) system is
+    2 x 2 with eigenvalues F^2 and alpha = sigma_o^2 E sigma'(u_o)^2 tanh(c*)^2: chi = max."""
+    s2o = 2.0
+    th = Theta.uniform("lstm", sigma2=0.0, nu2=0.0).replace(
+        {"f.mu": mu_f, "i.mu": mu_i, "r.mu": mu_r, "o.sigma2": s2o, "o.mu": 0.2})
+    F, G = sigmoid(mu_f), sigmoid(mu_i) * np.tanh(mu_r)
+    t2 = np.tanh(G / (1 - F)) ** 2
+    Q = optimize.brentq(lambda q: _E(lambda u: sigmoid(u) ** 2, 0.2, s2o * q) * t2 - q, 1e-9, 1.0, xtol=1e-15)
+    alpha = s2o * _E(lambda u: (sigmoid(u) * (1 - sigmoid(u))) ** 2, 0.2, s2o * Q) * t2
+    p = L2.solve_point(th, 1.0)
+    # a point mass between grid nodes is the hardest case for the interpolating grid: 1e-5
+    assert p.q_s == pytest.approx(Q, rel=1e-5)
+    assert p.chi == pytest.approx(max(F**2, alpha), rel=1e-5)
+    assert (alpha > F**2) == (mu_f < 0)     # the two cases: memory sets chi, or the output gate
+
+
+def test_stationary_law_has_the_perpetuity_moments():
+    """The stationary law of c' = F c + G (F, G independent) has E c = E G/(1 - E F) and
+    E c^2 = (E G^2 + 2 E F E G E c)/(1 - E F^2): the grid law must reproduce both."""
+    th = Theta.uniform("lstm", sigma2=0.3, nu2=1.0).replace({"f.mu": 3.0, "r.mu": 0.4, "i.mu": -0.5})
+    q = 0.2
+    c, p = L2.stationary_law(th, q_h=q)
+    v = {k: 0.3 * q + 1.0 for k in "ifr"}
+    EF = _E(sigmoid, 3.0, v["f"])
+    EF2 = _E(lambda u: sigmoid(u) ** 2, 3.0, v["f"])
+    Ei, Ei2 = _E(sigmoid, -0.5, v["i"]), _E(lambda u: sigmoid(u) ** 2, -0.5, v["i"])
+    Er, Er2 = _E(np.tanh, 0.4, v["r"]), _E(lambda u: np.tanh(u) ** 2, 0.4, v["r"])
+    EG, EG2 = Ei * Er, Ei2 * Er2
+    m = EG / (1 - EF)
+    m2 = (EG2 + 2 * EF * EG * m) / (1 - EF2)
+    assert p.sum() == pytest.approx(1.0, abs=1e-12)
+    assert float(p @ c) == pytest.approx(m, rel=2e-6)
+    assert float(p @ c**2) == pytest.approx(m2, rel=1e-5)       # the tails weigh in here
+
+
+@pytest.mark.parametrize("mu_f", [3.0, 6.0])
+def test_discretisation_error_below_1e8(mu_f):
+    """Default settings against a much finer discretisation: chi to 1e-8 (xi = 1000 needs 1e-6)."""
+    for th in (Theta.critical("lstm", mu_f=mu_f), Theta.uniform("lstm", sigma2=1.0, nu2=1.0).replace({"f.mu": mu_f})):
+        a, b = L2.solve_point(th, 1.0), L2.solve_point(th, 1.0, settings=FINE)
+        assert abs(a.chi - b.chi) < 1e-8
+        assert abs(a.q_s - b.q_s) < 1e-6 * b.q_s
+        assert abs(a.m1 - b.m1) < 1e-6 and abs(a.m2 - b.m2) < 1e-5
+
+
+def test_deterministic_and_grid_equals_pointwise():
+    th = Theta.grid(Theta.critical("lstm"), {"f.mu": [2.0, 4.0, 6.0], "o.sigma2": [0.5, 1.0]})
+    r1, r2 = analyze("lstm", th, 1.0), analyze("lstm", th, 1.0)
+    np.testing.assert_array_equal(r1.chi, r2.chi)          # bitwise: no sampling anywhere
+    assert r1.converged.all()
+    for idx in np.ndindex(*th.shape):
+        p = analyze("lstm", th.index(idx), 1.0)
+        for k in ("q_s", "chi", "m1", "m2"):
+            assert float(getattr(p, k)) == pytest.approx(getattr(r1, k)[idx], rel=1e-9), k
+
+
+def test_chi_grows_to_one_with_the_forget_bias_and_lemma1_fails():
+    """Section 4.4's limit (sigma_k^2 -> 0, mu_f -> inf) gives chi -> 1; for two states the mean
+    squared singular value of the one-step 2N x 2N Jacobian is not chi (Lemma 1 is one-state):
+    in that limit the h-columns vanish and m1 -> (1 + E gamma^2)/2 < 1."""
+    base = Theta.uniform("lstm", sigma2=1e-8, nu2=1.0)
+    r = analyze("lstm", base.replace({"f.mu": np.array([2.0, 4.0, 7.0, 10.0])}), 1.0)
+    assert r.converged.all()
+    assert np.all(np.diff(r.chi) > 0) and 1 - r.chi[-1] < 1e-3
+    assert np.all(np.diff(r.xi) > 0)
+    assert np.all(r.m1 < 0.8) and np.all(np.abs(r.m1 - r.chi) > 0.2)
+
+
+def test_sigma_z_zero_independent_copies_and_uncovered_points():
+    th = Theta.uniform("lstm", sigma2=1.0, nu2=1.0).replace({"f.mu": 3.8})
+    r0 = analyze("lstm", th, 0.0)
+    assert bool(r0.converged) and float(r0.c_s) == 0.0 and 0 < float(r0.chi) < 1
+    # the paper's sampled theory agrees at C* = 0 (its A.2.3 formula is the renewal equation with
+    # the lag sum closed as a geometric series); Monte-Carlo error of n_s = 20000 samples
+    rp = analyze("lstm", th, 0.0, method="paper", n_s=20000)
+    assert float(rp.chi) == pytest.approx(float(r0.chi), abs=5 * 0.9 / np.sqrt(20000))
+    half = analyze("lstm", th, 0.5)
+    assert not bool(half.converged) and np.isnan(float(half.chi))
+    assert "not covered" in half.info["methods"]
+    with pytest.raises(ValueError, match="method"):
+        analyze("lstm", th, 1.0, method="exact")
+    with pytest.raises(ValueError, match="arch='lstm' only"):
+        analyze("gru", Theta.standard("gru"), 1.0, method="paper")
+
+
+@pytest.mark.parametrize("xi", [30.0, 100.0, 784.0])
+def test_solver_reaches_its_target_in_the_two_state_theory(xi):
+    s = solve_for_timescale("lstm", xi=xi)
+    assert s.xi == pytest.approx(xi, rel=1e-5)
+    assert float(analyze("lstm", s.theta, 1.0).xi) == pytest.approx(xi, rel=1e-5)
+    # the paper's formula calls the same Theta far longer-lived, or unstable (chi >= 1: NaN)
+    xp = float(xi_from_chi(analyze("lstm", s.theta, 1.0, method="paper", n_s=2000).chi))
+    assert np.isnan(xp) or xp > 1.3 * xi
