@@ -3,7 +3,7 @@ determinism, the solver, and agreement with finite-width networks.
 
 Simulation tolerances: the tangent decay rate of an untied network of width N, averaged over
 ``n_seeds`` seeds, has a standard error (SE) that the simulation reports; the tests allow
-4 SE plus the theory's own discretisation error (< 1e-8 in chi, tested below).
+4 SE plus the theory's own discretisation error (< 1e-7 in chi, tested below).
 """
 from __future__ import annotations
 
@@ -74,12 +74,12 @@ def test_stationary_law_has_the_perpetuity_moments():
 
 
 @pytest.mark.parametrize("mu_f", [3.0, 6.0])
-def test_discretisation_error_below_1e8(mu_f):
-    """Default settings against a much finer discretisation: chi to 1e-8 (xi = 1000 needs 1e-6)."""
+def test_discretisation_error_below_1e7(mu_f):
+    """Default settings against a much finer discretisation: chi to 1e-7 (xi = 1000 to 0.1 % needs 1e-6)."""
     for th in (Theta.critical("lstm", mu_f=mu_f), Theta.uniform("lstm", sigma2=1.0, nu2=1.0).replace({"f.mu": mu_f})):
         a, b = L2.solve_point(th, 1.0), L2.solve_point(th, 1.0, settings=FINE)
-        assert abs(a.chi - b.chi) < 1e-8
-        assert abs(a.q_s - b.q_s) < 1e-6 * b.q_s
+        assert abs(a.chi - b.chi) < 1e-7
+        assert abs(a.q_s - b.q_s) < 2e-6 * b.q_s
         assert abs(a.m1 - b.m1) < 1e-6 and abs(a.m2 - b.m2) < 1e-5
 
 

@@ -1,7 +1,9 @@
-"""Figure 7: the stationary LSTM cell state, Algorithm 1's samples against simulated networks.
+"""Figure 7: the stationary LSTM cell state, Algorithm 1's samples against simulated networks,
+and the deterministic law of the two-state theory (:mod:`rnn_mft.theory.lstm_twostate`).
 
 ``config(profile)`` gives the two Thetas, the sampler's n_s / n_iters / seed and the simulated
-network's width N, length T and number of networks; ``run(cfg)`` returns both sets of samples.
+network's width N, length T and number of networks; ``run(cfg)`` returns both sets of samples,
+the grid law (nodes ``grid_c``, probabilities ``grid_p``) and xi from both theories.
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import numpy as np
 
 from . import check_profile
 from ..sim import simulate_cell_state
-from ..theory import Theta, analyze, sample_cell_state
+from ..theory import Theta, analyze, lstm_twostate, sample_cell_state
 
 __all__ = ["config", "run", "thetas"]
 
@@ -35,8 +37,12 @@ def config(profile: str) -> dict:
 def run(cfg: dict) -> dict:
     out = {}
     for name, th in thetas().items():
-        r = analyze("lstm", th, 1.0, n_s=min(cfg["n_s"], 4000), n_iters=cfg["n_iters"], seed=cfg["seed"])
+        r = analyze("lstm", th, 1.0, n_s=min(cfg["n_s"], 4000), n_iters=cfg["n_iters"], seed=cfg["seed"],
+                    method="paper")
         c = sample_cell_state(th, q_h=r.q_s, mu_h=r.mu_s, n_s=cfg["n_s"], n_iters=cfg["n_iters"], seed=cfg["seed"] + 1)
         sim = simulate_cell_state(th, cfg["N"], cfg["T"], n_seeds=cfg["n_seeds"], seed=cfg["seed"] + 2)
-        out[name] = dict(theta=th, theory=c, sim=sim, q_h=float(r.q_s), chi=float(r.chi), xi=float(r.xi))
+        two = analyze("lstm", th, 1.0)
+        gc, gp = lstm_twostate.stationary_law(th)
+        out[name] = dict(theta=th, theory=c, sim=sim, q_h=float(r.q_s), chi=float(r.chi), xi=float(r.xi),
+                         grid_c=gc, grid_p=gp, q_h_two_state=float(two.q_s), xi_two_state=float(two.xi))
     return out

@@ -3,7 +3,9 @@ architecture, with the standard (C.5) and critical (C.4) initializations marked.
 
 Axes: the forget-gate bias mean mu_f and log10 of a common recurrent variance sigma^2 of all
 gates (other fields at their standard values, nu^2 from C.5); for the vanilla RNN, sigma_f^2
-and log10 nu_f^2. The whole grid is one vectorised call of :func:`rnn_mft.theory.analyze`.
+and log10 nu_f^2. The whole grid is one vectorised call of :func:`rnn_mft.theory.analyze` (for the
+LSTM its default, the deterministic two-state theory; ``n_s``/``n_iters`` are kept in the config
+for the paper's method but not used).
 """
 from __future__ import annotations
 
