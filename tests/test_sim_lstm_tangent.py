@@ -107,3 +107,37 @@ def test_bad_input(bad, match):
     theta, N = kw.pop("theta"), kw.pop("N")
     with pytest.raises(ValueError, match=match):
         tangent_decay(theta, N, **kw)
+
+
+def test_correlation_decay_without_recurrence():
+    r"""sigma2_k = 0 for every gate, Sigma_z = 0.5: chi_{C*} = E[sigma(u_f^a) sigma(u_f^b)].
+
+    Without recurrent weights each unit's pair (c_a, c_b) is a Markov chain driven by gates shared
+    through U (inputs of correlation Sigma_z) and the common bias: cov(u_f^a, u_f^b) =
+    nu2_f Sigma_z R + rho2_f. The perturbation dc_b = c_a - (fit on copy-b features) decays as
+    prod_t sigma(u_f^b), and its overlap with h_a keeps the factor prod_t sigma(u_f^a) of c_a's
+    memory: the slowest cross-copy mode decays by E[F_a F_b] per step (other cross functions
+    carry more factors and decay faster). Tolerance 4 SE over 6 seeds.
+    """
+    th = Theta.critical("lstm", mu_f=2.0).replace({"i.sigma2": 0, "f.sigma2": 0, "r.sigma2": 0, "o.sigma2": 0})
+    r = correlation_decay(th, 2000, 0.5, n_seeds=6, t_burn=60, t_align=6, t_window=14, n_windows=24)
+    x, w = np.polynomial.hermite_e.hermegauss(80)
+    w = w / w.sum()
+    X, Y = np.meshgrid(x, x)
+    s = lambda u: 1 / (1 + np.exp(-u))  # noqa: E731
+    exact = float((np.outer(w, w) * s(2 + X) * s(2 + 0.5 * X + math.sqrt(0.75) * Y)).sum())  # 0.72047
+    assert abs(r.chi - exact) < 4 * r.chi_se, (r.chi, exact, r.chi_se)
+    assert 0 < r.c_star < 1 and r.response.shape == (21, 6)
+
+
+def test_correlation_decay_checks_and_determinism():
+    th = Theta.critical("lstm", mu_f=1.0)
+    kw = dict(n_seeds=2, t_burn=3, t_align=2, t_window=3, n_windows=2)
+    a, b = correlation_decay(th, 100, 0.3, seed=4, **kw), correlation_decay(th, 100, 0.3, seed=4, **kw)
+    assert np.array_equal(a.response, b.response) and a.chi == b.chi
+    for bad, match in ((dict(sigma_z=1.0), "sigma_z"), (dict(sigma_z=-0.1), "sigma_z"), (dict(N=0), "N="),
+                       (dict(theta=Theta.critical("gru")), "arch='lstm'")):
+        args = dict(theta=th, N=50, sigma_z=0.5)
+        args.update(bad)
+        with pytest.raises(ValueError, match=match):
+            correlation_decay(args["theta"], args["N"], args["sigma_z"], **kw)
