@@ -1,0 +1,137 @@
+r"""The chapter *The LSTM has two states*: the paper's LSTM time scale (Algorithm 1 with
+Appendix A.2.3), the two-state theory (:mod:`rnn_mft.theory.lstm_twostate`) and simulated
+networks (:mod:`rnn_mft.sim.lstm_tangent`), on the same Thetas.
+
+``config(profile)`` sets the simulated width N, the number of seeds, Algorithm 1's sample size
+and which Thetas run; ``run(cfg)`` returns
+
+* ``table``: one row per Theta with xi from A.2.3, from the two-state theory and from the
+  network's tangent (with its 2-SE interval) at Sigma_z = 1;
+* ``sz0``: the same at Sigma_z = 0 (independent inputs, C* = 0), the network measured by the
+  cross-copy correlation response;
+* ``jacobian``: m1, m2 of the 2N x 2N Jacobian of (h, c), theory against explicit Jacobians;
+* ``solver``: for each target xi, the forget-gate bias mean mu_f that the two-state theory and
+  the paper's formula prescribe (C.4's other fields), and the network's xi at the two-state
+  choice;
+* ``accuracy``: chi at the default discretisation against a much finer one.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import check_profile
+from ..sim import jacobian as sim_jacobian, squared_singular_values
+from ..sim.lstm_tangent import correlation_decay, tangent_decay
+from ..theory import Theta, analyze, lstm_twostate, solve_for_timescale
+
+__all__ = ["config", "thetas", "run", "CONFIGS"]
+
+CONFIGS = {
+    "smoke": dict(N=200, n_seeds=2, n_s=300, n_iters=100, sets=("c4",), mu_c4=(3.0,), fig2_mu=(3.8,),
+                  sz0_mu=(), jac_N=40, jac_real=1, targets=(30.0,), sim_targets=(), N_sz0=200, solve_paper=False,
+                  accuracy=False, curve_n=5),
+    "ci": dict(N=2000, n_seeds=4, n_s=4000, n_iters=300, sets=("c4", "off", "fig2"),
+               mu_c4=(1.0, 3.0, 4.5, 6.0), fig2_mu=(2.0, 3.8, 5.0), sz0_mu=(3.8,), jac_N=300, jac_real=2,
+               targets=(30.0, 100.0, 784.0), sim_targets=(30.0, 100.0), N_sz0=2000, solve_paper=True,
+               accuracy=True, curve_n=25),
+    "paper": dict(N=30000, n_seeds=6, n_s=20000, n_iters=600, sets=("c4", "off", "fig2"),
+                  mu_c4=(1.0, 2.0, 3.0, 4.0, 4.5, 5.0, 6.0, 7.0), fig2_mu=(2.0, 3.8, 5.0, 6.0),
+                  sz0_mu=(2.0, 3.8, 5.0), jac_N=1000, jac_real=4, targets=(30.0, 100.0, 784.0),
+                  sim_targets=(30.0, 100.0, 784.0), N_sz0=10000, solve_paper=True, accuracy=True, curve_n=60),
+}
+
+
+def config(profile: str) -> dict:
+    return dict(CONFIGS[check_profile(profile)], profile=profile)
+
+
+def thetas(cfg: dict) -> dict:
+    """Named Thetas: the C.4 LSTM line (mu_f varied), points off it, and the Figure 2 direction
+    (every sigma2 = nu2 = 1)."""
+    out = {}
+    c4 = Theta.critical("lstm")
+    if "c4" in cfg["sets"]:
+        for m in cfg["mu_c4"]:
+            out[f"C.4, mu_f={m:g}"] = c4.replace({"f.mu": m})
+    if "off" in cfg["sets"]:
+        out["C.4, mu_f=4, sigma_o^2=0"] = c4.replace({"f.mu": 4.0, "o.sigma2": 0.0})
+        out["C.4, mu_f=4, sigma_o^2=0.5"] = c4.replace({"f.mu": 4.0, "o.sigma2": 0.5})
+        out["C.4, mu_f=3, sigma^2_ifr=0.5"] = c4.replace({"f.mu": 3.0, "i.sigma2": 0.5, "f.sigma2": 0.5,
+                                                         "r.sigma2": 0.5})
+        out["C.4, mu_f=4, rho_f^2=0.5"] = c4.replace({"f.mu": 4.0, "f.rho2": 0.5})
+    if "fig2" in cfg["sets"]:
+        f2 = Theta.uniform("lstm", sigma2=1.0, nu2=1.0)
+        for m in cfg["fig2_mu"]:
+            out[f"Fig. 2 direction, mu_f={m:g}"] = f2.replace({"f.mu": m})
+    return out
+
+
+def _xi_paper(th, cfg, sz=1.0):
+    r = analyze("lstm", th, sz, n_s=cfg["n_s"], n_iters=cfg["n_iters"], method="paper")
+    return float(r.xi) if bool(r.converged) else float("inf")
+
+
+def run(cfg: dict) -> dict:
+    t0 = time.time()
+    rows = []
+    for name, th in thetas(cfg).items():
+        two = analyze("lstm", th, 1.0)
+        sim = tangent_decay(th, cfg["N"], n_seeds=cfg["n_seeds"], seed=1)
+        rows.append(dict(name=name, theta=th, xi_paper=_xi_paper(th, cfg), xi_two_state=float(two.xi),
+                         xi_sim=sim.xi, xi_lo=sim.xi_lo, xi_hi=sim.xi_hi, m1=float(two.m1), chi=float(two.chi),
+                         chi_sim=sim.chi, chi_se=sim.chi_se))
+    sz0 = []
+    f2 = Theta.uniform("lstm", sigma2=1.0, nu2=1.0)
+    for m in cfg["sz0_mu"]:
+        th = f2.replace({"f.mu": m})
+        two = analyze("lstm", th, 0.0)
+        sim = correlation_decay(th, cfg["N_sz0"], 0.0, n_seeds=cfg["n_seeds"], seed=2)
+        sz0.append(dict(name=f"Fig. 2 direction, mu_f={m:g}", xi_paper=_xi_paper(th, cfg, 0.0),
+                        xi_two_state=float(two.xi), xi_sim=sim.xi, xi_lo=sim.xi_lo, xi_hi=sim.xi_hi))
+    jac = []
+    for name, th in (("C.4, mu_f=3", Theta.critical("lstm", mu_f=3.0)),
+                     ("generic (sigma2 = nu2 = 1, rho2 = 0.1, mu_f = 1)",
+                      Theta.uniform("lstm", sigma2=1.0, nu2=1.0, rho2=0.1).replace({"f.mu": 1.0}))):
+        two = analyze("lstm", th, 1.0)
+        lam = np.concatenate([squared_singular_values(sim_jacobian("lstm", th, cfg["jac_N"], T=60, seed=s))
+                              for s in range(cfg["jac_real"])])
+        jac.append(dict(name=name, m1=float(two.m1), m2=float(two.m2), m1_sim=float(lam.mean()),
+                        m2_sim=float((lam**2).mean()), m1_se=float(lam.std() / np.sqrt(lam.size)),
+                        m2_se=float((lam**2).std() / np.sqrt(lam.size)), n_zero=float(np.mean(lam < 1e-3))))
+    sol = []
+    for xi in cfg["targets"]:
+        s = solve_for_timescale("lstm", xi=xi)
+        mu_paper = float("nan")
+        if cfg["solve_paper"]:
+            try:
+                sp = solve_for_timescale("lstm", xi=xi, method="paper", n_s=cfg["n_s"], n_iters=cfg["n_iters"])
+                mu_paper = sp.params["f.mu"]
+            except ValueError:
+                pass
+        row = dict(target=xi, mu_f=s.params["f.mu"], xi=s.xi, mu_f_paper=mu_paper, theta=s.theta)
+        if xi in cfg["sim_targets"]:
+            sim = tangent_decay(s.theta, cfg["N"], n_seeds=cfg["n_seeds"], seed=3)
+            row.update(xi_sim=sim.xi, xi_lo=sim.xi_lo, xi_hi=sim.xi_hi)
+            if np.isfinite(mu_paper):
+                simp = tangent_decay(s.theta.replace({"f.mu": mu_paper}), cfg["N"], n_seeds=cfg["n_seeds"], seed=3)
+                row.update(xi_sim_paper=simp.xi)
+        sol.append(row)
+    acc = []
+    fine = lstm_twostate.Settings(n=801, n_f=160, n_g=200, n_o=300, n_c=40, width=18.0)
+    for name, th in (("C.4, mu_f=6", Theta.critical("lstm", mu_f=6.0)),
+                     ("Fig. 2 direction, mu_f=5", f2.replace({"f.mu": 5.0}))) if cfg["accuracy"] else ():
+        a = lstm_twostate.solve_point(th, 1.0)
+        t1 = time.perf_counter()
+        lstm_twostate.solve_point(th, 1.0)
+        dt = time.perf_counter() - t1
+        b = lstm_twostate.solve_point(th, 1.0, settings=fine)
+        acc.append(dict(name=name, chi=a.chi, chi_fine=b.chi, err=abs(a.chi - b.chi), seconds=dt))
+    # the C.4 line as curves: the two-state theory (deterministic, cheap) and A.2.3
+    mus = np.linspace(0.0, 7.0, cfg["curve_n"])
+    line = Theta.grid(Theta.critical("lstm"), {"f.mu": mus})
+    curve = dict(mu_f=mus, xi_two_state=np.asarray(analyze("lstm", line, 1.0).xi, float),
+                 xi_paper=np.asarray(analyze("lstm", line, 1.0, method="paper", n_s=cfg["n_s"],
+                                             n_iters=cfg["n_iters"]).xi, float))
+    return dict(table=rows, sz0=sz0, jacobian=jac, solver=sol, accuracy=acc, curve=curve, seconds=time.time() - t0)
