@@ -14,7 +14,10 @@ Choices the paper leaves open, kept here in one place:
   orders of magnitude.
 * **Theory.** :math:`\xi` at :math:`\Sigma_z = 0`: after the digit the inputs of two sequences
   are independent noise; inputs are normalised to :math:`R = 1` (:mod:`rnn_mft.data.tasks`). The
-  LSTM's :math:`\xi` comes from Algorithm 1 with the profile's ``n_s`` and ``n_iters``.
+  LSTM's :math:`\xi` comes from the two-state theory (:mod:`rnn_mft.theory.lstm_twostate`; on
+  this direction :math:`\rho_k^2 = 0` and :math:`\mu_h^* = 0`, so the copies are independent,
+  :math:`C^* = 0`); :func:`overlay` also gives the paper's (Algorithm 1 and A.2.3, with the
+  profile's ``n_s`` and ``n_iters``) for comparison.
 * **Training.** Adam (learning rate ``lr``; one rate for the whole map so that only
   :math:`\Theta` and :math:`T` vary), cross-entropy on a linear read-out of the last state,
   fresh padding noise in every minibatch. *Training accuracy* (what the paper plots) is measured
@@ -94,8 +97,12 @@ def overlay(cfg: dict, arch: str) -> dict:
     th = thetas(arch, a)
     r = analyze(arch, th, sigma_z=cfg["sigma_z"], n_s=cfg["n_s"], n_iters=cfg["n_iters"])
     xi = np.asarray(r.xi, dtype=float)
-    return {"alpha": a, "mu_f": np.asarray(th["f"].mu, float), "xi": xi, "3xi": 3 * xi, "6xi": 6 * xi,
-            "chi": np.asarray(r.chi, float), "converged": np.asarray(r.converged), "theta": th}
+    out = {"alpha": a, "mu_f": np.asarray(th["f"].mu, float), "xi": xi, "3xi": 3 * xi, "6xi": 6 * xi,
+           "chi": np.asarray(r.chi, float), "converged": np.asarray(r.converged), "theta": th}
+    if arch == "lstm":
+        p = analyze(arch, th, sigma_z=cfg["sigma_z"], n_s=cfg["n_s"], n_iters=cfg["n_iters"], method="paper")
+        out["xi_paper"] = np.asarray(p.xi, dtype=float)
+    return out
 
 
 def _settings(cfg: dict, arch: str, T: int) -> dict:
@@ -147,8 +154,8 @@ def describe(cfg: dict) -> str:
             f"{cfg['n_alpha']} values of $\\alpha$ in [{cfg['alpha_range'][0]}, {cfg['alpha_range'][1]}]; "
             f"{cfg['optimizer'].capitalize()} with learning rate {cfg['lr']:g} and batch {cfg['batch_size']}; "
             f"training steps: {steps}; training accuracy on {cfg['n_eval']} training digits; theory at "
-            f"$\\Sigma_z = {cfg['sigma_z']}$ (LSTM: Algorithm 1 with $n_s = {cfg['n_s']}$, "
-            f"$n_{{iters}} = {cfg['n_iters']}$).")
+            f"$\\Sigma_z = {cfg['sigma_z']}$ (LSTM: the two-state theory; the paper's Algorithm 1 with "
+            f"$n_s = {cfg['n_s']}$, $n_{{iters}} = {cfg['n_iters']}$ for comparison).")
 
 
 def region_summary(acc: np.ndarray, Ts, ov: dict, chance: float = 0.1) -> dict:
@@ -188,12 +195,18 @@ def xi_table(overlays: dict) -> str:
     head = "| $\\alpha$ | " + " | ".join(f"{arch}: $\\mu_f$ | $\\xi$" for arch in archs) + " |"
     rule = "|---|" + "---|---|" * len(archs)
     rows = [head, rule]
+    paper = [arch for arch in archs if "xi_paper" in overlays[arch]]
+    if paper:
+        head = head + "".join(f" {arch}: $\\xi$ (A.2.3) |" for arch in paper)
+        rule = rule + "---|" * len(paper)
+        rows = [head, rule]
+    fmt = lambda x: f"{x:.3g}" if np.isfinite(x) else "not converged"  # noqa: E731
     for i, al in enumerate(a):
         cells = []
         for arch in archs:
             ov = overlays[arch]
-            xi = ov["xi"][i]
-            cells += [f"{ov['mu_f'][i]:.2f}", f"{xi:.3g}" if np.isfinite(xi) else "not converged"]
+            cells += [f"{ov['mu_f'][i]:.2f}", fmt(ov["xi"][i])]
+        cells += [fmt(overlays[arch]["xi_paper"][i]) for arch in paper]
         rows.append(f"| {al:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

@@ -33,5 +33,5 @@ def table(rows: list) -> str:
            "|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r['arch']} | {r['m1_sim']:.4f} | {r['m1_theory']:.4f} | {r['m2_sim']:.4f} ± {r['se']:.4f} "
-                   f"| {r['m2_theory']:.4f} | {r['m2_printed']:.4f} |")
+                   f"| {r['m2_theory']:.4f} | {r['m2_printed']:.4f} |".replace("| nan |", "| n/a |"))
     return "\n".join(out)
