@@ -208,6 +208,10 @@ class _Model:
         self.G = (si * tr).ravel()
         self.wg = np.outer(wg, wg).ravel()
         self.B = (th["i"]["sigma2"] * dsi**2 * tr**2 + th["r"]["sigma2"] * si**2 * dtr**2).ravel()
+        # G = X Y with X = sigma(u_i) and Y = tanh(u_r) independent: the (weighted) laws of G are
+        # sums of products of one-dimensional laws, compressed factor by factor (see _grule_key)
+        self._X = (si.ravel(), dsi.ravel(), np.asarray(wg))
+        self._Y = (tr.ravel(), dtr.ravel(), np.asarray(wg))
         # the (u_i, u_r) rule has n_g^2 points; the operators only need the law of G (and its
         # B-weighted versions) as measures on the line: compress each to an n_c-point Gauss rule
         self._grules = {}
@@ -241,11 +245,39 @@ class _Model:
         """Gauss rule (nodes, weights) of the measure sum_b v_b gw_b delta(G_b), gw >= 0."""
         return _gauss_rule(self.G, self.wg * gw, self.st.n_c)
 
+    def _grule_key(self, key):
+        """Gauss rule of the law of G weighted by 1, B or B^2. Each is a sum of terms
+        coef * [law of X weighted by fx(u_i)] x [law of Y weighted by fy(u_r)]; every factor is
+        compressed to an m-point Gauss rule (m = n_c + 4, exact for the moments of degree < 2m
+        that the final n_c-point rule uses), the products laid out on m x m points, and the sum
+        compressed once more. This is exact in the same moments as compressing the n_g^2-point
+        tensor rule directly, at a fraction of the cost."""
+        si, dsi, wx = self._X
+        tr, dtr, wy = self._Y
+        s2i, s2r = self.th["i"]["sigma2"], self.th["r"]["sigma2"]
+        terms = {"1": [(1.0, 1.0, 1.0)],
+                 "B": [(s2i, dsi**2, tr**2), (s2r, si**2, dtr**2)],
+                 "B2": [(s2i**2, dsi**4, tr**4), (2 * s2i * s2r, dsi**2 * si**2, tr**2 * dtr**2),
+                        (s2r**2, si**4, dtr**4)]}[key]
+        m = self.st.n_c + 4
+        pts, wts = [], []
+        for coef, fx, fy in terms:
+            if coef <= 0:
+                continue
+            xa, wa = _gauss_rule(si, wx * fx, m)
+            yb, wb = _gauss_rule(tr, wy * fy, m)
+            if xa.size == 0 or yb.size == 0:
+                continue
+            pts.append(np.multiply.outer(xa, yb).ravel())
+            wts.append(coef * np.multiply.outer(wa, wb).ravel())
+        if not pts:
+            return np.zeros(0), np.zeros(0)
+        return _gauss_rule(np.concatenate(pts), np.concatenate(wts), self.st.n_c)
+
     def AG(self, key):
         """(A_G phi)(c_j) = sum_b v_b g_key(u_i, u_r)_b phi(c_j + G_b)."""
         if key not in self._AG:
-            gw = {"1": np.ones_like(self.G), "B": self.B, "B2": self.B**2}[key]
-            g, wgt = self.grule(gw)
+            g, wgt = self._grule_key(key)
             c = self.grid.c
             if g.size == 0:
                 self._AG[key] = np.zeros((c.size, c.size))
