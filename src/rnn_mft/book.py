@@ -36,12 +36,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BOOK_DIR = REPO_ROOT / "book"
 
 # First cell of every executed notebook, hidden in the HTML: on Google Colab (launch button) it
-# installs this library from the repository, elsewhere it does nothing.
+# installs this library from the repository, elsewhere it does nothing. A chapter needs the core
+# and the `plot` extra (matplotlib; IPython comes with Jupyter), not the book-building `book`
+# extra (jupyter-book, Sphinx, papermill, ...).
 _COLAB_CELL = """\
 # Google Colab only: install the library this chapter imports (does nothing elsewhere).
 import sys
 if "google.colab" in sys.modules:
-    %pip install -q "rnn_mft @ git+{repo_url}"
+    %pip install -q "rnn_mft[plot] @ git+{repo_url}"
 """
 
 
@@ -170,6 +172,12 @@ def _write_tree(book_dir: Path, tree: Path, names: list[str], subset: bool) -> N
     if subset:
         toc = {"format": "jb-book", "root": "intro",
                "chapters": [{"file": f"chapters/{n}"} for n in names]}
+        # The appendix pages (API reference, references) too: the chapters' cross-references
+        # and {cite} roles resolve there.
+        full = yaml.safe_load((book_dir / "_toc.yml").read_text())
+        toc["chapters"] += [entry for part in full.get("parts", [{"chapters": full.get("chapters", [])}])
+                            for entry in part.get("chapters", []) or []
+                            if not str(entry.get("file", "")).startswith("chapters/")]
         atomic_write_text(tree / "_toc.yml", yaml.safe_dump(toc, sort_keys=False))
     else:
         shutil.copy2(book_dir / "_toc.yml", tree / "_toc.yml")
