@@ -255,8 +255,10 @@ def check_build(build_dir: Path = Path("_build"), *, book_dir: Path = BOOK_DIR,
                 names: list[str] | None = None) -> list[str]:
     """Problems with a built book (empty when it is sound).
 
-    Checks that every chapter's page exists; that every image a page shows is a non-empty local
-    file; that every figure in ``<build>/figures`` is non-empty (and at least one exists); that
+    Checks that every page of ``_toc.yml`` exists (the intro, the chapters, the API reference and
+    the references); that every API page documents objects and the other pages link to them;
+    that the references page lists as many works as the pages cite; that every image a page
+    shows is a non-empty local file; that every figure in ``<build>/figures`` is non-empty (and at least one exists); that
     every figure a chapter displays reaches its page, and every figure written to the figures
     folder is displayed somewhere; and that no executed cell produced an error or printed a
     traceback.
