@@ -4,7 +4,8 @@
 #   2. twine check          their metadata and README render on PyPI
 #   3. the wheel's contents every tracked file of src/rnn_mft, the LICENSE
 #   4. a fresh venv outside the repository: torch (TORCH_SPEC), then the wheel WITHOUT extras;
-#      jupyter-book, Sphinx, papermill, matplotlib ... must not be installed
+#      jupyter-book, Sphinx, papermill, matplotlib ... must not be installed, nor would
+#      `pip install .` from the repository install them (a dry run)
 #   5. a user script run from an empty folder: the public API, the rnn-mft command line,
 #      critical_init_ on a stock torch.nn.LSTM, the data registry found in the installed package
 # Usage: bash tools/check_wheel.sh     (PYTHON=python3.11, TORCH_SPEC=..., KEEP=1 to keep the folder)
@@ -69,6 +70,20 @@ for pkg in jupyter-book sphinx papermill jupytext ipykernel matplotlib django-st
   fi
 done
 echo "not installed (as it should be): jupyter-book sphinx papermill jupytext ipykernel matplotlib django-static-mathjax"
+
+stamp "pip install . from the repository, without extras (dry run): what it would install"
+# (torch pinned as above, else the resolver would pick PyPI's newest torch and its CUDA packages)
+# shellcheck disable=SC2086
+"$WORK/user/bin/python" -m pip install -q --dry-run --ignore-installed --report "$WORK/report.json" \
+  $TORCH_PIP_ARGS "$REPO" "$TORCH_SPEC" > "$WORK/dry-run.log" 2>&1 || { tail -20 "$WORK/dry-run.log"; echo "check_wheel: pip install . failed"; exit 1; }
+"$WORK/user/bin/python" - "$WORK/report.json" <<'EOF'
+import json, sys
+names = sorted(i["metadata"]["name"].lower().replace("_", "-") for i in json.load(open(sys.argv[1]))["install"])
+heavy = {"jupyter-book", "sphinx", "papermill", "jupytext", "ipykernel", "matplotlib", "django-static-mathjax"}
+assert "rnn-mft" in names and "torch" in names, names
+assert not heavy & set(names), f"pip install . would install {sorted(heavy & set(names))}"
+print(f"pip install . would install {len(names)} distributions, none of {', '.join(sorted(heavy))}")
+EOF
 
 stamp "user script and command line, from an empty folder"
 mkdir -p "$WORK/run"
