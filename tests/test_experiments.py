@@ -209,4 +209,5 @@ def test_stored_paper_results_are_read_never_trained(tmp_path, monkeypatch):
     assert got.final["eval_acc"] == [0.5] and not calls
     text = paper_note("ci", {"a": got})
     assert "1 stored runs; device cuda (H100); code git:abc" in text and "2.0 h of training" in text
+    assert f"rnn_mft {__import__('rnn_mft').__version__}; torch 2.x" in text   # the store records the version
     assert provenance({}) == "no runs"

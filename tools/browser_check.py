@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Open every page of the built book in headless Chromium; check math and images; screenshot.
 
-For each page (the intro and every chapter) it asserts that every math element was typeset by
-MathJax and that every image loaded (natural width > 0), and saves a screenshot to
-``<build>/screenshots/<page>.png``. Debian's ``chromium`` is installed (apt-get, as root) when
-missing.
+For each page of ``_toc.yml`` (the intro, every chapter, the API reference and the references) it
+asserts that every math element was typeset by MathJax and that every image loaded (natural
+width > 0), and saves a screenshot to ``<build>/screenshots/<page>.png`` (``api-theory.png`` for
+``api/theory``). The intro and the chapters must show math; the appendix pages need not.
+Debian's ``chromium`` is installed (apt-get, as root) when missing.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from rnn_mft.book import chapters
+from rnn_mft.book import pages as book_pages
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-quic", "--allow-file-access-from-files",
@@ -89,7 +90,9 @@ def main(argv=None) -> int:
     ap.add_argument("--build", default="_build", type=Path)
     a = ap.parse_args(argv)
     site = a.build / "book" / "_build" / "html"
-    pages = [site / "intro.html"] + [site / "chapters" / f"{n}.html" for n in chapters()]
+    rel = book_pages()
+    pages = [site / f"{p}.html" for p in rel]
+    needs_math = {site / f"{p}.html" for p in rel if not p.startswith("api/") and p != "references"}
     chrome = find_chromium()
     shots = a.build / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
@@ -99,15 +102,15 @@ def main(argv=None) -> int:
             print(f"browser check: FAIL {page}: page missing")
             failed += 1
             continue
-        shot = shots / f"{page.stem}.png"
+        shot = shots / (("api-" if page.parent.name == "api" else "") + f"{page.stem}.png")
         r = check_page(chrome, page.resolve(), shot.resolve())
         problems = []
         if r is None:
             problems.append("the page did not finish loading")
         else:
-            if not r["mathjax"]:
+            if not r["mathjax"] and (r["math"] or page in needs_math):
                 problems.append("MathJax did not load")
-            if r["math"] == 0:
+            if r["math"] == 0 and page in needs_math:
                 problems.append("no math on the page")
             if r["typeset"] < r["math"]:
                 problems.append(f"{r['math'] - r['typeset']} of {r['math']} math elements not typeset")

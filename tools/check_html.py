@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""Check a built book: every chapter page, every image non-empty, no errors in any cell output."""
+"""Check a built book: every page of _toc.yml (chapters, API reference, references), every image
+non-empty, no errors in any cell output, API pages with documented objects and links from the
+chapters, every cited work listed."""
 from __future__ import annotations
 
 import argparse
@@ -19,7 +21,7 @@ def main(argv=None) -> int:
     if problems:
         return 1
     figs = sorted((a.build / "figures").glob("*"))
-    print(f"HTML check passed: all chapter pages present, {len(figs)} figure files non-empty, no errors in outputs")
+    print(f"HTML check passed: all pages present (chapters, API reference, references), {len(figs)} figure files non-empty, no errors in outputs")
     return 0
 
 

@@ -30,18 +30,20 @@ import yaml
 from ._io import atomic_write_text
 from .experiments import check_profile
 
-__all__ = ["REPO_ROOT", "BOOK_DIR", "ChapterError", "chapters", "execute_chapter", "build"]
+__all__ = ["REPO_ROOT", "BOOK_DIR", "ChapterError", "chapters", "pages", "execute_chapter", "build", "check_build"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BOOK_DIR = REPO_ROOT / "book"
 
 # First cell of every executed notebook, hidden in the HTML: on Google Colab (launch button) it
-# installs this library from the repository, elsewhere it does nothing.
+# installs this library from the repository, elsewhere it does nothing. A chapter needs the core
+# and the `plot` extra (matplotlib; IPython comes with Jupyter), not the book-building `book`
+# extra (jupyter-book, Sphinx, papermill, ...).
 _COLAB_CELL = """\
 # Google Colab only: install the library this chapter imports (does nothing elsewhere).
 import sys
 if "google.colab" in sys.modules:
-    %pip install -q "rnn_mft @ git+{repo_url}"
+    %pip install -q "rnn_mft[plot] @ git+{repo_url}"
 """
 
 
@@ -71,6 +73,14 @@ def chapters(book_dir: Path = BOOK_DIR) -> list[str]:
     """Names (file stems) of the notebook chapters in ``_toc.yml``, in reading order."""
     toc = yaml.safe_load((Path(book_dir) / "_toc.yml").read_text())
     return [Path(f).name for f in _toc_files(toc) if f.startswith("chapters/")]
+
+
+def pages(book_dir: Path = BOOK_DIR) -> list[str]:
+    """Every page of ``_toc.yml`` in reading order, as paths without suffix relative to the book:
+    the root (``intro``), the chapters (``chapters/<name>``) and the appendix (``api/...``,
+    ``references``). The HTML of page ``p`` is ``<html>/<p>.html``."""
+    toc = yaml.safe_load((Path(book_dir) / "_toc.yml").read_text())
+    return [str(toc["root"])] + [f for f in _toc_files(toc) if f != str(toc["root"])]
 
 
 def _repo_url(book_dir: Path) -> str:
@@ -170,6 +180,12 @@ def _write_tree(book_dir: Path, tree: Path, names: list[str], subset: bool) -> N
     if subset:
         toc = {"format": "jb-book", "root": "intro",
                "chapters": [{"file": f"chapters/{n}"} for n in names]}
+        # The appendix pages (API reference, references) too: the chapters' cross-references
+        # and {cite} roles resolve there.
+        full = yaml.safe_load((book_dir / "_toc.yml").read_text())
+        toc["chapters"] += [entry for part in full.get("parts", [{"chapters": full.get("chapters", [])}])
+                            for entry in part.get("chapters", []) or []
+                            if not str(entry.get("file", "")).startswith("chapters/")]
         atomic_write_text(tree / "_toc.yml", yaml.safe_dump(toc, sort_keys=False))
     else:
         shutil.copy2(book_dir / "_toc.yml", tree / "_toc.yml")
@@ -239,8 +255,10 @@ def check_build(build_dir: Path = Path("_build"), *, book_dir: Path = BOOK_DIR,
                 names: list[str] | None = None) -> list[str]:
     """Problems with a built book (empty when it is sound).
 
-    Checks that every chapter's page exists; that every image a page shows is a non-empty local
-    file; that every figure in ``<build>/figures`` is non-empty (and at least one exists); that
+    Checks that every page of ``_toc.yml`` exists (the intro, the chapters, the API reference and
+    the references); that every API page documents objects and the other pages link to them;
+    that the references page lists as many works as the pages cite; that every image a page
+    shows is a non-empty local file; that every figure in ``<build>/figures`` is non-empty (and at least one exists); that
     every figure a chapter displays reaches its page, and every figure written to the figures
     folder is displayed somewhere; and that no executed cell produced an error or printed a
     traceback.
@@ -254,8 +272,9 @@ def check_build(build_dir: Path = Path("_build"), *, book_dir: Path = BOOK_DIR,
     site = build_dir / "book" / "_build" / "html"
     problems = []
     names = chapters(book_dir) if names is None else names
-    pages = [site / "intro.html"] + [site / "chapters" / f"{n}.html" for n in names]
-    for page in pages:
+    rel = [p for p in pages(book_dir) if not p.startswith("chapters/")]
+    rel = rel[:1] + [f"chapters/{n}" for n in names] + rel[1:]
+    for page in [site / f"{p}.html" for p in rel]:
         if not page.is_file() or page.stat().st_size == 0:
             problems.append(f"missing page: {page}")
             continue
@@ -268,6 +287,7 @@ def check_build(build_dir: Path = Path("_build"), *, book_dir: Path = BOOK_DIR,
                 problems.append(f"{page.name}: image {src} is missing or empty")
         if "Traceback (most recent call last)" in text:
             problems.append(f"{page.name}: a traceback is shown on the page")
+    problems += _check_appendix(site, book_dir, rel)
     figures = sorted((build_dir / "figures").glob("*"))
     if not [f for f in figures if f.suffix == ".png"]:
         problems.append(f"no figures in {build_dir / 'figures'}")
@@ -299,4 +319,34 @@ def check_build(build_dir: Path = Path("_build"), *, book_dir: Path = BOOK_DIR,
     if shown_total < len(pngs):
         problems.append(f"{len(pngs)} figures were written to {build_dir / 'figures'} but the chapters display "
                         f"only {shown_total} (is MPLBACKEND overriding the notebooks' inline backend?)")
+    return problems
+
+
+def _check_appendix(site: Path, book_dir: Path, rel: list[str]) -> list[str]:
+    """The API pages document objects and link from the chapters; the references page lists
+    every work the pages cite."""
+    import re
+
+    problems = []
+    api = [p for p in rel if p.startswith("api/") and p != "api/index"]
+    for p in api:
+        page = site / f"{p}.html"
+        if page.is_file() and not re.search(r'<dl class="py (function|class)">', page.read_text(errors="replace")):
+            problems.append(f"{page.name}: the API page documents no function or class (autodoc)")
+    linked = sum(len(re.findall(r'href="[^"]*api/[a-z_]+\.html#rnn_mft\.', (site / f"{p}.html").read_text(errors="replace")))
+                 for p in rel if not p.startswith("api/") and (site / f"{p}.html").is_file())
+    if api and linked == 0:
+        problems.append("no page links to the API reference (use {py:func}`rnn_mft....` in a chapter)")
+    if "references" in rel:
+        cited = set()
+        for p in rel:
+            src = Path(book_dir) / f"{p}.md"
+            if src.is_file():
+                for keys in re.findall(r"\{cite(?::[a-z]+)?\}`([^`]+)`", src.read_text()):
+                    cited.update(k.strip() for k in keys.split(","))
+        page = site / "references.html"
+        if page.is_file():
+            entries = len(re.findall(r'role="doc-biblioentry"', page.read_text(errors="replace")))
+            if entries < len(cited):
+                problems.append(f"references.html lists {entries} works but the pages cite {len(cited)}")
     return problems

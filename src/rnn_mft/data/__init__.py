@@ -13,10 +13,10 @@ Files (:mod:`.registry`, :mod:`.sources`, :mod:`.formats`)
     :func:`read_cifar10_archive`.
 
 Environment variables
-    ``RNN_MFT_DATA``    cache folder for downloads (default: the user cache folder);
-    ``RNN_MFT_MIRROR``  offline mirror folder(s) holding ``mnist/`` and ``cifar10/``
-                        (default: ``../shared/data`` beside the repository);
-    ``RNN_MFT_OFFLINE`` set to 1 to never download.
+    ``RNN_MFT_DATA``: cache folder for downloads (default: the user cache folder);
+    ``RNN_MFT_MIRROR``: offline mirror folder(s) holding ``mnist/`` and ``cifar10/``
+    (default: ``../shared/data`` beside the repository);
+    ``RNN_MFT_OFFLINE``: set to 1 to never download.
 """
 from .datasets import SOURCES, ImageSet, load_cifar10, load_mnist, mnist_splits, split_test_set
 from .sources import (DataUnavailableError, HashMismatchError, data_dir, fetch, file_hash,

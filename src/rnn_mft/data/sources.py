@@ -190,7 +190,7 @@ def fetch(entry: FileEntry, *, data_dir: str | os.PathLike | None = None,
     Parameters
     ----------
     entry : FileEntry
-        The file (see :func:`rnn_mft.data.registry.get_entry`).
+        The file (see :func:`rnn_mft.data.get_entry`).
     data_dir : path, optional
         Cache folder; default ``$RNN_MFT_DATA``, else the user cache folder.
     mirror : path, None or False, optional

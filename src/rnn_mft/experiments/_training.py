@@ -131,8 +131,8 @@ def _flatten(results) -> list:
 
 
 def provenance(results) -> str:
-    """One Markdown sentence on where stored results come from: devices, code versions, torch
-    versions, dates and total wall time of every :class:`~rnn_mft.train.RunResult` inside."""
+    """One Markdown sentence on where stored results come from: devices, code versions, rnn_mft
+    and torch versions, dates and total wall time of every :class:`~rnn_mft.train.RunResult` inside."""
     runs = _flatten(results)
     if not runs:
         return "no runs"
@@ -140,7 +140,7 @@ def provenance(results) -> str:
     dates = sorted(str(r.meta.get("finished", "?")) for r in runs)
     wall = sum(float(r.meta.get("wall_time_s", 0.0)) for r in runs)
     return (f"{len(runs)} stored runs; device {', '.join(pick('device'))}; code {', '.join(pick('code_version'))}; "
-            f"torch {', '.join(pick('torch_version'))}; finished {dates[0]} to {dates[-1]}; "
+            f"rnn_mft {', '.join(pick('rnn_mft_version'))}; torch {', '.join(pick('torch_version'))}; finished {dates[0]} to {dates[-1]}; "
             f"{wall / 3600:.1f} h of training in total.")
 
 

@@ -86,6 +86,9 @@ def _pos_int(name: str, value, allow_none: bool = False):
 class RecurrentCell(nn.Module):
     """One recurrent layer of architecture ``arch`` (see the module docstring).
 
+    Weights are initialised by :func:`rnn_mft.nets.standard_init_` (Appendix C.5); use
+    :func:`rnn_mft.nets.init_` to draw them from a :class:`~rnn_mft.theory.Theta`.
+
     Parameters
     ----------
     arch : {"vanilla", "minimal", "gru", "peephole_lstm", "lstm"}
@@ -98,9 +101,6 @@ class RecurrentCell(nn.Module):
         Use the hard sigmoid for the gates.
     members : int or None
         ``None`` for a single network, else the number of ensemble members.
-
-    Weights are initialised by :func:`rnn_mft.nets.standard_init_` (Appendix C.5); use
-    :func:`rnn_mft.nets.init_` to draw them from a :class:`~rnn_mft.theory.Theta`.
     """
 
     def __init__(self, arch: str, n_in: int, n_hidden: int, untied: int | None = None,
@@ -162,7 +162,7 @@ class RecurrentCell(nn.Module):
 
     def reference_params(self, member: int = 0, t: int = 0) -> dict:
         """``{gate: (W, U, b)}`` as numpy arrays for member ``member`` (and step ``t`` if
-        untied): the ``params`` argument of :func:`rnn_mft.theory.architectures.reference_step`."""
+        untied): the ``params`` argument of :func:`rnn_mft.theory.reference_step`."""
         out = {}
         for k in self.gates:
             W, U, b = self.gate(k, member=member)

@@ -4,7 +4,7 @@ Public entry points: :func:`analyze` (fixed point, chi, xi, m1, m2, var for any 
 :class:`Theta` (hyperparameters, with :meth:`Theta.standard` and :meth:`Theta.critical`),
 :func:`solve_for_timescale` (an initialization with a target time scale),
 :func:`sample_cell_state` (the LSTM's stationary cell state, Algorithm 1) and the Table 1
-reference updates in :mod:`rnn_mft.theory.architectures`.
+reference updates (:func:`reference_step`, :data:`TABLE1`, in ``rnn_mft.theory.architectures``).
 """
 from .quadrature import expect, expect2, gauss_hermite, sigmoid, dsigmoid, dtanh
 from .theta import ARCHS, FIELDS, GateParams, Theta, check_arch

@@ -131,7 +131,7 @@ def expect2(f, g=None, mean=0.0, var=1.0, corr=0.0, n: int | None = None) -> np.
 
 
 def sigmoid(x):
-    """Logistic sigmoid, numerically stable for large |x|: ``(1 + tanh(x / 2)) / 2``, evaluated in
+    """Logistic sigmoid, numerically stable for large ``|x|``: ``(1 + tanh(x / 2)) / 2``, evaluated in
     place (one new array; no temporaries of the input's size)."""
     x = np.asarray(x, dtype=float)
     if x.ndim == 0:

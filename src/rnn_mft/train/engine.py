@@ -182,8 +182,10 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
     labels : sequence, optional
         One label per member (e.g. the Theta or learning rate), stored in ``meta``.
 
-    Curves (``RunResult.curves``): ``train_loss``/``train_acc`` ``(steps, M)``, ``eval_step
-    (E,)``, ``eval_loss``/``eval_acc`` ``(E, M)``, ``grad_norm (steps, M)``. Final metrics:
+    Notes
+    -----
+    Curves (``RunResult.curves``): ``train_loss``/``train_acc`` ``(steps, M)``, ``eval_step``
+    ``(E,)``, ``eval_loss``/``eval_acc`` ``(E, M)``, ``grad_norm (steps, M)``. Final metrics:
     ``train_loss`` (mean of the last 10 steps), ``eval_loss``, ``eval_acc`` per member.
     """
     if isinstance(cfg, dict):

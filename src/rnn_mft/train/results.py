@@ -165,6 +165,7 @@ class ResultsStore:
             raise PermissionError(f"the results store {self.root} is read-only (RNN_MFT_RESULTS_READONLY); "
                                   f"not writing {profile}/{experiment}/{run}")
         base = self.path(profile, experiment, run)
+        result.meta.setdefault("rnn_mft_version", __import__("rnn_mft").__version__)  # provenance
         buf = io.BytesIO()
         np.savez_compressed(buf, **{k: np.asarray(v) for k, v in result.curves.items()})
         atomic_write_bytes(base.with_suffix(".npz"), buf.getvalue())
