@@ -176,6 +176,11 @@ def _write_tree(book_dir: Path, tree: Path, names: list[str], subset: bool) -> N
     url = _repo_url(book_dir)
     if url:
         cfg.setdefault("repository", {})["url"] = url
+    if subset:
+        # a chapter's {ref} to a chapter that is not in this build cannot resolve: the full book
+        # checks those, a single-chapter build does not fail on them
+        sc = cfg.setdefault("sphinx", {}).setdefault("config", {})
+        sc["suppress_warnings"] = list(sc.get("suppress_warnings", [])) + ["ref.ref"]
     atomic_write_text(tree / "_config.yml", yaml.safe_dump(cfg, sort_keys=False))
     if subset:
         toc = {"format": "jb-book", "root": "intro",

@@ -12,7 +12,7 @@ identical inputs (:math:`\Sigma_z = 1`):
     dh^t &= \sigma'(u_o)\tanh(c^t) du_o + \sigma(u_o)\tanh'(c^t) dc^t .
 
 The pairs :math:`(W_k h, W_k dh)` are drawn jointly and exactly from the Gram matrix of
-``[h, dh]`` (:class:`~rnn_mft.sim.networks.FreshGaussian`), O(N) per step. ``chi`` is the
+``[h, dh]`` (``rnn_mft.sim.networks.FreshGaussian``), O(N) per step. ``chi`` is the
 per-step growth factor of :math:`|dh|^2 + |dc|^2` in the large-N limit, and
 :math:`\xi = -1/\log\chi`.
 

@@ -6,7 +6,8 @@ The paper (Appendix A.2.3) treats the LSTM as a one-state network in :math:`h`, 
 perturbation of the cell state :math:`\delta c` is remembered by each unit through the forget
 gate, while :math:`\delta h` only reaches the next step through the random weights. This module
 is the large-N theory of that pair, without the approximation (the book's chapter *The LSTM has
-two states* derives it; :mod:`rnn_mft.theory.lstm` keeps the paper's method for comparison).
+two states* derives it; ``rnn_mft.theory.lstm`` keeps the paper's method, :func:`rnn_mft.theory.sample_cell_state`, for
+comparison).
 
 **Stationary cell-state law.** With untied weights the pre-activations :math:`u_k` are fresh
 Gaussians at every step (eqs. (3)-(4) with :math:`s = h`), so each unit's cell state is the
