@@ -150,7 +150,7 @@ class TangentDecay:
     chi_se: float         #: its standard error over seeds (delta method; NaN for one seed)
     xi: float             #: -1/log(chi)
     xi_lo: float          #: xi at log(chi) - 2 SE
-    xi_hi: float          #: xi at log(chi) + 2 SE (inf if that is >= 0)
+    xi_hi: float          #: xi at log(chi) + 2 SE (inf if that is >= 0; chi > 1: the tangent grows, xi = inf)
     chi_seeds: np.ndarray  #: per-seed chi (shape (n_seeds,))
     N: int
     n_seeds: int
