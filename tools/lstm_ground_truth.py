@@ -58,7 +58,8 @@ def table():
     # slow Thetas: forget gate near 1 (small nu2_f), xi of hundreds to ~1000
     rows.append(("C4 mu_f=6.5 nu2_f=0.1", c4(6.5, **{"f.nu2": 0.1}), 2000, {}, "slow"))
     rows.append(("C4 mu_f=7.5 nu2_f=0.1", c4(7.5, **{"f.nu2": 0.1}), 2000, {}, "slow"))
-    rows.append(("Fig2 all sigma2=nu2=1 mu_f=7", fig2(7.0), 2000, {}, "slow, Figure-2 direction"))
+    rows.append(("Fig2 all sigma2=nu2=1 mu_f=6", fig2(6.0), 2000, {}, "slow, Figure-2 direction"))
+    rows.append(("Fig2 all sigma2=nu2=1 mu_f=7", fig2(7.0), 2000, {}, "Figure-2 direction: chi > 1 (tangent grows)"))
     return rows
 
 
