@@ -17,7 +17,9 @@ and which Thetas run; ``run(cfg)`` returns
 """
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -26,7 +28,10 @@ from ..sim import jacobian as sim_jacobian, squared_singular_values
 from ..sim.lstm_tangent import correlation_decay, tangent_decay
 from ..theory import Theta, analyze, lstm_twostate, solve_for_timescale
 
-__all__ = ["config", "thetas", "run", "CONFIGS"]
+__all__ = ["config", "thetas", "run", "CONFIGS", "GROUND_TRUTH", "stored_ground_truth"]
+
+#: large-width simulations made by ``tools/lstm_ground_truth.py`` (committed with their provenance)
+GROUND_TRUTH = Path(__file__).resolve().parents[3] / "data" / "lstm_ground_truth.json"
 
 CONFIGS = {
     "smoke": dict(N=200, n_seeds=2, n_s=300, n_iters=100, sets=("c4",), mu_c4=(3.0,), fig2_mu=(3.8,),
@@ -135,3 +140,26 @@ def run(cfg: dict) -> dict:
                  xi_paper=np.asarray(analyze("lstm", line, 1.0, method="paper", n_s=cfg["n_s"],
                                              n_iters=cfg["n_iters"]).xi, float))
     return dict(table=rows, sz0=sz0, jacobian=jac, solver=sol, accuracy=acc, curve=curve, seconds=time.time() - t0)
+
+
+def stored_ground_truth(cfg: dict, path: Path | None = None) -> dict | None:
+    """The committed large-width runs (``data/lstm_ground_truth.json``) with the two-state theory
+    (and, where ``cfg["solve_paper"]``, A.2.3) evaluated now on the same Thetas; None when the file
+    is absent (e.g. an installed package without the repository)."""
+    path = GROUND_TRUTH if path is None else Path(path)
+    if not path.exists():
+        return None
+    d = json.loads(path.read_text())
+    rows = []
+    for r in d["rows"]:
+        th = Theta("lstm", r["theta"])
+        two = analyze("lstm", th, 1.0)
+        row = dict(name=r["name"], kind=r.get("kind", "table"), N=int(r["N"]), n_seeds=int(r["n_seeds"]),
+                   xi_sim=float(r["xi"]), xi_lo=float(r["xi_lo"]), xi_hi=float(r["xi_hi"]),
+                   chi_sim=float(r["chi"]), xi_two_state=float(two.xi), method=str(two.info["methods"]))
+        if cfg["solve_paper"] and row["kind"] == "table":
+            row["xi_paper"] = _xi_paper(th, cfg)
+        rows.append(row)
+    runs = [{k: v for k, v in run.items() if k in ("command", "machine", "started", "wall_s", "commit")}
+            for run in d.get("runs", [])]
+    return dict(rows=rows, runs=runs, path=str(path))
