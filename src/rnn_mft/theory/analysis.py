@@ -193,6 +193,9 @@ def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float 
         raise ValueError(f"theta is for arch={theta.arch!r} but arch={arch!r} was asked for")
     sz = _mf.check_sigma_z(sigma_z)
     R = _mf.check_R(R)
+    if 0 in tuple(theta.shape) or np.size(sz) == 0:
+        raise ValueError(f"the grid is empty (theta shape {tuple(theta.shape)}, sigma_z shape {np.shape(sz)}); "
+                         f"give at least one point")
     if arch == "lstm":
         fp = _lstm.fixed_point(theta, sz, R=R, n_s=n_s, n_iters=n_iters, seed=seed, tol=tol)
         m1, m2, m2p = fp.m1, fp.m2, fp.m2_printed
@@ -203,6 +206,10 @@ def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float 
         info = {"method": "quadrature + Mehler series", "order": nq, "iterations": fp.iterations}
     shape = np.shape(fp.chi)
     conv = np.broadcast_to(fp.converged, shape)
+    # a NaN (or inf) anywhere in the outputs is no convergence (e.g. m2 overflowing at sigma2 = 1e300)
+    with np.errstate(all="ignore"):
+        for a in (fp.mu_s, fp.q_s, fp.c_s, fp.chi, m1, m2):
+            conv = conv & np.isfinite(np.broadcast_to(a, shape))
     b = lambda a: np.where(conv, np.broadcast_to(a, shape), np.nan)  # noqa: E731
     m1, m2, m2p = b(m1), b(m2), b(m2p)
     return AnalysisResult(arch, b(fp.mu_s), b(fp.q_s), b(fp.c_s), b(fp.chi), xi_from_chi(b(fp.chi)),
