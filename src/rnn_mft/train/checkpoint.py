@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -121,7 +122,9 @@ def load_checkpoint(path, settings: dict | None = None) -> dict:
     if size == 0:
         raise CheckpointError(path, "is empty")
     try:
-        doc = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():        # torch's notes on foreign pickle protocols: the error says it
+            warnings.simplefilter("ignore")
+            doc = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to parse is a bad file, never code to run
         msg = " ".join(str(exc).split())[:300]
         raise CheckpointError(path, f"is not a readable checkpoint of tensors and plain data "

@@ -320,6 +320,7 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
 
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.exists():
+        before = {k: v.detach().clone() for k, v in model.state_dict().items()}
         try:
             st = load_checkpoint(ckpt, settings)
             model.load_state_dict(st["model"])
@@ -341,6 +342,7 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
             print(f"rnn_mft: discarded checkpoint {ckpt} (restart) and started the run afresh", file=sys.stderr)
             return fit(model, task, cfg, checkpoint, hook, labels, desc, restart=False, deadline=deadline)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            model.load_state_dict(before)         # the caller's weights, not half of the checkpoint's
             err = CheckpointError(ckpt, f"does not fit this run ({type(exc).__name__}: {exc})")
             if not restart:
                 raise err from None

@@ -208,7 +208,7 @@ class ResultsStore:
         if not npz.exists():
             raise StoredResultError(f"stored result {js} has no curves beside it ({npz} is missing); {hint}")
         try:
-            with np.load(npz, allow_pickle=False) as z:
+            with open(npz, "rb") as fh, np.load(fh, allow_pickle=False) as z:
                 curves = {k: z[k] for k in z.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise StoredResultError(f"stored curves {npz} are corrupt ({type(exc).__name__}: {exc}); {hint}") from None
