@@ -553,7 +553,9 @@ def test_budgeted_smoke_experiment_continues_later_bitwise(tmp_path, isolated_en
 
 def test_book_build_stops_on_budget_with_exit_0_and_says_what_remains(tmp_path, monkeypatch, capsys):
     from rnn_mft import book
-    monkeypatch.delenv("RNN_MFT_DEADLINE", raising=False)
+    # build() sets RNN_MFT_DEADLINE in os.environ: recorded here so that teardown removes it again
+    monkeypatch.setenv("RNN_MFT_DEADLINE", "")
+    monkeypatch.setenv("RNN_MFT_RESTART", "")
     monkeypatch.setattr(book, "_write_tree", lambda *a, **k: None)
     names = book.chapters()
     ran = []
@@ -573,10 +575,10 @@ def test_book_build_stops_on_budget_with_exit_0_and_says_what_remains(tmp_path, 
         code = build_book.main(["--profile", "smoke", "--build", str(tmp_path), "--budget-min", "9"])
     finally:
         sys.path.remove(str(REPO / "tools"))
-        monkeypatch.delenv("RNN_MFT_DEADLINE", raising=False)
     out = capsys.readouterr().out
     assert code == 0 and rendered == [] and ran == names[:2]
     assert f"done (1): {names[0]}" in out and "remaining" in out and names[-1] in out and "step 5 of 9" in out
+    assert float(os.environ["RNN_MFT_DEADLINE"]) == pytest.approx(time.time() + 540, abs=60)
 
 
 def test_paper_checkpoints_travel_through_git_and_others_do_not(monkeypatch):
