@@ -51,9 +51,10 @@ chapter: setup
 figures: setup
 	RNN_MFT_RESULTS_READONLY=1 $(BIN)/python tools/build_book.py --profile $(PROFILE) --build $(BUILD) --no-html
 
-# The paper's scale: needs a GPU and the full data sets.
+# The paper's scale: needs a GPU and the full data sets. With BUDGET_MIN=9 it stops after 9 minutes
+# (checkpoints in data/checkpoints/paper/, exit 0, prints what remains); the same command continues.
 reproduce: setup
-	$(BIN)/python tools/build_book.py --profile paper --build $(BUILD)
+	$(BIN)/python tools/build_book.py --profile paper --build $(BUILD) $(if $(BUDGET_MIN),--budget-min $(BUDGET_MIN)) $(if $(RESTART),--restart)
 
 bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

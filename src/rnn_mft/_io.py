@@ -2,7 +2,8 @@
 
 The data go to a uniquely named temporary file in the target's folder, are flushed to disk, and
 the file is then moved into place with :func:`os.replace` (atomic on POSIX and Windows). On any
-error the temporary file is removed and the target is left as it was.
+error the temporary file is removed and the target is left as it was. The file gets the mode an
+ordinary ``open(path, "w")`` would give (0666 less the umask, e.g. 0644), not ``mkstemp``'s 0600.
 """
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "default_file_mode"]
+
+
+def default_file_mode() -> int:
+    """0666 less the process umask: the mode ``open(path, "w")`` creates files with."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
@@ -19,6 +27,7 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, default_file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -30,7 +30,8 @@ import yaml
 from ._io import atomic_write_text
 from .experiments import check_profile
 
-__all__ = ["REPO_ROOT", "BOOK_DIR", "ChapterError", "chapters", "pages", "execute_chapter", "build", "check_build"]
+__all__ = ["REPO_ROOT", "BOOK_DIR", "ChapterError", "BudgetExhausted", "chapters", "pages", "execute_chapter", "build",
+           "check_build"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BOOK_DIR = REPO_ROOT / "book"
@@ -49,6 +50,15 @@ if "google.colab" in sys.modules:
 
 class ChapterError(RuntimeError):
     """A chapter failed to execute; the message names the chapter and the failing cell."""
+
+
+class BudgetExhausted(Exception):
+    """The time budget ran out inside chapter ``chapter``: its running training checkpointed
+    (``detail`` says where) and the build stopped; the same command later continues."""
+
+    def __init__(self, chapter: str, detail: str):
+        self.chapter, self.detail = chapter, detail
+        super().__init__(f"time budget exhausted in chapter {chapter!r}: {detail}")
 
 
 @dataclass
@@ -137,6 +147,9 @@ def execute_chapter(name: str, profile: str, out_dir: Path, *, book_dir: Path = 
                                    cwd=str(src.parent), progress_bar=False, log_output=False,
                                    execution_timeout=timeout)
     except PapermillExecutionError as exc:
+        if exc.ename == "BudgetExhausted":
+            tmp.unlink(missing_ok=True)
+            raise BudgetExhausted(name, str(exc.evalue)) from None
         src_line = next((ln for ln in exc.source.splitlines() if ln.strip()), "")
         raise ChapterError(
             f"chapter {name!r} (profile {profile!r}) failed in code cell [{exc.exec_count}] "
@@ -210,14 +223,34 @@ def _write_tree(book_dir: Path, tree: Path, names: list[str], subset: bool) -> N
     shutil.copy2(js, tree / "_static" / "mathjax" / "tex-svg.js")
 
 
+def _checkpoints(profile: str) -> list[str]:
+    from .train import ResultsStore
+    base = ResultsStore().checkpoint_path(profile, "x", "x").parent.parent
+    return [f"{p} ({p.stat().st_size / 2**20:.1f} MiB)" for p in sorted(base.rglob("*.pt"))] if base.is_dir() else []
+
+
 def build(profile: str = "ci", build_dir: Path = Path("_build"), *, only: list[str] | None = None,
-          html: bool = True, book_dir: Path = BOOK_DIR, timeout: int | None = None, log=print) -> Path | None:
+          html: bool = True, book_dir: Path = BOOK_DIR, timeout: int | None = None, log=print,
+          budget_min: float | None = None, restart: bool = False) -> Path | None:
     """Execute the chapters (all, or ``only`` these) and render the HTML.
 
     Returns the folder of the HTML (``<build>/book/_build/html``) or None with ``html=False``.
     Per-chapter times are printed and written to ``<build>/timings-<profile>.json``.
+
+    ``budget_min``: a time budget in minutes for the whole build (``$RNN_MFT_DEADLINE`` for the
+    chapters' training). When it runs out, the running training checkpoints, the build prints
+    which chapters are done and which remain, and returns None without rendering; the same
+    command later continues where it stopped. ``restart``: ``$RNN_MFT_RESTART=1`` for the
+    chapters (unusable checkpoints are discarded and their runs start afresh).
     """
     check_profile(profile)
+    if budget_min is not None:
+        b = float(budget_min)
+        if not (b > 0 and b < float("inf")):
+            raise ValueError(f"budget_min={budget_min!r} must be a positive number of minutes")
+        os.environ["RNN_MFT_DEADLINE"] = repr(time.time() + 60.0 * b)
+    if restart:
+        os.environ["RNN_MFT_RESTART"] = "1"
     book_dir, build_dir = Path(book_dir), Path(build_dir).resolve()
     names = chapters(book_dir)
     if only:
@@ -231,8 +264,18 @@ def build(profile: str = "ci", build_dir: Path = Path("_build"), *, only: list[s
     t_all = time.perf_counter()
     for i, name in enumerate(names, 1):
         log(f"[{i}/{len(names)}] executing chapter {name} (profile {profile}) ...", flush=True)
-        res = execute_chapter(name, profile, tree / "chapters", book_dir=book_dir, figures_dir=figures,
-                              timeout=timeout)
+        try:
+            res = execute_chapter(name, profile, tree / "chapters", book_dir=book_dir, figures_dir=figures,
+                                  timeout=timeout)
+        except BudgetExhausted as exc:
+            log(f"\nTIME BUDGET EXHAUSTED ({budget_min} min) in chapter {name}: {exc.detail}")
+            log(f"done ({i - 1}): " + (", ".join(names[:i - 1]) or "none"))
+            log(f"remaining ({len(names) - i + 1}): " + ", ".join(names[i - 1:]))
+            kept = _checkpoints(profile)
+            log("checkpoints kept (commit them with the results to continue elsewhere):"
+                + "".join(f"\n  {k}" for k in kept) if kept else "no checkpoints kept")
+            log("rerun the same command to continue; nothing was rendered")
+            return None
         timings[name] = round(res.seconds, 1)
         log(f"[{i}/{len(names)}] chapter {name}: {res.seconds:.1f} s", flush=True)
     total = time.perf_counter() - t_all

@@ -26,6 +26,25 @@ class _Usage(Exception):
     pass
 
 
+#: largest Algorithm 1 sample count and iteration count the command line accepts (memory: the
+#: samples are arrays of n_s floats per gate; 1e7 is ~1 GB of work arrays)
+MAX_NS = 10_000_000
+MAX_ITERS = 1_000_000
+
+
+def _bounded_int(option: str, lo: int, hi: int):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option}={text!r} must be an integer in [{lo}, {hi}]") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{option}={text} is outside the allowed range [{lo}, {hi}]")
+        return v
+    parse.__name__ = option
+    return parse
+
+
 def _parser():
     from .theory import lstm as _lstm
 
@@ -33,18 +52,20 @@ def _parser():
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     t = sub.add_parser("theory", help="fixed point, chi, xi, m1, m2, var for one Theta")
     t.add_argument("--arch", required=True, help="vanilla, minimal, gru, peephole_lstm or lstm")
-    t.add_argument("--theta", required=True, help="JSON file {gate: {sigma2, nu2, rho2, mu}}")
+    t.add_argument("--theta", required=True,
+                   help="JSON text starting with '{', or a JSON file {gate: {sigma2, nu2, rho2, mu}}")
     t.add_argument("--sigma-z", type=float, default=1.0, help="input correlation in [0, 1] (default 1)")
     t.add_argument("--R", type=float, default=1.0, help="input second moment (default 1)")
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.add_argument("--method", choices=("two_state", "paper"), default=None,
                    help="LSTM: the two-state theory (default; deterministic, agrees with simulated networks) "
                         "or the paper's Algorithm 1 with Appendix A.2.3 (Monte Carlo, for comparison)")
-    t.add_argument("--n-s", type=int, default=_lstm.DEFAULT_NS,
+    t.add_argument("--n-s", type=_bounded_int("--n-s", 1, MAX_NS), default=_lstm.DEFAULT_NS,
                    help=f"LSTM: Algorithm 1 samples (default {_lstm.DEFAULT_NS})")
-    t.add_argument("--n-iters", type=int, default=_lstm.DEFAULT_ITERS,
+    t.add_argument("--n-iters", type=_bounded_int("--n-iters", 1, MAX_ITERS), default=_lstm.DEFAULT_ITERS,
                    help=f"LSTM: Algorithm 1 iterations (default {_lstm.DEFAULT_ITERS})")
-    t.add_argument("--seed", type=int, default=0, help="LSTM: seed of the samples (default 0)")
+    t.add_argument("--seed", type=_bounded_int("--seed", 0, 2**63 - 1), default=0,
+                   help="LSTM: seed of the samples (default 0)")
     s = sub.add_parser("solve", help="a Theta with a target time scale xi (or chi)")
     s.add_argument("--arch", required=True)
     g = s.add_mutually_exclusive_group(required=True)
@@ -71,14 +92,21 @@ def _fmt(x):
 def _theory(a):
     from .theory import Theta, analyze
     from .theory.theta import check_arch
+    import warnings
+
+    import numpy as np
     check_arch(a.arch)
-    theta = Theta.from_json(a.arch, _read(a.theta))
+    theta = Theta(a.arch, _theta_json(a.theta))
     if theta.shape != ():
         raise ValueError(f"--theta must hold scalar values; got fields of shape {theta.shape}")
     if a.method is not None and a.arch != "lstm":
         raise ValueError(f"--method applies to --arch lstm only (got --arch {a.arch})")
-    r = analyze(a.arch, theta, a.sigma_z, a.R, n_s=a.n_s, n_iters=a.n_iters, seed=a.seed,
-                **({"method": a.method} if a.method else {}))
+    # a point that does not converge says so in the output ("converged: False", exit 1), not with
+    # a screen of numpy warnings from the NaN it carries
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r = analyze(a.arch, theta, a.sigma_z, a.R, n_s=a.n_s, n_iters=a.n_iters, seed=a.seed,
+                    **({"method": a.method} if a.method else {}))
     d = r.to_dict()
     meth = str(r.info.get("methods", ""))
     if meth.startswith("not covered"):
@@ -107,6 +135,27 @@ def _read(path):
             return fh.read()
     except OSError as exc:
         raise ValueError(f"cannot read --theta file {path!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"--theta file {path!r} is not text") from None
+
+
+def _theta_json(arg: str) -> dict:
+    """``--theta``: JSON text when it starts with ``{``, else the name of a file holding JSON (its
+    content is parsed as JSON, never taken as another file name)."""
+    if arg.lstrip().startswith("{"):
+        text, where = arg, "--theta text"
+    else:
+        text, where = _read(arg), f"--theta file {arg!r}"
+    if not text.strip():
+        raise ValueError(f"{where} is empty; it must hold a JSON object {{gate: {{sigma2, nu2, rho2, mu}}}}")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must hold a JSON object {{gate: {{sigma2, nu2, rho2, mu}}}}, "
+                         f"got {type(data).__name__}")
+    return data
 
 
 def _solve(a):

@@ -16,6 +16,8 @@ memory, never extracted.
 """
 from __future__ import annotations
 
+import math
+
 import gzip
 import os
 import tarfile
@@ -66,7 +68,7 @@ def parse_idx(data: bytes, *, name: str = "<bytes>") -> np.ndarray:
                               f"{ndim} dimensions need {head}")
     dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
     dtype = _IDX_TYPES[code]
-    expected = head + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = head + math.prod(dims) * dtype.itemsize       # Python ints: no overflow
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "has trailing bytes"
         raise DataFormatError(f"{name}: IDX file {what}: header says shape {dims} of "

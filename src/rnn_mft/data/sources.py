@@ -28,6 +28,7 @@ import time
 import warnings
 from pathlib import Path
 
+from .._io import default_file_mode
 from .registry import FileEntry
 
 __all__ = ["DataUnavailableError", "HashMismatchError", "data_dir", "mirror_dirs", "fetch",
@@ -215,16 +216,22 @@ def fetch(entry: FileEntry, *, data_dir: str | os.PathLike | None = None,
     cache = resolve_data_dir(data_dir) / entry.subdir
     target = cache / entry.name
     looked: list[str] = []
+    if cache.is_dir():
+        clean_stale_downloads(cache)          # left by a download killed earlier
 
     # 1. the cache
     if target.is_file():
         ok, actual = verify(target, entry.hash)
         if ok:
             return target
-        warnings.warn(f"cached {target} does not match {entry.hash} (found {actual}); "
-                      "deleting it", RuntimeWarning, stacklevel=2)
-        target.unlink(missing_ok=True)
-        looked.append(f"cache:  {target} (corrupt, deleted)")
+        try:
+            target.unlink(missing_ok=True)
+            gone = "deleted"
+        except OSError as exc:           # a read-only cache: look elsewhere, leave the file
+            gone = f"could not be deleted: {exc.strerror or exc}"
+        warnings.warn(f"cached {target} does not match {entry.hash} (found {actual}); {gone}",
+                      RuntimeWarning, stacklevel=2)
+        looked.append(f"cache:  {target} (corrupt, {gone})")
     else:
         looked.append(f"cache:  {target} (missing)")
 
@@ -278,12 +285,61 @@ def fetch(entry: FileEntry, *, data_dir: str | os.PathLike | None = None,
     raise DataUnavailableError(msg)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+#: a staging folder without an owner record older than this is stale
+_STALE_S = 600.0
+
+
+def clean_stale_downloads(cache: Path) -> list[Path]:
+    """Remove ``.download-*`` staging folders in ``cache`` left by a killed download: those whose
+    owner process (``.owner`` file: pid) is gone, or, without an owner record, older than
+    10 minutes. Returns what was removed."""
+    removed = []
+    try:
+        candidates = list(Path(cache).glob(".download-*"))
+    except OSError:
+        return removed
+    for d in candidates:
+        if not d.is_dir():
+            continue
+        try:
+            owner = d / ".owner"
+            if owner.is_file():
+                try:
+                    stale = not _pid_alive(int(owner.read_text().split()[0]))
+                except (ValueError, IndexError):
+                    stale = True
+            else:
+                stale = time.time() - d.stat().st_mtime > _STALE_S
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(d, ignore_errors=True)
+            if not d.exists():
+                removed.append(d)
+    return removed
+
+
 def _download(entry: FileEntry, url: str, cache: Path, *, progressbar: bool,
               timeout: float) -> Path:
-    """Download ``url`` into a private temporary folder in ``cache``, check, then rename."""
+    """Download ``url`` into a private temporary folder in ``cache``, check, then rename.
+
+    Staging folders of downloads killed earlier (``kill -9``) are removed first
+    (:func:`clean_stale_downloads`); the file gets the umask's mode (e.g. 0644)."""
     pooch = _pooch()
     cache.mkdir(parents=True, exist_ok=True)
+    clean_stale_downloads(cache)
     staging = Path(tempfile.mkdtemp(prefix=f".download-{entry.name}-", dir=cache))
+    (staging / ".owner").write_text(f"{os.getpid()}\n")
     bar = None
     try:
         downloader = None
@@ -305,6 +361,7 @@ def _download(entry: FileEntry, url: str, cache: Path, *, progressbar: bool,
                 f"download of {entry.dataset} file {entry.name!r} from {url} has {actual}, "
                 f"expected {entry.hash}; the file was deleted and nothing was kept")
         final = cache / entry.name
+        os.chmod(got, default_file_mode())
         os.replace(got, final)
         return final
     finally:

@@ -254,8 +254,11 @@ def chrono_init_(module, t_max: float, generator: torch.Generator | None = None)
     whose other biases are set to zero). For the GRU and minimal RNN only ``b_f`` is set: the
     weight of the new input is :math:`1 - \sigma(u_f)` already. Stock GRUs: ``b_z`` is ``b_f``.
     """
-    if not (isinstance(t_max, (int, float)) and t_max > 2):
-        raise ValueError(f"t_max={t_max!r} must be a number > 2 (b_f = log U(1, t_max - 1))")
+    import numbers
+    if isinstance(t_max, bool) or not isinstance(t_max, numbers.Real) or not math.isfinite(float(t_max)) \
+            or not float(t_max) > 2:
+        raise ValueError(f"t_max={t_max!r} must be a finite number > 2 (b_f = log U(1, t_max - 1))")
+    t_max = float(t_max)
     if isinstance(module, (RecurrentCell, SequenceClassifier)):
         cell = standard_init_(_cell_of(module), generator)
         if "f" not in cell.gates or cell.arch == "vanilla":

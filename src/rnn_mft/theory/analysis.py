@@ -206,13 +206,18 @@ def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float 
         raise ValueError(f"theta is for arch={theta.arch!r} but arch={arch!r} was asked for")
     sz = _mf.check_sigma_z(sigma_z)
     R = _mf.check_R(R)
+    if 0 in tuple(theta.shape) or np.size(sz) == 0:
+        raise ValueError(f"the grid is empty (theta shape {tuple(theta.shape)}, sigma_z shape {np.shape(sz)}); "
+                         f"give at least one point")
     if method is not None and arch != "lstm":
         raise ValueError(f"method={method!r} applies to arch='lstm' only")
     if arch == "lstm":
         _lstm._check_sampling(n_s, n_iters)
     if arch == "lstm" and (method or "two_state") == "two_state":
         d = _lstm2.fixed_point(theta, sz, R=R)
-        conv = d["converged"]
+        # NaN anywhere in the outputs means not converged
+        conv = d["converged"] & np.isfinite(d["q_s"]) & np.isfinite(d["chi"]) & np.isfinite(d["m1"]) \
+            & np.isfinite(d["m2"])
         b = lambda a: np.where(conv, a, np.nan)  # noqa: E731
         chi = b(d["chi"])
         m1, m2 = b(d["m1"]), b(d["m2"])
@@ -235,6 +240,10 @@ def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float 
         info = {"method": "quadrature + Mehler series", "order": nq, "iterations": fp.iterations}
     shape = np.shape(fp.chi)
     conv = np.broadcast_to(fp.converged, shape)
+    # a NaN (or inf) anywhere in the outputs is no convergence (e.g. m2 overflowing at sigma2 = 1e300)
+    with np.errstate(all="ignore"):
+        for a in (fp.mu_s, fp.q_s, fp.c_s, fp.chi, m1, m2):
+            conv = conv & np.isfinite(np.broadcast_to(a, shape))
     b = lambda a: np.where(conv, np.broadcast_to(a, shape), np.nan)  # noqa: E731
     m1, m2, m2p = b(m1), b(m2), b(m2p)
     return AnalysisResult(arch, b(fp.mu_s), b(fp.q_s), b(fp.c_s), b(fp.chi), xi_from_chi(b(fp.chi)),

@@ -493,7 +493,7 @@ def _take(theta: Theta, idx) -> Theta:
 
 
 def solve_q(theta: Theta, R=1.0, n: int | None = None, tol: float = 1e-12, max_iter: int = 100,
-            q_init=None):
+            q_init=None, info: dict | None = None):
     """Fixed point (mu*, Q*) of eq. (6) (single sequence): safeguarded Newton on Q = G(Q).
 
     ``G'(Q)`` comes with ``G(Q)`` from the same quadrature nodes (:func:`_q_map` with
@@ -506,7 +506,9 @@ def solve_q(theta: Theta, R=1.0, n: int | None = None, tol: float = 1e-12, max_i
     input decays to Q* = 0). Grid points whose residual is below ``tol`` are not iterated
     further; ``mu`` and the residual are those of each point's last map.
 
-    Returns ``(mu, q, residual, iterations, nodes)``.
+    Returns ``(mu, q, residual, iterations, nodes)``; with an ``info`` dict, also puts the
+    signed residual ``G(Q) - Q`` (``"r"``) and the slope ``G'(Q)`` (``"dG"``) of each point's
+    last map there.
     """
     spec = SPECS[theta.arch]
     shape = theta.shape
@@ -521,6 +523,7 @@ def solve_q(theta: Theta, R=1.0, n: int | None = None, tol: float = 1e-12, max_i
     # the peephole cell state can exceed it: the bound is re-checked after solving).
     q = np.ones(P) if q_init is None else np.broadcast_to(np.asarray(q_init, float), shape).ravel().copy()
     mu, res = np.full(P, np.nan), np.full(P, np.inf)
+    r_all, dG = np.full(P, np.nan), np.full(P, np.nan)
     nn = n
     it = 0
     for attempt in range(3):
@@ -534,6 +537,7 @@ def solve_q(theta: Theta, R=1.0, n: int | None = None, tol: float = 1e-12, max_i
             mu_a, g, _ = _q_map(th if a.size == P else _take(th, a), spec, qa, R, nn, deriv=True)
             r = g.v - qa
             mu[a], res[a] = mu_a, np.abs(r) / np.maximum(1.0, qa)
+            r_all[a], dG[a] = r, g.d
             done = res[a] <= tol
             active = a[~done]
             if active.size == 0 or it == max_iter:
@@ -551,6 +555,8 @@ def solve_q(theta: Theta, R=1.0, n: int | None = None, tol: float = 1e-12, max_i
             q[active] = np.where(ok, qN, np.where(grow, np.maximum(picard, 2 * qa), picard))[~done]
         if n is not None or _q_nodes(_max_var(th, q, R)) <= nn:
             break
+    if info is not None:
+        info["r"], info["dG"] = r_all.reshape(shape), dG.reshape(shape)
     return mu.reshape(shape), q.reshape(shape), res.reshape(shape), it, nn
 
 
@@ -774,6 +780,37 @@ def solve_c(cmap: CMap, tol: float = 1e-13, max_iter: int = 200):
     return c, d, res, it
 
 
+#: Beyond Q* = 1 (only a cell state that is not bounded gets there) a residual relative to Q says
+#: little: a Q that grows without end has |G(Q) - Q| / Q -> 0. Such a point counts as converged
+#: only when (a) it is a stable fixed point (G'(Q*) < 1) whose Newton distance
+#: |G(Q) - Q| / (1 - G'(Q)) is below ``Q_DIST_TOL * Q*``, and (b) the quadrature resolves it: the
+#: largest gate pre-activation variance at Q* is at most ``VAR_RESOLVED``, where Gauss-Hermite at
+#: :data:`MAX_NODES` nodes has the error estimate exp(-2.6 sqrt(n) / Sigma) of
+#: :func:`nodes_for` of about 1e-6 (beyond, Q* = G(Q*), amplified by 1 / (1 - G'), is noise).
+Q_DIST_TOL = 1e-6
+VAR_RESOLVED = 21.0
+
+
+def _gate_var_max(theta: Theta, q, R):
+    """Largest pre-activation variance point by point (for r2 the bound sigma2 * Q + ...)."""
+    v = 0.0
+    for k in ARCHS[theta.arch]:
+        p = theta[k]
+        v = np.maximum(v, p.sigma2 * q + p.nu2 * R + p.rho2)
+    return v
+
+
+def q_converged(theta: Theta, q, r, dG, R=1.0):
+    """The extra test of a converged Q* > 1 (see :data:`Q_DIST_TOL`); True where Q* <= 1."""
+    q, r, dG = np.asarray(q, float), np.asarray(r, float), np.asarray(dG, float)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        slope = 1.0 - dG
+        dist = np.where(r == 0, 0.0, np.where(slope > 0, np.abs(r) / slope, np.inf))
+        big = ~(q <= 1.0)
+        ok = (dist <= Q_DIST_TOL * q) & (_gate_var_max(theta, q, R) <= VAR_RESOLVED)
+    return ~big | ok
+
+
 @dataclass(frozen=True)
 class FixedPointResult:
     """Fixed point (mu*, Q*, C*), chi at C* and diagnostics; NaN where not converged."""
@@ -795,7 +832,9 @@ def fixed_point(theta: Theta, sigma_z=1.0, R=1.0, tol: float = 1e-10, n: int | N
         raise ValueError(f"arch={theta.arch!r} has no closed-form map; allowed: {', '.join(SPECS)}")
     sz = check_sigma_z(sigma_z)
     R = check_R(R)
-    mu, q, res_q, it_q, _ = solve_q(theta, R, n, tol=tol * 1e-2, q_init=q_init)
+    qinfo: dict = {}
+    mu, q, res_q, it_q, _ = solve_q(theta, R, n, tol=tol * 1e-2, q_init=q_init, info=qinfo)
+    q_ok = q_converged(theta, q, qinfo["r"], qinfo["dG"], R)
     var_s = q - mu**2
     # a (numerically) deterministic state has no correlation to speak of: C* = 1
     ok_var = var_s > 1e-14 * np.maximum(1.0, q)
@@ -804,7 +843,7 @@ def fixed_point(theta: Theta, sigma_z=1.0, R=1.0, tol: float = 1e-10, n: int | N
     c, chi, res_c, it_c = solve_c(cm, tol=min(tol, 1e-12))
     shape = c.shape
     res = np.maximum(np.broadcast_to(res_q, shape), res_c)
-    conv = (res < tol) & np.isfinite(c) & np.isfinite(chi) & np.broadcast_to(np.isfinite(q) & (q >= 0), shape)
+    conv = (res < tol) & np.isfinite(c) & np.isfinite(chi) & np.broadcast_to(np.isfinite(q) & (q >= 0) & q_ok, shape)
     nan = lambda a: np.where(conv, np.broadcast_to(a, shape), np.nan)  # noqa: E731
     return FixedPointResult(nan(mu), nan(q), nan(c), nan(chi), conv, res, max(it_q, it_c), cm)
 

@@ -68,7 +68,8 @@ def _check_bounds(arch, bounds):
 def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = None, bounds: dict | None = None,
                         *, base: Theta | None = None, key: str | None = None, sigma_z: float = 1.0, R: float = 1.0,
                         n_grid: int = 6, m1_weight: float = 1.0, tol: float = 1e-8, n_s: int | None = None,
-                        n_iters: int | None = None, seed: int = 0, method: str | None = None) -> SolveResult:
+                        n_iters: int | None = None, seed: int = 0, xi_rtol: float = 1e-4,
+                        method: str | None = None) -> SolveResult:
     r"""Find :math:`\Theta` with :math:`\xi(\Theta) = \xi` (or :math:`\chi(\Theta) = \chi`) and the
     smallest Jacobian variance (15c) and :math:`|m_1 - 1|` (15b) within ``bounds``.
 
@@ -94,6 +95,14 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
         Grid points per other free parameter.
     m1_weight : float
         Weight :math:`w` of :math:`(m_1 - 1)^2` in the objective.
+    tol : float
+        Largest error in chi at which the search along ``key`` stops (it also stops at
+        ``xi_rtol / 10`` relative error in xi, whichever is smaller).
+    xi_rtol : float
+        Largest relative error ``|xi_achieved / xi - 1|`` accepted (default 1e-4; relative in
+        xi, so that long time scales, where chi is within 1/xi of 1, are held to the same
+        standard as short ones). A target that the method cannot resolve that well raises
+        ``ValueError`` naming the range of xi it does reach.
     method : {"two_state", "paper"}, optional
         LSTM only: the theory whose chi is matched (see :func:`analyze`). The default, the
         two-state theory, is deterministic and agrees with simulated networks; ``"paper"`` uses
@@ -112,6 +121,14 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
         ``theta`` and the achieved ``chi, xi, m1, m2, var``.
     """
     check_arch(arch)
+    if isinstance(n_grid, bool) or not isinstance(n_grid, (int, np.integer)) or n_grid < 1:
+        raise ValueError(f"n_grid={n_grid!r} must be an int >= 1 (grid points per free parameter)")
+    try:
+        xi_rtol = float(xi_rtol)
+    except (TypeError, ValueError):
+        xi_rtol = float("nan")
+    if not (np.isfinite(xi_rtol) and 0 < xi_rtol < 1):
+        raise ValueError(f"xi_rtol={xi_rtol!r} must lie in (0, 1)")
     n_s = _lstm.DEFAULT_NS if n_s is None else n_s
     n_iters = _lstm.DEFAULT_ITERS if n_iters is None else n_iters
     if (xi is None) == (chi is None):
@@ -174,13 +191,17 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
     swap = flo > fhi
     lo, hi = np.where(swap, hi, lo), np.where(swap, lo, hi)
     flo, fhi = np.where(swap, fhi, flo), np.where(swap, flo, fhi)
+    ends = np.concatenate([np.ravel(flo), np.ravel(fhi)]) + target
+    ends = ends[np.isfinite(ends)]
+    # the stopping tolerance in chi that is xi_rtol / 10 in xi: dxi / xi = dchi / (chi |log chi|)
+    ctol = min(tol, 0.1 * xi_rtol * target * -np.log(target))
     feasible = (flo <= 0) & (fhi >= 0) & np.isfinite(flo) & np.isfinite(fhi)
     if not np.any(feasible):
         reach = np.concatenate([np.ravel(flo), np.ravel(fhi)]) + target
         reach = reach[np.isfinite(reach)]
         rng = (f"chi in [{reach.min():.6g}, {reach.max():.6g}] (xi in [{float(xi_from_chi(reach.min())):.4g}, "
                f"{float(xi_from_chi(reach.max())):.4g}])") if reach.size else "nothing (no fixed point converged)"
-        raise ValueError(f"target chi={target:.8g} (xi={float(xi_from_chi(target)):.6g}) is not reachable "
+        raise ValueError(f"target chi={target:.12g} (xi={float(xi_from_chi(target)):.6g}) is not reachable "
                          f"within bounds {bounds}; reachable: {rng}")
     x = np.where(feasible, 0.5 * (lo + hi), np.nan)
     side = np.zeros(shape)
@@ -200,16 +221,31 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
         side = np.where(left, 1.0, -1.0)
         flo, fhi = flo_n, fhi_n
         x = np.where(feasible, xs, np.nan)
-        if np.all(~feasible | (np.abs(fx) < tol) | (np.abs(hi - lo) < 1e-13 * (1 + np.abs(lo)))):
+        if np.all(~feasible | (np.abs(fx) < ctol) | (np.abs(hi - lo) < 1e-13 * (1 + np.abs(lo)))):
             break
     xsafe = np.where(feasible, x, bounds[key][0])
     th = grid.replace({key: xsafe})
     r = analyze(arch, th, sigma_z, R, n_s=n_s, n_iters=n_iters, seed=seed,
                 **({"method": method} if arch == "lstm" else {}))
     loss = r.var + m1_weight * (r.m1 - 1.0) ** 2
-    ok = feasible & np.isfinite(loss) & (np.abs(r.chi - target) < max(10 * tol, 1e-6))
+    xi_t = float(xi_from_chi(target))
+    with np.errstate(all="ignore"):
+        rel = np.abs(np.asarray(r.xi, float) / xi_t - 1.0)
+    ok = feasible & np.isfinite(loss) & (rel <= xi_rtol)
     if not np.any(ok):
-        raise ValueError(f"no converged solution with chi={target:.8g} found within bounds {bounds}")
+        got = np.where(feasible & np.isfinite(r.xi), r.xi, np.nan)
+        near = (f"; the closest solution found has xi={float(np.nanmin(np.where(rel == np.nanmin(rel), got, np.inf))):.6g} "
+                f"({float(np.nanmin(rel)):.2%} off)") if np.any(np.isfinite(got) & np.isfinite(rel)) else ""
+        # float64 resolves chi near 1 to ~eps, i.e. xi to eps * xi relative: beyond xi_rtol / eps
+        # no method on doubles can hit xi to xi_rtol
+        xi_cap = xi_rtol / np.finfo(float).eps
+        reach = (f"xi in [{float(xi_from_chi(ends.min())):.6g}, "
+                 f"{min(float(xi_from_chi(ends.max())), xi_cap):.6g}]") if ends.size else "nothing"
+        extra = (" (Algorithm 1's Monte-Carlo chi, n_s={}, n_iters={}, resolves xi only up to about "
+                 "sqrt(n_s) and n_iters)".format(n_s, n_iters)) if arch == "lstm" and method == "paper" else ""
+        asked = f"xi={xi:.6g}" if xi is not None else f"chi={target:.12g} (xi={xi_t:.6g})"
+        raise ValueError(f"target {asked} is beyond what the method resolves within bounds {bounds} to relative "
+                         f"accuracy xi_rtol={xi_rtol:g}{near}; reachable to that accuracy: {reach}{extra}")
     j = np.unravel_index(np.argmin(np.where(ok, loss, np.inf)), shape) if shape else ()
     best = th.index(j) if shape else th
     pick = lambda a: float(np.asarray(a)[j]) if shape else float(a)  # noqa: E731

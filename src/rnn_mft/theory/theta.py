@@ -103,6 +103,9 @@ class Theta:
             fields = gates[g]
             if isinstance(fields, GateParams):
                 fields = {f: getattr(fields, f) for f in FIELDS}
+            if not isinstance(fields, Mapping):
+                raise ValueError(f"gate {g!r} must map fields ({', '.join(FIELDS)}) to numbers, got "
+                                 f"{json.dumps(fields) if isinstance(fields, (int, float, str, list, type(None))) else type(fields).__name__}")
             bad = [f for f in fields if f not in FIELDS]
             if bad:
                 raise ValueError(f"unknown field {bad[0]!r} in gate {g!r}; allowed fields: {', '.join(FIELDS)}")

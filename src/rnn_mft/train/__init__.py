@@ -7,13 +7,15 @@
 >>> res.final["eval_acc"][0] >= 0
 True
 """
-from .engine import (ScanResult, TrainConfig, default_lrs, evaluate, fit, lr_scan, pick_device, progress_enabled,
-                     sweep)
+from .checkpoint import CheckpointError
+from .engine import (BudgetExhausted, ScanResult, TrainConfig, default_lrs, evaluate, fit, lr_scan, pick_device,
+                     progress_enabled, sweep)
 from .optim import OPTIMIZERS, MemberOptimizer, clip_grad_norm_members_
-from .results import ResultsStore, RunResult, code_version, results_root
+from .results import ResultsStore, RunResult, StoredResultError, code_version, results_root
 from .datatask import DatasetTask
 from .synthetic import CopyMemoryTask, TensorTask
 
 __all__ = ["TrainConfig", "fit", "evaluate", "lr_scan", "ScanResult", "sweep", "default_lrs", "pick_device",
            "progress_enabled", "MemberOptimizer", "clip_grad_norm_members_", "OPTIMIZERS", "ResultsStore",
-           "RunResult", "code_version", "results_root", "CopyMemoryTask", "TensorTask", "DatasetTask"]
+           "RunResult", "code_version", "results_root", "CopyMemoryTask", "TensorTask", "DatasetTask",
+           "CheckpointError", "BudgetExhausted", "StoredResultError"]

@@ -6,12 +6,19 @@ r"""The training engine shared by every experiment of the book.
 * optimizers of :mod:`rnn_mft.train.optim` (SGD with momentum, Adam, RMSprop), with one
   learning rate per member if wanted, optional per-member gradient-norm clipping;
 * held-out evaluation every ``eval_every`` steps and at the end;
-* divergence: a member whose loss becomes NaN or infinite is recorded as diverged (step and
-  flag) and frozen; the others go on. A single network that diverges stops there. Nothing is
-  raised, so sweeps continue;
+* divergence: a member whose loss becomes NaN or infinite, or exceeds ``diverge_factor``
+  (default 100) times its loss at the first step, is recorded as diverged (step and flag) and
+  frozen; the others go on. A single network that diverges stops there. Nothing is raised, so
+  sweeps continue, and :func:`lr_scan` never picks a diverged member;
 * checkpoints every ``checkpoint_every`` steps (model, optimizer, data generator and RNG states,
-  curves so far), written atomically; :func:`fit` with the same ``checkpoint`` path resumes
-  and, on CPU, ends bitwise identical to an uninterrupted run;
+  curves so far) in the format of :mod:`rnn_mft.train.checkpoint` (tensors and plain data only,
+  never unpickled; hashed; the run's settings inside), written atomically; :func:`fit` with the
+  same ``checkpoint`` path resumes and, on CPU, ends bitwise identical to an uninterrupted run.
+  A corrupt checkpoint or one of other settings raises :class:`CheckpointError` naming the file;
+  ``restart=True`` (or ``RNN_MFT_RESTART=1``) discards such a file and starts afresh;
+* a time budget: past ``deadline`` (seconds since the epoch; default ``$RNN_MFT_DEADLINE``)
+  the run checkpoints at the current step and raises :class:`BudgetExhausted`; the same call
+  later continues from there;
 * ``device="auto"``: CUDA when present, else CPU; ``amp=True`` runs the read-out (and stock
   modules) in bfloat16 autocast on CUDA; our cells' input projection and recurrence stay in
   float32 (the projection is fused into the recurrence);
@@ -36,11 +43,63 @@ import torch
 import torch.nn.functional as F
 
 from ..nets._recurrence import flush_denormal
-from .optim import OPTIMIZERS, MemberOptimizer, clip_grad_norm_members_
-from .results import RunResult, atomic_write_bytes, code_version
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .optim import OPTIMIZERS, MemberOptimizer, check_hyperparameters, clip_grad_norm_members_
+from .results import RunResult, code_version
 
 __all__ = ["TrainConfig", "fit", "evaluate", "lr_scan", "ScanResult", "sweep", "default_lrs", "pick_device",
-           "progress_enabled"]
+           "progress_enabled", "BudgetExhausted", "CheckpointError", "deadline_from_env", "restart_from_env",
+           "keep_checkpoint"]
+
+#: the clock the time budget is measured with (tests replace it by a counter)
+_clock = time.time
+
+#: checkpoint paths whose final state is kept after the run (see :func:`keep_checkpoint`)
+_KEEP: set = set()
+
+
+class BudgetExhausted(Exception):
+    """The time budget ran out: the run was checkpointed (``checkpoint``, at ``step`` of ``steps``);
+    calling the same :func:`fit` again continues from there."""
+
+    def __init__(self, checkpoint, step: int, steps: int):
+        self.checkpoint, self.step, self.steps = checkpoint, step, steps
+        where = f"checkpoint {checkpoint}" if checkpoint is not None else "no checkpoint (the run restarts)"
+        super().__init__(f"time budget exhausted at step {step} of {steps}; {where}")
+
+
+def deadline_from_env() -> float | None:
+    """``$RNN_MFT_DEADLINE`` (seconds since the epoch) or None."""
+    v = os.environ.get("RNN_MFT_DEADLINE", "").strip()
+    if not v:
+        return None
+    try:
+        d = float(v)
+    except ValueError:
+        raise ValueError(f"RNN_MFT_DEADLINE={v!r} must be a time in seconds since the epoch") from None
+    if not math.isfinite(d):
+        raise ValueError(f"RNN_MFT_DEADLINE={v!r} must be finite")
+    return d
+
+
+def restart_from_env() -> bool:
+    return os.environ.get("RNN_MFT_RESTART", "").strip() not in ("", "0", "false", "False", "no")
+
+
+class keep_checkpoint:
+    """Context manager: :func:`fit` with checkpoint ``path`` keeps its final state there instead of
+    deleting it, so that the caller deletes it only once the result is safely written."""
+
+    def __init__(self, path):
+        self.key = str(Path(path).resolve())
+
+    def __enter__(self):
+        _KEEP.add(self.key)
+        return self
+
+    def __exit__(self, *exc):
+        _KEEP.discard(self.key)
+        return False
 
 
 def default_lrs(n: int = 8, low: float = 1e-5, high: float = 1e-2) -> np.ndarray:
@@ -91,6 +150,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     progress: bool | None = None
+    diverge_factor: float = 100.0
 
     def __post_init__(self):
         if not (isinstance(self.steps, int) and self.steps >= 1):
@@ -105,6 +165,13 @@ class TrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, int) and v >= 0):
                 raise ValueError(f"{name}={v!r} must be an int >= 0 (0: never / only at the end)")
+        check_hyperparameters(self.momentum, self.betas, self.eps, self.alpha)
+        try:
+            f = float(self.diverge_factor)
+        except (TypeError, ValueError):
+            f = float("nan")
+        if not (math.isfinite(f) and f > 1):
+            raise ValueError(f"diverge_factor={self.diverge_factor!r} must be a finite number > 1")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -155,16 +222,37 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024, de
     return (tot_loss / n).cpu().numpy(), (tot_acc / n).cpu().numpy()
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    import io
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
+def _run_settings(cfg: TrainConfig, model, M: int, labels, task) -> dict:
+    """What defines a run, as stored in (and compared with) its checkpoint."""
+    d = cfg.to_dict()
+    d.pop("progress", None)
+    shapes = [[k, list(v.shape)] for k, v in model.state_dict().items()]
+    return {"train_config": d, "members": M, "model": repr(getattr(model, "cell", model)).replace("\n", " "),
+            "parameters": shapes, "labels": [str(x) for x in labels] if labels is not None else None,
+            "task": type(task).__name__}
+
+
+def _state_tensors(step, model, opt, gen, elapsed, train_loss, train_acc, grad_norm, ev_step, ev_loss, ev_acc,
+                   diverged, diverged_step, init_loss, done):
+    t = lambda a: torch.from_numpy(np.array(a))  # noqa: E731  (a copy; float64/bool/int64 kept)
+    ost = opt.state_dict()
+    lr = ost["lr"]
+    return {"step": int(step), "done": bool(done), "elapsed": float(elapsed),
+            "model": dict(model.state_dict()),
+            "opt": {"step_count": int(ost["step_count"]), "lr": lr if isinstance(lr, torch.Tensor) else float(lr),
+                    "state": ost["state"]},
+            "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "train_loss": t(train_loss[:step]), "train_acc": t(train_acc[:step]), "grad_norm": t(grad_norm[:step]),
+            "ev_step": [int(v) for v in ev_step],
+            "ev_loss": t(np.asarray(ev_loss, dtype=float).reshape(len(ev_loss), len(diverged))),
+            "ev_acc": t(np.asarray(ev_acc, dtype=float).reshape(len(ev_acc), len(diverged))),
+            "diverged": t(diverged), "diverged_step": t(diverged_step.astype(np.int64)),
+            "init_loss": t(init_loss)}
 
 
 def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | None = None,
         hook: Callable[[int, dict], None] | None = None, labels: Sequence | None = None,
-        desc: str | None = None) -> RunResult:
+        desc: str | None = None, *, restart: bool | None = None, deadline: float | None = None) -> RunResult:
     """Train ``model`` on ``task`` for ``cfg.steps`` steps; returns a :class:`RunResult`.
 
     Parameters
@@ -174,8 +262,17 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
     task : object with ``train_batch(batch_size, generator)`` and ``eval_data()``
     cfg : TrainConfig or dict
     checkpoint : path, optional
-        Checkpoint file; an existing one is resumed. Written every ``cfg.checkpoint_every``
-        steps (and deleted when the run completes).
+        Checkpoint file; an existing one is resumed (after checking its hash and that it holds
+        this run's settings: else :class:`CheckpointError`). Written every
+        ``cfg.checkpoint_every`` steps and when the time budget runs out; deleted when the run
+        completes (kept, in its final state, inside :class:`keep_checkpoint`).
+    restart : bool, optional
+        Discard a checkpoint that cannot be resumed (corrupt, truncated, other settings) and
+        start afresh instead of raising. Default ``$RNN_MFT_RESTART``. A sound checkpoint of
+        the same settings is resumed either way (the result is bitwise the same).
+    deadline : float, optional
+        Seconds since the epoch (``time.time()``); default ``$RNN_MFT_DEADLINE``. Once past it,
+        the run checkpoints and raises :class:`BudgetExhausted`.
     hook : callable, optional
         ``hook(step, info)`` after every step (``info``: per-member losses); may raise to
         interrupt the run (used by the tests).
@@ -207,6 +304,9 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
         lr = float(lr[0])
     opt = MemberOptimizer(model.parameters(), cfg.optimizer, lr, members=members, momentum=cfg.momentum,
                           betas=cfg.betas, eps=cfg.eps, alpha=cfg.alpha)
+    restart = restart_from_env() if restart is None else bool(restart)
+    deadline = deadline_from_env() if deadline is None else float(deadline)
+    settings = _run_settings(cfg, model, M, labels, task)
     gen = torch.Generator().manual_seed(int(cfg.seed))
     torch.manual_seed(int(cfg.seed))
 
@@ -217,20 +317,39 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
     ev_step, ev_loss, ev_acc = [], [], []
     diverged = np.zeros(M, dtype=bool)
     diverged_step = np.full(M, -1)
-    start, elapsed = 0, 0.0
+    init_loss = np.full(M, np.nan)
+    start, elapsed, done = 0, 0.0, False
 
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.exists():
-        st = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        gen.set_state(st["gen"])
-        torch.set_rng_state(st["torch_rng"])
-        start, elapsed = st["step"], st["elapsed"]
-        train_loss[:start], train_acc[:start], grad_norm[:start] = (st["train_loss"], st["train_acc"],
-                                                                      st["grad_norm"])
-        ev_step, ev_loss, ev_acc = list(st["ev_step"]), list(st["ev_loss"]), list(st["ev_acc"])
-        diverged, diverged_step = st["diverged"].copy(), st["diverged_step"].copy()
+        before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        try:
+            st = load_checkpoint(ckpt, settings)
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["opt"])
+            gen.set_state(st["gen"])
+            torch.set_rng_state(st["torch_rng"])
+            start, elapsed, done = int(st["step"]), float(st["elapsed"]), bool(st["done"])
+            train_loss[:start], train_acc[:start], grad_norm[:start] = (st["train_loss"].numpy(),
+                                                                          st["train_acc"].numpy(),
+                                                                          st["grad_norm"].numpy())
+            ev_step = list(st["ev_step"])
+            ev_loss, ev_acc = list(st["ev_loss"].numpy()), list(st["ev_acc"].numpy())
+            diverged, diverged_step = st["diverged"].numpy().copy(), st["diverged_step"].numpy().copy()
+            init_loss = st["init_loss"].numpy().copy()
+        except CheckpointError:
+            if not restart:
+                raise
+            ckpt.unlink(missing_ok=True)
+            print(f"rnn_mft: discarded checkpoint {ckpt} (restart) and started the run afresh", file=sys.stderr)
+            return fit(model, task, cfg, checkpoint, hook, labels, desc, restart=False, deadline=deadline)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            model.load_state_dict(before)         # the caller's weights, not half of the checkpoint's
+            err = CheckpointError(ckpt, f"does not fit this run ({type(exc).__name__}: {exc})")
+            if not restart:
+                raise err from None
+            ckpt.unlink(missing_ok=True)
+            return fit(model, task, cfg, checkpoint, hook, labels, desc, restart=False, deadline=deadline)
 
     x_eval, y_eval = task.eval_data()
 
@@ -247,18 +366,30 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
     ftz.__enter__()
     try:
         return _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, gen, train_loss, train_acc,
-                     grad_norm, ev_step, ev_loss, ev_acc, diverged, diverged_step, start, elapsed, ckpt, do_eval)
+                     grad_norm, ev_step, ev_loss, ev_acc, diverged, diverged_step, start, elapsed, ckpt, do_eval,
+                     init_loss, done, settings, deadline)
     finally:
         ftz.__exit__(None, None, None)
 
 
 def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, gen, train_loss, train_acc, grad_norm,
-          ev_step, ev_loss, ev_acc, diverged, diverged_step, start, elapsed, ckpt, do_eval):
+          ev_step, ev_loss, ev_acc, diverged, diverged_step, start, elapsed, ckpt, do_eval, init_loss, done,
+          settings, deadline):
     S = cfg.steps
     from tqdm import tqdm
-    bar = tqdm(total=S, initial=start, desc=desc, disable=not progress_enabled(cfg.progress), leave=False)
     t0 = time.perf_counter()
+
+    def save(step, finished):
+        save_checkpoint(ckpt, settings, _state_tensors(
+            step, model, opt, gen, elapsed + time.perf_counter() - t0, train_loss, train_acc, grad_norm, ev_step,
+            ev_loss, ev_acc, diverged, diverged_step, init_loss, finished))
+
     stopped_at = S
+    if done:                                  # a finished run whose result was not yet stored
+        stopped_at, start = start, S
+    if deadline is not None and start < S and _clock() >= deadline:
+        raise BudgetExhausted(ckpt if ckpt is not None and ckpt.exists() else None, start, S)
+    bar = tqdm(total=S, initial=start, desc=desc, disable=not progress_enabled(cfg.progress), leave=False)
     model.train()
     for step in range(start, S):
         x, y = task.train_batch(cfg.batch_size, gen)
@@ -266,8 +397,12 @@ def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, ge
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = _logits(model, x)
         losses = _per_member_ce(logits, y)                       # (M,)
-        finite = torch.isfinite(losses.detach())
-        newly = (~finite.cpu().numpy()) & ~diverged
+        lv = losses.detach().double().cpu().numpy()
+        first = np.isnan(init_loss) & np.isfinite(lv)
+        init_loss[first] = lv[first]
+        with np.errstate(invalid="ignore"):
+            blown = ~np.isfinite(lv) | (lv > cfg.diverge_factor * init_loss)
+        newly = blown & ~diverged
         diverged_step[newly] = step
         diverged |= newly
         active = torch.from_numpy(~diverged).to(device)
@@ -281,7 +416,6 @@ def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, ge
                 gn = _grad_norms(opt.params, members)
             opt.step(active if members is not None else None)
             grad_norm[step] = np.broadcast_to(gn.detach().double().cpu().numpy(), (M,))
-        lv = losses.detach().double().cpu().numpy()
         train_loss[step] = np.where(diverged, np.nan, lv)
         train_acc[step] = np.where(diverged, np.nan, (logits.detach().argmax(-1) == y).double().mean(1).cpu().numpy())
         bar.update(1)
@@ -293,17 +427,19 @@ def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, ge
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < S:
             do_eval(step + 1)
         if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < S:
-            _save_checkpoint(ckpt, {
-                "model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                "torch_rng": torch.get_rng_state(), "step": step + 1,
-                "elapsed": elapsed + time.perf_counter() - t0,
-                "train_loss": train_loss[:step + 1], "train_acc": train_acc[:step + 1],
-                "grad_norm": grad_norm[:step + 1], "ev_step": ev_step, "ev_loss": ev_loss, "ev_acc": ev_acc,
-                "diverged": diverged, "diverged_step": diverged_step})
+            save(step + 1, False)
+        if deadline is not None and step + 1 < S and _clock() >= deadline:
+            bar.close()
+            if ckpt is not None:
+                save(step + 1, False)
+            raise BudgetExhausted(ckpt, step + 1, S)
     bar.close()
+    keep = ckpt is not None and str(ckpt.resolve()) in _KEEP
+    if keep and not done:
+        save(stopped_at, True)                # the caller removes it once the result is written
     do_eval(stopped_at)
     wall = elapsed + time.perf_counter() - t0
-    if ckpt is not None and ckpt.exists():
+    if ckpt is not None and not keep and ckpt.exists():
         ckpt.unlink()
 
     last = train_loss[max(0, stopped_at - 10):stopped_at]
@@ -350,7 +486,7 @@ class ScanResult:
 def _pick_best(lrs, results, metric):
     best, best_i = None, None
     for i, r in enumerate(results):
-        if r.diverged and r.diverged[0]:
+        if not r.diverged or r.diverged[0]:      # diverged (or no record of it): never picked
             continue
         v = r.final[metric][0]
         key = (v if metric.endswith("acc") else -v, -r.final["eval_loss"][0])

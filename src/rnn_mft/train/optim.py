@@ -15,11 +15,41 @@ from typing import Iterable
 
 import torch
 
-__all__ = ["MemberOptimizer", "clip_grad_norm_members_", "OPTIMIZERS"]
+__all__ = ["MemberOptimizer", "clip_grad_norm_members_", "OPTIMIZERS", "check_hyperparameters"]
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 
 _FUSED_ADAM = getattr(torch, "_fused_adam_", None)
+
+
+def _in_unit(name, v) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={v!r} must be a number in [0, 1)") from None
+    if not (0.0 <= f < 1.0):
+        raise ValueError(f"{name}={v!r} must lie in [0, 1)")
+    return f
+
+
+def check_hyperparameters(momentum=0.9, betas=(0.9, 0.999), eps=1e-8, alpha=0.99):
+    """Validate the optimizer constants: ``momentum``, both ``betas`` and ``alpha`` in [0, 1),
+    ``eps`` finite and > 0. Returns them as floats (``betas`` a tuple)."""
+    m = _in_unit("momentum", momentum)
+    try:
+        b = tuple(betas)
+    except TypeError:
+        raise ValueError(f"betas={betas!r} must be two numbers in [0, 1)") from None
+    if len(b) != 2:
+        raise ValueError(f"betas={betas!r} must be two numbers in [0, 1)")
+    b = (_in_unit("betas[0]", b[0]), _in_unit("betas[1]", b[1]))
+    try:
+        e = float(eps)
+    except (TypeError, ValueError):
+        e = float("nan")
+    if not (math.isfinite(e) and e > 0):
+        raise ValueError(f"eps={eps!r} must be a finite number > 0")
+    return m, b, e, _in_unit("alpha", alpha)
 
 
 def _member_view(v: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -65,7 +95,7 @@ class MemberOptimizer:
             raise ValueError(f"unknown optimizer {kind!r}; allowed: {', '.join(OPTIMIZERS)}")
         self.params = [p for p in params if p.requires_grad]
         self.kind, self.members = kind, members
-        self.momentum, self.betas, self.eps, self.alpha = float(momentum), tuple(betas), float(eps), float(alpha)
+        self.momentum, self.betas, self.eps, self.alpha = check_hyperparameters(momentum, betas, eps, alpha)
         lr_t = torch.as_tensor(lr, dtype=torch.float64)
         if lr_t.dim() == 0:
             self.lr = float(lr_t)

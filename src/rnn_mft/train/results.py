@@ -17,6 +17,8 @@ import json
 import os
 import re
 import subprocess
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -26,7 +28,11 @@ import numpy as np
 
 from .._io import atomic_write_bytes
 
-__all__ = ["RunResult", "ResultsStore", "results_root", "code_version", "atomic_write_bytes"]
+__all__ = ["RunResult", "ResultsStore", "results_root", "code_version", "atomic_write_bytes", "StoredResultError"]
+
+
+class StoredResultError(ValueError):
+    """A stored result that cannot be read (corrupt JSON or curves, curves missing); names the file."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 
@@ -153,6 +159,21 @@ class ResultsStore:
         base = Path(os.environ.get("RNN_MFT_CHECKPOINTS", self.root.parent / "checkpoints"))
         return base / profile / experiment / f"{self.path(profile, experiment, run).name}.pt"
 
+    def check_writable(self, profile: str, experiment: str) -> Path:
+        """Fail fast (before training) when ``<root>/<profile>/<experiment>`` cannot be written:
+        ``PermissionError`` naming the folder."""
+        d = self.root / profile / experiment
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=d, prefix=".writable-", suffix=".tmp")
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as exc:
+            raise PermissionError(f"the results store folder {d} is not writable ({exc.strerror or exc}); "
+                                  f"nothing was trained. Make it writable or set RNN_MFT_RESULTS to a writable "
+                                  f"folder") from None
+        return d
+
     def exists(self, profile: str, experiment: str, run: str) -> bool:
         return self.path(profile, experiment, run).with_suffix(".json").exists()
 
@@ -175,23 +196,56 @@ class ResultsStore:
 
     def load(self, profile: str, experiment: str, run: str) -> RunResult:
         base = self.path(profile, experiment, run)
-        if not base.with_suffix(".json").exists():
-            raise FileNotFoundError(f"no stored result {base}.json")
-        d = _unjson(json.loads(base.with_suffix(".json").read_text()))
-        curves = {}
-        if base.with_suffix(".npz").exists():
-            with np.load(base.with_suffix(".npz")) as z:
+        js, npz = base.with_suffix(".json"), base.with_suffix(".npz")
+        if not js.exists():
+            raise FileNotFoundError(f"no stored result {js}")
+        hint = "delete the run's .json and .npz to train it again"
+        try:
+            d = _unjson(json.loads(js.read_text()))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise StoredResultError(f"stored result {js} is corrupt ({type(exc).__name__}: {exc}); {hint}") from None
+        if not isinstance(d, dict):
+            raise StoredResultError(f"stored result {js} is not a JSON object; {hint}")
+        if not npz.exists():
+            raise StoredResultError(f"stored result {js} has no curves beside it ({npz} is missing); {hint}")
+        try:
+            with open(npz, "rb") as fh, np.load(fh, allow_pickle=False) as z:
                 curves = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise StoredResultError(f"stored curves {npz} are corrupt ({type(exc).__name__}: {exc}); {hint}") from None
+        want = d.get("curves")
+        if isinstance(want, list) and sorted(want) != sorted(curves):
+            raise StoredResultError(f"stored curves {npz} hold {sorted(curves)} but {js} lists {sorted(want)}; {hint}")
         return RunResult(curves, d.get("final", {}), d.get("config", {}), d.get("meta", {}))
 
     def load_or_run(self, profile: str, experiment: str, run: str, fn: Callable[[], RunResult],
-                    rerun: bool = False) -> RunResult:
-        """The stored result if there is one (and not ``rerun``), else ``fn()``, stored."""
+                    rerun: bool = False, checkpoint: str | os.PathLike | None = None) -> RunResult:
+        """The stored result if there is one (and not ``rerun``), else ``fn()``, stored.
+
+        The store is checked for writability before ``fn`` runs. With ``checkpoint`` (the path
+        ``fn`` trains with), the checkpoint is kept in its final state until the result is
+        written and deleted only then; if writing fails, the error names the checkpoint, which
+        a rerun resumes without training again.
+        """
         if self.exists(profile, experiment, run) and not rerun:
             return self.load(profile, experiment, run)
         if self.readonly:
             raise FileNotFoundError(f"{profile}/{experiment}/{run} is not in the read-only results store "
                                     f"{self.root}; run it first without RNN_MFT_RESULTS_READONLY")
-        result = fn()
-        self.save(profile, experiment, run, result)
+        self.check_writable(profile, experiment)
+        if checkpoint is None:
+            result = fn()
+            self.save(profile, experiment, run, result)
+            return result
+        from .engine import keep_checkpoint
+        ck = Path(checkpoint)
+        with keep_checkpoint(ck):
+            result = fn()
+        try:
+            self.save(profile, experiment, run, result)
+        except OSError as exc:
+            kept = f"the trained state is kept in checkpoint {ck}" if ck.exists() else "no checkpoint was kept"
+            raise type(exc)(f"could not write the result {profile}/{experiment}/{run} to {self.root} ({exc}); "
+                            f"{kept}: fix the store and rerun, which resumes from it") from exc
+        ck.unlink(missing_ok=True)
         return result
