@@ -28,10 +28,13 @@ from ..sim import jacobian as sim_jacobian, squared_singular_values
 from ..sim.lstm_tangent import correlation_decay, tangent_decay
 from ..theory import Theta, analyze, lstm_twostate, solve_for_timescale
 
-__all__ = ["config", "thetas", "run", "CONFIGS", "GROUND_TRUTH", "stored_ground_truth"]
+__all__ = ["config", "thetas", "run", "CONFIGS", "GROUND_TRUTH", "SOLVER_CHECK", "stored_ground_truth",
+           "stored_solver_check"]
 
 #: large-width simulations made by ``tools/lstm_ground_truth.py`` (committed with their provenance)
 GROUND_TRUTH = Path(__file__).resolve().parents[3] / "data" / "lstm_ground_truth.json"
+#: the solver's Thetas simulated by ``tools/lstm_solver_check.py``
+SOLVER_CHECK = Path(__file__).resolve().parents[3] / "data" / "lstm_solver_check.json"
 
 CONFIGS = {
     "smoke": dict(N=200, n_seeds=2, n_s=300, n_iters=100, sets=("c4",), mu_c4=(3.0,), fig2_mu=(3.8,),
@@ -163,3 +166,15 @@ def stored_ground_truth(cfg: dict, path: Path | None = None) -> dict | None:
     runs = [{k: v for k, v in run.items() if k in ("command", "machine", "started", "wall_s", "commit")}
             for run in d.get("runs", [])]
     return dict(rows=rows, runs=runs, path=str(path))
+
+
+def stored_solver_check(path: Path | None = None) -> dict | None:
+    """The committed ``data/lstm_solver_check.json``, with the two-state solver re-run now for
+    each target (its mu_f must be the one that was simulated); None when absent."""
+    path = SOLVER_CHECK if path is None else Path(path)
+    if not path.exists():
+        return None
+    d = json.loads(path.read_text())
+    for r in d["rows"]:
+        r["mu_f_now"] = solve_for_timescale("lstm", xi=r["target"]).params["f.mu"]
+    return d
