@@ -340,12 +340,13 @@ class RecurrentCell(nn.Module):
                 state0 = tuple(s[:n_act] for s in state) if self.arch == "lstm" else state[:n_act]
             det = None if detach is None else sel(detach[:, t0:tb])
             S, O = self._run_internal(Xs, U, b, W, state0, det)
-            for j in range(n_act):
+            for j in range(n_act):             # copies, so that a segment's outputs can be freed
                 m = order[j]
                 if L[m] == tb:
-                    s_last[m] = S[j, -1]
-                    o_last[m] = None if O is None else O[j, -1]
-            state = (S[:, -1], O[:, -1]) if self.arch == "lstm" else S[:, -1]
+                    s_last[m] = S[j, -1].clone()
+                    o_last[m] = None if O is None else O[j, -1].clone()
+            state = (S[:, -1].clone(), O[:, -1].clone()) if self.arch == "lstm" else S[:, -1].clone()
+            del S, O
             t0 = tb
         s = torch.stack(s_last)
         o = None if o_last[0] is None else torch.stack(o_last)
@@ -382,7 +383,9 @@ class SequenceClassifier(nn.Module):
     member) reads member ``m`` out at step ``lengths[m]`` instead of the last step, so that
     members trained on different sequence lengths ``T`` share one batch of the longest
     sequences: member ``m`` then sees exactly the first ``lengths[m]`` steps. A single network
-    accepts ``lengths=[T]`` (read out at step ``T`` of longer inputs).
+    accepts ``lengths=[T]`` (read out at step ``T`` of longer inputs). Tied cells run the
+    members as a staircase (:meth:`RecurrentCell.run_lengths`: member ``m`` computes only its
+    own ``lengths[m]`` steps); untied cells run every member ``max(lengths)`` steps.
     """
 
     def __init__(self, cell: RecurrentCell, n_out: int, lengths: Sequence[int] | None = None):
@@ -441,6 +444,16 @@ class SequenceClassifier(nn.Module):
             S, O = self.cell.run(x)
             s_last = S[:, -1]
             o_last = O[:, -1] if O is not None else None
+        elif self.cell.untied is not None or len(set(self.lengths.tolist())) == 1:
+            # untied: all members run max(lengths) steps and read out at their own step (slicing
+            # the untied weights per staircase segment would make autograd build a zero-filled
+            # gradient of the whole weight tensor per segment; the memory split of
+            # rnn_mft.train.ensembles keeps the lengths of one untied ensemble close anyway)
+            S, O = self.cell.run(x)
+            idx = (self.lengths - 1).to(S.device)
+            ar = torch.arange(S.shape[0], device=S.device)
+            s_last = S[ar, idx]
+            o_last = O[ar, idx] if O is not None else None
         else:
             s_last, o_last = self.cell.run_lengths(x, self.lengths.tolist())
         p = self.cell.output(s_last, o_last)                       # (M, B, N)
