@@ -388,7 +388,9 @@ def _lstm_backward(X, U, W, Y, Cx, Hx, dOut, dC, untied: bool, hard: bool, peeph
             dh.copy_(dOs[T - 1])
     ds0 = dc0 = None
     keeps = None
+    anyd = [False] * T
     if detach is not None:
+        anyd = detach.any(0).tolist()              # steps where some member detaches (others: plain path)
         keeps = (~detach.to(device=Y.device, dtype=torch.bool)).to(Y.dtype).view(M, T, 1, 1).unbind(1)
         rec = Y.new_empty(M, B, N)                 # the recurrent-product part of ds_{t-1}
     for t0 in reversed(range(0, T, K)):
@@ -422,14 +424,14 @@ def _lstm_backward(X, U, W, Y, Cx, Hx, dOut, dC, untied: bool, hard: bool, peeph
                         torch.mul(dc, F[t], out=dcc)
                     else:
                         torch.addcmul(dCs[t - 1], dc, F[t], out=dcc)
-                    if keeps is None:
+                    if not anyd[t]:
                         torch.baddbmm(dcc, Ds[k], WTs[t], out=dc)
                     else:
                         torch.bmm(Ds[k], WTs[t], out=rec)
                         torch.addcmul(dcc, rec, keeps[t], out=dc)
                 else:
                     ds0 = torch.bmm(Ds[k], WTs[t])
-                    if keeps is not None:
+                    if anyd[t]:
                         ds0.mul_(keeps[t])
                     ds0.addcmul_(dc, F[t])
             else:
@@ -441,7 +443,7 @@ def _lstm_backward(X, U, W, Y, Cx, Hx, dOut, dC, untied: bool, hard: bool, peeph
                         torch.mul(dc, F[t], out=dcc)
                     else:
                         torch.addcmul(dCs[t - 1], dc, F[t], out=dcc)
-                    if keeps is None:
+                    if not anyd[t]:
                         if dOut is None:
                             torch.bmm(Ds[k], WTs[t], out=dh)
                         else:
@@ -454,7 +456,7 @@ def _lstm_backward(X, U, W, Y, Cx, Hx, dOut, dC, untied: bool, hard: bool, peeph
                 else:
                     dc0 = dc * F[t]
                     ds0 = torch.bmm(Ds[k], WTs[t])
-                    if keeps is not None:
+                    if anyd[t]:
                         ds0.mul_(keeps[t])
         # parameter (and input) gradients of the chunk: one product over its Kc*B rows
         Sc = S[:, t0:t1]
