@@ -34,8 +34,8 @@ from ..theory import Theta, analyze
 from . import check_profile
 from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
 
-__all__ = ["CONFIGS", "INITS", "PAPER", "config", "cost", "describe", "inits", "members", "paper_note", "run",
-           "run_one", "stored_paper_results", "table", "theory_row"]
+__all__ = ["CONFIGS", "INITS", "PAPER", "config", "cost", "describe", "ensembles", "inits", "members", "paper_note",
+           "run", "run_one", "stored_paper_results", "table", "theory_row"]
 
 EXPERIMENT = "unrolled"
 INITS = ("standard", "critical", "chrono")
@@ -185,6 +185,21 @@ def stored_paper_results():
             raise FileNotFoundError("incomplete")
         return out
     return stored_paper(fn)
+
+
+def ensembles(cfg: dict) -> list[dict]:
+    """Every ensemble ``cfg`` trains (one per data set), with its shapes."""
+    shapes = {"mnist": (784, 1), "cifar10": (1024, 3)}
+    out = []
+    for ds in cfg["datasets"]:
+        T, n_in = shapes[ds]
+        M = len(members(ds, cfg))
+        d = DATASETS[ds]
+        out.append(dict(name=ds, arch=d["arch"], tied=True, Ts=[T], members=M, lengths=[T] * M, steps=cfg["steps"],
+                        width=cfg["width"], batch_size=cfg["batch_size"], n_in=n_in, n_out=10,
+                        optimizer=cfg["optimizer"], clip=cfg["clip"], hard_sigmoid=d["hard_sigmoid"],
+                        h_detach=[0.0] * len(INITS) + [cfg["h_detach"]] * len(EXTRA[ds])))
+    return out
 
 
 def cost(cfg: dict) -> dict:
