@@ -258,10 +258,24 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
         ftz.__exit__(None, None, None)
 
 
+class _NoBar:
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
 def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, gen, train_loss, train_acc, grad_norm,
           ev_step, ev_loss, ev_acc, diverged, diverged_step, start, elapsed, ckpt, do_eval):
     S = cfg.steps
-    from tqdm import tqdm
+    try:
+        from tqdm import tqdm
+    except ImportError:              # tqdm is only for progress bars; machines without it train without them
+        tqdm = _NoBar
     bar = tqdm(total=S, initial=start, desc=desc, disable=not progress_enabled(cfg.progress), leave=False)
     t0 = time.perf_counter()
     stopped_at = S
