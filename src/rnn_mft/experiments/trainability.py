@@ -214,7 +214,9 @@ def describe(cfg: dict) -> str:
             f"{cfg['optimizer'].capitalize()} with learning rate {cfg['lr']:g} and batch {cfg['batch_size']}; "
             f"training steps: {steps}; training accuracy on {cfg['n_eval']} training digits; theory at "
             f"$\\Sigma_z = {cfg['sigma_z']}$ (LSTM: Algorithm 1 with $n_s = {cfg['n_s']}$, "
-            f"$n_{{iters}} = {cfg['n_iters']}$).")
+            f"$n_{{iters}} = {cfg['n_iters']}$). Lengths trained as one ensemble: "
+            + "; ".join(f"{arch} " + ", ".join("{" + ", ".join(map(str, g)) + "}" for g in groups(cfg, arch))
+                        for arch in cfg["archs"]) + ".")
 
 
 def region_summary(acc: np.ndarray, Ts, ov: dict, chance: float = 0.1) -> dict:

@@ -324,6 +324,8 @@ class RecurrentCell(nn.Module):
             idx = order_t[:n_act]
 
             def sel(p, _n=n_act, _idx=idx):
+                if _n == M and ident:
+                    return p
                 return p[:_n] if ident else p.index_select(0, _idx)
 
             if self.untied is None:
