@@ -16,7 +16,10 @@ The byte counts are computed from tensor shapes (float32), not measured: paramet
 gradients and the optimizer's state, the activations the hand-written time loops keep for the
 backward pass (per member, step and sequence: ``6N`` floats for the LSTMs; ``A``, ``dA``, the
 states and a copy of the input for the others), the input batch, and the forward pass of one
-evaluation batch. Allocator overhead and workspace are not included; keep a margin.
+evaluation batch (one staircase segment at a time), and one more parameter-sized buffer of
+temporaries. Allocator overhead and workspace are not included; keep a margin. Checked on a CPU
+against the peak resident memory of two Adam training steps and one evaluation batch of 512
+(width 32, n_in 784; the estimate without the inputs): see the README, section "Using a GPU".
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ def _row_floats(arch: str, n_in: int, N: int, training: bool) -> int:
         return 6 * N if training else 4 * N + 2 * N
     kept = {"vanilla": N, "minimal": 3 * N, "gru": 4 * N}[arch]       # states and gate values
     if not training:
-        return kept + GN                                              # + pre-activations A
+        return kept + GN + n_in                                       # + pre-activations A, copy of the input
     return kept + 2 * GN + n_in                                       # + A, dA, copy of the input
 
 
@@ -46,8 +49,10 @@ def ensemble_bytes(arch: str, n_in: int, width: int, n_out: int, lengths: Sequen
                    untied: bool, optimizer: str = "adam", eval_batch_size: int = 1024) -> dict:
     """Estimated bytes of one training ensemble whose member ``k`` reads out at ``lengths[k]``
     (one entry per member). Returns a dict: ``params``, ``grads``, ``optimizer``,
-    ``activations`` (training step), ``eval`` (forward pass of one evaluation batch),
-    ``inputs``, and ``total`` = params + grads + optimizer + inputs + max(activations, eval)."""
+    ``transient`` (one more parameter-sized buffer: the optimizer's temporaries, the GRU's
+    concatenated weight gradient), ``activations`` (training step), ``eval`` (forward pass of one
+    evaluation batch), ``inputs``, and ``total`` = params + grads + optimizer + transient +
+    inputs + max(activations, eval)."""
     arch = check_arch(arch)
     L = [int(v) for v in lengths]
     if not L or min(L) < 1:
@@ -69,9 +74,10 @@ def ensemble_bytes(arch: str, n_in: int, width: int, n_out: int, lengths: Sequen
     ev = seg * eval_batch_size * _row_floats(arch, n_in, N, False)
     inputs = (batch_size + eval_batch_size) * T * n_in
     out = {"members": M, "T_max": T, "params": f * params, "grads": f * params,
-           "optimizer": f * params * _OPT_STATE[optimizer], "activations": f * act, "eval": f * ev,
-           "inputs": f * inputs}
-    out["total"] = out["params"] + out["grads"] + out["optimizer"] + out["inputs"] + max(out["activations"], out["eval"])
+           "optimizer": f * params * _OPT_STATE[optimizer], "transient": f * params, "activations": f * act,
+           "eval": f * ev, "inputs": f * inputs}
+    out["total"] = (out["params"] + out["grads"] + out["optimizer"] + out["transient"] + out["inputs"]
+                    + max(out["activations"], out["eval"]))
     return out
 
 
