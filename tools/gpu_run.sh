@@ -7,8 +7,11 @@
 #   4. tools/gpu_slice.py (Figures 2 and 6)    -> $OUT/slice.txt, slice.json, results/, provenance.json
 # A step that fails is recorded in $OUT/steps.txt and the next one still runs.
 #
-#   tools/gpu_run.sh [--budget-min 60] [--mirror PATH] [--smoke]
+#   tools/gpu_run.sh [--budget-min 60] [--mirror PATH] [--quick] [--smoke]
 #
+# --quick: a short session (about 15 minutes of device time with --budget-min 5): the benchmark's
+# quick sweep (width 256, batch 128, ensembles of 1 and 64, with CUDA graphs), one warm-up and
+# two timed steps per ensemble in the estimate.
 # --mirror (or $RNN_MFT_MIRROR; else shared/data or ../shared/data): folder with mnist/ of the
 # data mirror. --smoke: everything at profile smoke on whatever device there is (a CPU check of
 # the script, a minute or two). $OUT: output folder (default _build/gpu_out). $PYTHON: the
@@ -18,14 +21,17 @@ cd "$(dirname "$0")/.." || exit 2
 
 BUDGET=60
 SMOKE=0
+QUICK=0
 MIRROR="${RNN_MFT_MIRROR:-}"
 while [ $# -gt 0 ]; do
     case "$1" in
         --budget-min) BUDGET="${2:?--budget-min needs a number of minutes}"; shift 2 ;;
         --mirror) MIRROR="${2:?--mirror needs a folder}"; shift 2 ;;
         --smoke) SMOKE=1; shift ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
-        *) echo "gpu_run.sh: unknown argument '$1' (allowed: --budget-min N, --mirror PATH, --smoke)" >&2; exit 2 ;;
+        --quick) QUICK=1; shift ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        *) echo "gpu_run.sh: unknown argument '$1' (allowed: --budget-min N, --mirror PATH, --quick, --smoke)" >&2
+           exit 2 ;;
     esac
 done
 case "$BUDGET" in ''|*[!0-9.]*) echo "gpu_run.sh: --budget-min=$BUDGET; allowed: a positive number" >&2; exit 2 ;; esac
@@ -82,6 +88,11 @@ if [ "$SMOKE" = 1 ]; then
     step estimate estimate.txt "$PYTHON" tools/estimate_paper.py --measure --profile smoke --timed 1 --warmup 1 \
         --json "$OUT/estimate.json"
     step slice slice.txt "$PYTHON" tools/gpu_slice.py --budget-min "$BUDGET" --profile smoke --out "$OUT"
+elif [ "$QUICK" = 1 ]; then
+    step bench bench.txt "$PYTHON" benchmarks/gpu.py --quick --graphs --reps 5 --json "$OUT/bench.json"
+    step estimate estimate.txt "$PYTHON" tools/estimate_paper.py --measure --profile paper --warmup 1 --timed 2 \
+        --json "$OUT/estimate.json"
+    step slice slice.txt "$PYTHON" tools/gpu_slice.py --budget-min "$BUDGET" --profile paper --out "$OUT"
 else
     step bench bench.txt "$PYTHON" benchmarks/gpu.py --tf32 --graphs --json "$OUT/bench.json"
     step estimate estimate.txt "$PYTHON" tools/estimate_paper.py --measure --profile paper --json "$OUT/estimate.json"
