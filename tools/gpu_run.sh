@@ -9,9 +9,10 @@
 #
 #   tools/gpu_run.sh [--budget-min 60] [--mirror PATH] [--quick] [--smoke]
 #
-# --quick: a short session (about 15 minutes of device time with --budget-min 5): the benchmark's
-# quick sweep (width 256, batch 128, ensembles of 1 and 64, with CUDA graphs), one warm-up and
-# two timed steps per ensemble in the estimate.
+# --quick: a shorter session: the benchmark's quick sweep (width 256, batch 128, ensembles of 1
+# and 64, with CUDA graphs), one warm-up and two timed steps per ensemble in the estimate (how
+# long it takes on a GPU has not been measured; building the paper's untied ensembles, tens of
+# GiB of weights initialised on the CPU, is likely the longest part).
 # --mirror (or $RNN_MFT_MIRROR; else shared/data or ../shared/data): folder with mnist/ of the
 # data mirror. --smoke: everything at profile smoke on whatever device there is (a CPU check of
 # the script, a minute or two). $OUT: output folder (default _build/gpu_out). $PYTHON: the
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
         --mirror) MIRROR="${2:?--mirror needs a folder}"; shift 2 ;;
         --smoke) SMOKE=1; shift ;;
         --quick) QUICK=1; shift ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "gpu_run.sh: unknown argument '$1' (allowed: --budget-min N, --mirror PATH, --quick, --smoke)" >&2
            exit 2 ;;
     esac
