@@ -58,7 +58,10 @@ def data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     env = os.environ.get("RNN_MFT_DATA", "").strip()
     if env:
         return Path(env).expanduser()
-    return Path(_pooch().os_cache("rnn_mft"))
+    try:
+        return Path(_pooch().os_cache("rnn_mft"))
+    except ImportError:              # without pooch (offline machines): the same folder on Linux
+        return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "rnn_mft"
 
 
 def _pooch():

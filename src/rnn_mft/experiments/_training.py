@@ -35,7 +35,10 @@ def load_pair(name: str, **kwargs):
 
     from ..data import load_task_pair
     from ..data.sources import _pooch
-    log = _pooch().get_logger()
+    try:
+        log = _pooch().get_logger()
+    except ImportError:              # no pooch (an offline GPU machine): files come from the mirror
+        return load_task_pair(name, progressbar=False, **kwargs)
     level = log.level
     log.setLevel(logging.WARNING)
     try:
@@ -66,23 +69,36 @@ def _init_member(model, spec, generator):
 
 
 def make_ensemble(arch: str, n_in: int, n_hidden: int, n_out: int, inits: Sequence[tuple], *,
-                  untied: int | None = None, hard_sigmoid: bool = False, seed: int = 0):
+                  untied: int | None = None, hard_sigmoid: bool = False, seed: int = 0,
+                  lengths: Sequence[int] | None = None, h_detach=0.0, member_seeds: Sequence[int] | None = None):
     """An ensemble of ``len(inits)`` classifiers; member ``m`` is initialised by ``inits[m]``:
     ``("theta", Theta)`` / ``("critical", Theta)`` (:func:`~rnn_mft.nets.init_`),
     ``("standard",)`` (:func:`~rnn_mft.nets.standard_init_`) or ``("chrono", t_max)``
     (:func:`~rnn_mft.nets.chrono_init_`). Member ``m`` draws its recurrent weights from the
-    generator seeded ``seed * 1000 + m``; every member gets the same read-out draw (seed
-    ``seed``). A single init gives an ensemble of one."""
+    generator seeded ``seed * 1000 + member_seeds[m]`` (default ``member_seeds[m] = m``); every
+    member gets the same read-out draw (seed ``seed``). A single init gives an ensemble of one.
+    ``lengths``: member ``m`` reads out at step ``lengths[m]`` (a mixed-length ensemble, see
+    :class:`~rnn_mft.nets.SequenceClassifier`); ``h_detach``: one probability or one per member
+    (LSTMs only)."""
     inits = list(inits)
     if not inits:
         raise ValueError("inits must hold at least one initialization")
+    if member_seeds is None:
+        member_seeds = range(len(inits))
+    member_seeds = [int(v) for v in member_seeds]
+    if len(member_seeds) != len(inits):
+        raise ValueError(f"member_seeds has {len(member_seeds)} entries; allowed: one per member ({len(inits)})")
+    hd = [h_detach] * len(inits) if isinstance(h_detach, (int, float)) else list(h_detach)
+    if len(hd) != len(inits):
+        raise ValueError(f"h_detach={h_detach!r}; allowed: one probability or one per member ({len(inits)})")
     members = []
     for m, spec in enumerate(inits):
-        single = nets.make_classifier(arch, n_in, n_hidden, n_out, untied=untied, hard_sigmoid=hard_sigmoid)
+        single = nets.make_classifier(arch, n_in, n_hidden, n_out, untied=untied, hard_sigmoid=hard_sigmoid,
+                                      h_detach=hd[m])
         single.reset_readout(torch.Generator().manual_seed(int(seed)))
-        _init_member(single, spec, torch.Generator().manual_seed(int(seed) * 1000 + m))
+        _init_member(single, spec, torch.Generator().manual_seed(int(seed) * 1000 + member_seeds[m]))
         members.append(single)
-    return nets.stack(members)
+    return nets.stack(members, lengths=lengths)
 
 
 def train_cfg(s: dict, **over) -> train.TrainConfig:

@@ -22,9 +22,17 @@ Choices the paper leaves open, kept here in one place:
   :math:`\Theta` and :math:`T` vary), cross-entropy on a linear read-out of the last state,
   fresh padding noise in every minibatch. *Training accuracy* (what the paper plots) is measured
   at the end on ``n_eval`` training digits.
-* **Ensembles.** For each T, the networks of all :math:`\alpha` train as one ensemble (one
-  batched model); a member's weights are drawn exactly as its :math:`\Theta` says
-  (:func:`rnn_mft.nets.init_`), and all members share the read-out draw.
+* **Ensembles.** The networks of all :math:`\alpha` *and all* :math:`T` train as one ensemble
+  (one batched model), each member reading out at its own :math:`T`: padded MNIST of length
+  :math:`T` is exactly the first :math:`T` steps of the longest stream (the digit comes first,
+  then noise), so a member trains as it would alone, and a figure costs :math:`\max T`
+  sequential steps instead of :math:`\sum T`. Untied weights store :math:`\max T` weight sets
+  per member, so with untied weights the lengths are split into as few ensembles as fit
+  ``ensemble_gib`` GiB (:func:`rnn_mft.train.ensembles.split_by_memory`; :func:`ensembles` lists
+  them with their memory). A member's weights are drawn exactly as its :math:`\Theta` says
+  (:func:`rnn_mft.nets.init_`; the generator of :math:`\alpha`'s index, so with tied weights
+  every :math:`T` of one :math:`\alpha` starts from the same weights), and all members share
+  the read-out draw.
 """
 from __future__ import annotations
 
@@ -34,12 +42,13 @@ import numpy as np
 
 from .. import train
 from ..theory import Theta, analyze
+from ..train.ensembles import ensemble_bytes, split_by_memory
 from . import check_profile
 from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
 
-__all__ = ["CONFIGS", "DIRECTIONS", "accuracy_map", "alphas", "comparison", "config", "cost", "describe", "overlay",
-           "paper_note", "region_summary", "region_table", "run", "run_one", "stored_paper_results", "thetas",
-           "xi_table"]
+__all__ = ["CONFIGS", "DIRECTIONS", "accuracy_map", "alphas", "comparison", "config", "cost", "describe", "ensembles",
+           "groups", "overlay", "paper_note", "region_summary", "region_table", "run", "run_group", "run_one",
+           "stored_paper_results", "thetas", "xi_table"]
 
 EXPERIMENT = "trainability"
 
@@ -53,13 +62,16 @@ DIRECTIONS = {
 
 CONFIGS = {
     "smoke": dict(archs=["gru", "peephole_lstm"], Ts=[2, 5], n_alpha=2, width=8, batch_size=8, n_eval=32,
-                  steps={"gru": 3, "lstm": 3, "peephole_lstm": 3}, n_s=100, n_iters=60),
+                  steps={"gru": 3, "lstm": 3, "peephole_lstm": 3}, n_s=100, n_iters=60, ensemble_gib=1.0),
+    # ensemble_gib (ci): small, so that untied ensembles store (and the optimizer updates) few
+    # unused weight sets: on a CPU that work, not the number of sequential steps, sets the time
     "ci": dict(archs=["gru", "lstm", "peephole_lstm"], Ts=[2, 4, 8, 16, 32, 64], n_alpha=6, width=32,
                batch_size=32, n_eval=512, steps={"gru": 200, "lstm": 200, "peephole_lstm": 200}, n_s=300,
-               n_iters=150),
+               n_iters=150, ensemble_gib=0.3),
+    # ensemble_gib (paper): one GPU of 80 GB with room to spare
     "paper": dict(archs=["gru", "lstm", "peephole_lstm"], Ts=[2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256],
                   n_alpha=16, width=128, batch_size=64, n_eval=2000,
-                  steps={"gru": 1000, "lstm": 2000, "peephole_lstm": 2000}, n_s=1000, n_iters=300),
+                  steps={"gru": 1000, "lstm": 2000, "peephole_lstm": 2000}, n_s=1000, n_iters=300, ensemble_gib=64.0),
 }
 _COMMON = dict(optimizer="adam", lr=1e-3, clip=None, sigma_z=0.0, seed=0, alpha_range=[0.0, 1.0])
 
@@ -105,40 +117,94 @@ def overlay(cfg: dict, arch: str) -> dict:
     return out
 
 
-def _settings(cfg: dict, arch: str, T: int) -> dict:
+N_IN, N_OUT = 784, 10          # padded MNIST: a digit (784 pixels) per step, 10 classes
+
+
+def _settings(cfg: dict, arch: str, Ts) -> dict:
     s = {k: cfg[k] for k in ("width", "batch_size", "n_eval", "optimizer", "lr", "clip", "seed", "tied",
                              "alpha_range", "n_alpha")}
-    s.update(arch=arch, T=int(T), steps=int(cfg["steps"][arch]), direction=DIRECTIONS[arch])
+    s.update(arch=arch, Ts=[int(T) for T in Ts], steps=int(cfg["steps"][arch]), direction=DIRECTIONS[arch])
     return s
 
 
-def run_one(cfg: dict, arch: str, T: int, tasks=None, store=None) -> train.RunResult:
-    """Train the ensemble of all alphas at sequence length ``T`` (or load it from the store)."""
-    s = _settings(cfg, arch, T)
-    name = f"{'tied' if cfg['tied'] else 'untied'}-{arch}-T{T}-{run_key(s)}"
+def _bytes(cfg: dict, arch: str):
+    def fn(lengths):
+        return ensemble_bytes(arch, N_IN, cfg["width"], N_OUT, lengths, cfg["batch_size"], not cfg["tied"],
+                              cfg["optimizer"], eval_batch_size=min(1024, cfg["n_eval"]))
+    return fn
+
+
+def groups(cfg: dict, arch: str) -> list[list[int]]:
+    """The sequence lengths of each ensemble of ``arch``: all of ``cfg["Ts"]`` in one, unless
+    they do not fit ``ensemble_gib`` (untied weights; see the module docstring)."""
+    return split_by_memory(cfg["Ts"], cfg["n_alpha"], _bytes(cfg, arch), cfg["ensemble_gib"] * 2**30)
+
+
+def ensembles(cfg: dict) -> list[dict]:
+    """Every ensemble that ``cfg`` trains (``tied`` as in ``cfg``): arch, lengths, members,
+    steps, the member lengths and the estimated bytes (:func:`~rnn_mft.train.ensembles.ensemble_bytes`)."""
+    out = []
+    for arch in cfg["archs"]:
+        for Ts in groups(cfg, arch):
+            lengths = [T for T in Ts for _ in range(cfg["n_alpha"])]
+            out.append(dict(arch=arch, tied=cfg["tied"], Ts=Ts, members=len(lengths), lengths=lengths,
+                            steps=int(cfg["steps"][arch]), width=cfg["width"], batch_size=cfg["batch_size"],
+                            n_in=N_IN, n_out=N_OUT, optimizer=cfg["optimizer"],
+                            bytes=_bytes(cfg, arch)(lengths)))
+    return out
+
+
+def run_group(cfg: dict, arch: str, Ts, tasks=None, store=None) -> dict:
+    """Train one ensemble: every alpha at every length of ``Ts``, member ``j * n_alpha + i`` at
+    ``Ts[j]`` and ``alpha_i``, reading out at its own length; returns ``{T: RunResult}`` with
+    each ``T``'s members as their own result (the format of one ensemble per ``T``)."""
+    Ts = sorted(int(T) for T in Ts)
+    s = _settings(cfg, arch, Ts)
+    name = f"{'tied' if cfg['tied'] else 'untied'}-{arch}-T{'_'.join(map(str, Ts))}-{run_key(s)}"
+    a = alphas(cfg)
+    th = thetas(arch, a)
+    n = len(a)
 
     def fn(ckpt):
-        tr, te = tasks if tasks is not None else load_pair("padded_mnist", seq_len=T)
+        tr, te = tasks if tasks is not None else load_pair("padded_mnist", seq_len=max(Ts))
         task = train.DatasetTask(tr, te, n_eval=cfg["n_eval"], eval_on="train")
-        a = alphas(cfg)
-        th = thetas(arch, a)
-        inits = [("theta", th.index(i)) for i in range(len(a))]
+        inits = [("theta", th.index(i)) for _ in Ts for i in range(n)]
+        lengths = [T for T in Ts for _ in range(n)]
         model = make_ensemble(arch, task.n_in, cfg["width"], task.n_out, inits,
-                              untied=None if cfg["tied"] else T, seed=cfg["seed"])
+                              untied=None if cfg["tied"] else max(Ts), seed=cfg["seed"], lengths=lengths,
+                              member_seeds=[i for _ in Ts for i in range(n)])
         tc = train_cfg(s, checkpoint_every=100 if cfg["profile"] == "paper" else 0)
-        res = train.fit(model, task, tc, checkpoint=ckpt, labels=[f"alpha={v:.4g}" for v in a],
-                        desc=f"{arch} T={T}")
+        res = train.fit(model, task, tc, checkpoint=ckpt,
+                        labels=[f"T={T}, alpha={v:.4g}" for T in Ts for v in a],
+                        desc=f"{arch} T={','.join(map(str, Ts))}")
         res.meta["settings"] = s
-        res.meta["thetas"] = [th.index(i).to_dict() for i in range(len(a))]   # what each member was drawn from
         res.meta["task"] = {k: v for k, v in tr.describe().items() if k in ("task", "seq_len", "n", "data")}
         return res
 
-    return stored(cfg["profile"], EXPERIMENT, name, fn, store)
+    res = stored(cfg["profile"], EXPERIMENT, name, fn, store)
+    out = {}
+    for j, T in enumerate(Ts):
+        r = res.select(range(j * n, (j + 1) * n))
+        r.meta["settings"] = dict(_settings(cfg, arch, [T]), ensemble=name)
+        r.meta["thetas"] = [th.index(i).to_dict() for i in range(n)]     # what each member was drawn from
+        r.meta["labels"] = [f"alpha={v:.4g}" for v in a]
+        r.meta["task"] = dict(res.meta.get("task", {}), seq_len=T, read_out_of=f"padded MNIST of length {max(Ts)}")
+        out[T] = r
+    return out
+
+
+def run_one(cfg: dict, arch: str, T: int, tasks=None, store=None) -> train.RunResult:
+    """The ensemble of all alphas at the single sequence length ``T``."""
+    return run_group(cfg, arch, [T], tasks=tasks, store=store)[int(T)]
 
 
 def run(cfg: dict, arch: str, store=None) -> dict:
-    """All sequence lengths of ``cfg`` for ``arch``: ``{T: RunResult}``."""
-    return {T: run_one(cfg, arch, T, store=store) for T in cfg["Ts"]}
+    """All sequence lengths of ``cfg`` for ``arch``: ``{T: RunResult}``, trained as the
+    ensembles of :func:`groups`."""
+    out = {}
+    for Ts in groups(cfg, arch):
+        out.update(run_group(cfg, arch, Ts, store=store))
+    return {T: out[T] for T in cfg["Ts"]}
 
 
 def accuracy_map(results: dict) -> np.ndarray:
@@ -155,7 +221,9 @@ def describe(cfg: dict) -> str:
             f"{cfg['optimizer'].capitalize()} with learning rate {cfg['lr']:g} and batch {cfg['batch_size']}; "
             f"training steps: {steps}; training accuracy on {cfg['n_eval']} training digits; theory at "
             f"$\\Sigma_z = {cfg['sigma_z']}$ (LSTM: the two-state theory; the paper's Algorithm 1 with "
-            f"$n_s = {cfg['n_s']}$, $n_{{iters}} = {cfg['n_iters']}$ for comparison).")
+            f"$n_s = {cfg['n_s']}$, $n_{{iters}} = {cfg['n_iters']}$ for comparison). Lengths trained as one ensemble: "
+            + "; ".join(f"{arch} " + ", ".join("{" + ", ".join(map(str, g)) + "}" for g in groups(cfg, arch))
+                        for arch in cfg["archs"]) + ".")
 
 
 def region_summary(acc: np.ndarray, Ts, ov: dict, chance: float = 0.1) -> dict:
@@ -252,7 +320,12 @@ def stored_paper_results():
 
 def cost(cfg: dict) -> dict:
     """Work of ``cfg`` for both Figure 2 and Figure 6: ensemble runs and sequential time steps
-    (training steps x sequence length, summed; what bounds the time on a GPU)."""
-    runs = 2 * len(cfg["archs"]) * len(cfg["Ts"])
-    seq = 2 * sum(cfg["steps"][a] * T for a in cfg["archs"] for T in cfg["Ts"])
-    return {"runs": runs, "sequential_steps": seq}
+    (training steps x the longest length of each ensemble, summed; what bounds the time on a
+    GPU), and what one ensemble per length would have cost."""
+    runs, seq = 0, 0
+    for tied in (False, True):
+        for e in ensembles(dict(cfg, tied=tied)):
+            runs += 1
+            seq += e["steps"] * max(e["Ts"])
+    per_T = 2 * sum(cfg["steps"][a] * T for a in cfg["archs"] for T in cfg["Ts"])
+    return {"runs": runs, "sequential_steps": seq, "sequential_steps_one_ensemble_per_T": per_T}

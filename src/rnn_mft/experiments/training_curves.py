@@ -14,6 +14,11 @@ Choices the paper leaves open, kept here in one place:
   learning-rate scan of Appendix C.5.1: ``n_lr`` rates log-spaced in [1e-5, 1e-2]. Every
   (initialization, learning rate) pair of one sequence length trains as one ensemble member, so
   a whole panel is one batched model.
+* **One ensemble per panel.** The lengths of one task cannot share an ensemble as in Figures 1,
+  2 and 6: a repeated-pixel sequence with ``r`` repeats is not a prefix of the one with more
+  repeats, and concatenated MNIST with ``n`` digits has its own label space (:math:`2^n`
+  classes, so its own read-out). Within a panel all (initialization, learning rate) pairs are
+  one ensemble.
 * **Best learning rate** per curve: the one with the highest final training accuracy (measured
   on ``n_eval`` training sequences); ties go to the lower final training loss.
 """
@@ -29,8 +34,8 @@ from ..train import default_lrs
 from . import check_profile
 from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
 
-__all__ = ["CONFIGS", "INITS", "TASKS", "best_curves", "comparison", "config", "cost", "describe", "lrs", "paper_note",
-           "run", "run_one", "steps_to", "stored_paper_results"]
+__all__ = ["CONFIGS", "INITS", "TASKS", "best_curves", "comparison", "config", "cost", "describe", "ensembles",
+           "lrs", "paper_note", "run", "run_one", "steps_to", "stored_paper_results"]
 
 EXPERIMENT = "training_curves"
 INITS = ("standard", "critical")
@@ -166,6 +171,23 @@ def comparison(results: dict, cfg: dict) -> str:
 def stored_paper_results():
     """``{(task, length): RunResult}`` of the paper profile from the results store, or None."""
     return stored_paper(lambda store: run(config("paper"), store))
+
+
+def ensembles(cfg: dict) -> list[dict]:
+    """Every ensemble ``cfg`` trains (one per panel: the lengths of a task are not prefixes of one
+    another, so panels cannot share an ensemble; see the module docstring), with its shapes."""
+    out = []
+    for task in TASKS:
+        for L in cfg["lengths"][task]:
+            if task == "concatenated_mnist":
+                T, n_in, n_out = L * 7 * cfg["repeat_concat"], 112, 2 ** L
+            else:
+                T, n_in, n_out = 784 // cfg["pixels_per_step"] * L, cfg["pixels_per_step"], 10
+            M = len(INITS) * cfg["n_lr"]
+            out.append(dict(name=f"{task} {TASKS[task]}={L}", arch=ARCH, tied=True, Ts=[T], members=M,
+                            lengths=[T] * M, steps=cfg["steps"], width=cfg["width"], batch_size=cfg["batch_size"],
+                            n_in=n_in, n_out=n_out, optimizer=cfg["optimizer"], clip=cfg["clip"]))
+    return out
 
 
 def cost(cfg: dict) -> dict:

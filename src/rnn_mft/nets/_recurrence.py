@@ -338,8 +338,12 @@ def _lstm_forward(X, U, b, W, h0, c0, untied: bool, hard: bool, peephole: bool):
 
 
 def _lstm_backward(X, U, W, Y, Cx, Hx, dOut, dC, untied: bool, hard: bool, peephole: bool,
-                   need_dX: bool):
+                   need_dX: bool, detach=None):
     """dOut: gradient of H (LSTM) or of the output gates O (peephole); dOut and dC may be None.
+    ``detach`` (h-detach): None or a bool tensor ``(M, T)``; where ``detach[m, t]`` the gradient
+    that step ``t``'s gates send back through the recurrent product ``s_{t-1} W`` to ``s_{t-1}``
+    (``h_{t-1}`` of the LSTM, ``c_{t-1}`` of the peephole LSTM) is dropped; the cell-state path
+    ``c_t = f c_{t-1} + ...`` and the weight gradients are unchanged.
     Returns dX, dU, db, dW, d(initial state), dc0 (LSTM; None for the peephole)."""
     M, T, B, GN = Y.shape
     N = GN // 4
@@ -383,6 +387,12 @@ def _lstm_backward(X, U, W, Y, Cx, Hx, dOut, dC, untied: bool, hard: bool, peeph
         if dOut is not None:
             dh.copy_(dOs[T - 1])
     ds0 = dc0 = None
+    keeps = None
+    anyd = [False] * T
+    if detach is not None:
+        anyd = detach.any(0).tolist()              # steps where some member detaches (others: plain path)
+        keeps = (~detach.to(device=Y.device, dtype=torch.bool)).to(Y.dtype).view(M, T, 1, 1).unbind(1)
+        rec = Y.new_empty(M, B, N)                 # the recurrent-product part of ds_{t-1}
     for t0 in reversed(range(0, T, K)):
         t1 = min(T, t0 + K)
         Kc = t1 - t0
@@ -414,9 +424,16 @@ def _lstm_backward(X, U, W, Y, Cx, Hx, dOut, dC, untied: bool, hard: bool, peeph
                         torch.mul(dc, F[t], out=dcc)
                     else:
                         torch.addcmul(dCs[t - 1], dc, F[t], out=dcc)
-                    torch.baddbmm(dcc, Ds[k], WTs[t], out=dc)
+                    if not anyd[t]:
+                        torch.baddbmm(dcc, Ds[k], WTs[t], out=dc)
+                    else:
+                        torch.bmm(Ds[k], WTs[t], out=rec)
+                        torch.addcmul(dcc, rec, keeps[t], out=dc)
                 else:
-                    ds0 = torch.baddbmm(dc * F[t], Ds[k], WTs[t])
+                    ds0 = torch.bmm(Ds[k], WTs[t])
+                    if anyd[t]:
+                        ds0.mul_(keeps[t])
+                    ds0.addcmul_(dc, F[t])
             else:
                 torch.addcmul(dcc, dh, Qs[k], out=dc)
                 torch.mul(Ps4[k], dc2, out=Ds4[k])                # all blocks: dc P ...
@@ -426,13 +443,21 @@ def _lstm_backward(X, U, W, Y, Cx, Hx, dOut, dC, untied: bool, hard: bool, peeph
                         torch.mul(dc, F[t], out=dcc)
                     else:
                         torch.addcmul(dCs[t - 1], dc, F[t], out=dcc)
-                    if dOut is None:
-                        torch.bmm(Ds[k], WTs[t], out=dh)
+                    if not anyd[t]:
+                        if dOut is None:
+                            torch.bmm(Ds[k], WTs[t], out=dh)
+                        else:
+                            torch.baddbmm(dOs[t - 1], Ds[k], WTs[t], out=dh)
                     else:
-                        torch.baddbmm(dOs[t - 1], Ds[k], WTs[t], out=dh)
+                        torch.bmm(Ds[k], WTs[t], out=rec)
+                        torch.mul(rec, keeps[t], out=dh)
+                        if dOut is not None:
+                            dh.add_(dOs[t - 1])
                 else:
                     dc0 = dc * F[t]
                     ds0 = torch.bmm(Ds[k], WTs[t])
+                    if anyd[t]:
+                        ds0.mul_(keeps[t])
         # parameter (and input) gradients of the chunk: one product over its Kc*B rows
         Sc = S[:, t0:t1]
         dA2 = None if untied else dA.reshape(M, Kc * B, GN)
@@ -458,11 +483,11 @@ def _lstm_backward(X, U, W, Y, Cx, Hx, dOut, dC, untied: bool, hard: bool, peeph
 
 class _Peephole(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, X, U, b, W, c0, untied: bool, hard: bool):
+    def forward(ctx, X, U, b, W, c0, untied: bool, hard: bool, detach=None):
         with flush_denormal():
             Y, Cx, _ = _lstm_forward(X, U, b, W, c0, c0, untied, hard, True)
         ctx.save_for_backward(X, U, W, Y, Cx)
-        ctx.untied, ctx.hard = untied, hard
+        ctx.untied, ctx.hard, ctx.detach = untied, hard, detach
         ctx.set_materialize_grads(False)
         N = Cx.shape[-1]
         return Cx[:, 1:], Y[..., 2 * N:3 * N]
@@ -472,17 +497,17 @@ class _Peephole(torch.autograd.Function):
         X, U, W, Y, Cx = ctx.saved_tensors
         with flush_denormal():
             dX, dU, db, dW, dc0, _ = _lstm_backward(X, U, W, Y, Cx, None, dO, dC, ctx.untied, ctx.hard,
-                                                    True, ctx.needs_input_grad[0])
-        return dX, dU, db, dW, dc0, None, None
+                                                    True, ctx.needs_input_grad[0], ctx.detach)
+        return dX, dU, db, dW, dc0, None, None, None
 
 
 class _LSTM(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, X, U, b, W, h0, c0, untied: bool, hard: bool):
+    def forward(ctx, X, U, b, W, h0, c0, untied: bool, hard: bool, detach=None):
         with flush_denormal():
             Y, Cx, Hx = _lstm_forward(X, U, b, W, h0, c0, untied, hard, False)
         ctx.save_for_backward(X, U, W, Y, Cx, Hx)
-        ctx.untied, ctx.hard = untied, hard
+        ctx.untied, ctx.hard, ctx.detach = untied, hard, detach
         ctx.set_materialize_grads(False)
         return Hx[:, 1:], Cx[:, 1:]
 
@@ -491,8 +516,8 @@ class _LSTM(torch.autograd.Function):
         X, U, W, Y, Cx, Hx = ctx.saved_tensors
         with flush_denormal():
             dX, dU, db, dW, dh0, dc0 = _lstm_backward(X, U, W, Y, Cx, Hx, dH, dC, ctx.untied, ctx.hard,
-                                                      False, ctx.needs_input_grad[0])
-        return dX, dU, db, dW, dh0, dc0, None, None
+                                                      False, ctx.needs_input_grad[0], ctx.detach)
+        return dX, dU, db, dW, dh0, dc0, None, None, None
 
 
 #: Order of the gates along the fused G*N axis of the parameters (and of ``A``).
@@ -507,16 +532,23 @@ def run(arch: str, A: torch.Tensor, W: torch.Tensor, state0, untied: bool, hard:
     return run_projected(arch, A, None, None, W, state0, untied, hard)
 
 
-def run_projected(arch: str, X: torch.Tensor, U, b, W: torch.Tensor, state0, untied: bool, hard: bool):
+def run_projected(arch: str, X: torch.Tensor, U, b, W: torch.Tensor, state0, untied: bool, hard: bool,
+                  detach=None):
     """:func:`run` on the pre-activations ``A = X U + b``: ``X (M, T, B, n_in)`` (may be an
     expanded view), ``U (M, n_in, G*N)`` / ``b (M, G*N)`` (untied: ``(M, T, n_in, G*N)`` /
     ``(M, T, G*N)``). ``U = b = None``: ``X`` is ``A``. The LSTMs form ``A`` chunk by chunk
-    inside their loop; the other architectures form it first."""
+    inside their loop; the other architectures form it first. ``detach``: h-detach mask
+    ``(M, T)`` of the LSTMs (see :func:`_lstm_backward`); forward values do not depend on it."""
+    if detach is not None and arch not in ("peephole_lstm", "lstm"):
+        raise ValueError(f"h-detach (detach mask) is defined for arch 'lstm' and 'peephole_lstm', not {arch!r}")
+    if detach is not None and tuple(detach.shape) != (X.shape[0], X.shape[1]):
+        raise ValueError(f"detach mask of shape {tuple(detach.shape)}; expected (members, T) = "
+                         f"{(X.shape[0], X.shape[1])}")
     if arch in ("peephole_lstm", "lstm"):
         if arch == "peephole_lstm":
-            return _Peephole.apply(X, U, b, W, state0, untied, hard)
+            return _Peephole.apply(X, U, b, W, state0, untied, hard, detach)
         h0, c0 = state0
-        return _LSTM.apply(X, U, b, W, h0, c0, untied, hard)
+        return _LSTM.apply(X, U, b, W, h0, c0, untied, hard, detach)
     A = X if U is None else project(X, U, b, untied)
     if arch == "vanilla":
         return _Vanilla.apply(A, W, state0, untied, hard), None

@@ -101,10 +101,21 @@ class RecurrentCell(nn.Module):
         Use the hard sigmoid for the gates.
     members : int or None
         ``None`` for a single network, else the number of ensemble members.
+    h_detach : float or sequence of floats
+        h-detach (Arpit et al. 2018; LSTMs only): in training (``model.train()`` with gradients
+        enabled), at every step and for every member one Bernoulli draw with probability
+        ``h_detach`` (one value, or one per member) decides whether the gradient through the
+        recurrent product ``s_{t-1} W`` (``h_{t-1}`` of the LSTM; ``c_{t-1}`` of the peephole
+        LSTM, whose gates read the cell state) is blocked for the whole batch; the cell-state
+        path stays. Forward values are unchanged. Draws use torch's global CPU generator (the
+        training engine seeds it and stores it in checkpoints, so resumed runs are exact).
+
+    Weights are initialised by :func:`rnn_mft.nets.standard_init_` (Appendix C.5); use
+    :func:`rnn_mft.nets.init_` to draw them from a :class:`~rnn_mft.theory.Theta`.
     """
 
     def __init__(self, arch: str, n_in: int, n_hidden: int, untied: int | None = None,
-                 hard_sigmoid: bool = False, members: int | None = None):
+                 hard_sigmoid: bool = False, members: int | None = None, h_detach=0.0):
         super().__init__()
         self.arch = check_arch(arch)
         self.n_in = _pos_int("n_in", n_in)
@@ -119,7 +130,39 @@ class RecurrentCell(nn.Module):
         self.weight_hh = nn.Parameter(torch.empty(*lead, N, G * N))
         self.weight_ih = nn.Parameter(torch.empty(*lead, n_in, G * N))
         self.bias = nn.Parameter(torch.empty(*lead, G * N))
+        self.h_detach = h_detach
         self.reset_parameters()
+
+    # -- h-detach -------------------------------------------------------------------------
+    @property
+    def h_detach(self) -> tuple:
+        """Per-member h-detach probabilities (a tuple of ``n_members`` floats in [0, 1])."""
+        return self._h_detach
+
+    @h_detach.setter
+    def h_detach(self, p) -> None:
+        M = self.n_members
+        vals = [p] * M if isinstance(p, (int, float)) and not isinstance(p, bool) else list(p)
+        if len(vals) != M:
+            raise ValueError(f"h_detach={p!r} has {len(vals)} values; allowed: one float or one per member ({M})")
+        out = []
+        for v in vals:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"h_detach={p!r}: {v!r} is not allowed; expected a probability in [0, 1]")
+            out.append(float(v))
+        if any(out) and self.arch not in ("lstm", "peephole_lstm"):
+            raise ValueError(f"h_detach={p!r} for arch={self.arch!r}; h-detach is defined for 'lstm' and "
+                             f"'peephole_lstm' only (allowed for {self.arch!r}: 0)")
+        self._h_detach = tuple(out)
+
+    def draw_detach(self, T: int, device=None):
+        """The h-detach mask ``(members, T)`` (True: detached step) for one forward pass, or
+        ``None`` when h-detach is off, in eval mode, or without gradients."""
+        if not any(self._h_detach) or not self.training or not torch.is_grad_enabled():
+            return None
+        p = torch.tensor(self._h_detach, dtype=torch.float32).unsqueeze(1)
+        mask = torch.rand(self.n_members, T) < p
+        return mask.to(device) if device is not None else mask
 
     # -- structure ------------------------------------------------------------------------
     @property
@@ -135,8 +178,9 @@ class RecurrentCell(nn.Module):
         standard_init_(self, generator=generator)
 
     def extra_repr(self) -> str:
+        hd = f", h_detach={list(self._h_detach)}" if any(self._h_detach) else ""
         return (f"arch={self.arch!r}, n_in={self.n_in}, n_hidden={self.n_hidden}, untied={self.untied}, "
-                f"hard_sigmoid={self.hard_sigmoid}, members={self.members}")
+                f"hard_sigmoid={self.hard_sigmoid}, members={self.members}{hd}")
 
     def gate(self, k: str, member: int | None = None) -> GateWeights:
         """Views ``(W, U, b)`` of gate ``k`` in the paper's convention.
@@ -212,27 +256,106 @@ class RecurrentCell(nn.Module):
         X = self.input_steps(x)
         return _recurrence.project(X, *self._input_weights(X.shape[1]), self.untied is not None)
 
-    def run(self, x: torch.Tensor, state0=None):
-        """Internal layout: returns ``(S, O)`` with ``S (M, T, B, N)`` the states (``h`` for
-        the LSTM, ``c`` for the peephole LSTM) and ``O`` the peephole output gates
-        :math:`\\sigma(u_o^t)` / the LSTM cell states / ``None``."""
-        x = self._check_input(x)
-        X = self.input_steps(x)
-        M, T, B, _ = X.shape
-        N = self.n_hidden
-        U, b = self._input_weights(T)
-        W = self.weight_hh if self.untied is None else self.weight_hh[:, :T]
-        if state0 is None:
-            z = X.new_zeros(M, B, N, dtype=W.dtype)
-            state0 = (z, z) if self.arch == "lstm" else z
-        elif not self.is_ensemble:
-            state0 = tuple(s.unsqueeze(0) for s in state0) if self.arch == "lstm" else state0.unsqueeze(0)
+    def _zero_state(self, X: torch.Tensor, M: int):
+        z = X.new_zeros(M, X.shape[2], self.n_hidden, dtype=self.weight_hh.dtype)
+        return (z, z) if self.arch == "lstm" else z
+
+    def _run_internal(self, X, U, b, W, state0, detach):
         if X.is_cuda and torch.is_autocast_enabled("cuda"):
             with torch.autocast("cuda", enabled=False):   # the recurrence runs in float32
                 state0 = tuple(s.float() for s in state0) if self.arch == "lstm" else state0.float()
                 return _recurrence.run_projected(self.arch, X.float(), U.float(), b.float(), W.float(), state0,
-                                                 self.untied is not None, self.hard_sigmoid)
-        return _recurrence.run_projected(self.arch, X, U, b, W, state0, self.untied is not None, self.hard_sigmoid)
+                                                 self.untied is not None, self.hard_sigmoid, detach)
+        return _recurrence.run_projected(self.arch, X, U, b, W, state0, self.untied is not None, self.hard_sigmoid,
+                                         detach)
+
+    def _check_detach(self, detach, T: int, device):
+        if detach is None:
+            return self.draw_detach(T, device)
+        if not isinstance(detach, torch.Tensor) or detach.dtype != torch.bool:
+            raise ValueError("detach must be a bool tensor (members, T) or, for a single network, (T,)")
+        if detach.dim() == 1:
+            detach = detach.unsqueeze(0)
+        if tuple(detach.shape) != (self.n_members, T):
+            raise ValueError(f"detach has shape {tuple(detach.shape)}; expected (members, T) = {(self.n_members, T)}")
+        if self.arch not in ("lstm", "peephole_lstm"):
+            raise ValueError(f"detach (h-detach) is defined for 'lstm' and 'peephole_lstm', not arch={self.arch!r}")
+        return detach.to(device)
+
+    def run(self, x: torch.Tensor, state0=None, detach=None):
+        """Internal layout: returns ``(S, O)`` with ``S (M, T, B, N)`` the states (``h`` for
+        the LSTM, ``c`` for the peephole LSTM) and ``O`` the peephole output gates
+        :math:`\\sigma(u_o^t)` / the LSTM cell states / ``None``. ``detach``: an explicit
+        h-detach mask (bool, ``(members, T)``); by default it is drawn (:meth:`draw_detach`)."""
+        x = self._check_input(x)
+        X = self.input_steps(x)
+        M, T, B, _ = X.shape
+        U, b = self._input_weights(T)
+        W = self.weight_hh if self.untied is None else self.weight_hh[:, :T]
+        if state0 is None:
+            state0 = self._zero_state(X, M)
+        elif not self.is_ensemble:
+            state0 = tuple(s.unsqueeze(0) for s in state0) if self.arch == "lstm" else state0.unsqueeze(0)
+        return self._run_internal(X, U, b, W, state0, self._check_detach(detach, T, X.device))
+
+    def run_lengths(self, x: torch.Tensor, lengths: Sequence[int], detach=None):
+        """States at each member's own last step: member ``m`` runs the first ``lengths[m]``
+        steps of ``x``. Returns ``(s, o)``, each ``(M, B, N)`` (``o`` as ``O`` of :meth:`run`
+        at that step, or ``None``).
+
+        The steps run as a staircase: with the distinct lengths ``L_1 < L_2 < ...``, segment
+        ``j`` runs steps ``[L_{j-1}, L_j)`` for the members with ``lengths[m] >= L_j`` only,
+        starting from their states at the end of segment ``j - 1``. The sequential cost is
+        ``max(lengths)`` steps and the arithmetic is ``sum(lengths)`` member-steps, as if every
+        member had run alone on its own length. Gradients flow across segments through the
+        initial-state gradients of the time loops."""
+        x = self._check_input(x)
+        X = self.input_steps(x)
+        M, T, B, _ = X.shape
+        L = [int(v) for v in lengths]
+        if len(L) != M or min(L) < 1 or max(L) > T:
+            raise ValueError(f"lengths={L!r}; allowed: {M} ints in [1, {T}] (T of the input)")
+        detach = self._check_detach(detach, max(L), X.device)
+        order = sorted(range(M), key=lambda m: -L[m])        # longest first: the active set is a prefix
+        ident = order == list(range(M))
+        order_t = torch.tensor(order, device=X.device)
+        shared = x.dim() == 3
+        s_last, o_last = [None] * M, [None] * M
+        state, t0 = None, 0
+        for tb in sorted(set(L)):
+            n_act = sum(1 for m in order if L[m] >= tb)
+            idx = order_t[:n_act]
+
+            def sel(p, _n=n_act, _idx=idx):
+                if _n == M and ident:
+                    return p
+                return p[:_n] if ident else p.index_select(0, _idx)
+
+            if self.untied is None:
+                U, b, W = sel(self.weight_ih), sel(self.bias), sel(self.weight_hh)
+            else:
+                U, b, W = (sel(p[:, t0:tb]) for p in (self.weight_ih, self.bias, self.weight_hh))
+            if shared:
+                Xs = X[:1, t0:tb].expand(n_act, -1, -1, -1)
+            else:
+                Xs = sel(X[:, t0:tb])
+            if state is None:
+                state0 = self._zero_state(X, n_act)
+            else:
+                state0 = tuple(s[:n_act] for s in state) if self.arch == "lstm" else state[:n_act]
+            det = None if detach is None else sel(detach[:, t0:tb])
+            S, O = self._run_internal(Xs, U, b, W, state0, det)
+            for j in range(n_act):             # copies, so that a segment's outputs can be freed
+                m = order[j]
+                if L[m] == tb:
+                    s_last[m] = S[j, -1].clone()
+                    o_last[m] = None if O is None else O[j, -1].clone()
+            state = (S[:, -1].clone(), O[:, -1].clone()) if self.arch == "lstm" else S[:, -1].clone()
+            del S, O
+            t0 = tb
+        s = torch.stack(s_last)
+        o = None if o_last[0] is None else torch.stack(o_last)
+        return s, o
 
     def output(self, S: torch.Tensor, O: torch.Tensor | None) -> torch.Tensor:
         """The output :math:`p` of Table 1 from the internal states (any matching index)."""
@@ -265,7 +388,9 @@ class SequenceClassifier(nn.Module):
     member) reads member ``m`` out at step ``lengths[m]`` instead of the last step, so that
     members trained on different sequence lengths ``T`` share one batch of the longest
     sequences: member ``m`` then sees exactly the first ``lengths[m]`` steps. A single network
-    accepts ``lengths=[T]`` (read out at step ``T`` of longer inputs).
+    accepts ``lengths=[T]`` (read out at step ``T`` of longer inputs). Tied cells run the
+    members as a staircase (:meth:`RecurrentCell.run_lengths`: member ``m`` computes only its
+    own ``lengths[m]`` steps); untied cells run every member ``max(lengths)`` steps.
     """
 
     def __init__(self, cell: RecurrentCell, n_out: int, lengths: Sequence[int] | None = None):
@@ -320,16 +445,22 @@ class SequenceClassifier(nn.Module):
                 raise ValueError(f"sequence length T={T_in} is shorter than the longest read-out step "
                                  f"max(lengths)={Tm}")
             x = x[..., :Tm, :]
-        S, O = self.cell.run(x)
-        M = S.shape[0]
         if self.lengths is None:
+            S, O = self.cell.run(x)
             s_last = S[:, -1]
             o_last = O[:, -1] if O is not None else None
-        else:
+        elif self.cell.untied is not None or len(set(self.lengths.tolist())) == 1:
+            # untied: all members run max(lengths) steps and read out at their own step (slicing
+            # the untied weights per staircase segment would make autograd build a zero-filled
+            # gradient of the whole weight tensor per segment; the memory split of
+            # rnn_mft.train.ensembles keeps the lengths of one untied ensemble close anyway)
+            S, O = self.cell.run(x)
             idx = (self.lengths - 1).to(S.device)
-            ar = torch.arange(M, device=S.device)
+            ar = torch.arange(S.shape[0], device=S.device)
             s_last = S[ar, idx]
             o_last = O[ar, idx] if O is not None else None
+        else:
+            s_last, o_last = self.cell.run_lengths(x, self.lengths.tolist())
         p = self.cell.output(s_last, o_last)                       # (M, B, N)
         return torch.baddbmm(self.bias_out.unsqueeze(1), p, self.weight)
 
@@ -344,7 +475,8 @@ class SequenceClassifier(nn.Module):
             raise ValueError(f"member k={k!r} is not allowed; expected an int in [0, {self.n_members})")
         c = self.cell
         lengths = None if self.lengths is None else [int(self.lengths[k])]
-        single = SequenceClassifier(RecurrentCell(c.arch, c.n_in, c.n_hidden, c.untied, c.hard_sigmoid),
+        single = SequenceClassifier(RecurrentCell(c.arch, c.n_in, c.n_hidden, c.untied, c.hard_sigmoid,
+                                                  h_detach=c.h_detach[k]),
                                     self.n_out, lengths=lengths).to(self.weight.device, self.weight.dtype)
         with torch.no_grad():
             mine = dict(self.named_parameters())
@@ -366,7 +498,8 @@ def stack(models: Sequence[SequenceClassifier], lengths: Sequence[int] | None = 
             raise ValueError(f"cannot stack models with different (arch, n_in, n_hidden, untied, hard_sigmoid, "
                              f"n_out): {k} vs {key}")
     ens = SequenceClassifier(RecurrentCell(c0.arch, c0.n_in, c0.n_hidden, c0.untied, c0.hard_sigmoid,
-                                           members=len(models)), models[0].n_out, lengths=lengths)
+                                           members=len(models), h_detach=[m.cell.h_detach[0] for m in models]),
+                             models[0].n_out, lengths=lengths)
     ens = ens.to(models[0].weight.device, models[0].weight.dtype)
     with torch.no_grad():
         params = [dict(m.named_parameters()) for m in models]
@@ -397,13 +530,14 @@ class StockSequenceClassifier(nn.Module):
 
 
 def make(arch: str, n_in: int, n_hidden: int, untied: int | None = None, hard_sigmoid: bool = False,
-         members: int | None = None) -> RecurrentCell:
+         members: int | None = None, h_detach=0.0) -> RecurrentCell:
     """A :class:`RecurrentCell` (see its docstring); ``untied=T`` unties the weights over ``T`` steps."""
-    return RecurrentCell(arch, n_in, n_hidden, untied=untied, hard_sigmoid=hard_sigmoid, members=members)
+    return RecurrentCell(arch, n_in, n_hidden, untied=untied, hard_sigmoid=hard_sigmoid, members=members,
+                         h_detach=h_detach)
 
 
 def make_classifier(arch: str, n_in: int, n_hidden: int, n_out: int, untied: int | None = None,
                     hard_sigmoid: bool = False, members: int | None = None,
-                    lengths: Sequence[int] | None = None) -> SequenceClassifier:
-    """A :class:`SequenceClassifier` around ``make(arch, n_in, n_hidden, untied, hard_sigmoid, members)``."""
-    return SequenceClassifier(make(arch, n_in, n_hidden, untied, hard_sigmoid, members), n_out, lengths)
+                    lengths: Sequence[int] | None = None, h_detach=0.0) -> SequenceClassifier:
+    """A :class:`SequenceClassifier` around ``make(arch, n_in, n_hidden, untied, hard_sigmoid, members, h_detach)``."""
+    return SequenceClassifier(make(arch, n_in, n_hidden, untied, hard_sigmoid, members, h_detach), n_out, lengths)

@@ -21,7 +21,8 @@ r"""The training engine shared by every experiment of the book.
   later continues from there;
 * ``device="auto"``: CUDA when present, else CPU; ``amp=True`` runs the read-out (and stock
   modules) in bfloat16 autocast on CUDA; our cells' input projection and recurrence stay in
-  float32 (the projection is fused into the recurrence);
+  float32 (the projection is fused into the recurrence); ``tf32=True`` (default off) lets the
+  matrix products on CUDA use TF32 (10-bit mantissa inputs, float32 accumulation) for the run;
 * progress bars (tqdm) only on a terminal: off when stderr is not a TTY (papermill, CI logs) or
   when ``RNN_MFT_PROGRESS=0``; ``RNN_MFT_PROGRESS=1`` forces them on.
 
@@ -151,6 +152,7 @@ class TrainConfig:
     amp: bool = False
     progress: bool | None = None
     diverge_factor: float = 100.0
+    tf32: bool = False
 
     def __post_init__(self):
         if not (isinstance(self.steps, int) and self.steps >= 1):
@@ -161,6 +163,8 @@ class TrainConfig:
             raise ValueError(f"unknown optimizer={self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
         if self.clip is not None and not self.clip > 0:
             raise ValueError(f"clip={self.clip!r} must be None or > 0")
+        if not isinstance(self.tf32, bool):
+            raise ValueError(f"tf32={self.tf32!r}; allowed: True or False")
         for name in ("eval_every", "checkpoint_every"):
             v = getattr(self, name)
             if not (isinstance(v, int) and v >= 0):
@@ -364,19 +368,37 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
 
     ftz = flush_denormal()           # vanishing gradients must not fall into slow denormal arithmetic
     ftz.__enter__()
+    tf32_was = torch.backends.cuda.matmul.allow_tf32
+    if device.type == "cuda":        # TF32 matrix products (opt-in; cfg.tf32): on CUDA only, for this run only
+        torch.backends.cuda.matmul.allow_tf32 = bool(cfg.tf32)
     try:
         return _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, gen, train_loss, train_acc,
                      grad_norm, ev_step, ev_loss, ev_acc, diverged, diverged_step, start, elapsed, ckpt, do_eval,
                      init_loss, done, settings, deadline)
     finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32_was
         ftz.__exit__(None, None, None)
+
+
+class _NoBar:
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
 
 
 def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, gen, train_loss, train_acc, grad_norm,
           ev_step, ev_loss, ev_acc, diverged, diverged_step, start, elapsed, ckpt, do_eval, init_loss, done,
           settings, deadline):
     S = cfg.steps
-    from tqdm import tqdm
+    try:
+        from tqdm import tqdm
+    except ImportError:              # tqdm is only for progress bars; machines without it train without them
+        tqdm = _NoBar
     t0 = time.perf_counter()
 
     def save(step, finished):

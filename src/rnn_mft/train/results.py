@@ -123,6 +123,24 @@ class RunResult:
                 meta[key] = [meta[key][k]]
         return RunResult({n: np.array(a) for n, a in curves.items()}, final, dict(self.config), meta)
 
+    def select(self, idx) -> "RunResult":
+        """The result of the members ``idx`` (a list of member indices, in that order), as if
+        they had been an ensemble of their own (used to split a whole-figure ensemble)."""
+        M = int(self.meta.get("members", 1))
+        idx = [int(k) for k in idx]
+        if not idx or min(idx) < 0 or max(idx) >= M:
+            raise ValueError(f"idx={idx!r}; allowed: a non-empty list of member indices in [0, {M})")
+        curves = {n: (a[:, idx] if a.ndim == 2 and a.shape[1] == M else a) for n, a in self.curves.items()}
+        final = {n: ([v[k] for k in idx] if isinstance(v, list) and len(v) == M else v) for n, v in self.final.items()}
+        meta = dict(self.meta, members=len(idx), members_of_ensemble=idx)
+        for key in ("diverged", "diverged_step", "labels"):
+            if isinstance(meta.get(key), list) and len(meta[key]) == M:
+                meta[key] = [meta[key][k] for k in idx]
+        config = dict(self.config)
+        if isinstance(config.get("lr"), list) and len(config["lr"]) == M:
+            config["lr"] = [config["lr"][k] for k in idx]
+        return RunResult({n: np.array(a) for n, a in curves.items()}, final, config, meta)
+
     def to_json_dict(self) -> dict:
         return _jsonable({"config": self.config, "final": self.final, "meta": self.meta,
                           "curves": sorted(self.curves)})

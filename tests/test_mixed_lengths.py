@@ -1,0 +1,111 @@
+"""Whole-figure ensembles (issue 10): networks with different sequence lengths T train as one
+ensemble on padded MNIST, each reading out at its own T, and member k follows the run of the
+same network trained alone on padded MNIST of length T_k.
+
+Tolerance: the ensemble and the stand-alone run perform the same float32 arithmetic grouped
+differently (batched products over other member counts, the staircase's segments, other chunk
+lengths of the LSTM loop), so they agree to float32 rounding, not bitwise: losses to rtol 1e-5
+and parameters after the Adam steps to rtol 1e-4 / atol 1e-6 (lr 1e-2: the steps move weights
+by ~1e-2, rounding differences are ~1e-7 of that). A wrong read-out step, a leaked future input
+or gradient, or different data would show as O(1e-2) differences in loss.
+
+Over long runs the two trajectories need not stay this close: with vanishing gradients Adam
+turns a rounding difference in a tiny gradient into a full-size step (measured on Figure 1's ci
+settings: relative loss difference 1e-7 at step 1, 1e-2 by step 10 for the standard
+initialization at T = 100), as any reordering of float32 sums would (CPU against GPU, another
+BLAS). Equality is therefore tested over a few steps.
+"""
+import numpy as np
+import pytest
+import torch
+
+from rnn_mft import nets, train
+from rnn_mft.data import load_task_pair
+from rnn_mft.experiments import sequence_length, trainability
+from rnn_mft.experiments._training import make_ensemble
+from rnn_mft.theory import Theta
+from rnn_mft.train.ensembles import ensemble_bytes, split_by_memory
+
+torch.set_num_threads(1)
+
+
+def _task(T):
+    tr, te = load_task_pair("padded_mnist", seq_len=T, progressbar=False, download=False)
+    return train.DatasetTask(tr, te, n_eval=24, eval_on="train")
+
+
+def test_padded_mnist_is_a_prefix_stream():
+    a, b = _task(7), _task(3)
+    for t in (a, b):
+        t.train.set_epoch(4)
+    xa, ya = a.train.batch(np.arange(6))
+    xb, yb = b.train.batch(np.arange(6))
+    assert torch.equal(xa[:, :3], xb) and torch.equal(ya, yb)
+
+
+@pytest.mark.parametrize("arch,untied", [("peephole_lstm", False), ("gru", False), ("lstm", True)])
+def test_member_of_mixed_length_ensemble_equals_its_standalone_run(arch, untied):
+    lengths = [3, 7, 5, 7]
+    th = [Theta.uniform(arch, sigma2=1.0, nu2=1.0, f=dict(sigma2=1.0, nu2=1.0, mu=mu)) for mu in (0.0, 1.0, 2.0, -1.0)]
+    cfg = train.TrainConfig(steps=4, batch_size=8, optimizer="adam", lr=1e-2, clip=1.0, eval_every=2,
+                            progress=False, device="cpu")
+    ens = make_ensemble(arch, 784, 6, 10, [("theta", t) for t in th], seed=3, lengths=lengths,
+                        untied=max(lengths) if untied else None)
+    res = train.fit(ens, _task(max(lengths)), cfg)
+    for k, T in enumerate(lengths):
+        alone = make_ensemble(arch, 784, 6, 10, [("theta", th[k])], seed=3, member_seeds=[k],
+                              untied=max(lengths) if untied else None)
+        r = train.fit(alone, _task(T), cfg)                      # its own task of length T
+        np.testing.assert_allclose(res.curves["train_loss"][:, k], r.curves["train_loss"][:, 0], rtol=1e-5)
+        np.testing.assert_allclose(res.curves["eval_loss"][:, k], r.curves["eval_loss"][:, 0], rtol=1e-5)
+        np.testing.assert_allclose(res.curves["eval_acc"][:, k], r.curves["eval_acc"][:, 0])
+        for (name, p), q in zip(ens.named_parameters(), alone.parameters()):
+            torch.testing.assert_close(p[k], q[0], rtol=1e-4, atol=1e-6, msg=f"{name} of member {k}")
+
+
+def test_staircase_gradients_equal_separate_runs_in_float64():
+    """The staircase (tied cells) against each member run alone over its own length: outputs and
+    every gradient to float64 rounding (rtol 1e-10)."""
+    torch.manual_seed(0)
+    lengths = [2, 6, 4, 6, 1]
+    singles = [nets.make_classifier("lstm", 3, 4, 2).double() for _ in lengths]
+    for s in singles:
+        nets.init_(s, Theta.uniform("lstm", sigma2=1.5, nu2=1.0, mu=0.2))
+    ens = nets.stack(singles, lengths=lengths)
+    x = torch.randn(5, 6, 3, dtype=torch.float64)
+    y = ens(x)
+    w = torch.randn_like(y)
+    (y * w).sum().backward()
+    for k, (s, T) in enumerate(zip(singles, lengths)):
+        yk = s(x[:, :T])
+        torch.testing.assert_close(y[k], yk, rtol=1e-10, atol=1e-12)
+        (yk * w[k]).sum().backward()
+        for (name, p), q in zip(ens.named_parameters(), s.parameters()):
+            torch.testing.assert_close(p.grad[k], q.grad[0], rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_split_by_memory_groups_longest_first_and_states_bytes():
+    def b(lengths):
+        return ensemble_bytes("gru", 784, 32, 10, lengths, 32, True)
+    one = b([64] * 6)["total"]
+    groups = split_by_memory([2, 4, 8, 16, 32, 64], 6, b, 1.5 * one)
+    assert groups[0][-1] == 64 and sorted(t for g in groups for t in g) == [2, 4, 8, 16, 32, 64]
+    assert all(b([t for t in g for _ in range(6)])["total"] <= 1.5 * one or len(g) == 1 for g in groups)
+    assert split_by_memory([2, 4, 8], 6, b, 1e15) == [[2, 4, 8]]            # everything fits: one ensemble
+    tied = ensemble_bytes("gru", 784, 32, 10, [64] * 6, 32, False)
+    assert tied["params"] * 64 == pytest.approx(b([64] * 6)["params"], rel=0.01)   # untied: T weight sets
+    with pytest.raises(ValueError, match="budget=0"):
+        split_by_memory([2], 1, b, 0)
+    with pytest.raises(ValueError, match="lengths=\\[\\]"):
+        ensemble_bytes("gru", 784, 32, 10, [], 32, True)
+
+
+def test_experiments_train_whole_figures_as_few_ensembles():
+    tied = trainability.config("paper", tied=True)
+    assert all(len(trainability.groups(tied, a)) == 1 for a in tied["archs"])       # Figure 6: one per arch
+    untied = trainability.config("paper")
+    for e in trainability.ensembles(untied):
+        assert e["bytes"]["total"] <= untied["ensemble_gib"] * 2**30 or len(e["Ts"]) == 1
+    assert len(sequence_length.groups(sequence_length.config("paper"))) == 1        # Figure 1: one ensemble
+    c = trainability.cost(trainability.config("paper"))
+    assert c["sequential_steps"] < c["sequential_steps_one_ensemble_per_T"]
