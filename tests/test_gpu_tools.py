@@ -57,6 +57,8 @@ def test_gpu_slice_driver_at_smoke_size(tmp_path, monkeypatch):
     finally:
         sys.path.pop(0)
     monkeypatch.setenv("RNN_MFT_RESULTS", str(tmp_path / "store"))
+    # main() exports RNN_MFT_DEADLINE into os.environ: recorded here so that teardown removes it
+    monkeypatch.setenv("RNN_MFT_DEADLINE", "")
     assert gpu_slice.main(["--budget-min", "30", "--profile", "smoke", "--out", str(tmp_path), "--archs", "gru"]) == 0
     rep = json.loads((tmp_path / "slice.json").read_text())
     assert [r["status"] for r in rep] == ["done", "done"]                      # Figure 6 then Figure 2, gru

@@ -3,10 +3,11 @@ provenance, under ``--out``.
 
 The ensembles of :func:`rnn_mft.experiments.trainability.ensembles` run one after another: the
 tied ones first (Figure 6: one whole-figure ensemble per architecture), then the untied groups
-of Figure 2. No new ensemble starts once ``--budget-min`` minutes have passed since the start; a
-started one runs to its end (profile ``paper`` checkpoints every 100 steps, so an interrupted
-ensemble resumes when the slice is run again). ``RNN_MFT_DEADLINE`` (Unix time of the end of
-the budget) is exported for engines that stop at a deadline by themselves.
+of Figure 2. No new ensemble starts once ``--budget-min`` minutes have passed since the start,
+and the one in training stops at that deadline: the engine reads ``RNN_MFT_DEADLINE`` (exported
+here), checkpoints and raises ``BudgetExhausted``, recorded as "stopped at the budget". With
+profile ``paper`` that checkpoint is kept (``data/checkpoints/paper/``), so running the slice
+again, here or on another machine, resumes it.
 
 Results: ``ci``/``paper`` runs go to the results store (``$RNN_MFT_RESULTS``, default
 ``<out>/results``); every profile also writes ``<out>/slice.json`` (per ensemble: status, wall
@@ -61,6 +62,7 @@ def main(argv=None) -> int:
     import torch
 
     from rnn_mft.experiments import trainability
+    from rnn_mft.train import BudgetExhausted
     from rnn_mft.train.ensembles import format_bytes
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     prov = {"git_commit": _git_commit(), "device": dev,
@@ -88,6 +90,9 @@ def main(argv=None) -> int:
         try:
             res = trainability.run_group(cfg, e["arch"], e["Ts"])
             status = "done"
+        except BudgetExhausted as exc:                     # checkpointed; the next slice resumes it
+            res, status = None, f"stopped at the budget: {' '.join(str(exc).split())}"
+            print(f"  {status}", flush=True)
         except Exception as exc:                           # noqa: BLE001 (record it, go on with the next)
             res, status = None, f"failed: {type(exc).__name__}: {exc}"
             print(f"  {status}", flush=True)
