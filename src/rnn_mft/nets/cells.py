@@ -109,9 +109,6 @@ class RecurrentCell(nn.Module):
         LSTM, whose gates read the cell state) is blocked for the whole batch; the cell-state
         path stays. Forward values are unchanged. Draws use torch's global CPU generator (the
         training engine seeds it and stores it in checkpoints, so resumed runs are exact).
-
-    Weights are initialised by :func:`rnn_mft.nets.standard_init_` (Appendix C.5); use
-    :func:`rnn_mft.nets.init_` to draw them from a :class:`~rnn_mft.theory.Theta`.
     """
 
     def __init__(self, arch: str, n_in: int, n_hidden: int, untied: int | None = None,
