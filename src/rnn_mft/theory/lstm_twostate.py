@@ -432,38 +432,45 @@ def _chi_zero(mod, pi, th, tol=1e-13, max_lag=200000):
             nus[k] = acc
     if not nus:
         return 0.0
-    seqs = {k: [] for k in nus}
-    EF = mod.EF
-    cur = dict(nus)
+    # d_k(tau) = <tanh', nu_k P1^tau>; it decays at the rate of the slowest mode that nu_k excites
+    # (E F for a law with mass, E F^2 for a zero-mass odd one such as beta_f = sigma'(u_f) c on a
+    # symmetric law). Iterate until every ratio d_k(tau)/d_k(tau - 1) has settled (or d_k is
+    # negligible), then continue each lag sum geometrically with its own settled ratio.
+    seqs = {k: [float(v @ dt)] for k, v in nus.items()}
+    cur = {k: v @ P1 for k, v in nus.items()}
+    ratio = {k: np.nan for k in nus}
     settled = 0
-    for tau in range(max_lag):
+    for tau in range(1, max_lag):
+        ok = True
         for k in cur:
             seqs[k].append(float(cur[k] @ dt))
-        if tau > 20:
-            ok = True
-            for k in seqs:
-                s = seqs[k]
-                if abs(s[-2]) > 0 and abs(s[-1] / s[-2] - EF) > 1e-9:
-                    ok = False
-            settled = settled + 1 if ok else 0
-            small = all(abs(seqs[k][-1]) < 1e-300 for k in seqs)
-            if settled >= 5 or small:
-                break
+            d0, d1, d2_ = seqs[k][0], seqs[k][-2], seqs[k][-1]
+            if abs(d2_) <= 1e-17 * max(abs(d0), 1e-300):
+                ratio[k] = 0.0                      # negligible from here on
+                continue
+            r = d2_ / d1 if d1 != 0 else np.inf
+            if not (np.isfinite(ratio[k]) and abs(r - ratio[k]) <= 1e-10 * abs(r)):
+                ok = False
+            ratio[k] = r
+        settled = settled + 1 if (ok and tau > 20) else 0
+        if settled >= 5:
+            break
         cur = {k: v @ P1 for k, v in cur.items()}
     d2 = {k: np.asarray(v) ** 2 for k, v in seqs.items()}
     s2 = {k: th[k]["sigma2"] for k in d2}
+    tail_sq = {k: (ratio[k] ** 2 if np.isfinite(ratio[k]) else 1.0) for k in d2}
 
     def rhs(chi):
         tot = 0.0
         for k, d in d2.items():
             lags = np.arange(d.size)
-            tail_ratio = EF**2 / chi
-            tail = d[-1] * tail_ratio / (1.0 - tail_ratio) if tail_ratio < 1 else np.inf
+            tr = tail_sq[k] / chi
+            tail = d[-1] * tr / (1.0 - tr) if tr < 1 else np.inf
             tot += s2[k] * (float(np.sum(d * chi ** (-lags))) + tail * chi ** (-(d.size - 1.0)))
         return Eo * tot
 
-    # chi > (E F)^2 is needed for convergence; g(chi) = rhs(chi) - chi is decreasing there
-    lo = EF**2 * (1 + 1e-12) + 1e-300
+    # the lag sums converge for chi above every settled squared ratio; rhs(chi) - chi decreases
+    lo = max(max(tail_sq.values()), 1e-300) * (1 + 1e-12)
     hi = max(1.0, rhs(1.0)) * 2.0
     if rhs(lo) - lo <= 0:
         return float(lo)
