@@ -460,13 +460,23 @@ def _chi_zero(mod, pi, th, tol=1e-13, max_lag=200000):
     s2 = {k: th[k]["sigma2"] for k in d2}
     tail_sq = {k: (ratio[k] ** 2 if np.isfinite(ratio[k]) else 1.0) for k in d2}
 
-    def rhs(chi):
-        tot = 0.0
+    logd2 = {}
+    with np.errstate(divide="ignore"):
         for k, d in d2.items():
-            lags = np.arange(d.size)
-            tr = tail_sq[k] / chi
-            tail = d[-1] * tr / (1.0 - tr) if tr < 1 else np.inf
-            tot += s2[k] * (float(np.sum(d * chi ** (-lags))) + tail * chi ** (-(d.size - 1.0)))
+            logd2[k] = np.log(d)                    # -inf where d_k(tau) = 0: the term is 0
+
+    def rhs(chi):
+        """sum_k sigma_k^2 sum_tau chi^-tau d_k(tau)^2 (times E sigma(u_o))^2), in logs: chi can be
+        tiny and tau large."""
+        lc = np.log(chi)
+        tot = 0.0
+        for k, ld in logd2.items():
+            lags = np.arange(ld.size)
+            with np.errstate(over="ignore"):
+                tot += s2[k] * float(np.sum(np.exp(ld - lags * lc)))
+                tr = tail_sq[k] / chi
+                if tail_sq[k] > 0 and np.isfinite(ld[-1]):
+                    tot += s2[k] * (np.exp(ld[-1] - (ld.size - 1.0) * lc) * tr / (1.0 - tr) if tr < 1 else np.inf)
         return Eo * tot
 
     # the lag sums converge for chi above every settled squared ratio; rhs(chi) - chi decreases
