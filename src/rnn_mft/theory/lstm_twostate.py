@@ -75,6 +75,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg as sl
 
 from .quadrature import gauss_hermite, sigmoid as _sig
 from .meanfield import check_R, check_sigma_z, nodes_for
@@ -208,7 +209,6 @@ class _Model:
         dtr = 1.0 - tr**2
         self.G = (si * tr).ravel()
         self.wg = np.outer(wg, wg).ravel()
-        self.B = (th["i"]["sigma2"] * dsi**2 * tr**2 + th["r"]["sigma2"] * si**2 * dtr**2).ravel()
         # G = X Y with X = sigma(u_i) and Y = tanh(u_r) independent: the (weighted) laws of G are
         # sums of products of one-dimensional laws, compressed factor by factor (see _grule_key)
         self._X = (si.ravel(), dsi.ravel(), np.asarray(wg))
@@ -355,7 +355,6 @@ def _chi_one(mod, pi, th):
     eye = np.eye(n)
 
     def f_and_df(chi):
-        import scipy.linalg as sl
         lu = sl.lu_factor(chi * eye - P2)
         y = sl.lu_solve(lu, w)
         z = sl.lu_solve(lu, y)
