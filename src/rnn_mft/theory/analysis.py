@@ -185,7 +185,7 @@ def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float 
         LSTM only. ``"two_state"`` (default): the deterministic theory of the pair (h, c) of
         :mod:`rnn_mft.theory.lstm_twostate`, which agrees with simulated networks; it covers
         Sigma_z = 1 (C* = 1) and Sigma_z = 0 with independent copies (C* = 0) and returns NaN
-        (``converged`` False, ``info["method"]`` saying why) elsewhere; m1, m2 are the moments
+        (``converged`` False, ``info["methods"]`` saying why) elsewhere; m1, m2 are the moments
         of the 2N x 2N Jacobian of (h, c) and ``m2_printed`` is NaN. ``"paper"``: Algorithm 1
         with Appendix A.2.3's hidden-state approximation (Monte Carlo; for comparison).
 
