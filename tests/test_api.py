@@ -56,3 +56,37 @@ def test_unknown_name_is_an_attribute_error():
 
     with pytest.raises(AttributeError, match="no attribute 'analyse'"):
         rnn_mft.analyse
+
+
+_BLOCK = """
+import importlib.abc, sys
+BLOCKED = set(sys.argv[1].split(","))
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"blocked: {name}", name=name)
+sys.meta_path.insert(0, Block())
+import pytest
+sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *sys.argv[2:]]))
+"""
+
+
+def _collect(blocked: str, *paths: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _BLOCK, blocked, *paths], capture_output=True, text=True,
+                          cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+
+
+def test_doctest_collection_without_the_extras():
+    """`pytest` collects the docstring examples of src/ on a core install: the modules that need
+    matplotlib, pyyaml or submitit are left out, the others are collected."""
+    proc = _collect("matplotlib,yaml,submitit", "src")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "src/rnn_mft/theory/theta.py::rnn_mft.theory.theta" in proc.stdout
+    assert "src/rnn_mft/__init__.py::rnn_mft" in proc.stdout
+    assert "rnn_mft/plotting" not in proc.stdout and "rnn_mft/book.py" not in proc.stdout
+
+
+def test_doctest_collection_fails_on_a_real_import_error():
+    """The check can fail: a core dependency that is missing breaks the collection."""
+    proc = _collect("scipy", "src/rnn_mft/theory/theta.py")
+    assert proc.returncode != 0 and "blocked: scipy" in proc.stdout + proc.stderr
