@@ -49,6 +49,7 @@ def test_every_export_is_the_subpackage_object():
         assert name in rnn_mft.__all__, name
     assert set(rnn_mft.__all__) <= set(dir(rnn_mft))
     assert rnn_mft.make is rnn_mft.nets.make            # make: the cell factory of rnn_mft.nets
+    assert rnn_mft.theory is importlib.import_module("rnn_mft.theory")   # subpackages on attribute access
 
 
 def test_unknown_name_is_an_attribute_error():

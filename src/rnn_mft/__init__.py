@@ -56,7 +56,7 @@ _EXPORTS = {
     # training (torch)
     "fit": "train", "TrainConfig": "train", "ResultsStore": "train",
 }
-_SUBPACKAGES = ("theory", "sim", "nets", "data", "train", "plotting", "experiments", "book", "cli")
+_SUBPACKAGES = ("arch", "theory", "sim", "nets", "data", "train", "plotting", "experiments", "book", "cli")
 
 __all__ = ["__version__", *_EXPORTS]
 
@@ -66,7 +66,12 @@ def __getattr__(name: str):
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     elif name in _SUBPACKAGES:
-        value = importlib.import_module(f".{name}", __name__)
+        try:
+            value = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise               # the subpackage exists but needs something missing: say what
+            raise AttributeError(f"module 'rnn_mft' has no attribute {name!r}") from None
     else:
         raise AttributeError(f"module 'rnn_mft' has no attribute {name!r}")
     globals()[name] = value
@@ -74,4 +79,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBPACKAGES))
+    return sorted(set(globals()) | set(_EXPORTS))
