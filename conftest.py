@@ -16,7 +16,6 @@ _SRC = Path(__file__).resolve().parent / "src" / "rnn_mft"
 #: first path part under src/rnn_mft -> the module of the optional extra it needs
 _NEEDS_EXTRA = {
     "plotting": "matplotlib",      # extra `plot`
-    "experiments": "matplotlib",   # extra `plot` (its modules draw the chapters' figures)
     "book.py": "yaml",             # extra `book`
     "cluster": "submitit",         # extra `cluster`
 }
