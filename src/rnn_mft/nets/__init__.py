@@ -1,13 +1,12 @@
 """PyTorch cells of Table 1 (tied and untied weights, single networks and ensembles) and their
 initializers (Theta-sampling, standard, critical, chrono; stock ``torch.nn.LSTM``/``GRU`` too).
 
-Modules: :mod:`~rnn_mft.nets.cells` (:class:`RecurrentCell`, :func:`make`),
-:mod:`~rnn_mft.nets.classifier` (:class:`SequenceClassifier`, :func:`stack`),
-:mod:`~rnn_mft.nets.init` (the initializers); the time loops with hand-written backward passes
-live in the private ``_recurrence``, whose public helpers are re-exported here:
-:func:`hard_sigmoid` and :func:`flush_denormal` (a context manager that flushes denormal floats to
-zero on the CPU, which the training engine wraps around every run: vanishing gradients otherwise
-fall into slow denormal arithmetic).
+Modules: ``cells`` (:class:`RecurrentCell`, :func:`make`), ``classifier``
+(:class:`SequenceClassifier`, :func:`stack`), ``init`` (the initializers); the time loops with
+hand-written backward passes live in the private ``_recurrence``, whose public helpers are
+re-exported here: :func:`hard_sigmoid` and :func:`flush_denormal` (a context manager that
+flushes denormal floats to zero on the CPU, which the training engine wraps around every run:
+vanishing gradients otherwise fall into slow denormal arithmetic).
 
 >>> from rnn_mft import nets, theory
 >>> cell = nets.make("peephole_lstm", n_in=1, n_hidden=32)
