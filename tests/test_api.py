@@ -91,3 +91,52 @@ def test_doctest_collection_fails_on_a_real_import_error():
     """The check can fail: a core dependency that is missing breaks the collection."""
     proc = _collect("scipy", "src/rnn_mft/theory/theta.py")
     assert proc.returncode != 0 and "blocked: scipy" in proc.stdout + proc.stderr
+
+
+def private_imports(src: Path) -> list[str]:
+    """``from``-imports in the package tree ``src`` (the folder ``rnn_mft``) that reach into another
+    package for a private name or through a private module (``_x``); the root package's own
+    helper ``rnn_mft._io`` is shared by all subpackages. Imports within one package are free."""
+    import ast
+
+    bad = []
+    for f in sorted(src.rglob("*.py")):
+        rel = f.relative_to(src)
+        pkg = rel.parts[0] if len(rel.parts) > 1 else None      # None: a module of the root package
+        mod = ("rnn_mft",) + rel.with_suffix("").parts
+        here = mod[:-1]                  # the package a relative import starts from
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = here[:len(here) - node.level + 1]
+                    target = base + (tuple(node.module.split(".")) if node.module else ())
+                else:
+                    target = tuple((node.module or "").split("."))
+                fulls = [target + (a.name,) for a in node.names]
+            elif isinstance(node, ast.Import):
+                fulls = [tuple(a.name.split(".")) for a in node.names]
+            else:
+                continue
+            for full in fulls:
+                if full[:1] != ("rnn_mft",) or len(full) < 3 or full[1] == pkg or full[1] == "_io":
+                    continue
+                if any(p.startswith("_") and not p.startswith("__") for p in full[1:]):
+                    bad.append(f"{rel}:{node.lineno}: {'.'.join(full)}")
+    return bad
+
+
+def test_no_private_name_crosses_a_package_border():
+    assert private_imports(ROOT / "src" / "rnn_mft") == []
+
+
+def test_private_import_check_can_fail(tmp_path):
+    src = tmp_path / "rnn_mft"
+    for d in ("train", "data", "nets"):
+        (src / d).mkdir(parents=True)
+        (src / d / "__init__.py").write_text("")
+    (src / "train" / "engine.py").write_text("from ..nets._recurrence import flush_denormal\n"
+                                             "from .._io import atomic_write_bytes\nfrom . import _private\n")
+    (src / "data" / "x.py").write_text("from rnn_mft.nets.cells import _pos_int\nimport rnn_mft._io\n")
+    (src / "nets" / "__init__.py").write_text("from ._recurrence import hard_sigmoid\n")
+    assert private_imports(src) == ["data/x.py:1: rnn_mft.nets.cells._pos_int",
+                                    "train/engine.py:1: rnn_mft.nets._recurrence.flush_denormal"]
