@@ -49,7 +49,7 @@ mu_f = 3 (N = 30000) drifts from xi = 7.236 (first half) to 7.206 (second half) 
 typical 6.66, while the windowed estimate is 7.231 +- 0.002 = -1/log E[F^2] (7.2317).
 
 :func:`correlation_decay` measures :math:`\chi_{C^*}` for :math:`\Sigma_z < 1` with two copies.
-It lives in ``rnn_mft.sim.lstm_correlation``, the window sizing (:func:`auto_windows`) and the
+It lives in ``rnn_mft.sim.lstm_correlation``, the window sizing (``auto_windows``) and the
 rate summaries shared by both in ``rnn_mft.sim.lstm_windows``; all are importable from here.
 """
 from __future__ import annotations
