@@ -37,8 +37,6 @@ def _version() -> str:
         return m.group(1) if m else "0+unknown"
 
 
-__version__ = _version()
-
 #: public name -> the subpackage that defines it (imported lazily by :func:`__getattr__`)
 _EXPORTS = {
     # the mean-field theory (numpy/scipy only)
@@ -62,8 +60,11 @@ __all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str):
-    """Import a public name (or a subpackage) on first access, then keep it in this module."""
-    if name in _EXPORTS:
+    """Import a public name (or a subpackage) on first access, then keep it in this module.
+    ``__version__`` too is computed on first access (importlib.metadata costs ~40 ms)."""
+    if name == "__version__":
+        value = _version()
+    elif name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     elif name in _SUBPACKAGES:
         try:
@@ -79,4 +80,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | {"__version__"})
