@@ -50,7 +50,7 @@ def time_training_step(e: dict, device, warmup: int, timed: int) -> float:
     import torch.nn.functional as F
 
     from rnn_mft import nets
-    from rnn_mft.nets._recurrence import flush_denormal
+    from rnn_mft.nets import flush_denormal
     from rnn_mft.train import MemberOptimizer, clip_grad_norm_members_
     T = max(e["lengths"])
     M = e["members"]

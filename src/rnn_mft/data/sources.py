@@ -32,7 +32,7 @@ from .._io import default_file_mode
 from .registry import FileEntry
 
 __all__ = ["DataUnavailableError", "HashMismatchError", "data_dir", "mirror_dirs", "fetch",
-           "file_hash", "verify", "offline"]
+           "file_hash", "verify", "offline", "import_pooch"]
 
 
 class DataUnavailableError(FileNotFoundError):
@@ -59,13 +59,16 @@ def data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     if env:
         return Path(env).expanduser()
     try:
-        return Path(_pooch().os_cache("rnn_mft"))
+        return Path(import_pooch().os_cache("rnn_mft"))
     except ImportError:              # without pooch (offline machines): the same folder on Linux
         return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "rnn_mft"
 
 
-def _pooch():
-    """Import pooch without tqdm.auto's warning about missing notebook widgets."""
+def import_pooch():
+    """The ``pooch`` module, imported without tqdm.auto's warning about missing notebook widgets.
+
+    Raises ``ImportError`` where pooch is not installed (downloads then fail with a clear
+    :class:`DataUnavailableError`; files still come from the cache and the mirror)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*IProgress not found.*")
         import pooch
@@ -338,7 +341,7 @@ def _download(entry: FileEntry, url: str, cache: Path, *, progressbar: bool,
 
     Staging folders of downloads killed earlier (``kill -9``) are removed first
     (:func:`clean_stale_downloads`); the file gets the umask's mode (e.g. 0644)."""
-    pooch = _pooch()
+    pooch = import_pooch()
     cache.mkdir(parents=True, exist_ok=True)
     clean_stale_downloads(cache)
     staging = Path(tempfile.mkdtemp(prefix=f".download-{entry.name}-", dir=cache))

@@ -34,9 +34,9 @@ def load_pair(name: str, **kwargs):
     import logging
 
     from ..data import load_task_pair
-    from ..data.sources import _pooch
+    from ..data.sources import import_pooch
     try:
-        log = _pooch().get_logger()
+        log = import_pooch().get_logger()
     except ImportError:              # no pooch (an offline GPU machine): files come from the mirror
         return load_task_pair(name, progressbar=False, **kwargs)
     level = log.level

@@ -1,16 +1,23 @@
 """PyTorch cells of Table 1 (tied and untied weights, single networks and ensembles) and their
 initializers (Theta-sampling, standard, critical, chrono; stock ``torch.nn.LSTM``/``GRU`` too).
 
+Modules: ``cells`` (:class:`RecurrentCell`, :func:`make`), ``classifier``
+(:class:`SequenceClassifier`, :func:`stack`), ``init`` (the initializers); the time loops with
+hand-written backward passes live in the private ``_recurrence``, whose public helpers are
+re-exported here: :func:`hard_sigmoid` and :func:`flush_denormal` (a context manager that
+flushes denormal floats to zero on the CPU, which the training engine wraps around every run:
+vanishing gradients otherwise fall into slow denormal arithmetic).
+
 >>> from rnn_mft import nets, theory
 >>> cell = nets.make("peephole_lstm", n_in=1, n_hidden=32)
 >>> _ = nets.init_(cell, nets.critical_theta("peephole_lstm"))
 """
-from ._recurrence import hard_sigmoid
-from .cells import (GateWeights, RecurrentCell, SequenceClassifier, StockSequenceClassifier, make,
-                    make_classifier, stack)
+from ._recurrence import flush_denormal, hard_sigmoid
+from .cells import GateWeights, RecurrentCell, make
+from .classifier import SequenceClassifier, StockSequenceClassifier, make_classifier, stack
 from .init import (STOCK_GATE_ORDER, chrono_init_, critical_init_, critical_theta, init_, standard_init_,
                    theta_of_module)
 
 __all__ = ["GateWeights", "RecurrentCell", "SequenceClassifier", "StockSequenceClassifier", "make",
-           "make_classifier", "stack", "hard_sigmoid", "init_", "standard_init_", "critical_theta",
+           "make_classifier", "stack", "hard_sigmoid", "flush_denormal", "init_", "standard_init_", "critical_theta",
            "critical_init_", "chrono_init_", "theta_of_module", "STOCK_GATE_ORDER"]

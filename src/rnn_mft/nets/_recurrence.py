@@ -1,5 +1,13 @@
 r"""Time loops of the Table 1 architectures with hand-written backward passes.
 
+*Why this module is large (~570 lines, over the ~500 of the rest of src/).* It holds the
+hand-written kernels of the library: five time loops (vanilla, minimal, GRU, and the two LSTMs,
+which share one chunked loop), each a forward and a backward pass written out step by step.
+Splitting them across modules would separate each forward from its backward, and the LSTMs'
+chunked projection from the loop that writes into its buffer; the loops are tested against
+autograd (``tests/test_nets.py``) and against the float64 reference update of eq. (1)
+(``tests/test_nets_vs_theory.py``).
+
 Every architecture is run by one :class:`torch.autograd.Function` whose forward loop runs
 without autograd (one batched matrix product and a few element-wise operations per step) and
 whose backward loop computes the gradients of eq. (1) by hand; the weight gradients of all time

@@ -31,12 +31,13 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..theory.theta import ARCHS, FIELDS, Theta, check_arch
-from .cells import RecurrentCell, SequenceClassifier
+from ..theory.theta import FIELDS, Theta, check_arch
+from ._draw import randn as _randn, standard_cell_init_, uniform as _uniform
+from .cells import RecurrentCell
+from .classifier import SequenceClassifier
 
 __all__ = ["init_", "standard_init_", "critical_theta", "critical_init_", "chrono_init_",
            "theta_of_module", "STOCK_GATE_ORDER"]
@@ -54,24 +55,6 @@ def _cell_of(model) -> RecurrentCell:
     if isinstance(model, RecurrentCell):
         return model
     raise ValueError(f"model must be a rnn_mft.nets RecurrentCell or SequenceClassifier, got {type(model).__name__}")
-
-
-def _randn(shape, generator, mean=0.0, std=1.0) -> torch.Tensor:
-    x = torch.randn(tuple(shape), generator=generator, dtype=torch.float64)
-    return x.mul_(float(std)).add_(float(mean))
-
-
-def _uniform(shape, generator, low, high) -> torch.Tensor:
-    return torch.rand(tuple(shape), generator=generator, dtype=torch.float64).mul_(high - low).add_(low)
-
-
-def _orthogonal(shape, generator) -> torch.Tensor:
-    """Haar-orthogonal square matrices (batched over leading axes), as torch.nn.init.orthogonal_."""
-    a = _randn(shape, generator)
-    q, r = torch.linalg.qr(a)
-    d = torch.diagonal(r, dim1=-2, dim2=-1).sign()
-    d[d == 0] = 1
-    return q * d.unsqueeze(-2)
 
 
 def _member_thetas(theta, cell: RecurrentCell) -> list[Theta]:
@@ -149,14 +132,7 @@ def standard_init_(model, generator: torch.Generator | None = None, forget_bias:
     recipe is used for the other cells. Every member and every untied step gets its own draw.
     Returns ``model``.
     """
-    cell = _cell_of(model)
-    N, n_in = cell.n_hidden, cell.n_in
-    a = math.sqrt(6.0 / (n_in + len(cell.gates) * N))
-    for k in cell.gates:
-        W, U, b = cell.gate(k)
-        W.copy_(_orthogonal(W.shape, generator))
-        U.copy_(_uniform(U.shape, generator, -a, a))
-        b.fill_(float(forget_bias) if (k == "f" and cell.arch != "vanilla") else 0.0)
+    standard_cell_init_(_cell_of(model), generator, forget_bias)
     return model
 
 

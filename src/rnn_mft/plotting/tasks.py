@@ -115,7 +115,7 @@ def plot_concatenated_mnist(task, index: int = 0):
     gs = fig.add_gridspec(2, n, height_ratios=[1.0, 1.3])
     for k in range(n):
         ax = fig.add_subplot(gs[0, k])
-        ax.imshow(task._z(task.data.images[imgs[k]]), cmap=_CMAP, vmin=lo, vmax=hi)
+        ax.imshow(task.normalize(task.data.images[imgs[k]]), cmap=_CMAP, vmin=lo, vmax=hi)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"digit {k + 1}: {task.digits[bits[k]]}")

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..nets._recurrence import flush_denormal
+from ..nets import flush_denormal
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .optim import OPTIMIZERS, MemberOptimizer, check_hyperparameters, clip_grad_norm_members_
 from .results import RunResult, code_version
