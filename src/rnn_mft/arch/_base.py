@@ -5,7 +5,8 @@ An architecture is the update of eq. (1): pre-activations of the form (1a),
 element-wise state update :math:`s^t = f(s^{t-1}, \{u_k^t\})` (1c). One :class:`Architecture`
 holds, for one cell:
 
-* ``gates`` and the state: the gate subscripts K (the order of :class:`~rnn_mft.theory.Theta`);
+* ``gates`` and ``state``: the gate subscripts K (the order of :class:`~rnn_mft.theory.Theta`)
+  and the names of the state's parts (``("h", "c")`` for the LSTM's tuple state);
 * ``update(pre, state, ops)``: the reference update of eq. (1c), written once for every array
   library. ``pre(k, x)`` returns :math:`W_k x + U_k z^t + b_k` (eq. (1a); with ``x = g_k \circ s``
   for a variable of form (1b)), ``ops`` supplies the element-wise functions (:class:`Ops`). Run
@@ -157,6 +158,7 @@ class Architecture:
     info: ArchInfo | None = None          #: the Table 1 column
     storage_order: tuple | None = None    #: gate order of the fused torch cells (default: gates)
     bounded: bool = True                  #: |s| <= 1, hence Q* <= 1 bounds every gate variance
+    state: tuple = ("s",)                 #: names of the state's parts (("h", "c"): a tuple state)
     observe: Callable = _same             #: state -> the array whose moments (2a)-(2c) the theory gives
     init_state: Callable = _same          #: (s0, ops) -> initial state (e.g. (h, c) for the LSTM)
     doc: str = field(default="", compare=False)

@@ -51,4 +51,5 @@ INFO = ArchInfo(
 STORAGE_ORDER = ("i", "f", "o", "r")
 
 ARCH = Architecture("lstm", GATES, update, None, output=output, info=INFO, storage_order=STORAGE_ORDER,
-                    bounded=True, observe=observe, init_state=init_state, doc=__doc__)
+                    bounded=True, observe=observe, init_state=init_state, state=("h", "c"),
+                    doc=__doc__)
