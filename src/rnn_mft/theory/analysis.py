@@ -82,6 +82,7 @@ def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float 
     Parameters
     ----------
     arch : {"vanilla", "minimal", "gru", "peephole_lstm", "lstm"}
+        Or any architecture registered with a ``spec`` (:func:`rnn_mft.arch.register`).
     theta : Theta
         Hyperparameters for ``arch``; any grid shape (e.g. from :meth:`Theta.grid`).
     sigma_z : float or array in [0, 1]
@@ -150,7 +151,8 @@ def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float 
         info = {"method": "paper: Algorithm 1 (cell-state sampling) and Appendix A.2.3", "n_s": n_s,
                 "n_iters": n_iters, "seed": seed, "iterations": fp.iterations}
     else:
-        fp, m1, m2, m2p, nq = _schedule.solve_grid(theta, sz, R, tol, order)   # closed form, scheduled
+        # the closed-form theory (meanfield), solved per group of grid points (schedule)
+        fp, m1, m2, m2p, nq = _schedule.solve_grid(theta, sz, R, tol, order)
         info = {"method": "quadrature + Mehler series", "order": nq, "iterations": fp.iterations}
     shape = np.shape(fp.chi)
     conv = np.broadcast_to(fp.converged, shape)
