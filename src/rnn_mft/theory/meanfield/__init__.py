@@ -48,7 +48,9 @@ The architectures' specifications ``(alpha, beta, T)`` come from the registry
 """
 from __future__ import annotations
 
-from ...arch import DERIV, SPECS, Spec
+# The private names below are re-exported on purpose: the single module this package replaced had
+# them, and gru.py, lstm.py, the tests and benchmarks/theory.py use them (``mf._q_map``, ``mf._Gauss1``, ...).
+from ...arch import DERIV, SPECS, Spec  # noqa: F401
 from .algebra import FUNCS, _base, _derived, _dsig, _Dual, _nodes, _sig
 from .gauss import (C_MIN_ORDER, C_NODES_FACTOR, MAX_NODES, Q_ORDER_FACTOR, _Gauss1, _q_nodes, _stein_weights,
                     node_rule, nodes_for)
