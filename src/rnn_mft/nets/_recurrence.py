@@ -42,6 +42,8 @@ import contextlib
 
 import torch
 
+from .. import arch as _arch
+
 __all__ = ["hard_sigmoid", "gate_sigmoid", "run", "run_projected", "project", "flush_denormal",
            "STORAGE_ORDER"]
 
@@ -528,9 +530,10 @@ class _LSTM(torch.autograd.Function):
         return dX, dU, db, dW, dh0, dc0, None, None, None
 
 
-#: Order of the gates along the fused G*N axis of the parameters (and of ``A``).
-STORAGE_ORDER = {"vanilla": ("f",), "minimal": ("f", "r"), "gru": ("f", "r", "r2"),
-                 "peephole_lstm": ("i", "f", "o", "r"), "lstm": ("i", "f", "o", "r")}
+#: Order of the gates along the fused G*N axis of the parameters (and of ``A``), from the
+#: architecture registry (``rnn_mft.arch.get(arch).storage_order``); the hand-fused loops below
+#: are written for these orders.
+STORAGE_ORDER = {_n: _arch.get(_n).storage_order for _n in ("vanilla", "minimal", "gru", "peephole_lstm", "lstm")}
 
 
 def run(arch: str, A: torch.Tensor, W: torch.Tensor, state0, untied: bool, hard: bool):

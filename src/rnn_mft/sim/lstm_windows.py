@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from ..theory.meanfield import gate_moment
 from ..theory.quadrature import expect
 from ..theory.theta import Theta
 
@@ -49,7 +50,7 @@ def forget_gate_moments(theta: Theta, R: float = 1.0, q_h: float = _Q_H_CRUDE) -
     (relaxation time of the cell state), ``kappa = EF4/EF2^2`` (per-step shrink factor of
     N_eff for product-like tangents) and ``xi0 = -1/log EF2`` (the rate of dc alone)."""
     p = theta["f"]
-    var = float(p.nu2) * R + float(p.rho2) + float(p.sigma2) * q_h
+    var = float(gate_moment(p, q_h, R))                     # eq. (4a)
     mu = float(p.mu)
     sig = lambda u: 0.5 * (1.0 + np.tanh(0.5 * u))  # noqa: E731
     ef, ef2, ef4 = (float(expect(lambda u, m=m: sig(u) ** m, mu, var, n=120)) for m in (1, 2, 4))
@@ -66,7 +67,7 @@ def crude_cell_law(theta: Theta, R: float = 1.0, q_h: float = _Q_H_CRUDE) -> tup
 
     def mom(k, f):
         p = theta[k]
-        return float(expect(f, float(p.mu), float(p.nu2) * R + float(p.rho2) + float(p.sigma2) * q_h, n=120))
+        return float(expect(f, float(p.mu), float(gate_moment(p, q_h, R)), n=120))
 
     ef, ef2 = mom("f", sig), mom("f", lambda u: sig(u) ** 2)
     ei, ei2 = mom("i", sig), mom("i", lambda u: sig(u) ** 2)

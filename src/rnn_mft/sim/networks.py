@@ -18,7 +18,9 @@ are drawn once, as in a real network. Per-unit moments have standard errors of o
 :math:`1/\sqrt{N}` per seed, so averages over ``n_seeds`` seeds agree with the theory to
 :math:`O(1/\sqrt{N n_{seeds}})`.
 
-Architectures register a step function in :data:`STEPS`: ``step(params, state, Z)`` gets the
+The step of every architecture is the registry's reference update (:mod:`rnn_mft.arch`) run on
+torch tensors (:func:`step_fn`; :data:`STEPS` holds one per registered architecture):
+``step(params, state, Z)`` gets the
 weights ``{gate: (W, U, b)}`` with ``W`` of shape (B, N, N), ``U`` (B, N, N_in), ``b`` (B, N, 1),
 a state whose tensors have shape (B, N, 2) (last axis: the two copies) and inputs ``Z`` of shape
 (B, N_in, 2); it returns the new state. ``OBSERVE[arch](state)`` gives the tensor whose moments
@@ -28,67 +30,70 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Callable
 
 import numpy as np
 import torch
 
+from .. import arch as _arch
+from ..arch import Ops
+from ..theory.meanfield import check_sigma_z
 from ..theory.theta import ARCHS, Theta
 
-__all__ = ["SimResult", "simulate_pair", "draw_params", "FreshGaussian", "STEPS", "OBSERVE", "INIT_STATE"]
+__all__ = ["SimResult", "simulate_pair", "draw_params", "FreshGaussian", "STEPS", "OBSERVE", "INIT_STATE",
+           "step_fn", "TORCH"]
 
 
-def _sig(x):
-    return torch.sigmoid(x)
+#: torch operators for the registry's updates (the float64 reference runs the same ``update``
+#: with numpy operators: :func:`rnn_mft.theory.reference_step`)
+TORCH = Ops(torch.sigmoid, torch.tanh, torch.zeros_like)
 
 
-def _gru_step(P, S, Z):
-    """Table 1, GRU: s' = sigma(u_f) s + (1 - sigma(u_f)) tanh(u_r2), u_r2 of form (1b)."""
-    (Wf, Uf, bf), (Wr, Ur, br), (W2, U2, b2) = P["f"], P["r"], P["r2"]
-    uf = Wf @ S + Uf @ Z + bf
-    ur = Wr @ S + Ur @ Z + br
-    u2 = W2 @ (_sig(ur) * S) + U2 @ Z + b2
-    g = _sig(uf)
-    return g * S + (1 - g) * torch.tanh(u2)
+def step_fn(arch: str) -> Callable:
+    """``step(params, state, Z)`` of a registered architecture: its ``update`` (eq. (1c),
+    :mod:`rnn_mft.arch`) on batched torch tensors, with ``u_k = W_k x + U_k Z + b_k`` (eq. (1a))."""
+    update = _arch.get(arch).update
+
+    def step(P, S, Z):
+        def pre(g, x):
+            W, U, b = P[g]
+            return W @ x + U @ Z + b
+        return update(pre, S, TORCH)
+    step.__name__ = f"{arch}_step"
+    step.__doc__ = f"Table 1, {arch}: the registry's update (rnn_mft.arch.get({arch!r}).update) on torch tensors."
+    return step
 
 
-def _vanilla_step(P, S, Z):
-    """Table 1, vanilla: s' = tanh(u_f)."""
-    Wf, Uf, bf = P["f"]
-    return torch.tanh(Wf @ S + Uf @ Z + bf)
+class _RegistryView(Mapping):
+    """A read-only ``{arch: f(arch)}`` over the registered architectures (registering one adds it)."""
 
+    def __init__(self, make: Callable):
+        self._make, self._cache = make, {}
 
-def _minimal_step(P, S, Z):
-    """Table 1, minimal RNN: s' = sigma(u_f) s + (1 - sigma(u_f)) tanh(u_r)."""
-    (Wf, Uf, bf), (Wr, Ur, br) = P["f"], P["r"]
-    g = _sig(Wf @ S + Uf @ Z + bf)
-    return g * S + (1 - g) * torch.tanh(Wr @ S + Ur @ Z + br)
+    def __getitem__(self, arch):
+        if arch not in _arch.GATES:
+            raise KeyError(arch)
+        a = _arch.get(arch)
+        hit = self._cache.get(arch)
+        if hit is None or hit[0] is not a:
+            hit = self._cache[arch] = (a, self._make(arch))
+        return hit[1]
 
+    def __iter__(self):
+        return iter(_arch.names())
 
-def _peephole_step(P, S, Z):
-    """Table 1, peephole LSTM (s = c): c' = sigma(u_f) c + sigma(u_i) tanh(u_r), u_k = W_k c + ..."""
-    u = {k: P[k][0] @ S + P[k][1] @ Z + P[k][2] for k in ("i", "f", "r")}
-    return _sig(u["f"]) * S + _sig(u["i"]) * torch.tanh(u["r"])
-
-
-def _lstm_step(P, S, Z):
-    """Table 1, LSTM: state (h, c); c' = sigma(u_f) c + sigma(u_i) tanh(u_r), h' = sigma(u_o) tanh(c')."""
-    h, c = S
-    u = {k: P[k][0] @ h + P[k][1] @ Z + P[k][2] for k in ("i", "f", "r", "o")}
-    c = _sig(u["f"]) * c + _sig(u["i"]) * torch.tanh(u["r"])
-    return (_sig(u["o"]) * torch.tanh(c), c)
+    def __len__(self):
+        return len(_arch.names())
 
 
 #: arch -> step(params, state, Z) -> state
-STEPS: dict[str, Callable] = {"gru": _gru_step, "vanilla": _vanilla_step, "minimal": _minimal_step,
-                              "peephole_lstm": _peephole_step, "lstm": _lstm_step}
+STEPS: Mapping[str, Callable] = _RegistryView(step_fn)
 #: arch -> state -> tensor (B, N, 2) whose moments are (mu_s, Q_s, C_s)
-OBSERVE: dict[str, Callable] = {"gru": lambda S: S, "vanilla": lambda S: S, "minimal": lambda S: S,
-                                "peephole_lstm": lambda S: S, "lstm": lambda S: S[0]}
+OBSERVE: Mapping[str, Callable] = _RegistryView(lambda arch: _arch.get(arch).observe)
 #: arch -> (s0 of shape (B, N, 2)) -> initial state (e.g. a tuple (h, c) for the LSTM)
-INIT_STATE: dict[str, Callable] = {"gru": lambda s0: s0, "vanilla": lambda s0: s0, "minimal": lambda s0: s0,
-                                   "peephole_lstm": lambda s0: s0,
-                                   "lstm": lambda s0: (s0, torch.zeros_like(s0))}
+INIT_STATE: Mapping[str, Callable] = _RegistryView(
+    lambda arch: (lambda s0, _init=_arch.get(arch).init_state: _init(s0, TORCH)))
 
 
 @dataclass(frozen=True)
@@ -221,8 +226,6 @@ def simulate_pair(arch: str, theta: Theta, N: int, sigma_z, *, tied: bool = Fals
     SimResult
         Moments at t = 0..T for each seed.
     """
-    from ..theory.meanfield import check_sigma_z
-
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture arch={arch!r}; allowed: {', '.join(ARCHS)}")
     if arch not in STEPS:
@@ -286,5 +289,5 @@ def simulate_cell_state(theta: Theta, N: int, T: int, *, n_seeds: int = 1, seed:
             if not tied:
                 P = draw_params(theta, N, N, B, gen, lazy=True)
             z = np.sqrt(R) * torch.randn(B, N, 1, generator=gen, dtype=dt)
-            state = _lstm_step(P, state, torch.cat([z, z], dim=2))
+            state = STEPS["lstm"](P, state, torch.cat([z, z], dim=2))
     return state[1][..., 0].numpy().ravel()

@@ -15,7 +15,8 @@ import numpy as np
 from . import lstm as _lstm
 from . import lstm_twostate as _lstm2
 from . import meanfield as _mf
-from .theta import ARCHS, Theta, check_arch
+from . import schedule as _schedule
+from .theta import Theta, check_arch
 
 __all__ = ["AnalysisResult", "analyze", "xi_from_chi", "LSTM_METHODS"]
 
@@ -73,93 +74,6 @@ class AnalysisResult:
         return {k: conv(getattr(self, k)) for k in KEYS}
 
 
-#: Gauss-Hermite orders that bound the buckets of grid points (see :func:`_closed_form`)
-_BUCKETS = (96, 128, 176, 240, 320)
-#: grids of at least this many points are solved as two halves (or buckets) on two threads
-_SPLIT_MIN = 2048
-
-
-def _one(theta, sz, R, tol, order, q_init=None):
-    fp = _mf.fixed_point(theta, sz, R=R, tol=tol, n=order, q_init=q_init)
-    cm = fp.cmap
-    # (mu*, Q*) live on theta's grid (they do not depend on Sigma_z). The Jacobian moments use the
-    # C map's nodes (meanfield.C_NODES_FACTOR x the rule's order: m2, through the stationary
-    # moments E[s^p], p <= 4, converges more slowly in the order than a single expectation, and
-    # m1 = chi at C* = 1 (Lemma 1) holds to rounding) and reuse its gate values there.
-    m1, m2, m2p = _mf.jacobian_moments(theta, cm.mu, cm.q, R, n=cm.nq, values=cm.values)
-    return fp, m1, m2, m2p, cm.order
-
-
-def _closed_form(theta, sz, R, tol, order):
-    """Fixed point, chi and Jacobian moments, solved per group of grid points on two threads.
-
-    The automatic order grows with the largest pre-activation variance (:func:`meanfield.nodes_for`);
-    one point with a large variance (e.g. the peephole cell state at mu_f >> 0) would otherwise set
-    it for the whole grid. A cheap low-order solve (:func:`meanfield.solve_q` at order 32, the
-    grid's two halves on the two threads) estimates each point's (mu*, Q*) and largest variance.
-    For an unbounded state (peephole LSTM) points are bucketed by the order that variance calls
-    for, and each bucket is solved on its own, with the order again chosen automatically from that
-    bucket's (exact) variances, so every point gets at least the order the rule asks for at its own
-    variance. For a bounded state (|s| <= 1: vanilla, minimal, GRU) Q* <= 1 bounds every variance
-    and one order serves all; a large grid is cut into two halves, solved on the two threads.
-    Either way the groups start from the low-order (mu*, Q*) (``q_init``). With an explicit
-    ``order``, a small grid or an array ``sigma_z`` the whole grid is solved at once.
-    """
-    shape = theta.shape
-    P = int(np.prod(shape))
-    if order is not None or np.size(sz) != 1 or P < 64:
-        return _one(theta, sz, R, tol, order)
-    flat = _mf._flat(theta, shape)
-    pool = _lstm._pool()
-    halves = np.array_split(np.arange(P), 2) if P >= _SPLIT_MIN else [np.arange(P)]
-
-    def low_order(idx):
-        th = flat if idx.size == P else _mf._take(flat, idx)
-        return _mf.solve_q(th, R, n=32, tol=1e-6, max_iter=12)[1]
-
-    q0 = np.concatenate(list(pool.map(low_order, halves)))
-    bad = ~np.isfinite(q0) | (q0 <= 0)
-    q0 = np.where(bad, 1.0, q0)
-    if theta.arch in ("vanilla", "minimal", "gru"):
-        groups = halves
-    else:
-        vmax = np.zeros(P)
-        for k in ARCHS[theta.arch]:
-            if k == "r2":
-                continue
-            p = flat[k]
-            vmax = np.maximum(vmax, p.sigma2 * (1.25 * q0 + 0.05) + p.nu2 * R + p.rho2)
-        need = np.where(bad, 400, np.clip(np.ceil(24 + 40 * vmax), 96, 400))
-        b = np.searchsorted(np.asarray(_BUCKETS), need)      # bucket index per point
-        groups = [np.flatnonzero(b == lab) for lab in np.unique(b)]
-        # the largest bucket first (its work: points x order), so that the two threads balance
-        groups.sort(key=lambda idx: -idx.size * need[idx].max())
-    if len(groups) == 1:
-        return _one(theta, sz, R, tol, order, q_init=q0.reshape(shape))
-    szs = np.reshape(sz, ())
-    fields = ("mu_s", "q_s", "c_s", "chi", "residual")
-    out = {f: np.full(P, np.nan) for f in fields}
-    conv = np.zeros(P, dtype=bool)
-    m1, m2, m2p = np.full(P, np.nan), np.full(P, np.nan), np.full(P, np.nan)
-    its, nqs = 0, []
-
-    def solve(idx):
-        return _one(_mf._take(flat, idx), szs, R, tol, None, q_init=q0[idx])
-
-    # the groups are independent: two at a time on two threads (numpy releases the GIL)
-    for idx, (fp, a1, a2, a2p, nq) in zip(groups, pool.map(solve, groups)):
-        for f in fields:
-            out[f][idx] = getattr(fp, f)
-        conv[idx] = fp.converged
-        m1[idx], m2[idx], m2p[idx] = a1, a2, a2p
-        its = max(its, fp.iterations)
-        nqs.append(nq)
-    r = lambda a: a.reshape(shape)  # noqa: E731
-    fp = _mf.FixedPointResult(r(out["mu_s"]), r(out["q_s"]), r(out["c_s"]), r(out["chi"]), r(conv),
-                              r(out["residual"]), its, None)
-    return fp, r(m1), r(m2), r(m2p), max(nqs)
-
-
 def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float = 1e-10,
             order: int | None = None, n_s: int = _lstm.DEFAULT_NS, n_iters: int = _lstm.DEFAULT_ITERS,
             seed: int = 0, method: str | None = None) -> AnalysisResult:
@@ -168,6 +82,7 @@ def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float 
     Parameters
     ----------
     arch : {"vanilla", "minimal", "gru", "peephole_lstm", "lstm"}
+        Or any architecture registered with a ``spec`` (:func:`rnn_mft.arch.register`).
     theta : Theta
         Hyperparameters for ``arch``; any grid shape (e.g. from :meth:`Theta.grid`).
     sigma_z : float or array in [0, 1]
@@ -236,7 +151,8 @@ def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float 
         info = {"method": "paper: Algorithm 1 (cell-state sampling) and Appendix A.2.3", "n_s": n_s,
                 "n_iters": n_iters, "seed": seed, "iterations": fp.iterations}
     else:
-        fp, m1, m2, m2p, nq = _closed_form(theta, sz, R, tol, order)
+        # the closed-form theory (meanfield), solved per group of grid points (schedule)
+        fp, m1, m2, m2p, nq = _schedule.solve_grid(theta, sz, R, tol, order)
         info = {"method": "quadrature + Mehler series", "order": nq, "iterations": fp.iterations}
     shape = np.shape(fp.chi)
     conv = np.broadcast_to(fp.converged, shape)

@@ -33,79 +33,27 @@ affine in :math:`s^{t-1}` and element-wise. The reading of Table 1 used througho
     :math:`c^t = \prod_{l=1}^t\sigma(u_f^l) c^0 + \sum_{j=1}^t \big(\prod_{l=j+1}^t
     \sigma(u_f^l)\big)\sigma(u_i^j)\tanh(u_r^j)`.
 
+The updates themselves live in the architecture registry (:mod:`rnn_mft.arch`, one module per
+column, e.g. :mod:`rnn_mft.arch.gru`); :func:`reference_step` runs a registered architecture's
+``update`` with float64 numpy operators, which makes it the reference every fast path (the
+simulator's torch step, the fused cells of :mod:`rnn_mft.nets`) is tested against.
+
 ``sigma`` is the logistic sigmoid, or with ``hard_sigmoid=True`` the Keras hard sigmoid
 :math:`\max(0, \min(1, 0.2u + 0.5))`; ``tanh`` is never replaced.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from .. import arch as _arch
+from ..arch import NUMPY, NUMPY_HARD, ArchInfo, hard_sigmoid, logistic
 from .theta import ARCHS, check_arch
 
 __all__ = ["TABLE1", "ArchInfo", "reference_step", "reference_output", "unrolled_cell_state",
            "hard_sigmoid", "logistic"]
 
-
-@dataclass(frozen=True)
-class ArchInfo:
-    """Table 1 metadata of one architecture (LaTeX strings, as the Table 1 chapter renders them)."""
-
-    name: str          #: column title of Table 1
-    citation: str
-    state: str         #: s^t
-    K: str             #: set of gate subscripts
-    p: str             #: output p(s^t, {u_k^t})
-    g: str             #: g_k of eq. (1b) ("." when none)
-    f: str             #: state update f of eq. (1c)
-    update: str        #: the update written out step by step (display math)
-    gates: tuple       #: gates stored in Theta (ARCHS[arch])
-
-
-TABLE1: dict[str, ArchInfo] = {
-    "vanilla": ArchInfo(
-        "Vanilla RNN", "Chen et al. (2018)", r"\mathbf{h}^t", r"\{f\}", r"\mathbf{s}^t", ".",
-        r"\tanh(\mathbf{u}_f^t)",
-        r"\mathbf{h}^t = \tanh(\mathbf{u}_f^t),\quad \mathbf{u}_f^t = \mathbf{W}_f\mathbf{h}^{t-1}"
-        r" + \mathbf{U}_f\mathbf{z}^t + \mathbf{b}_f", ARCHS["vanilla"]),
-    "minimal": ArchInfo(
-        "Minimal RNN", "Chen et al. (2018)", r"\mathbf{h}^t", r"\{f, r\}", r"\mathbf{s}^t", ".",
-        r"\sigma(\mathbf{u}_f^t)\circ\mathbf{s}^{t-1} + (\mathbf{1}-\sigma(\mathbf{u}_f^t))\circ\mathbf{x}^t",
-        r"\mathbf{x}^t = \tanh(\mathbf{u}_r^t),\quad \mathbf{h}^t = \sigma(\mathbf{u}_f^t)\circ"
-        r"\mathbf{h}^{t-1} + (\mathbf{1}-\sigma(\mathbf{u}_f^t))\circ\mathbf{x}^t", ARCHS["minimal"]),
-    "gru": ArchInfo(
-        "GRU", "Cho et al. (2014)", r"\mathbf{h}^t", r"\{f, r\}", r"\mathbf{s}^t", r"\sigma(\mathbf{u}_r)",
-        r"\sigma(\mathbf{u}_f^t)\circ\mathbf{s}^{t-1} + (\mathbf{1}-\sigma(\mathbf{u}_f^t))\circ\tanh(\mathbf{u}_{r_2}^t)",
-        r"\mathbf{u}_{r_2}^t = \mathbf{W}_{r_2}(\sigma(\mathbf{u}_r^t)\circ\mathbf{h}^{t-1}) + "
-        r"\mathbf{U}_{r_2}\mathbf{z}^t + \mathbf{b}_{r_2},\quad \mathbf{h}^t = \sigma(\mathbf{u}_f^t)"
-        r"\circ\mathbf{h}^{t-1} + (\mathbf{1}-\sigma(\mathbf{u}_f^t))\circ\tanh(\mathbf{u}_{r_2}^t)", ARCHS["gru"]),
-    "peephole_lstm": ArchInfo(
-        "Peephole LSTM", "Gers et al. (2002)", r"\mathbf{c}^t", r"\{i, f, r, o\}",
-        r"\sigma(\mathbf{u}_o^t)\circ\tanh(\mathbf{s}^t)", ".",
-        r"\sigma(\mathbf{u}_f^t)\circ\mathbf{s}^{t-1} + \sigma(\mathbf{u}_i^t)\circ\tanh(\mathbf{u}_r^t)",
-        r"\mathbf{u}_k^t = \mathbf{W}_k\mathbf{c}^{t-1} + \mathbf{U}_k\mathbf{z}^t + \mathbf{b}_k,\quad"
-        r" \mathbf{c}^t = \sigma(\mathbf{u}_f^t)\circ\mathbf{c}^{t-1} + \sigma(\mathbf{u}_i^t)\circ"
-        r"\tanh(\mathbf{u}_r^t)", ARCHS["peephole_lstm"]),
-    "lstm": ArchInfo(
-        "LSTM", "Hochreiter & Schmidhuber (1997)", r"\mathbf{h}^t", r"\{i, f, r, o\}", r"\mathbf{s}^t", ".",
-        r"\sigma(\mathbf{u}_o^t)\circ\tanh\Big(\prod_{l=1}^t\sigma(\mathbf{u}_f^l)\circ\mathbf{c}^0 + "
-        r"\sum_{j=1}^t \big(\textstyle\prod_{l=j+1}^t\sigma(\mathbf{u}_f^l)\big)\circ\sigma(\mathbf{u}_i^j)"
-        r"\circ\tanh(\mathbf{u}_r^j)\Big)",
-        r"\mathbf{c}^t = \sigma(\mathbf{u}_f^t)\circ\mathbf{c}^{t-1} + \sigma(\mathbf{u}_i^t)\circ"
-        r"\tanh(\mathbf{u}_r^t),\quad \mathbf{h}^t = \sigma(\mathbf{u}_o^t)\circ\tanh(\mathbf{c}^t)",
-        ARCHS["lstm"]),
-}
-
-
-def logistic(x):
-    """Logistic sigmoid :math:`1/(1+e^{-x})`, stable for large ``|x|``."""
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=float)))
-
-
-def hard_sigmoid(x):
-    """Keras hard sigmoid :math:`\\max(0, \\min(1, 0.2x + 0.5))`."""
-    return np.clip(0.2 * np.asarray(x, dtype=float) + 0.5, 0.0, 1.0)
+#: Table 1: ``{arch: ArchInfo}`` of the paper's five architectures (from the registry's ``info``)
+TABLE1: dict[str, ArchInfo] = {name: _arch.get(name).info for name in _arch.BUILTIN}
 
 
 def _check_params(arch, params, N=None):
@@ -134,7 +82,8 @@ def reference_step(arch: str, state, z, params: dict, hard_sigmoid: bool = False
     Parameters
     ----------
     arch : str
-        One of ``vanilla, minimal, gru, peephole_lstm, lstm``.
+        One of ``vanilla, minimal, gru, peephole_lstm, lstm``, or an architecture registered with
+        :func:`rnn_mft.arch.register` (its ``update`` is run with float64 numpy operators).
     state : array (..., N), or tuple ``(h, c)`` of two such arrays for ``lstm``
         :math:`s^{t-1}` (``c^{t-1}`` for ``peephole_lstm``); any leading batch shape.
     z : array (..., n_in)
@@ -153,36 +102,22 @@ def reference_step(arch: str, state, z, params: dict, hard_sigmoid: bool = False
         :math:`s^t` (``(h^t, c^t)`` for the LSTM).
     """
     check_arch(arch)
+    A = _arch.get(arch)
     P = _check_params(arch, params)
-    sig = globals()["hard_sigmoid"] if hard_sigmoid else logistic
+    ops = NUMPY_HARD if hard_sigmoid else NUMPY
     z = np.asarray(z, dtype=float)
-    if arch == "lstm":
-        if not (isinstance(state, (tuple, list)) and len(state) == 2):
-            raise ValueError("state for arch='lstm' must be a tuple (h, c)")
-        h, c = (np.asarray(a, dtype=float) for a in state)
-        u = {g: _pre(P, g, h, z) for g in ("i", "f", "r", "o")}
-        c_new = sig(u["f"]) * c + sig(u["i"]) * np.tanh(u["r"])          # eq. (16)
-        h_new = sig(u["o"]) * np.tanh(c_new)
-        return ((h_new, c_new), h_new) if return_output else (h_new, c_new)
-    s = np.asarray(state, dtype=float)
-    if arch == "vanilla":
-        new = np.tanh(_pre(P, "f", s, z))
-        out = new
-    elif arch == "minimal":
-        g = sig(_pre(P, "f", s, z))
-        new = g * s + (1 - g) * np.tanh(_pre(P, "r", s, z))
-        out = new
-    elif arch == "gru":
-        g = sig(_pre(P, "f", s, z))
-        r = sig(_pre(P, "r", s, z))
-        u2 = _pre(P, "r2", r * s, z)                                       # eq. (1b)
-        new = g * s + (1 - g) * np.tanh(u2)
-        out = new
-    else:  # peephole_lstm: s = c
-        u = {k: _pre(P, k, s, z) for k in ("i", "f", "r", "o")}
-        new = sig(u["f"]) * s + sig(u["i"]) * np.tanh(u["r"])
-        out = sig(u["o"]) * np.tanh(new)
-    return (new, out) if return_output else new
+    if len(A.state) > 1:
+        if not (isinstance(state, (tuple, list)) and len(state) == len(A.state)):
+            raise ValueError(f"state for arch={arch!r} must be a tuple ({', '.join(A.state)})")
+        state = tuple(np.asarray(a, dtype=float) for a in state)
+    else:
+        state = np.asarray(state, dtype=float)
+
+    def pre(g, x):
+        return _pre(P, g, x, z)
+
+    new = A.update(pre, state, ops)                                       # eq. (1c) / (16)
+    return (new, A.output(pre, state, new, ops)) if return_output else new
 
 
 def reference_output(arch: str, state, z, params: dict, hard_sigmoid: bool = False):
@@ -194,7 +129,7 @@ def unrolled_cell_state(c0, uf_seq, ui_seq, ur_seq, hard_sigmoid: bool = False):
     r"""The LSTM cell state of Table 1 in unrolled form (eq. (16) summed):
     :math:`c^t = \prod_{l\le t}\sigma(u_f^l) c^0 + \sum_j \prod_{l=j+1}^t\sigma(u_f^l)\,
     \sigma(u_i^j)\tanh(u_r^j)`. Sequences have a leading time axis."""
-    sig = hard_sigmoid_fn if hard_sigmoid else logistic
+    sig = _hard_sigmoid if hard_sigmoid else logistic
     F = sig(np.asarray(uf_seq, dtype=float))
     T = F.shape[0]
     c = np.prod(F, axis=0) * np.asarray(c0, dtype=float)
@@ -203,4 +138,5 @@ def unrolled_cell_state(c0, uf_seq, ui_seq, ur_seq, hard_sigmoid: bool = False):
     return c
 
 
+_hard_sigmoid = hard_sigmoid
 hard_sigmoid_fn = hard_sigmoid

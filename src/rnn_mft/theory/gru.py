@@ -26,6 +26,16 @@ and :math:`C_s^t = (\mathbb{E}[s_a^t s_b^t] - (\mu_s^t)^2) / (Q_s^t - (\mu_s^t)^
 The moments of :math:`u_f, u_r` are eqs. (4a)-(4b); those of :math:`u_{r_2}` are eqs.
 (17a)-(17b). Every function here broadcasts over the shape of :class:`~rnn_mft.theory.Theta`
 and of ``sigma_z``.
+
+Which copy is the reference: this module is the GRU's map *written out by hand* (the Figure 5
+chapter reads it as a worked example), with its own Picard/Newton solver
+(:func:`direct_fixed_point`, historical name ``fixed_point``, returning a :class:`FixedPoint`).
+The reference map of every closed-form architecture, the one :func:`rnn_mft.theory.analyze`
+uses, is :mod:`rnn_mft.theory.meanfield` built from the registry's spec
+(:data:`rnn_mft.arch.gru.SPEC`); its fixed point is
+:func:`~rnn_mft.theory.meanfield.closed_form_fixed_point` (a
+:class:`~rnn_mft.theory.meanfield.FixedPointResult`). ``tests/test_theory.py`` checks that the two
+agree. The gate moments (eqs. (4), (17)) are the shared :func:`~rnn_mft.theory.meanfield.gate_moment`.
 """
 from __future__ import annotations
 
@@ -33,12 +43,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .meanfield import _safe_corr, _var_corr, check_sigma_z
+from .meanfield import _safe_corr, _var_corr, check_sigma_z, gate_moment
 from .quadrature import expect, expect2, sigmoid
 from .theta import Theta
 
 __all__ = ["GRUState", "FixedPoint", "preactivations", "step", "trajectory", "fixed_point",
-           "fixed_point_c", "check_sigma_z"]
+           "direct_fixed_point", "fixed_point_c", "check_sigma_z"]
 
 
 def _check_theta(theta: Theta) -> Theta:
@@ -80,8 +90,8 @@ def preactivations(theta: Theta, mu_s, q_s, c_s, sigma_z=1.0, R=1.0, n: int | No
     g2 = expect(lambda u: sigmoid(u) ** 2, mu_r, var_r, n=n)          # int g_r^2 D_r
     gab = expect2(sigmoid, None, mu_r, var_r, c_r, n=n)              # int g_r(u_a) g_r(u_b) D_r
     p = theta["r2"]
-    var2 = p.sigma2 * g2 * q_s + p.nu2 * R + p.rho2                   # eq. (17a) less mu^2
-    cov2 = p.sigma2 * gab * ss_ab + p.nu2 * R * sigma_z + p.rho2      # eq. (17b) numerator
+    var2 = gate_moment(p, q_s, R, gain=g2)                            # eq. (17a) less mu^2
+    cov2 = gate_moment(p, ss_ab, R, sigma_z, gain=gab)                # eq. (17b) numerator
     out["r2"] = (p.mu, var2, _safe_corr(cov2, var2))
     return out
 
@@ -218,7 +228,7 @@ def fixed_point_c(theta: Theta, mu_s, q_s, sigma_z, R=1.0, n: int | None = None,
     return c, np.abs(M(c) - c)
 
 
-def fixed_point(theta: Theta, sigma_z=1.0, R=1.0, n: int | None = None, tol: float = 1e-9,
+def direct_fixed_point(theta: Theta, sigma_z=1.0, R=1.0, n: int | None = None, tol: float = 1e-9,
                 max_iter: int = 500) -> FixedPoint:
     """The fixed point (mu*, Q*, C*) of the GRU map eq. (6) at input correlation ``sigma_z``.
 
@@ -235,3 +245,7 @@ def fixed_point(theta: Theta, sigma_z=1.0, R=1.0, n: int | None = None, tol: flo
     ok = res < tol * 10
     nan = lambda a: np.where(ok, np.broadcast_to(a, np.shape(c)), np.nan)  # noqa: E731
     return FixedPoint(nan(mu_b), nan(q_b), nan(c), ok, res, it)
+
+
+#: the historical name of :func:`direct_fixed_point`
+fixed_point = direct_fixed_point

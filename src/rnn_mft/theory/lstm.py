@@ -25,6 +25,13 @@ sampled maps are deterministic, smooth functions of :math:`\Theta` and can be so
   for both).
 * m1, m2 (eqs. (11)-(14)) use the same D's with the free-probability second moment of
   :func:`rnn_mft.theory.meanfield.jacobian_moments`, averaged over the samples.
+
+Names: :func:`algorithm1_fixed_point` (historical name ``fixed_point``, returns a
+:class:`LSTMFixedPoint`) and :func:`algorithm1_jacobian_moments` (historical name
+``jacobian_moments``; it takes the common random numbers ``za``, unlike the closed-form
+:func:`rnn_mft.theory.meanfield.closed_form_jacobian_moments`, which takes ``(mu, q)``). The
+default LSTM theory of :func:`rnn_mft.theory.analyze` is the two-state theory
+(:func:`rnn_mft.theory.lstm_twostate.fixed_point`, a dict of arrays).
 """
 from __future__ import annotations
 
@@ -32,12 +39,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .meanfield import _flat, _sig, _take, check_R, check_sigma_z, nodes_for
+from .meanfield import _flat, _sig, _take, check_R, check_sigma_z, gate_moment, nodes_for
 from .quadrature import expect
 from .theta import Theta
 
 __all__ = ["sample_cell_state", "fixed_point_iteration", "LSTMFixedPoint", "fixed_point",
-           "jacobian_moments", "DEFAULT_NS", "DEFAULT_ITERS"]
+           "algorithm1_fixed_point", "jacobian_moments", "algorithm1_jacobian_moments", "DEFAULT_NS",
+           "DEFAULT_ITERS"]
 
 DEFAULT_NS = 1000
 DEFAULT_ITERS = 200
@@ -59,7 +67,7 @@ def _crn(n_s, n_iters, seed, pair):
 
 def _gate_sd(theta, q_h, R):
     """Standard deviations of u_i, u_f, u_r, u_o (eq. (4a) with s = h)."""
-    return {k: np.sqrt(theta[k].sigma2 * q_h + theta[k].nu2 * R + theta[k].rho2) for k in "ifro"}
+    return {k: np.sqrt(gate_moment(theta[k], q_h, R)) for k in "ifro"}
 
 
 def _gate_corr(theta, mu_h, q_h, c_h, sigma_z, R):
@@ -68,8 +76,8 @@ def _gate_corr(theta, mu_h, q_h, c_h, sigma_z, R):
     out = {}
     for k in "ifro":
         p = theta[k]
-        var = p.sigma2 * q_h + p.nu2 * R + p.rho2
-        cov = p.sigma2 * ss + p.nu2 * R * sigma_z + p.rho2
+        var = gate_moment(p, q_h, R)
+        cov = gate_moment(p, ss, R, sigma_z)
         with np.errstate(divide="ignore", invalid="ignore"):
             out[k] = np.clip(np.where(var > 0, cov / np.where(var > 0, var, 1.0), 1.0), -1, 1)
     return out
@@ -220,7 +228,7 @@ def sample_cell_state(theta: Theta, q_h=None, mu_h=None, n_s: int = DEFAULT_NS, 
 
 def _o_moments(theta, q_h, R, n=None):
     p = theta["o"]
-    var = p.sigma2 * q_h + p.nu2 * R + p.rho2
+    var = gate_moment(p, q_h, R)
     nn = nodes_for(np.max(var), n)
     return (expect(_sig, p.mu, var, n=nn), expect(lambda u: _sig(u) ** 2, p.mu, var, n=nn), var, nn)
 
@@ -309,7 +317,7 @@ def _o_series(theta, q, R):
     (the output gate is independent of the cell state: its pair expectations are 1-D work)."""
     from . import hermite as _h
     po = theta["o"]
-    vo = np.asarray(po.sigma2 * q + po.nu2 * R + po.rho2, float)
+    vo = np.asarray(gate_moment(po, q, R), float)
     mo = np.broadcast_to(np.asarray(po.mu, float), vo.shape)
     nq = max(nodes_for(np.max(vo)), 96)
     M = int(min(nq * 2 // 3, 320))
@@ -345,7 +353,7 @@ def _pair_quantities(theta, mu, q, c_h, sz, za, zb, R, a_cache, o_series):
     return Ehh, chi
 
 
-def jacobian_moments(theta: Theta, q, za, R=1.0, chain=None):
+def algorithm1_jacobian_moments(theta: Theta, q, za, R=1.0, chain=None):
     """m1, m2 (free probability) and the printed eq. (14) for the LSTM (Appendix A.2.3).
 
     The D's of the module docstring are evaluated on the sampled (c, u_i, u_f, u_r) of the last
@@ -363,7 +371,7 @@ def jacobian_moments(theta: Theta, q, za, R=1.0, chain=None):
     Y = sum(s2[k] * X[k] ** 2 for k in "ifr")
     Xo2 = s2["o"] * tc**2
     po = theta["o"]
-    vo = po.sigma2 * q + po.nu2 * R + po.rho2
+    vo = gate_moment(po, q, R)
     nn = nodes_for(np.max(vo))
     dsg = lambda u: _sig(u) * (1 - _sig(u))  # noqa: E731
     Eo = {key: expect(fn, po.mu, vo, n=nn)[..., None] for key, fn in (
@@ -380,7 +388,7 @@ def jacobian_moments(theta: Theta, q, za, R=1.0, chain=None):
     return m1, m2, m2p
 
 
-def fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, n_s: int = DEFAULT_NS,
+def algorithm1_fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, n_s: int = DEFAULT_NS,
                 n_iters: int = DEFAULT_ITERS, seed: int = 0, tol: float = 1e-10,
                 max_iter: int = 25) -> LSTMFixedPoint:
     """(mu*, Q*, C*) of the LSTM by Algorithm 1 (Newton on Q with common random numbers), chi of
@@ -484,3 +492,8 @@ def fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, n_s: int = DEFAULT_NS
     m1, m2, m2p = jacobian_moments(theta, q_q.reshape(theta.shape), za, R, chain=ch)
     nan = lambda a: np.where(conv, np.broadcast_to(a, shape), np.nan)  # noqa: E731
     return LSTMFixedPoint(nan(mu), nan(q), nan(c), nan(chi), nan(m1), nan(m2), nan(m2p), conv, res, it)
+
+
+#: historical names (the paper's Algorithm 1; see the module docstring)
+fixed_point = algorithm1_fixed_point
+jacobian_moments = algorithm1_jacobian_moments

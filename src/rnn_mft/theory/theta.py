@@ -22,15 +22,13 @@ import numpy as np
 
 __all__ = ["ARCHS", "FIELDS", "GateParams", "Theta", "check_arch"]
 
-#: Gates of each architecture, named as in Table 1 and DESIGN.md. ``r2`` is the GRU's
-#: variable of form (1b): u_r2 = W_r2 D_{sigma(u_r)} s + U_r2 z + b_r2.
-ARCHS: dict[str, tuple[str, ...]] = {
-    "vanilla": ("f",),
-    "minimal": ("f", "r"),
-    "gru": ("f", "r", "r2"),
-    "peephole_lstm": ("i", "f", "r", "o"),
-    "lstm": ("i", "f", "r", "o"),
-}
+from ..arch import GATES as _REGISTERED_GATES
+
+#: Gates of each architecture, named as in Table 1 and DESIGN.md (``r2`` is the GRU's variable of
+#: form (1b): u_r2 = W_r2 D_{sigma(u_r)} s + U_r2 z + b_r2). This is the architecture registry's
+#: live ``{name: gates}`` dict (:data:`rnn_mft.arch.GATES`): the Table 1 architectures
+#: ``vanilla, minimal, gru, peephole_lstm, lstm`` and any registered with :func:`rnn_mft.arch.register`.
+ARCHS: dict[str, tuple[str, ...]] = _REGISTERED_GATES
 
 #: Per-gate fields: recurrent weight variance, input weight variance, bias variance, bias mean.
 FIELDS: tuple[str, ...] = ("sigma2", "nu2", "rho2", "mu")
@@ -210,7 +208,7 @@ class Theta:
           vanilla RNN has no gate and gets :math:`\mu_f = 0`.
         """
         check_arch(arch)
-        G = cls.FUSED_GATES[arch]
+        G = cls.FUSED_GATES.get(arch, len(ARCHS[arch]))    # = the number of gates
         if (n_in is None) != (n_hidden is None):
             raise ValueError("give both n_in and n_hidden, or neither (then n_in = n_hidden)")
         if n_in is None:
