@@ -14,6 +14,9 @@ r"""The training engine shared by every experiment of the book.
   curves so far) in the format of :mod:`rnn_mft.train.checkpoint` (tensors and plain data only,
   never unpickled; hashed; the run's settings inside), written atomically; :func:`fit` with the
   same ``checkpoint`` path resumes and, on CPU, ends bitwise identical to an uninterrupted run.
+  ``$RNN_MFT_CHECKPOINT_EVERY`` (set by job runners, :mod:`rnn_mft.cluster`) checkpoints every
+  that many steps instead, without changing the run's settings, so that a job killed by its
+  scheduler loses at most that many steps.
   A corrupt checkpoint or one of other settings raises :class:`CheckpointError` naming the file;
   ``restart=True`` (or ``RNN_MFT_RESTART=1``) discards such a file and starts afresh;
 * a time budget: past ``deadline`` (seconds since the epoch; default ``$RNN_MFT_DEADLINE``)
@@ -46,6 +49,7 @@ import torch.nn.functional as F
 from ..nets._recurrence import flush_denormal
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .optim import OPTIMIZERS, MemberOptimizer, check_hyperparameters, clip_grad_norm_members_
+from .jobenv import checkpoint_every_from_env, deadline_from_env, restart_from_env
 from .results import RunResult, code_version
 
 __all__ = ["TrainConfig", "fit", "evaluate", "lr_scan", "ScanResult", "sweep", "default_lrs", "pick_device",
@@ -67,24 +71,6 @@ class BudgetExhausted(Exception):
         self.checkpoint, self.step, self.steps = checkpoint, step, steps
         where = f"checkpoint {checkpoint}" if checkpoint is not None else "no checkpoint (the run restarts)"
         super().__init__(f"time budget exhausted at step {step} of {steps}; {where}")
-
-
-def deadline_from_env() -> float | None:
-    """``$RNN_MFT_DEADLINE`` (seconds since the epoch) or None."""
-    v = os.environ.get("RNN_MFT_DEADLINE", "").strip()
-    if not v:
-        return None
-    try:
-        d = float(v)
-    except ValueError:
-        raise ValueError(f"RNN_MFT_DEADLINE={v!r} must be a time in seconds since the epoch") from None
-    if not math.isfinite(d):
-        raise ValueError(f"RNN_MFT_DEADLINE={v!r} must be finite")
-    return d
-
-
-def restart_from_env() -> bool:
-    return os.environ.get("RNN_MFT_RESTART", "").strip() not in ("", "0", "false", "False", "no")
 
 
 class keep_checkpoint:
@@ -406,6 +392,9 @@ def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, ge
             step, model, opt, gen, elapsed + time.perf_counter() - t0, train_loss, train_acc, grad_norm, ev_step,
             ev_loss, ev_acc, diverged, diverged_step, init_loss, finished))
 
+    every = checkpoint_every_from_env(cfg.checkpoint_every)
+    # tests of job runners only: seconds of sleep per step, so that a job can be killed mid-run
+    delay = float(os.environ.get("RNN_MFT_TEST_STEP_DELAY_S") or 0.0)
     stopped_at = S
     if done:                                  # a finished run whose result was not yet stored
         stopped_at, start = start, S
@@ -448,7 +437,9 @@ def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, ge
             break
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < S:
             do_eval(step + 1)
-        if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < S:
+        if delay > 0:
+            time.sleep(delay)
+        if ckpt is not None and every and (step + 1) % every == 0 and step + 1 < S:
             save(step + 1, False)
         if deadline is not None and step + 1 < S and _clock() >= deadline:
             bar.close()
