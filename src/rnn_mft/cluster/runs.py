@@ -247,6 +247,10 @@ def _run_unit(u: dict, log, job_id) -> dict:
         info = _job_info()
         if job_id and "job_id" not in info:
             info["job_id"] = job_id
+        ck = store.checkpoint_path(profile, exp, name)
+        if ck.exists():
+            info["resumed_from"] = str(ck)
+            print(f"rnn_mft job: {rid} resumes from its checkpoint {ck}", flush=True)
         write_status(u, "running", store, log=log, **info)
         mod = importlib.import_module(u["module"])
         cfg = mod.config(profile, **u.get("config", {}))
