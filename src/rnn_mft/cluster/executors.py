@@ -221,8 +221,8 @@ def _local_pool(todo: list, slots: list, store, deadline, log=print) -> None:
         q.put(u)
     threads = max(1, (os.cpu_count() or 1) // len(slots))
 
-    def worker(slot):
-        env = dict(os.environ)
+    def worker(i, slot):
+        env = dict(os.environ, RNN_MFT_WORKER=str(i))
         if slot is not None:
             env["CUDA_VISIBLE_DEVICES"] = slot
         else:
@@ -239,7 +239,7 @@ def _local_pool(todo: list, slots: list, store, deadline, log=print) -> None:
             where = f"GPU {slot}" if slot is not None else "CPU"
             log(f"  {'finished' if rc == 0 else f'FAILED (exit {rc})'}: {unit_id(u)} ({where}; log {lf})", flush=True)
 
-    ts = [threading.Thread(target=worker, args=(s,), daemon=True) for s in slots]
+    ts = [threading.Thread(target=worker, args=(i, s), daemon=True) for i, s in enumerate(slots)]
     for t in ts:
         t.start()
     for t in ts:

@@ -177,6 +177,9 @@ def run_states(profile: str, store=None, units: list | None = None) -> list[dict
 
 def _job_info() -> dict:
     info = {"host": socket.gethostname(), "pid": os.getpid()}
+    for key, var in (("worker", "RNN_MFT_WORKER"), ("cuda_visible_devices", "CUDA_VISIBLE_DEVICES")):
+        if os.environ.get(var) is not None:
+            info[key] = os.environ[var]
     jid = os.environ.get("SLURM_ARRAY_JOB_ID")
     if jid and os.environ.get("SLURM_ARRAY_TASK_ID"):
         info["slurm_job_id"] = f"{jid}_{os.environ['SLURM_ARRAY_TASK_ID']}"
