@@ -268,3 +268,23 @@ def test_slurm_job_cancelled_mid_run_resumes_from_its_checkpoint_and_ends_equal(
     assert rec["resumed_from"] == str(ck) and rec["slurm_job_id"] != job     # a new job, from the checkpoint
     assert not ck.exists()
     assert_same_results(train.ResultsStore(where / "inline"), store, u)
+
+
+@slurm
+def test_slurm_budgeted_run_resubmits_itself_until_done_and_ends_equal(where, monkeypatch):
+    """A job whose budget is shorter than its run checkpoints, submits its own continuation, and
+    the chain ends with the result an uninterrupted inline run gives."""
+    from rnn_mft.cluster import SlurmSettings
+    u = [x for x in collect_runs("smoke", [SMALL]) if x["name"].startswith("tied-gru")]
+    monkeypatch.setenv("RNN_MFT_RESULTS", str(where / "inline"))
+    assert execute("smoke", "inline", units=u, log=lambda *a, **k: None).ok
+    monkeypatch.setenv("RNN_MFT_RESULTS", str(where / "slurm"))
+    monkeypatch.setenv("RNN_MFT_TEST_STEP_DELAY_S", "10")            # 3 steps of 10 s, budget 18 s per job
+    rep = execute("smoke", "slurm", units=u, slurm=SlurmSettings(time_min=5, budget_min=0.3), poll_s=0.5,
+                  log=lambda *a, **k: None)
+    assert rep.ok and rep.states[0]["state"] == "done", rep.summary()
+    rec = read_status(u[0], train.ResultsStore())
+    assert rec.get("resumed_from"), rec                              # the last job continued a checkpoint
+    logs = sorted((where / "jobs" / "smoke" / "submitit").glob("*_log.out"))
+    assert sum("continues in job" in p.read_text() for p in logs) >= 1
+    assert_same_results(train.ResultsStore(where / "inline"), train.ResultsStore(where / "slurm"), u)

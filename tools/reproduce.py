@@ -40,7 +40,9 @@ def main(argv=None) -> int:
     ap.add_argument("--array-parallelism", type=int, default=None,
                     help="jobs of the array at once ($RNN_MFT_SLURM_ARRAY_PARALLELISM, default 64)")
     ap.add_argument("--budget-min", type=float, default=None,
-                    help="inline/local: stop training after this many minutes (checkpointed); rerun to continue")
+                    help="inline/local: stop training after this many minutes (checkpointed); rerun to continue. "
+                         "slurm: each job trains this long, then checkpoints and resubmits itself "
+                         "($RNN_MFT_SLURM_BUDGET_MIN; default: the time limit less a margin)")
     ap.add_argument("--restart", action="store_true", help="discard checkpoints that cannot be resumed")
     ap.add_argument("--build", default="_build", type=Path, help="build folder (default _build)")
     ap.add_argument("--no-html", action="store_true", help="execute the chapters but do not render HTML")
@@ -52,9 +54,12 @@ def main(argv=None) -> int:
         os.environ["RNN_MFT_RESTART"] = "1"
     os.environ["RNN_MFT_STORE_SMOKE"] = "1"        # a smoke profile run here goes through the store too
     try:
+        on_slurm = a.executor in ("slurm", "submitit-local")
         slurm = SlurmSettings.from_env(partition=a.partition, gpus=a.gpus, cpus=a.cpus, time_min=a.time_min,
-                                       array_parallelism=a.array_parallelism)
-        rep = execute(a.profile, a.executor, wait=not a.no_wait, jobs=a.jobs, slurm=slurm, budget_min=a.budget_min)
+                                       array_parallelism=a.array_parallelism,
+                                       budget_min=a.budget_min if on_slurm else None)
+        rep = execute(a.profile, a.executor, wait=not a.no_wait, jobs=a.jobs, slurm=slurm,
+                      budget_min=None if on_slurm else a.budget_min)
     except (ValueError, ImportError) as exc:
         print(f"REPRODUCE FAILED: {exc}", file=sys.stderr)
         return 2

@@ -47,12 +47,13 @@ class SlurmSettings:
     time_min: int = 60
     array_parallelism: int = 64
     mem_gb: float | None = None
+    budget_min: float | None = None
 
     @classmethod
     def from_env(cls, **over) -> "SlurmSettings":
         kw = {}
         for name, typ in (("partition", str), ("gpus", int), ("cpus", int), ("time_min", int),
-                          ("array_parallelism", int), ("mem_gb", float)):
+                          ("array_parallelism", int), ("mem_gb", float), ("budget_min", float)):
             v = os.environ.get(f"RNN_MFT_SLURM_{name.upper()}", "").strip()
             if v:
                 try:
@@ -65,11 +66,16 @@ class SlurmSettings:
             lo = 0 if name == "gpus" else 1
             if getattr(s, name) < lo:
                 raise ValueError(f"slurm {name}={getattr(s, name)!r} must be at least {lo}")
+        if s.budget_min is not None and not 0 < s.budget_min <= s.time_min:
+            raise ValueError(f"slurm budget_min={s.budget_min!r} must be in (0, time_min={s.time_min}]")
         return s
 
     def budget_s(self) -> float:
-        """Seconds a job trains before it checkpoints: the time limit less a margin (10 %, at
-        least 30 s, at most 5 min) for loading data, writing the checkpoint and resubmitting."""
+        """Seconds a job trains before it checkpoints and resubmits itself: ``budget_min``, or the
+        time limit less a margin (10 %, at least 30 s, at most 5 min) for loading data, writing
+        the checkpoint and resubmitting."""
+        if self.budget_min is not None:
+            return 60.0 * self.budget_min
         t = 60.0 * self.time_min
         return t - min(300.0, max(30.0, 0.1 * t))
 
@@ -309,7 +315,15 @@ def job(u: dict, spec: dict) -> dict:
     except Exception:
         pass
     out = run_unit(u, log=log, budget_s=settings.budget_s(), results_root=spec["results"])
+    if out["state"] == "budget" and out["step"] <= spec.get("step", -1):
+        from .runs import UnitFailed
+        err = (f"no training step fitted in a job's budget ({settings.budget_s():.0f} s; still at step "
+               f"{out['step']}): raise the time limit (--time-min)")
+        from ..train import ResultsStore
+        write_status(u, "failed", ResultsStore(spec["results"], readonly=False), log=log, error=err)
+        raise UnitFailed(f"run {unit_id(u)} failed: {err}")
     if out["state"] == "budget":
+        spec = dict(spec, step=out["step"])
         from ..train import ResultsStore
         ex = _executor(Path(spec["folder"]), spec["executor"], settings)
         nxt = ex.submit(job, u, spec)

@@ -264,7 +264,7 @@ def _run_unit(u: dict, log, job_id) -> dict:
         except train.BudgetExhausted as exc:
             write_status(u, "budget", store, log=log, detail=str(exc), **info)
             print(f"rnn_mft job: {rid} stopped by its time budget: {exc}", flush=True)
-            return {"state": "budget", "run": rid, "detail": str(exc)}
+            return {"state": "budget", "run": rid, "detail": str(exc), "step": int(exc.step)}
         except BaseException as exc:
             err = f"{type(exc).__name__}: {exc}"
             write_status(u, "failed", store, log=log, error=err, traceback=traceback.format_exc(), **info)
