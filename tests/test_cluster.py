@@ -214,7 +214,8 @@ def _slurm_up() -> bool:
     return out.returncode == 0 and any(s.strip() in ("idle", "mixed", "allocated") for s in out.stdout.split())
 
 
-slurm = pytest.mark.skipif(not _slurm_up(), reason="no SLURM cluster answers here (tools/slurm_localcluster.sh "
+# .ci/run sets RNN_MFT_REQUIRE_SLURM=1 after starting the cluster: there the tests fail instead of skipping
+slurm = pytest.mark.skipif(not _slurm_up() and not os.environ.get("RNN_MFT_REQUIRE_SLURM"), reason="no SLURM cluster answers here (tools/slurm_localcluster.sh "
                                                    "start) or submitit is not installed")
 
 
