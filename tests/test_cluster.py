@@ -171,6 +171,23 @@ def test_run_states_a_dead_job_without_result_is_failed_with_its_log(where):
     assert rep.submitted == 0 and rep.states[0]["state"] == "running"
 
 
+def test_two_jobs_never_write_the_same_run(where):
+    """While one job holds a run's lock, another job for the same run trains nothing and says so."""
+    import fcntl
+
+    from rnn_mft.cluster import run_unit
+    from rnn_mft.cluster.runs import _lock_path
+    u = collect_runs("smoke", [SMALL])[0]
+    lock = _lock_path(u)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        assert run_unit(u) == {"state": "busy", "run": f"{u['experiment']}/{u['name']}"}
+        assert not train.ResultsStore().exists("smoke", u["experiment"], u["name"])
+        assert run_states("smoke", units=[u])[0]["state"] == "missing"
+    assert run_unit(u)["state"] == "done" and run_unit(u)["state"] == "stored"
+
+
 def test_cli_runs_lists_states(where, capsys):
     from rnn_mft.cli import main
     assert main(["runs", "--profile", "smoke", "--state", "missing"]) == 0
