@@ -3,7 +3,7 @@
 #
 #   sudo bash tools/slurm_localcluster.sh start    # write the config, start munged, slurmctld, slurmd
 #   bash tools/slurm_localcluster.sh status        # sinfo / squeue
-#   sudo bash tools/slurm_localcluster.sh stop     # stop the daemons this script started
+#   sudo bash tools/slurm_localcluster.sh stop     # stop the daemons this script started (munged too)
 #
 # Needs Debian/Ubuntu's `slurm-wlm` and `munge` (apt-get install -y slurm-wlm munge) and root (the
 # daemons run as root here; jobs run as the submitting user). No systemd: the daemons are started
@@ -64,7 +64,7 @@ EOF
     # no cgroup.conf: cgroups are off (proctrack/linuxproc, task/none)
 }
 
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+alive() { local pid; pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
 
 start_munge() {
     if [ ! -s "$MUNGE_KEY" ]; then
@@ -81,6 +81,7 @@ start_munge() {
     fi
     log "starting munged"
     runuser -u munge -- /usr/sbin/munged --force 2>/dev/null || /usr/sbin/munged --force
+    touch "$DIR/run/munged.ours"                # stop ends only a munged this script started
     for _ in $(seq 20); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && return; sleep 0.5; done
     log "munged does not answer"; exit 1
 }
@@ -121,6 +122,12 @@ stop() {
         fi
         rm -f "$DIR/run/$d.pid"
     done
+    if [ -f "$DIR/run/munged.ours" ] && alive /run/munge/munged.pid; then
+        log "stopping munged"
+        kill "$(cat /run/munge/munged.pid)"
+        for _ in $(seq 20); do alive /run/munge/munged.pid || break; sleep 0.5; done
+    fi
+    rm -f "$DIR/run/munged.ours"
 }
 
 case "${1:-}" in
