@@ -156,6 +156,23 @@ def test_local_executor_two_processes_equals_inline_and_reports_a_raising_run(wh
     assert_same_results(inline, train.ResultsStore(where / "local"), units)
 
 
+def test_local_executor_one_worker_per_visible_gpu(where, monkeypatch):
+    """With GPUs visible, each worker sees exactly one of them (its own CUDA_VISIBLE_DEVICES). On a
+    CPU machine the ids name no device and training falls back to the CPU, which is all we need
+    to check the assignment."""
+    from rnn_mft.cluster import visible_gpus
+    from rnn_mft.cluster.executors import _local_slots
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert visible_gpus() == ["3", "5"] and _local_slots(None) == ["3", "5"] and _local_slots(1) == ["3"]
+    units = [u for u in collect_runs("smoke", [SMALL]) if u["name"].startswith("tied-")]
+    rep = execute("smoke", "local", units=units, log=lambda *a, **k: None, poll_s=0.2)
+    assert rep.ok and {s["state"] for s in rep.states} == {"done"}
+    recs = [read_status(u, train.ResultsStore()) for u in units]
+    assert sorted(r["cuda_visible_devices"] for r in recs) == ["3", "5"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert _local_slots(3) == [None] * 3
+
+
 def test_run_states_a_dead_job_without_result_is_failed_with_its_log(where):
     u = collect_runs("smoke", [SMALL])[0]
     p = subprocess.Popen(["true"])
