@@ -51,10 +51,20 @@ chapter: setup
 figures: setup
 	RNN_MFT_RESULTS_READONLY=1 $(BIN)/python tools/build_book.py --profile $(PROFILE) --build $(BUILD) --no-html
 
-# The paper's scale: needs a GPU and the full data sets. With BUDGET_MIN=9 it stops after 9 minutes
-# (checkpoints in data/checkpoints/paper/, exit 0, prints what remains); the same command continues.
+# The paper's scale (REPRODUCE_PROFILE, default paper; needs a GPU and the full data sets): trains
+# every run the chapters need with EXECUTOR (inline: one after another here; local: one worker per
+# visible GPU, or JOBS processes on a CPU machine; slurm: one job array through submitit, needs
+# `pip install -e ".[cluster]"`), skipping runs already stored, then builds the book from the store
+# as `make figures` does. NO_WAIT=1 submits and returns. SLURM settings: RNN_MFT_SLURM_PARTITION,
+# _GPUS, _CPUS, _TIME_MIN, _ARRAY_PARALLELISM (README, "Running on a cluster"). With BUDGET_MIN=9
+# (inline, local) training stops after 9 minutes (checkpoints in data/checkpoints/paper/, exit 0,
+# prints what remains); the same command continues.
+EXECUTOR ?= inline
+REPRODUCE_PROFILE ?= paper
 reproduce: setup
-	$(BIN)/python tools/build_book.py --profile paper --build $(BUILD) $(if $(BUDGET_MIN),--budget-min $(BUDGET_MIN)) $(if $(RESTART),--restart)
+	$(BIN)/python tools/reproduce.py --profile $(REPRODUCE_PROFILE) --executor $(EXECUTOR) --build $(BUILD) \
+	  $(if $(BUDGET_MIN),--budget-min $(BUDGET_MIN)) $(if $(RESTART),--restart) $(if $(NO_WAIT),--no-wait) \
+	  $(if $(JOBS),--jobs $(JOBS))
 
 bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

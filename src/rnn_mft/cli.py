@@ -4,6 +4,9 @@
     prints the fixed point (mu*, Q*, C*), chi (eq. 8), xi (eq. 9), m1, m2 and var (eqs. 11-14).
 ``rnn-mft solve --arch ARCH (--xi X | --chi C) [--bounds JSON]``
     prints a Theta (JSON) with that time scale and the smallest Jacobian variance.
+``rnn-mft runs --profile PROFILE [--json] [--state STATE]``
+    lists each training run the book's chapters need at PROFILE as done, running, failed (with
+    its log) or missing (:func:`rnn_mft.cluster.run_states`); exit 1 when any failed.
 
 Bad input gives a one-line message on stderr and exit status 2.
 """
@@ -76,7 +79,26 @@ def _parser():
     s.add_argument("--method", choices=("two_state", "paper"), default=None,
                    help="LSTM: the theory whose xi is matched (default two_state; see 'theory --help')")
     s.add_argument("--verbose", action="store_true", help="also print what the Theta achieves (on stderr)")
+    r = sub.add_parser("runs", help="each training run of a profile: done, running, failed or missing")
+    r.add_argument("--profile", default="paper", choices=("smoke", "ci", "paper"), help="default paper")
+    r.add_argument("--state", choices=("done", "running", "failed", "missing"), default=None,
+                   help="list only runs in this state")
+    r.add_argument("--json", action="store_true", help="print one JSON list")
     return p
+
+
+def _runs(a) -> int:
+    from .cluster import run_states
+    states = run_states(a.profile)
+    shown = [s for s in states if a.state is None or s["state"] == a.state]
+    if a.json:
+        print(json.dumps(shown, indent=1))
+    else:
+        for s in shown:
+            print(f"{s['state']:8s} {s['experiment']}/{s['name']}" + (f"  {s['detail']}" if s["detail"] else ""))
+        counts = {k: sum(1 for s in states if s["state"] == k) for k in ("done", "running", "failed", "missing")}
+        print(f"profile {a.profile}: {len(states)} runs; " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return 1 if any(s["state"] == "failed" for s in states) else 0
 
 
 def _fmt(x):
@@ -188,7 +210,7 @@ def main(argv=None) -> int:
     """Entry point of the ``rnn-mft`` console script."""
     try:
         a = _parser().parse_args(argv)
-        code = _theory(a) if a.cmd == "theory" else _solve(a)
+        code = {"theory": _theory, "solve": _solve, "runs": _runs}[a.cmd](a)
     except (_Usage, ValueError) as exc:
         msg = " ".join(str(exc).split())
         print(f"rnn-mft: error: {msg}", file=sys.stderr)

@@ -8,12 +8,20 @@
   ``ci`` and ``paper``; ``smoke`` always trains and writes nothing), with checkpoints for
   long runs;
 * :func:`run_key`: a short hash of the settings that produced a run, part of its stored name,
-  so that editing a config never silently reuses results of other settings.
+  so that editing a config never silently reuses results of other settings;
+* :func:`unit`: the description of one stored run (experiment, run name, and how to rebuild the
+  call that trains it), what each training experiment's ``units(profile)`` lists without
+  training anything, so that :mod:`rnn_mft.cluster` can submit exactly the runs the chapters
+  later load from the store.
+
+``$RNN_MFT_STORE_SMOKE=1`` makes profile ``smoke`` use the results store as ``ci`` does (what the
+cluster executors set, so that a smoke-profile run through them can be checked against inline).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from typing import Callable, Sequence
 
 import torch
@@ -22,7 +30,7 @@ from .. import nets, train
 from ..theory import Theta
 
 __all__ = ["make_ensemble", "train_cfg", "stored", "run_key", "INIT_KINDS", "load_pair", "stored_paper", "provenance",
-           "paper_note"]
+           "paper_note", "unit", "store_smoke"]
 
 INIT_KINDS = ("theta", "standard", "critical", "chrono")
 
@@ -51,6 +59,19 @@ def run_key(settings: dict) -> str:
     """10 hex digits of the SHA-1 of ``settings`` (JSON, sorted keys; ``profile`` excluded)."""
     d = {k: v for k, v in settings.items() if k != "profile"}
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def store_smoke() -> bool:
+    """``$RNN_MFT_STORE_SMOKE`` is set: profile ``smoke`` reads and writes the results store."""
+    return os.environ.get("RNN_MFT_STORE_SMOKE", "").strip() not in ("", "0", "false", "False", "no")
+
+
+def unit(profile: str, experiment: str, name: str, module: str, call: str, args=(), config: dict | None = None) -> dict:
+    """One stored run, described without training it: ``module.call(module.config(profile,
+    **config), *args, store=store)`` trains (or loads) exactly the run ``profile/experiment/name``.
+    Plain JSON data (:func:`rnn_mft.cluster.run_unit` rebuilds the call from it)."""
+    return {"profile": profile, "experiment": experiment, "name": name, "module": module, "call": call,
+            "args": list(args), "config": dict(config or {})}
 
 
 def _init_member(model, spec, generator):
@@ -115,12 +136,12 @@ def stored(profile: str, experiment: str, name: str, fn: Callable[[str | None], 
            store: train.ResultsStore | None = None) -> train.RunResult:
     """``fn(checkpoint_path)`` or the stored result of ``profile/experiment/name``.
 
-    ``smoke``: ``fn(None)``, nothing stored (under a time budget, ``$RNN_MFT_DEADLINE``, with a
+    ``smoke`` (unless ``$RNN_MFT_STORE_SMOKE``): ``fn(None)``, nothing stored (under a time budget, ``$RNN_MFT_DEADLINE``, with a
     checkpoint). ``ci``/``paper``: the results store's entry when it exists, else ``fn`` with a
     checkpoint file (resumed if a previous run was interrupted or ran out of time), then stored
     atomically; the checkpoint is deleted only once the result is written.
     """
-    if profile == "smoke":
+    if profile == "smoke" and not store_smoke():
         if train.engine.deadline_from_env() is None:
             return fn(None)
         # under a time budget even a smoke run checkpoints, so that it can continue later

@@ -13,11 +13,13 @@ import torch
 
 from .. import nets, theory, train
 from . import check_profile
+from ._training import store_smoke, unit
 
-__all__ = ["CONFIGS", "config", "describe", "make_task", "make_models", "analyze_models", "run",
-           "theta_table", "summary_table"]
+__all__ = ["CONFIGS", "MODELS", "config", "describe", "make_task", "make_models", "analyze_models", "run",
+           "run_model", "run_name", "theta_table", "summary_table", "units"]
 
 EXPERIMENT = "critical_init_your_model"
+MODELS = ("default", "critical")
 
 CONFIGS = {
     # seconds: the test suite executes every chapter with this profile
@@ -71,26 +73,59 @@ def analyze_models(models: dict) -> dict:
     return out
 
 
+def _key(cfg: dict) -> str:
+    return hashlib.sha1(json.dumps({k: v for k, v in cfg.items() if k != "profile"},
+                                   sort_keys=True).encode()).hexdigest()[:10]
+
+
+def run_name(cfg: dict, model: str) -> str:
+    """The stored name of ``model`` (``default`` or ``critical``): ``<model>-<hash of cfg>``."""
+    if model not in MODELS:
+        raise ValueError(f"model={model!r}; allowed: {', '.join(MODELS)}")
+    return f"{model}-{_key(cfg)}"
+
+
+def _stores(profile: str) -> bool:
+    return profile != "smoke" or store_smoke()
+
+
 def run(cfg: dict, models: dict, task, store: train.ResultsStore | None = None) -> dict:
     """Train each model (same data, same read-out initialization); results are stored under a key
-    that hashes the config (profiles ``ci`` and ``paper``; ``smoke`` writes nothing)."""
-    train_cfg = train.TrainConfig(steps=cfg["steps"], batch_size=cfg["batch_size"], optimizer=cfg["optimizer"],
-                                  lr=cfg["lr"], clip=cfg["clip"], eval_every=cfg["eval_every"], seed=cfg["seed"])
-    key = hashlib.sha1(json.dumps({k: v for k, v in cfg.items() if k != "profile"},
-                                  sort_keys=True).encode()).hexdigest()[:10]
+    that hashes the config (profiles ``ci`` and ``paper``; ``smoke`` writes nothing unless
+    ``$RNN_MFT_STORE_SMOKE``), with a checkpoint that an interrupted run resumes from."""
+    tc = train.TrainConfig(steps=cfg["steps"], batch_size=cfg["batch_size"], optimizer=cfg["optimizer"],
+                           lr=cfg["lr"], clip=cfg["clip"], eval_every=cfg["eval_every"], seed=cfg["seed"])
 
-    def fit(lstm):
+    def fit(lstm, ckpt=None):
         torch.manual_seed(cfg["seed"] + 1)          # the same read-out for both models
-        return train.fit(nets.StockSequenceClassifier(lstm, task.n_out), task, train_cfg)
+        return train.fit(nets.StockSequenceClassifier(lstm, task.n_out), task, tc, checkpoint=ckpt)
 
     results = {}
     for name, lstm in models.items():
-        if cfg["profile"] == "smoke":
+        if not _stores(cfg["profile"]):
             results[name] = fit(lstm)
         else:
             store = store or train.ResultsStore()
-            results[name] = store.load_or_run(cfg["profile"], EXPERIMENT, f"{name}-{key}", lambda lstm=lstm: fit(lstm))
+            run = run_name(cfg, name)
+            ck = store.checkpoint_path(cfg["profile"], EXPERIMENT, run)
+            results[name] = store.load_or_run(cfg["profile"], EXPERIMENT, run,
+                                              lambda lstm=lstm, ck=ck: fit(lstm, str(ck)), checkpoint=ck)
     return results
+
+
+def run_model(cfg: dict, model: str, store: train.ResultsStore | None = None) -> train.RunResult:
+    """One model of :func:`run` alone (the task and both modules built as the chapter builds them),
+    so that the two can run as separate jobs."""
+    task = make_task(cfg)
+    models = make_models(cfg, task)
+    run_name(cfg, model)                             # checks the name
+    return run(cfg, {model: models[model]}, task, store)[model]
+
+
+def units(profile: str) -> list[dict]:
+    """The stored runs the chapter loads at ``profile`` (one per model), without training."""
+    cfg = config(profile)
+    return [unit(profile, EXPERIMENT, run_name(cfg, m), __name__, "run_model", [m]) for m in MODELS]
 
 
 def theta_table(thetas: dict) -> str:

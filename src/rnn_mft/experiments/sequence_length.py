@@ -26,10 +26,10 @@ from .. import train
 from ..theory import Theta, analyze
 from ..train.ensembles import ensemble_bytes, split_by_memory
 from . import check_profile
-from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
+from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
 __all__ = ["CONFIGS", "INITS", "accuracy", "comparison", "config", "cost", "describe", "ensembles", "groups", "inits",
-           "paper_note", "run", "run_group", "run_one", "stored_paper_results", "theory_table"]
+           "paper_note", "run", "run_group", "run_one", "run_name", "stored_paper_results", "theory_table", "units"]
 
 EXPERIMENT = "sequence_length"
 INITS = ("standard", "critical", "chrono")
@@ -99,13 +99,27 @@ def _settings(cfg: dict, Ts) -> dict:
     return s
 
 
+def run_name(cfg: dict, Ts) -> str:
+    """The stored name of the ensemble of lengths ``Ts`` (with the hash of its settings)."""
+    Ts = sorted(int(T) for T in Ts)
+    return f"T{'_'.join(map(str, Ts))}-{run_key(_settings(cfg, Ts))}"
+
+
+def units(profile: str) -> list[dict]:
+    """Every stored run the chapter loads at ``profile`` (one per ensemble of :func:`groups`),
+    described by :func:`~rnn_mft.experiments._training.unit` without training anything."""
+    cfg = config(profile)
+    return [unit(profile, EXPERIMENT, run_name(cfg, Ts), __name__, "run_group", [sorted(int(T) for T in Ts)])
+            for Ts in groups(cfg)]
+
+
 def run_group(cfg: dict, Ts, store=None) -> dict:
     """One ensemble: the three initializations at every length of ``Ts`` (member ``3 j + i``:
     ``Ts[j]``, ``INITS[i]``), each reading out at its own length. Returns ``{T: RunResult}``
     with each length's three members as their own result."""
     Ts = sorted(int(T) for T in Ts)
     s = _settings(cfg, Ts)
-    name = f"T{'_'.join(map(str, Ts))}-{run_key(s)}"
+    name = run_name(cfg, Ts)
     n = len(INITS)
 
     def fn(ckpt):

@@ -44,11 +44,11 @@ from .. import train
 from ..theory import Theta, analyze
 from ..train.ensembles import ensemble_bytes, split_by_memory
 from . import check_profile
-from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
+from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
 __all__ = ["CONFIGS", "DIRECTIONS", "accuracy_map", "alphas", "comparison", "config", "cost", "describe", "ensembles",
            "groups", "overlay", "paper_note", "region_summary", "region_table", "run", "run_group", "run_one",
-           "stored_paper_results", "thetas", "xi_table"]
+           "run_name", "stored_paper_results", "thetas", "units", "xi_table"]
 
 EXPERIMENT = "trainability"
 
@@ -154,13 +154,33 @@ def ensembles(cfg: dict) -> list[dict]:
     return out
 
 
+def run_name(cfg: dict, arch: str, Ts) -> str:
+    """The stored name of the ensemble of ``arch`` at lengths ``Ts`` (tied as in ``cfg``)."""
+    Ts = sorted(int(T) for T in Ts)
+    return f"{'tied' if cfg['tied'] else 'untied'}-{arch}-T{'_'.join(map(str, Ts))}-{run_key(_settings(cfg, arch, Ts))}"
+
+
+def units(profile: str) -> list[dict]:
+    """Every stored run the chapter loads at ``profile``: the ensembles of :func:`groups` of every
+    architecture, untied (Figure 2) and tied (Figure 6), without training anything."""
+    out = []
+    for tied in (False, True):
+        cfg = config(profile, tied=tied)
+        for arch in cfg["archs"]:
+            for Ts in groups(cfg, arch):
+                Ts = sorted(int(T) for T in Ts)
+                out.append(unit(profile, EXPERIMENT, run_name(cfg, arch, Ts), __name__, "run_group", [arch, Ts],
+                                config={"tied": tied}))
+    return out
+
+
 def run_group(cfg: dict, arch: str, Ts, tasks=None, store=None) -> dict:
     """Train one ensemble: every alpha at every length of ``Ts``, member ``j * n_alpha + i`` at
     ``Ts[j]`` and ``alpha_i``, reading out at its own length; returns ``{T: RunResult}`` with
     each ``T``'s members as their own result (the format of one ensemble per ``T``)."""
     Ts = sorted(int(T) for T in Ts)
     s = _settings(cfg, arch, Ts)
-    name = f"{'tied' if cfg['tied'] else 'untied'}-{arch}-T{'_'.join(map(str, Ts))}-{run_key(s)}"
+    name = run_name(cfg, arch, Ts)
     a = alphas(cfg)
     th = thetas(arch, a)
     n = len(a)

@@ -32,10 +32,10 @@ from .. import train
 from ..theory import Theta
 from ..train import default_lrs
 from . import check_profile
-from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
+from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
 __all__ = ["CONFIGS", "INITS", "TASKS", "best_curves", "comparison", "config", "cost", "describe", "ensembles",
-           "lrs", "paper_note", "run", "run_one", "steps_to", "stored_paper_results"]
+           "lrs", "paper_note", "run", "run_name", "run_one", "steps_to", "stored_paper_results", "units"]
 
 EXPERIMENT = "training_curves"
 INITS = ("standard", "critical")
@@ -74,12 +74,29 @@ def _tasks(cfg: dict, task: str, length: int):
     raise ValueError(f"task={task!r}; allowed: {', '.join(TASKS)}")
 
 
-def run_one(cfg: dict, task: str, length: int, store=None) -> train.RunResult:
-    """One panel: ``len(INITS) * n_lr`` members (init-major), trained together."""
+def _settings(cfg: dict, task: str, length: int) -> dict:
     s = {k: cfg[k] for k in ("width", "batch_size", "steps", "n_lr", "n_eval", "eval_every", "optimizer",
                              "momentum", "clip", "seed", "lr_range", "repeat_concat", "pixels_per_step")}
     s.update(task=task, length=int(length), arch=ARCH, inits=list(INITS))
-    name = f"{task}-{TASKS[task]}{length}-{run_key(s)}"
+    return s
+
+
+def run_name(cfg: dict, task: str, length: int) -> str:
+    """The stored name of the panel ``task`` at ``length``."""
+    return f"{task}-{TASKS[task]}{length}-{run_key(_settings(cfg, task, length))}"
+
+
+def units(profile: str) -> list[dict]:
+    """Every stored run the chapter loads at ``profile`` (one per panel), without training."""
+    cfg = config(profile)
+    return [unit(profile, EXPERIMENT, run_name(cfg, task, L), __name__, "run_one", [task, int(L)])
+            for task in TASKS for L in cfg["lengths"][task]]
+
+
+def run_one(cfg: dict, task: str, length: int, store=None) -> train.RunResult:
+    """One panel: ``len(INITS) * n_lr`` members (init-major), trained together."""
+    s = _settings(cfg, task, length)
+    name = run_name(cfg, task, length)
 
     def fn(ckpt):
         tr, _ = _tasks(cfg, task, length)

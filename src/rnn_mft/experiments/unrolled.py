@@ -32,10 +32,10 @@ from .. import train
 from ..data.sources import DataUnavailableError
 from ..theory import Theta, analyze
 from . import check_profile
-from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg
+from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
 __all__ = ["CONFIGS", "INITS", "PAPER", "config", "cost", "describe", "ensembles", "inits", "members", "paper_note",
-           "run", "run_one", "stored_paper_results", "table", "theory_row"]
+           "run", "run_name", "run_one", "stored_paper_results", "table", "theory_row", "units"]
 
 EXPERIMENT = "unrolled"
 INITS = ("standard", "critical", "chrono")
@@ -96,16 +96,34 @@ def theory_row(dataset: str, cfg: dict, n_in: int) -> dict:
     return out
 
 
+def _settings(cfg: dict, dataset: str) -> dict:
+    s = {k: cfg[k] for k in ("width", "batch_size", "steps", "n_eval", "eval_every", "optimizer", "lr", "clip",
+                             "seed")}
+    s.update(dataset=dataset, inits=members(dataset, cfg), **DATASETS[dataset])
+    if EXTRA[dataset]:
+        s["h_detach"] = cfg["h_detach"]
+    return s
+
+
+def run_name(cfg: dict, dataset: str) -> str:
+    """The stored name of the ensemble of ``dataset``."""
+    return f"{dataset}-{run_key(_settings(cfg, dataset))}"
+
+
+def units(profile: str) -> list[dict]:
+    """Every stored run the chapter loads at ``profile`` (one per data set), without training.
+    A unit whose data are not available where it runs returns ``(None, reason)``: the executor
+    reports it as unavailable (the chapter says the same), not as done."""
+    cfg = config(profile)
+    return [unit(profile, EXPERIMENT, run_name(cfg, ds), __name__, "run_one", [ds]) for ds in cfg["datasets"]]
+
+
 def run_one(cfg: dict, dataset: str, store=None):
     """``RunResult`` of the three initializations on ``dataset``, or ``None`` with the reason in
     ``unavailable`` when the data cannot be loaded (CIFAR-10 offline)."""
     d = DATASETS[dataset]
-    s = {k: cfg[k] for k in ("width", "batch_size", "steps", "n_eval", "eval_every", "optimizer", "lr", "clip",
-                             "seed")}
-    s.update(dataset=dataset, inits=members(dataset, cfg), **d)
-    if EXTRA[dataset]:
-        s["h_detach"] = cfg["h_detach"]
-    name = f"{dataset}-{run_key(s)}"
+    s = _settings(cfg, dataset)
+    name = run_name(cfg, dataset)
 
     def fn(ckpt):
         tr, te = load_pair(d["task"])

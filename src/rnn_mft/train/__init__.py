@@ -8,8 +8,9 @@
 True
 """
 from .checkpoint import CheckpointError
-from .engine import (BudgetExhausted, ScanResult, TrainConfig, default_lrs, evaluate, fit, lr_scan, pick_device,
-                     progress_enabled, sweep)
+from .engine import (BudgetExhausted, TrainConfig, default_lrs, evaluate, fit, pick_device,
+                     progress_enabled)
+from .sweep import ScanResult, lr_scan, sweep
 from .optim import OPTIMIZERS, MemberOptimizer, clip_grad_norm_members_
 from .results import ResultsStore, RunResult, StoredResultError, code_version, results_root
 from .datatask import DatasetTask

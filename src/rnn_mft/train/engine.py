@@ -14,6 +14,9 @@ r"""The training engine shared by every experiment of the book.
   curves so far) in the format of :mod:`rnn_mft.train.checkpoint` (tensors and plain data only,
   never unpickled; hashed; the run's settings inside), written atomically; :func:`fit` with the
   same ``checkpoint`` path resumes and, on CPU, ends bitwise identical to an uninterrupted run.
+  ``$RNN_MFT_CHECKPOINT_EVERY`` (set by job runners, :mod:`rnn_mft.cluster`) checkpoints every
+  that many steps instead, without changing the run's settings, so that a job killed by its
+  scheduler loses at most that many steps.
   A corrupt checkpoint or one of other settings raises :class:`CheckpointError` naming the file;
   ``restart=True`` (or ``RNN_MFT_RESTART=1``) discards such a file and starts afresh;
 * a time budget: past ``deadline`` (seconds since the epoch; default ``$RNN_MFT_DEADLINE``)
@@ -35,7 +38,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -46,6 +49,7 @@ import torch.nn.functional as F
 from ..nets import flush_denormal
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .optim import OPTIMIZERS, MemberOptimizer, check_hyperparameters, clip_grad_norm_members_
+from .jobenv import checkpoint_every_from_env, deadline_from_env, restart_from_env
 from .results import RunResult, code_version
 
 __all__ = ["TrainConfig", "fit", "evaluate", "lr_scan", "ScanResult", "sweep", "default_lrs", "pick_device",
@@ -67,24 +71,6 @@ class BudgetExhausted(Exception):
         self.checkpoint, self.step, self.steps = checkpoint, step, steps
         where = f"checkpoint {checkpoint}" if checkpoint is not None else "no checkpoint (the run restarts)"
         super().__init__(f"time budget exhausted at step {step} of {steps}; {where}")
-
-
-def deadline_from_env() -> float | None:
-    """``$RNN_MFT_DEADLINE`` (seconds since the epoch) or None."""
-    v = os.environ.get("RNN_MFT_DEADLINE", "").strip()
-    if not v:
-        return None
-    try:
-        d = float(v)
-    except ValueError:
-        raise ValueError(f"RNN_MFT_DEADLINE={v!r} must be a time in seconds since the epoch") from None
-    if not math.isfinite(d):
-        raise ValueError(f"RNN_MFT_DEADLINE={v!r} must be finite")
-    return d
-
-
-def restart_from_env() -> bool:
-    return os.environ.get("RNN_MFT_RESTART", "").strip() not in ("", "0", "false", "False", "no")
 
 
 class keep_checkpoint:
@@ -406,6 +392,9 @@ def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, ge
             step, model, opt, gen, elapsed + time.perf_counter() - t0, train_loss, train_acc, grad_norm, ev_step,
             ev_loss, ev_acc, diverged, diverged_step, init_loss, finished))
 
+    every = checkpoint_every_from_env(cfg.checkpoint_every)
+    # tests of job runners only: seconds of sleep per step, so that a job can be killed mid-run
+    delay = float(os.environ.get("RNN_MFT_TEST_STEP_DELAY_S") or 0.0)
     stopped_at = S
     if done:                                  # a finished run whose result was not yet stored
         stopped_at, start = start, S
@@ -448,7 +437,9 @@ def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, ge
             break
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < S:
             do_eval(step + 1)
-        if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < S:
+        if delay > 0:
+            time.sleep(delay)
+        if ckpt is not None and every and (step + 1) % every == 0 and step + 1 < S:
             save(step + 1, False)
         if deadline is not None and step + 1 < S and _clock() >= deadline:
             bar.close()
@@ -493,70 +484,5 @@ def _grad_norms(params, members):
     return sum(torch.linalg.vector_norm(p.grad.reshape(members, -1), dim=1).double().pow(2) for p in params).sqrt()
 
 
-@dataclass
-class ScanResult:
-    """A learning-rate scan: ``lrs``, one :class:`RunResult` per lr, and the best lr."""
-
-    lrs: np.ndarray
-    results: list
-    best_lr: float | None
-    best_index: int | None = None
-    metric: str = "eval_acc"
-    extra: dict = field(default_factory=dict)
-
-
-def _pick_best(lrs, results, metric):
-    best, best_i = None, None
-    for i, r in enumerate(results):
-        if not r.diverged or r.diverged[0]:      # diverged (or no record of it): never picked
-            continue
-        v = r.final[metric][0]
-        key = (v if metric.endswith("acc") else -v, -r.final["eval_loss"][0])
-        if not np.isfinite(key[0]):
-            continue
-        if best is None or key > best:
-            best, best_i = key, i
-    return best_i
-
-
-def lr_scan(build: Callable[[int | None], torch.nn.Module], task, cfg: TrainConfig | dict,
-            lrs: Sequence[float] | None = None, ensemble: bool = True, metric: str = "eval_acc") -> ScanResult:
-    """Learning-rate scan (Appendix C.5.1): train one network per lr and pick the best.
-
-    ``build(members)`` returns an initialised model: with ``ensemble=True`` an ensemble of
-    ``len(lrs)`` members trained at once with one lr each (``build`` should give every member
-    the same initial weights, or different draws, as the experiment wants); with
-    ``ensemble=False`` ``build(None)`` is called once per lr and the runs go one after another.
-    ``lrs`` defaults to :func:`default_lrs` (8 points, 1e-5 .. 1e-2). Diverged runs are kept,
-    flagged, and never picked. ``metric``: ``"eval_acc"`` (max) or ``"eval_loss"``/``"train_loss"`` (min).
-    """
-    if isinstance(cfg, dict):
-        cfg = TrainConfig.from_dict(cfg)
-    lrs = np.asarray(default_lrs() if lrs is None else lrs, dtype=float)
-    if lrs.ndim != 1 or len(lrs) < 1 or not np.all(lrs > 0):
-        raise ValueError(f"lrs={lrs!r} must be a non-empty 1-d sequence of positive floats")
-    if metric not in ("eval_acc", "eval_loss", "train_loss"):
-        raise ValueError(f"metric={metric!r}; allowed: eval_acc, eval_loss, train_loss")
-    if ensemble:
-        model = build(len(lrs))
-        res = fit(model, task, replace(cfg, lr=lrs.tolist()), labels=[f"lr={v:.3g}" for v in lrs], desc="lr scan")
-        results = [res.member(i) for i in range(len(lrs))]
-    else:
-        results = [fit(build(None), task, replace(cfg, lr=float(v)), labels=[f"lr={v:.3g}"], desc=f"lr={v:.2g}")
-                   for v in lrs]
-    i = _pick_best(lrs, results, metric)
-    return ScanResult(lrs, results, None if i is None else float(lrs[i]), i, metric)
-
-
-def sweep(runs: dict[str, Callable[[], RunResult]], store=None, profile: str | None = None,
-          experiment: str | None = None, rerun: bool = False) -> dict[str, RunResult]:
-    """Run ``{name: fn}`` one after another, each ``fn()`` returning a :class:`RunResult`
-    (typically a :func:`fit`); with a ``store`` results are loaded when present and saved when
-    new. Diverged runs are recorded (``meta["diverged"]``) and the sweep goes on."""
-    out = {}
-    for name, fn in runs.items():
-        if store is not None:
-            out[name] = store.load_or_run(profile, experiment, name, fn, rerun=rerun)
-        else:
-            out[name] = fn()
-    return out
+# lr_scan, ScanResult and sweep live in rnn_mft.train.sweep (re-exported here for old imports)
+from .sweep import ScanResult, lr_scan, sweep  # noqa: E402,F401

@@ -1,0 +1,336 @@
+"""Executors: run a profile's missing training runs in this process, on this machine's GPUs (or N
+processes), or as one SLURM job array through submitit, and wait for them.
+
+* ``inline``: one after another in this process (what ``make reproduce`` always did);
+* ``local``: one worker process per visible GPU, each with its own ``CUDA_VISIBLE_DEVICES``; on a
+  machine without GPUs ``jobs`` processes (default: the number of CPUs). Logs per run in
+  ``<jobs>/<profile>/local/``;
+* ``slurm``: one job array through submitit's ``map_array`` (``pip install rnn_mft[cluster]``);
+  logs in ``<jobs>/<profile>/submitit/``. A job with a time limit trains until a few minutes
+  before it (``$RNN_MFT_DEADLINE``), checkpoints, and submits its continuation itself, until
+  the run is done. ``submitit-local``: the same through submitit's local executor (no SLURM).
+
+Runs already in the store are skipped, and so are runs whose job is alive (two jobs never write
+the same run; a lock on each run makes sure). Every run ends ``done``, ``failed`` (with its log
+path), ``missing`` (stopped by a budget or data not available: said so) or is still ``running``
+(``wait=False``); nothing is dropped silently. See README, "Running on a cluster".
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .runs import UnitFailed, collect_runs, jobs_dir, run_states, run_unit, unit_id, write_status
+
+__all__ = ["EXECUTORS", "SlurmSettings", "Report", "execute", "visible_gpus"]
+
+EXECUTORS = ("inline", "local", "slurm", "submitit-local")
+
+
+@dataclass
+class SlurmSettings:
+    """What each job asks SLURM for; every field also comes from ``$RNN_MFT_SLURM_<FIELD>``
+    (e.g. ``RNN_MFT_SLURM_PARTITION=gpu``). ``time_min``: the job's time limit in minutes (a run
+    that needs longer checkpoints and resubmits itself); ``array_parallelism``: at most that many
+    jobs of the array at once."""
+
+    partition: str | None = None
+    gpus: int = 0
+    cpus: int = 1
+    time_min: int = 60
+    array_parallelism: int = 64
+    mem_gb: float | None = None
+    budget_min: float | None = None
+
+    @classmethod
+    def from_env(cls, **over) -> "SlurmSettings":
+        kw = {}
+        for name, typ in (("partition", str), ("gpus", int), ("cpus", int), ("time_min", int),
+                          ("array_parallelism", int), ("mem_gb", float), ("budget_min", float)):
+            v = os.environ.get(f"RNN_MFT_SLURM_{name.upper()}", "").strip()
+            if v:
+                try:
+                    kw[name] = typ(v)
+                except ValueError:
+                    raise ValueError(f"RNN_MFT_SLURM_{name.upper()}={v!r} must be a {typ.__name__}") from None
+        kw.update({k: v for k, v in over.items() if v is not None})
+        s = cls(**kw)
+        for name in ("gpus", "cpus", "time_min", "array_parallelism"):
+            lo = 0 if name == "gpus" else 1
+            if getattr(s, name) < lo:
+                raise ValueError(f"slurm {name}={getattr(s, name)!r} must be at least {lo}")
+        if s.budget_min is not None and not 0 < s.budget_min <= s.time_min:
+            raise ValueError(f"slurm budget_min={s.budget_min!r} must be in (0, time_min={s.time_min}]")
+        return s
+
+    def budget_s(self) -> float:
+        """Seconds a job trains before it checkpoints and resubmits itself: ``budget_min``, or the
+        time limit less a margin (10 %, at least 30 s, at most 5 min) for loading data, writing
+        the checkpoint and resubmitting."""
+        if self.budget_min is not None:
+            return 60.0 * self.budget_min
+        t = 60.0 * self.time_min
+        return t - min(300.0, max(30.0, 0.1 * t))
+
+    def submitit_parameters(self) -> dict:
+        p = dict(timeout_min=int(self.time_min), cpus_per_task=int(self.cpus), name="rnn_mft",
+                 slurm_array_parallelism=int(self.array_parallelism))
+        if self.gpus:
+            p["gpus_per_node"] = int(self.gpus)
+        if self.partition:
+            p["slurm_partition"] = self.partition
+        if self.mem_gb:
+            p["mem_gb"] = float(self.mem_gb)
+        return p
+
+
+@dataclass
+class Report:
+    """What an :func:`execute` call did: runs per final state (``run_states``), and how many were
+    found stored or submitted."""
+
+    profile: str
+    executor: str
+    total: int = 0
+    stored_before: int = 0
+    submitted: int = 0
+    states: list = field(default_factory=list)
+
+    def by_state(self, state: str) -> list:
+        return [s for s in self.states if s["state"] == state]
+
+    @property
+    def ok(self) -> bool:
+        return not self.by_state("failed")
+
+    def summary(self) -> str:
+        lines = [f"{self.executor}: {self.total} runs at profile {self.profile}: {self.stored_before} already "
+                 f"stored, {self.submitted} submitted; now "
+                 + ", ".join(f"{len(self.by_state(s))} {s}" for s in ("done", "running", "failed", "missing"))]
+        for s in self.states:
+            if s["state"] != "done":
+                lines.append(f"  {s['state'].upper():8s} {s['experiment']}/{s['name']}"
+                             + (f": {s['detail']}" if s["detail"] else ""))
+        return "\n".join(lines)
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries (empty: none)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        import torch
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # pragma: no cover
+        return []
+
+
+def execute(profile: str, executor: str = "inline", *, wait: bool = True, jobs: int | None = None,
+            slurm: SlurmSettings | None = None, budget_min: float | None = None, units: list | None = None,
+            log=print, poll_s: float = 2.0, store=None) -> Report:
+    """Run every run of ``profile`` that is not in the store yet (``units``: these instead of
+    :func:`~rnn_mft.cluster.collect_runs`), with ``executor`` (one of :data:`EXECUTORS`).
+
+    ``wait=False`` returns once the runs are submitted (``local``: a detached pool process).
+    ``budget_min`` (inline, local): a time budget for all runs; what it stops resumes later.
+    Returns a :class:`Report`; failed runs are in it with their log, never dropped.
+    """
+    from ..train import ResultsStore
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor={executor!r}; allowed: {', '.join(EXECUTORS)}")
+    store = store or ResultsStore(readonly=False)
+    units = collect_runs(profile) if units is None else list(units)
+    before = {unit_id(s_u[1]): s_u[0] for s_u in zip(run_states(profile, store, units), units)}
+    todo = [u for u in units if before[unit_id(u)]["state"] not in ("done", "running")]
+    rep = Report(profile, executor, total=len(units),
+                 stored_before=sum(1 for s in before.values() if s["state"] == "done"), submitted=len(todo))
+    busy = [k for k, s in before.items() if s["state"] == "running"]
+    if busy:
+        log(f"{len(busy)} run(s) already running elsewhere, not submitted again: " + ", ".join(busy))
+    log(f"{executor}: {len(units)} runs at profile {profile}; {rep.stored_before} stored, {len(todo)} to run")
+    deadline = time.time() + 60.0 * float(budget_min) if budget_min is not None else None
+    if todo:
+        if executor == "inline":
+            for u in todo:
+                try:
+                    out = run_unit(u, budget_s=None if deadline is None else deadline - time.time(),
+                                   results_root=str(store.root))
+                    log(f"  {out['state']}: {out['run']}")
+                except UnitFailed as exc:
+                    log(f"  FAILED: {exc}")
+        elif executor == "local":
+            n = _local_slots(jobs)
+            if wait:
+                _local_pool(todo, n, store, deadline, log)
+            else:
+                _local_detached(profile, todo, n, store, deadline, log)
+        else:
+            _submitit(profile, todo, executor, slurm or SlurmSettings.from_env(), store, log)
+    if wait and executor != "inline":
+        _wait(profile, units, store, log, poll_s)
+    rep.states = run_states(profile, store, units)
+    return rep
+
+
+def _wait(profile, units, store, log, poll_s):
+    last = None
+    while True:
+        st = run_states(profile, store, units)
+        running = [s for s in st if s["state"] == "running"]
+        counts = {k: sum(1 for s in st if s["state"] == k) for k in ("done", "running", "failed", "missing")}
+        if counts != last:
+            log("  " + ", ".join(f"{v} {k}" for k, v in counts.items()), flush=True)
+            last = counts
+        if not running:
+            return st
+        time.sleep(poll_s)
+
+
+# ----------------------------------------------------------------------------- local
+
+def _local_slots(jobs: int | None) -> list[str | None]:
+    gpus = visible_gpus()
+    if gpus:
+        return gpus[:jobs] if jobs else gpus
+    n = int(jobs) if jobs else (os.cpu_count() or 1)
+    if n < 1:
+        raise ValueError(f"jobs={jobs!r} must be at least 1")
+    return [None] * n
+
+
+def _worker_cmd(u: dict, logfile: Path, store, deadline) -> list[str]:
+    cmd = [sys.executable, "-m", "rnn_mft.cluster.worker", "--unit", json.dumps(u), "--log", str(logfile),
+           "--results", str(store.root)]
+    if deadline is not None:
+        cmd += ["--deadline", repr(float(deadline))]
+    return cmd
+
+
+def _local_pool(todo: list, slots: list, store, deadline, log=print) -> None:
+    """Run ``todo`` on ``len(slots)`` worker processes; slot ``i`` sees only GPU ``slots[i]``
+    (``CUDA_VISIBLE_DEVICES``), or, on a CPU machine, gets its share of the cores."""
+    logdir = jobs_dir(todo[0]["profile"], store) / "local"
+    logdir.mkdir(parents=True, exist_ok=True)
+    for u in todo:
+        write_status(u, "queued", store, host=__import__("socket").gethostname(), pid=os.getpid(),
+                     log=str(logdir / f"{u['experiment']}-{u['name']}.log"))
+    q: queue.Queue = queue.Queue()
+    for u in todo:
+        q.put(u)
+    threads = max(1, (os.cpu_count() or 1) // len(slots))
+
+    def worker(i, slot):
+        env = dict(os.environ, RNN_MFT_WORKER=str(i))
+        if slot is not None:
+            env["CUDA_VISIBLE_DEVICES"] = slot
+        else:
+            env.setdefault("OMP_NUM_THREADS", str(threads))
+        while True:
+            try:
+                u = q.get_nowait()
+            except queue.Empty:
+                return
+            lf = logdir / f"{u['experiment']}-{u['name']}.log"
+            with open(lf, "w") as fh:
+                rc = subprocess.run(_worker_cmd(u, lf, store, deadline), env=env, stdout=fh,
+                                    stderr=subprocess.STDOUT).returncode
+            where = f"GPU {slot}" if slot is not None else "CPU"
+            log(f"  {'finished' if rc == 0 else f'FAILED (exit {rc})'}: {unit_id(u)} ({where}; log {lf})", flush=True)
+
+    ts = [threading.Thread(target=worker, args=(i, s), daemon=True) for i, s in enumerate(slots)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
+def _local_detached(profile, todo, slots, store, deadline, log) -> None:
+    d = jobs_dir(profile, store) / "local"
+    d.mkdir(parents=True, exist_ok=True)
+    spec = d / f"pool-{int(time.time())}-{os.getpid()}.json"
+    spec.write_text(json.dumps({"units": todo, "slots": slots, "deadline": deadline}))
+    lf = spec.with_suffix(".log")
+    with open(lf, "w") as fh:
+        p = subprocess.Popen([sys.executable, "-m", "rnn_mft.cluster.worker", "--pool", str(spec), "--results",
+                              str(store.root)], stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    for u in todo:    # the pool process is what keeps them alive until each worker takes its run
+        write_status(u, "queued", store, host=__import__("socket").gethostname(), pid=p.pid, log=str(lf))
+    log(f"local pool started in the background (pid {p.pid}, log {lf}); `rnn-mft runs --profile {profile}` "
+        f"shows where the runs stand")
+
+
+# ----------------------------------------------------------------------------- submitit
+
+def _import_submitit():
+    try:
+        import submitit
+    except ImportError:
+        raise ImportError("the slurm executor needs submitit: pip install 'rnn_mft[cluster]'") from None
+    return submitit
+
+
+def _executor(folder: Path, executor: str, settings: SlurmSettings):
+    submitit = _import_submitit()
+    ex = submitit.AutoExecutor(folder=str(folder), cluster="local" if executor == "submitit-local" else "slurm")
+    ex.update_parameters(**settings.submitit_parameters())
+    return ex
+
+
+def _submitit(profile, todo, executor, settings: SlurmSettings, store, log) -> list:
+    folder = jobs_dir(profile, store) / "submitit"
+    ex = _executor(folder, executor, settings)
+    spec = {"folder": str(folder), "executor": executor, "settings": settings.__dict__,
+            "results": str(store.root)}
+    jobs = ex.map_array(job, todo, [spec] * len(todo))
+    for u, j in zip(todo, jobs):
+        write_status(u, "queued", store, job_id=str(j.job_id), log=str(j.paths.stderr),
+                     **({"slurm_job_id": str(j.job_id)} if executor == "slurm" else _local_job_info(j)))
+    log(f"submitted {len(jobs)} job(s) through submitit ({executor}): array {jobs[0].job_id.split('_')[0]}; "
+        f"logs in {folder}")
+    return jobs
+
+
+def _local_job_info(j) -> dict:
+    import socket
+    return {"host": socket.gethostname(), "pid": int(str(j.job_id).split("_")[0])}
+
+
+def job(u: dict, spec: dict) -> dict:
+    """One submitit job: :func:`~rnn_mft.cluster.run_unit` with the job's time budget; if the
+    budget stops the run, the job submits its own continuation (same settings) and says so."""
+    settings = SlurmSettings(**spec["settings"])
+    log = None
+    try:
+        import submitit
+        env = submitit.JobEnvironment()
+        log = str(env.paths.stderr).replace("%j", str(env.job_id)).replace("%t", "0")
+    except Exception:
+        pass
+    out = run_unit(u, log=log, budget_s=settings.budget_s(), results_root=spec["results"])
+    if out["state"] == "budget" and out["step"] <= spec.get("step", -1):
+        from .runs import UnitFailed
+        err = (f"no training step fitted in a job's budget ({settings.budget_s():.0f} s; still at step "
+               f"{out['step']}): raise the time limit (--time-min)")
+        from ..train import ResultsStore
+        write_status(u, "failed", ResultsStore(spec["results"], readonly=False), log=log, error=err)
+        raise UnitFailed(f"run {unit_id(u)} failed: {err}")
+    if out["state"] == "budget":
+        spec = dict(spec, step=out["step"])
+        from ..train import ResultsStore
+        ex = _executor(Path(spec["folder"]), spec["executor"], settings)
+        nxt = ex.submit(job, u, spec)
+        store = ResultsStore(spec["results"], readonly=False)
+        write_status(u, "queued", store, job_id=str(nxt.job_id), log=str(nxt.paths.stderr),
+                     detail=f"continuation of {out.get('detail', '')}",
+                     **({"slurm_job_id": str(nxt.job_id)} if spec["executor"] == "slurm" else _local_job_info(nxt)))
+        print(f"rnn_mft job: {unit_id(u)} continues in job {nxt.job_id}", flush=True)
+        out["continued_in"] = str(nxt.job_id)
+    return out

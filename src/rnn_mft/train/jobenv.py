@@ -1,0 +1,46 @@
+"""What a job runner tells :func:`rnn_mft.train.fit` through the environment.
+
+* ``$RNN_MFT_DEADLINE``: a time budget (seconds since the epoch); past it a run checkpoints and
+  raises :class:`~rnn_mft.train.BudgetExhausted`;
+* ``$RNN_MFT_RESTART``: discard checkpoints that cannot be resumed;
+* ``$RNN_MFT_CHECKPOINT_EVERY``: checkpoint every that many steps (job runners, so that a killed
+  job loses at most that many steps; the run's settings are unchanged).
+"""
+from __future__ import annotations
+
+import math
+import os
+
+__all__ = ["deadline_from_env", "restart_from_env", "checkpoint_every_from_env"]
+
+
+def deadline_from_env() -> float | None:
+    """``$RNN_MFT_DEADLINE`` (seconds since the epoch) or None."""
+    v = os.environ.get("RNN_MFT_DEADLINE", "").strip()
+    if not v:
+        return None
+    try:
+        d = float(v)
+    except ValueError:
+        raise ValueError(f"RNN_MFT_DEADLINE={v!r} must be a time in seconds since the epoch") from None
+    if not math.isfinite(d):
+        raise ValueError(f"RNN_MFT_DEADLINE={v!r} must be finite")
+    return d
+
+
+def checkpoint_every_from_env(default: int) -> int:
+    """``$RNN_MFT_CHECKPOINT_EVERY`` (a positive number of steps) or ``default``."""
+    v = os.environ.get("RNN_MFT_CHECKPOINT_EVERY", "").strip()
+    if not v:
+        return int(default or 0)
+    try:
+        n = int(v)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"RNN_MFT_CHECKPOINT_EVERY={v!r} must be a positive whole number of steps")
+    return n
+
+
+def restart_from_env() -> bool:
+    return os.environ.get("RNN_MFT_RESTART", "").strip() not in ("", "0", "false", "False", "no")
