@@ -1,0 +1,404 @@
+r"""The two-state LSTM theory (:mod:`rnn_mft.theory.lstm_twostate`) on a batch of Thetas at once.
+
+The same equations and the same discretisation as the single-point path
+(:func:`~rnn_mft.theory.lstm_twostate.solve_point`), vectorised across grid points: the
+operators :math:`A_F, A_G` of B points are built as (B, n, n) stacks, the stationary law
+:math:`\pi P = \pi` is one stacked ``np.linalg.solve``, :math:`Q_h^* = G(Q_h^*)` (eq. (6)) is
+the same safeguarded secant iteration with a per-point convergence mask, :math:`\chi` at
+:math:`\Sigma_z = 1` is the root of :math:`1 = \alpha/\chi + \beta\langle a_p, (\chi -
+P_2)^{-1} w\rangle` by a bracketed Newton iteration per point (masked), and
+:math:`m_1, m_2` use products of vectors with the operators computed as scatters (no dense
+matrix). The Gauss rules to which the laws of :math:`G = \sigma(u_i)\tanh(u_r)` are compressed
+come from a batched Lanczos (Stieltjes) procedure.
+
+Each point's result depends on that point only (no warm start across points): a grid gives
+the same numbers as the points one by one, bit for bit up to the order of floating-point
+reductions in the stacked linear algebra (tested to 1e-12 against ``solve_point`` with the
+same :class:`Settings`). Gauss-Hermite orders left at ``None`` are chosen once per batch from
+the largest variance any point can reach (:math:`Q_h \le 1`).
+
+:math:`\chi` at :math:`\Sigma_z = 0` (the renewal equation) stays per point: the caller
+(:func:`rnn_mft.theory.lstm_twostate.fixed_point`) evaluates it with the single-point code at
+the batch's :math:`Q_h^*`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .quadrature import gauss_hermite, sigmoid as _sig
+
+__all__ = ["solve_batch", "gauss_rule_batch"]
+
+#: points per stacked evaluation (memory: ~B n max(n_f, n_c) order doubles per operator)
+CHUNK = 256
+
+
+def _dsig(u):
+    s = _sig(u)
+    return s * (1.0 - s)
+
+
+def gauss_rule_batch(x, w, m):
+    """Batched :func:`lstm_twostate._gauss_rule`: for each row b, an ``m``-point Gauss rule of the
+    discrete measure ``sum_j w[b, j] delta(x[b, j])`` (w >= 0). Returns nodes and weights
+    (B, m); where the measure has fewer than m support points the surplus nodes get weight 0
+    (up to rounding) and a zero measure gives zero weights."""
+    x = np.asarray(x, float)
+    w = np.asarray(w, float)
+    B, N = x.shape
+    tot = w.sum(-1)
+    pos = tot > 0
+    tsafe = np.where(pos, tot, 1.0)
+    shift = (w * x).sum(-1) / tsafe
+    xs = x - shift[:, None]
+    V = np.zeros((B, m, N))
+    V[:, 0] = np.sqrt(w / tsafe[:, None])
+    a, b = np.zeros((B, m)), np.zeros((B, m - 1))
+    alive = pos.copy()
+    thr = 1e-13 * (1.0 + np.abs(xs).max(-1))
+    for k in range(m):
+        y = xs * V[:, k]
+        a[:, k] = np.einsum("bn,bn->b", V[:, k], y)
+        Vk = V[:, : k + 1]
+        for _ in range(2):
+            y -= np.einsum("bkn,bk->bn", Vk, np.einsum("bkn,bn->bk", Vk, y))
+        if k + 1 < m:
+            nb = np.sqrt(np.einsum("bn,bn->b", y, y))
+            alive &= nb > thr
+            b[:, k] = np.where(alive, nb, 0.0)
+            V[:, k + 1] = np.where(alive[:, None], y / np.where(alive, nb, 1.0)[:, None], 0.0)
+    # a broken-down recursion (b = 0) leaves zero rows: their eigenvectors carry no weight; keep
+    # the surplus diagonal at the mean (shift) so every node stays inside the support's hull
+    a = np.where(np.concatenate([np.ones((B, 1), bool), np.cumprod(b != 0, axis=1).astype(bool)], axis=1), a, 0.0)
+    J = np.zeros((B, m, m))
+    ii = np.arange(m)
+    J[:, ii, ii] = a
+    J[:, ii[:-1], ii[1:]] = b
+    J[:, ii[1:], ii[:-1]] = b
+    lam, U = np.linalg.eigh(J)
+    return lam + shift[:, None], tot[:, None] * U[:, 0, :] ** 2
+
+
+class _BGrid:
+    """Per-point grids c[b, j] = a_b sinh(t_j), t_j uniform on [-T_b, T_b]; Lagrange stencils."""
+
+    def __init__(self, L, a, n, order):
+        self.L, self.a, self.n, self.order = L, a, n, order
+        self.T = np.arcsinh(L / a)
+        self.t = np.linspace(-self.T, self.T, n, axis=-1)
+        self.dt = self.t[:, 1] - self.t[:, 0]
+        self.c = a[:, None] * np.sinh(self.t)
+
+    def weights(self, y):
+        """Stencil indices and weights of the values at y (B, ...)."""
+        from .lstm_twostate import lagrange_weights
+        ex = (slice(None),) + (None,) * (y.ndim - 1)
+        s = (np.arcsinh(np.clip(y, -self.L[ex], self.L[ex]) / self.a[ex]) + self.T[ex]) / self.dt[ex]
+        if self.order == 4:
+            i0 = np.clip(np.floor(s).astype(np.int64) - 1, 0, self.n - 4)
+            u = s - i0
+            u1, u2, u3 = u - 1.0, u - 2.0, u - 3.0
+            w = np.stack([-u1 * u2 * u3 / 6.0, u * u2 * u3 / 2.0, -u * u1 * u3 / 2.0, u * u1 * u2 / 6.0], axis=-1)
+            return i0[..., None] + np.arange(4), w
+        return lagrange_weights(s, self.n, self.order)
+
+    def operator(self, y, wq):
+        """Stack of dense M[b] with (M[b] phi)_j = sum_k wq[b, k] phi(y[b, j, k])."""
+        idx, w = self.weights(y)
+        B, n = y.shape[0], self.n
+        vals = w * wq[:, None, :, None]
+        flat = (np.arange(B)[:, None, None, None] * n + np.arange(n)[None, :, None, None]) * n + idx
+        return np.bincount(flat.ravel(), weights=vals.ravel(), minlength=B * n * n).reshape(B, n, n)
+
+    def vecop(self, v, y, wq):
+        """v[b] @ M[b] for the M of :meth:`operator`, as a scatter (no dense matrix)."""
+        idx, w = self.weights(y)
+        B, n = y.shape[0], self.n
+        vals = w * (v[:, :, None] * wq[:, None, :])[..., None]
+        flat = np.arange(B)[:, None, None, None] * n + idx
+        return np.bincount(flat.ravel(), weights=vals.ravel(), minlength=B * n).reshape(B, n)
+
+
+class _BModel:
+    """Batched :class:`lstm_twostate._Model`: gate laws and grid of B points at their q (B,)."""
+
+    def __init__(self, th, q, R, st, orders):
+        self.th, self.q, self.st = th, q, st
+        var = {k: th[k]["sigma2"] * q + th[k]["nu2"] * R + th[k]["rho2"] for k in "ifro"}
+        self.var = var
+        n_f, n_g, n_o = orders
+        xf, wf = gauss_hermite(n_f)
+        uf = th["f"]["mu"][:, None] + np.sqrt(var["f"])[:, None] * xf
+        self.F, self.dF = _sig(uf), _dsig(uf)
+        self.wf = np.broadcast_to(wf, self.F.shape)
+        xg, wg = gauss_hermite(n_g)
+        ui = th["i"]["mu"][:, None] + np.sqrt(var["i"])[:, None] * xg
+        ur = th["r"]["mu"][:, None] + np.sqrt(var["r"])[:, None] * xg
+        self.si, self.dsi = _sig(ui), _dsig(ui)
+        self.tr = np.tanh(ur)
+        self.dtr = 1.0 - self.tr**2
+        self.wg = np.broadcast_to(wg, self.si.shape)
+        xo, wo = gauss_hermite(n_o)
+        uo = th["o"]["mu"][:, None] + np.sqrt(var["o"])[:, None] * xo
+        so, dso = _sig(uo), _dsig(uo)
+        E = lambda v: v @ wo  # noqa: E731
+        self.Eo = {"s": E(so), "s2": E(so**2), "s4": E(so**4), "d2": E(dso**2), "d4": E(dso**4),
+                   "s2d2": E(so**2 * dso**2)}
+        EF, EF2 = self.F @ wf, self.F**2 @ wf
+        EX, EX2, EY, EY2 = self.si @ wg, self.si**2 @ wg, self.tr @ wg, self.tr**2 @ wg
+        EG, EG2 = EX * EY, EX2 * EY2
+        self.EF, self.EF2 = EF, EF2
+        m = EG / (1.0 - EF)
+        c2 = (EG2 + 2.0 * EF * EG * m) / (1.0 - EF2)
+        sd = np.sqrt(np.maximum(c2 - m * m, 0.0))
+        L = np.abs(m) + st.width * sd + 2.0
+        self.grid = _BGrid(L, np.minimum(1.0, np.maximum(sd, 0.05)), st.n, st.order)
+        self._g = {}
+
+    def fweight(self, key):
+        F, d = self.F, self.dF
+        return self.wf * {"1": 1.0, "F": F, "F2": F**2, "F4": F**4, "d2": d**2, "d4": d**4,
+                          "F2d2": F**2 * d**2}[key]
+
+    def grule(self, key):
+        """Batched :meth:`lstm_twostate._Model._grule_key`."""
+        if key not in self._g:
+            si, dsi, tr, dtr, wg = self.si, self.dsi, self.tr, self.dtr, self.wg
+            s2i, s2r = self.th["i"]["sigma2"], self.th["r"]["sigma2"]
+            terms = {"1": [(np.ones_like(s2i), 1.0, 1.0)],
+                     "B": [(s2i, dsi**2, tr**2), (s2r, si**2, dtr**2)],
+                     "B2": [(s2i**2, dsi**4, tr**4), (2 * s2i * s2r, dsi**2 * si**2, tr**2 * dtr**2),
+                            (s2r**2, si**4, dtr**4)]}[key]
+            m = self.st.n_c + 4
+            pts, wts = [], []
+            for coef, fx, fy in terms:
+                xa, wa = gauss_rule_batch(si, wg * fx, m)
+                yb, wb = gauss_rule_batch(tr, wg * fy, m)
+                B = xa.shape[0]
+                pts.append((xa[:, :, None] * yb[:, None, :]).reshape(B, -1))
+                wts.append((coef[:, None, None] * wa[:, :, None] * wb[:, None, :]).reshape(B, -1))
+            self._g[key] = gauss_rule_batch(np.concatenate(pts, 1), np.concatenate(wts, 1), self.st.n_c)
+        return self._g[key]
+
+    def AF(self, key):
+        c = self.grid.c
+        return self.grid.operator(c[:, :, None] * self.F[:, None, :], self.fweight(key))
+
+    def AG(self, key):
+        g, w = self.grule(key)
+        return self.grid.operator(self.grid.c[:, :, None] + g[:, None, :], w)
+
+    def vF(self, v, key):
+        """v @ A_F(key) for a stack of row vectors v (B, n)."""
+        c = self.grid.c
+        return self.grid.vecop(v, c[:, :, None] * self.F[:, None, :], self.fweight(key))
+
+    def vG(self, v, key):
+        g, w = self.grule(key)
+        return self.grid.vecop(v, self.grid.c[:, :, None] + g[:, None, :], w)
+
+    def stationary(self):
+        """Left Perron vectors of P = A_F A_G (stacked linear solves)."""
+        P = self.AF("1") @ self.AG("1")
+        B, n, _ = P.shape
+        M = np.swapaxes(P, 1, 2) - np.eye(n)
+        M[:, -1, :] = 1.0
+        rhs = np.zeros((B, n, 1))
+        rhs[:, -1] = 1.0
+        return np.linalg.solve(M, rhs)[..., 0]
+
+
+def _sub(th, mask):
+    return {k: {f: v[mask] for f, v in d.items()} for k, d in th.items()}
+
+
+def _q_map(th, q, R, st, orders):
+    mod = _BModel(th, q, R, st, orders)
+    pi = mod.stationary()
+    return mod.Eo["s2"] * np.einsum("bj,bj->b", pi, np.tanh(mod.grid.c) ** 2)
+
+
+def _solve_q(th, R, st, orders, tol, max_iter, q0):
+    """Batched :func:`lstm_twostate._solve_q` (the same safeguarded secant, point by point)."""
+    q = np.array(q0, float)
+    g = _q_map(th, q, R, st, orders)
+    best_r, best_q = np.abs(g - q), q.copy()
+    q_prev, r_prev = q.copy(), g - q
+    q = g.copy()
+    done = np.zeros(q.shape, bool)
+    res = best_r.copy()
+    for _ in range(max_iter):
+        act = ~done
+        if not act.any():
+            break
+        qa = q[act]
+        g = _q_map(_sub(th, act), qa, R, st, orders)
+        r = g - qa
+        better = np.abs(r) < best_r[act]
+        br, bq = best_r[act], best_q[act]
+        br[better], bq[better] = np.abs(r)[better], qa[better]
+        best_r[act], best_q[act] = br, bq
+        conv = np.abs(r) <= tol * np.maximum(1.0, qa)
+        qp, rp = q_prev[act], r_prev[act]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.where(qa != qp, (r - rp) / (qa - qp), 0.0)
+            qn = np.where(d < 0, qa - r / d, g)
+        qn = np.where(np.isfinite(qn) & (qn > 0), qn, g)
+        # converged points keep their q (the one the residual was measured at)
+        fin = np.where(conv, qa, qn)
+        res_a = res[act]
+        res_a[conv] = np.abs(r)[conv]
+        res[act] = res_a
+        q_prev[act], r_prev[act] = qa, r
+        q[act] = fin
+        dn = done[act]
+        dn[conv] = True
+        done[act] = dn
+    # not converged: the best iterate, as the single-point path returns it
+    q = np.where(done, q, best_q)
+    res = np.where(done, res, best_r)
+    return q, res
+
+
+def _chi_one(mod, pi, th):
+    """Batched :func:`lstm_twostate._chi_one`: the Perron root of the (m, q) system, by a
+    bracketed Newton iteration per point (masked)."""
+    c = mod.grid.c
+    tc = np.tanh(c)
+    w = (1.0 - tc**2) ** 2
+    AG1 = mod.AG("1")
+    P2 = mod.AF("F2") @ AG1
+    v1 = mod.vF(pi, "1")
+    a_p = np.einsum("bj,bjk->bk", th["f"]["sigma2"][:, None] * mod.vF(pi * c**2, "d2"), AG1) + mod.vG(v1, "B")
+    alpha = th["o"]["sigma2"] * mod.Eo["d2"] * np.einsum("bj,bj->b", pi, tc**2)
+    beta = mod.Eo["s2"]
+    rho = mod.EF2
+    EA = a_p.sum(-1)
+    B, n, _ = P2.shape
+    eye = np.eye(n)
+
+    def f_df(sel, x):
+        A = x[:, None, None] * eye - P2[sel]
+        Y = np.linalg.solve(A, np.stack([w[sel], np.zeros_like(w[sel])], -1))
+        y = Y[..., 0]
+        z = np.linalg.solve(A, y[..., None])[..., 0]
+        ap = a_p[sel]
+        return (alpha[sel] / x + beta[sel] * np.einsum("bj,bj->b", ap, y) - 1.0,
+                -alpha[sel] / x**2 - beta[sel] * np.einsum("bj,bj->b", ap, z))
+
+    out = np.maximum(alpha, rho)
+    live = ~((EA <= 1e-300) | (beta <= 0))
+    idx = np.flatnonzero(live)
+    if idx.size == 0:
+        return out
+    r, al = rho[idx], alpha[idx]
+    s = r + al + beta[idx] * EA[idx]
+    hi = 0.5 * (s + np.sqrt(np.maximum(s * s - 4 * al * r, 0.0))) * (1 + 1e-9) + 1e-15
+    # widen where interpolation weights (slightly negative) leave f(hi) > 0
+    act = np.ones(idx.size, bool)
+    for _ in range(60):
+        fv, _d = f_df(idx[act], hi[act])
+        bad = fv > 0
+        if not bad.any():
+            break
+        h = hi[act]
+        h[bad] = r[act][bad] + 2.0 * (h[bad] - r[act][bad]) + 1e-12
+        hi[act] = h
+        a2 = act.copy()
+        a2[act] = bad
+        act = a2
+    # a start left of the root (f > 0), then Newton (monotone for a convex decreasing f)
+    x = hi.copy()
+    fx, dfx = np.zeros(idx.size), np.zeros(idx.size)
+    act = np.ones(idx.size, bool)
+    for _ in range(200):
+        xa = r[act] + 0.5 * (x[act] - r[act])
+        fv, dv = f_df(idx[act], xa)
+        x[act], fx[act], dfx[act] = xa, fv, dv
+        left = fv > 0
+        h = hi[act]
+        h[~left] = xa[~left]
+        hi[act] = h
+        a2 = act.copy()
+        a2[act] = ~left
+        act = a2
+        if not act.any():
+            break
+    lo = x.copy()
+    act = np.ones(idx.size, bool)
+    for _ in range(100):
+        xa, fa, da, la, ha = x[act], fx[act], dfx[act], lo[act], hi[act]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xn = np.where(da < 0, xa - fa / da, 0.5 * (la + ha))
+        xn = np.where((la <= xn) & (xn <= ha), xn, 0.5 * (la + ha))
+        stop = np.abs(xn - xa) <= 4e-16 * xa
+        x[act] = xn
+        go = ~stop
+        if go.any():
+            sel = np.flatnonzero(act)[go]
+            fv, dv = f_df(idx[sel], xn[go])
+            fx[sel], dfx[sel] = fv, dv
+            lo[sel] = np.where(fv > 0, xn[go], lo[sel])
+            hi[sel] = np.where(fv > 0, hi[sel], xn[go])
+            go[go] = fv != 0
+        a2 = act.copy()
+        a2[act] = go
+        act = a2
+        if not act.any():
+            break
+    out[idx] = x
+    return out
+
+
+def _moments(mod, pi, th):
+    """Batched :func:`lstm_twostate._moments` (m1, m2 of the 2N x 2N Jacobian)."""
+    c = mod.grid.c
+    tc = np.tanh(c)
+    t2, dt2 = tc**2, (1.0 - tc**2) ** 2
+    s2f = th["f"]["sigma2"][:, None]
+    so = th["o"]["sigma2"]
+    Eo = mod.Eo
+    vF, vG = mod.vF, mod.vG
+    c2, c4 = pi * c**2, pi * c**4
+    p1, pF2 = vF(pi, "1"), vF(pi, "F2")
+    c2d2 = vF(c2, "d2")
+    law = vG(p1, "1")
+    mA = s2f * vG(c2d2, "1") + vG(p1, "B")
+    mS = vG(pF2, "1") + mA
+    mS2 = (vG(vF(pi, "F4"), "1") + s2f**2 * vG(vF(c4, "d4"), "1") + vG(p1, "B2")
+           + 2 * s2f * vG(vF(c2, "F2d2"), "1") + 2 * vG(pF2, "B") + 2 * s2f * vG(c2d2, "B"))
+    dot = lambda a, b: np.einsum("bj,bj->b", a, b)  # noqa: E731
+    m1 = 0.5 * (mS.sum(-1) + Eo["s2"] * dot(mS, dt2) + so * Eo["d2"] * dot(law, t2))
+    on = (mS2.sum(-1) + 2 * Eo["s2"] * dot(mS2, dt2) + Eo["s4"] * dot(mS2, dt2**2)
+          + 2 * so * Eo["s2d2"] * dot(mS, dt2 * t2) + so**2 * Eo["d4"] * dot(law, t2**2))
+    off = mA.sum(-1) + Eo["s2"] * dot(mA, dt2) + so * Eo["d2"] * dot(law, t2)
+    return m1, 0.5 * on + 0.5 * off**2
+
+
+def orders_for(th, R, st):
+    """Gauss-Hermite orders (n_f, n_g, n_o) for a batch: the fixed settings, or the library's rule
+    at the largest variance any point of the batch reaches (Q_h <= 1)."""
+    vmax = {k: float(np.max(th[k]["sigma2"] + th[k]["nu2"] * R + th[k]["rho2"])) for k in "ifro"}
+    return (st.nodes("n_f", vmax["f"]), st.nodes("n_g", max(vmax["i"], vmax["r"])), st.nodes("n_o", vmax["o"]))
+
+
+def solve_batch(th, R, st, *, tol=1e-12, max_iter=60, q0=0.25, chi=True, orders=None):
+    """The two-state theory at B points ``th = {gate: {field: array (B,)}}``, Sigma_z = 1.
+
+    Returns a dict of arrays (B,): ``q_s, mu_s, residual, converged, m1, m2, boundary_mass``
+    and, with ``chi``, ``chi`` (the Perron root, before the chi <= 1 check of the caller).
+    Orders of the Gauss-Hermite rules: ``orders`` or :func:`orders_for` of the batch."""
+    B = th["f"]["mu"].shape[0]
+    orders = orders or orders_for(th, R, st)
+    out = {}
+    q, res = _solve_q(th, R, st, orders, tol, max_iter, np.broadcast_to(q0, (B,)))
+    mod = _BModel(th, q, R, st, orders)
+    pi = mod.stationary()
+    out["q_s"], out["residual"] = q, res
+    out["converged"] = (res <= max(tol, 1e-10) * np.maximum(1.0, q)) & np.isfinite(q) & (q > 0)
+    out["mu_s"] = mod.Eo["s"] * np.einsum("bj,bj->b", pi, np.tanh(mod.grid.c))
+    out["boundary_mass"] = np.abs(pi[:, :2]).sum(-1) + np.abs(pi[:, -2:]).sum(-1)
+    out["m1"], out["m2"] = _moments(mod, pi, th)
+    if chi:
+        out["chi"] = _chi_one(mod, pi, th)
+    return out
