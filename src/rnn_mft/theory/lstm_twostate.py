@@ -126,10 +126,12 @@ class Settings:
 
 DEFAULT = Settings()
 #: the discretisation of the batched grid path (:func:`fixed_point`, ``analyze("lstm", ...)``): a
-#: 41-point grid with 8-point Lagrange stencils. Measured against ``Settings(n=801, n_f=160,
-#: n_g=200, n_o=300, n_c=40, width=18)`` on the test set of ``tests/test_theory_lstm_twostate.py``:
-#: max |chi error| 3e-8 (DEFAULT: 7e-7, limited by its n_g = 48 (u_i, u_r) rule).
-FAST = Settings(n=41, n_f=32, n_g=128, n_c=16, order=8)
+#: 35-point grid with 10-point Lagrange stencils, 10-node G rules, 20 nodes for u_f; the other
+#: Gauss-Hermite orders per point from its variance bound
+#: (:func:`rnn_mft.theory.lstm_twostate_batch.point_orders`). Measured against
+#: ``Settings(n=801, n_f=160, n_g=200, n_o=300, n_c=40, width=18)`` on the test set of
+#: ``tests/test_theory_lstm_twostate.py``: max |chi error| 2e-8 (DEFAULT: 7e-7).
+FAST = Settings(n=35, n_f=20, n_c=10, order=10)
 
 
 def _dsig(u):
@@ -176,13 +178,15 @@ def lagrange_weights(s, n, p):
     fractional node positions ``s`` (0 <= s <= n - 1), the stencil centred on s."""
     i0 = np.clip(np.floor(s).astype(np.int64) - (p // 2 - 1), 0, n - p)
     u = s - i0
-    d = u[..., None] - np.arange(p)                      # u - j
-    ws = []
-    for k in range(p):
-        num = np.prod(np.delete(d, k, axis=-1), axis=-1)
-        den = float(np.prod([k - j for j in range(p) if j != k]))
-        ws.append(num / den)
-    return i0[..., None] + np.arange(p), np.stack(ws, axis=-1)
+    # w_k(u) = prod_{j != k} (u - j) / (k - j): prefix and suffix products of (u - j)
+    d = u[..., None] - np.arange(p, dtype=float)
+    left = np.ones_like(d)
+    right = np.ones_like(d)
+    for k in range(1, p):
+        left[..., k] = left[..., k - 1] * d[..., k - 1]
+        right[..., p - 1 - k] = right[..., p - k] * d[..., p - k]
+    den = np.array([np.prod([k - j for j in range(p) if j != k]) for k in range(p)], float)
+    return i0[..., None] + np.arange(p), left * right / den
 
 
 class _Grid:
@@ -613,18 +617,34 @@ def stationary_law(theta, q_h=None, R=1.0, *, settings: Settings = DEFAULT):
     return mod.grid.c.copy(), pi
 
 
-def fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, *, settings: Settings = DEFAULT,
-                tol: float = 1e-12):
-    """:func:`solve_point` over the grid of ``theta`` (and ``sigma_z``): a dict of arrays
+def fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, *, settings: Settings | None = None,
+                tol: float = 1e-12, batched: bool = True):
+    """The two-state theory over the grid of ``theta`` (and ``sigma_z``): a dict of arrays
     ``mu_s, q_s, c_s, chi, m1, m2, converged, residual, method``.
 
-    Grid points are solved one by one (each starts its Q-iteration from the previous point's
-    Q*), in two halves on two threads (numpy's linear algebra releases the GIL)."""
+    ``batched`` (default): all grid points at once with stacked linear algebra
+    (:func:`rnn_mft.theory.lstm_twostate_batch.fixed_point_batched`, discretisation ``settings``,
+    default :data:`FAST`); each point's numbers depend on that point only. ``batched=False``: the
+    single-point reference path, :func:`solve_point` point by point (default :data:`DEFAULT`),
+    in two halves on two threads, each starting its Q-iteration from the previous point's Q*."""
     if not isinstance(theta, Theta) or theta.arch != "lstm":
         raise ValueError("theta must be a Theta for arch='lstm'")
     sz = check_sigma_z(sigma_z)
     R = check_R(R)
     shape = np.broadcast_shapes(theta.shape, sz.shape)
+    if batched:
+        from .lstm_twostate_batch import fixed_point_batched
+        pts = {k: {f: np.array(np.broadcast_to(getattr(theta[k], f), shape), float).ravel()
+                   for f in ("sigma2", "nu2", "rho2", "mu")} for k in "ifro"}
+        for k in "ifro":
+            for f, v in pts[k].items():
+                bad = ~np.isfinite(v) | ((v < 0) if f != "mu" else False)
+                if np.any(bad):
+                    _check_theta({g: {h: float(pts[g][h][np.argmax(bad)]) for h in pts[g]} for g in "ifro"})
+        out = fixed_point_batched(pts, np.array(np.broadcast_to(sz, shape), float).ravel(), R,
+                                  settings or FAST, tol=tol)
+        return {k: v.reshape(shape) for k, v in out.items()}
+    settings = settings or DEFAULT
     keys = ("mu_s", "q_s", "c_s", "chi", "m1", "m2", "residual")
     out = {k: np.full(shape, np.nan) for k in keys}
     out["converged"] = np.zeros(shape, bool)

@@ -27,7 +27,7 @@ import numpy as np
 
 from .quadrature import gauss_hermite, sigmoid as _sig
 
-__all__ = ["solve_batch", "gauss_rule_batch"]
+__all__ = ["solve_batch", "fixed_point_batched", "point_orders", "gauss_rule_batch"]
 
 #: points per stacked evaluation (memory: ~B n max(n_f, n_c) order doubles per operator)
 CHUNK = 256
@@ -57,11 +57,14 @@ def gauss_rule_batch(x, w, m):
     alive = pos.copy()
     thr = 1e-13 * (1.0 + np.abs(xs).max(-1))
     for k in range(m):
+        # three-term recurrence, then one full (classical Gram-Schmidt) reorthogonalisation
         y = xs * V[:, k]
+        if k:
+            y -= b[:, k - 1, None] * V[:, k - 1]
         a[:, k] = np.einsum("bn,bn->b", V[:, k], y)
+        y -= a[:, k, None] * V[:, k]
         Vk = V[:, : k + 1]
-        for _ in range(2):
-            y -= np.einsum("bkn,bk->bn", Vk, np.einsum("bkn,bn->bk", Vk, y))
+        y -= (np.swapaxes(Vk, 1, 2) @ (Vk @ y[:, :, None]))[:, :, 0]
         if k + 1 < m:
             nb = np.sqrt(np.einsum("bn,bn->b", y, y))
             alive &= nb > thr
@@ -90,32 +93,45 @@ class _BGrid:
         self.c = a[:, None] * np.sinh(self.t)
 
     def weights(self, y):
-        """Stencil indices and weights of the values at y (B, ...)."""
-        from .lstm_twostate import lagrange_weights
-        ex = (slice(None),) + (None,) * (y.ndim - 1)
+        """Stencils of the values at y (B, n, K), stencil axis first: first node i0 (B, n, K) and
+        Lagrange weights (p, B, n, K) (the weights of :func:`lstm_twostate.lagrange_weights`)."""
+        ex = (slice(None), None, None)
         s = (np.arcsinh(np.clip(y, -self.L[ex], self.L[ex]) / self.a[ex]) + self.T[ex]) / self.dt[ex]
-        if self.order == 4:
-            i0 = np.clip(np.floor(s).astype(np.int64) - 1, 0, self.n - 4)
-            u = s - i0
+        p, n = self.order, self.n
+        i0 = np.clip(np.floor(s).astype(np.int64) - (p // 2 - 1), 0, n - p)
+        u = s - i0
+        if p == 4:
             u1, u2, u3 = u - 1.0, u - 2.0, u - 3.0
-            w = np.stack([-u1 * u2 * u3 / 6.0, u * u2 * u3 / 2.0, -u * u1 * u3 / 2.0, u * u1 * u2 / 6.0], axis=-1)
-            return i0[..., None] + np.arange(4), w
-        return lagrange_weights(s, self.n, self.order)
+            return i0, np.stack([-u1 * u2 * u3 / 6.0, u * u2 * u3 / 2.0, -u * u1 * u3 / 2.0, u * u1 * u2 / 6.0])
+        d = [u - j for j in range(p)]
+        left = [None] * p
+        right = [None] * p
+        left[0], right[p - 1] = 1.0, 1.0
+        for k in range(1, p):
+            left[k] = d[k - 1] if k == 1 else left[k - 1] * d[k - 1]
+            right[p - 1 - k] = d[p - k] if k == 1 else right[p - k] * d[p - k]
+        w = np.empty((p,) + u.shape)
+        for k in range(p):
+            den = float(np.prod([k - j for j in range(p) if j != k]))
+            w[k] = left[k] * right[k] / den if 0 < k < p - 1 else (right[k] if k == 0 else left[k]) / den
+        return i0, w
 
     def operator(self, y, wq):
-        """Stack of dense M[b] with (M[b] phi)_j = sum_k wq[b, k] phi(y[b, j, k])."""
-        idx, w = self.weights(y)
-        B, n = y.shape[0], self.n
-        vals = w * wq[:, None, :, None]
-        flat = (np.arange(B)[:, None, None, None] * n + np.arange(n)[None, :, None, None]) * n + idx
+        """Stack of dense M[b] with (M[b] phi)_j = sum_k wq[b, k] phi(y[b, j, k]); ``y`` may be
+        given as its stencil from :meth:`weights`."""
+        i0, w = y if isinstance(y, tuple) else self.weights(y)
+        B, n, p = i0.shape[0], self.n, w.shape[0]
+        base = (np.arange(B)[:, None, None] * n + np.arange(n)[None, :, None]) * n + i0
+        flat = base[None] + np.arange(p)[:, None, None, None]
+        vals = w * wq[None, :, None, :]
         return np.bincount(flat.ravel(), weights=vals.ravel(), minlength=B * n * n).reshape(B, n, n)
 
     def vecop(self, v, y, wq):
         """v[b] @ M[b] for the M of :meth:`operator`, as a scatter (no dense matrix)."""
-        idx, w = self.weights(y)
-        B, n = y.shape[0], self.n
-        vals = w * (v[:, :, None] * wq[:, None, :])[..., None]
-        flat = np.arange(B)[:, None, None, None] * n + idx
+        i0, w = y if isinstance(y, tuple) else self.weights(y)
+        B, n, p = i0.shape[0], self.n, w.shape[0]
+        flat = (np.arange(B)[:, None, None] * n + i0)[None] + np.arange(p)[:, None, None, None]
+        vals = w * (v[:, :, None] * wq[:, None, :])[None]
         return np.bincount(flat.ravel(), weights=vals.ravel(), minlength=B * n).reshape(B, n)
 
 
@@ -180,22 +196,26 @@ class _BModel:
             self._g[key] = gauss_rule_batch(np.concatenate(pts, 1), np.concatenate(wts, 1), self.st.n_c)
         return self._g[key]
 
+    def _stencil(self, key):
+        """Interpolation stencils of the points F c_j ("F") or c_j + G_b (a G-rule key), cached."""
+        if ("st", key) not in self._g:
+            c = self.grid.c
+            y = c[:, :, None] * self.F[:, None, :] if key == "F" else c[:, :, None] + self.grule(key)[0][:, None, :]
+            self._g["st", key] = self.grid.weights(y)
+        return self._g["st", key]
+
     def AF(self, key):
-        c = self.grid.c
-        return self.grid.operator(c[:, :, None] * self.F[:, None, :], self.fweight(key))
+        return self.grid.operator(self._stencil("F"), self.fweight(key))
 
     def AG(self, key):
-        g, w = self.grule(key)
-        return self.grid.operator(self.grid.c[:, :, None] + g[:, None, :], w)
+        return self.grid.operator(self._stencil(key), self.grule(key)[1])
 
     def vF(self, v, key):
         """v @ A_F(key) for a stack of row vectors v (B, n)."""
-        c = self.grid.c
-        return self.grid.vecop(v, c[:, :, None] * self.F[:, None, :], self.fweight(key))
+        return self.grid.vecop(v, self._stencil("F"), self.fweight(key))
 
     def vG(self, v, key):
-        g, w = self.grule(key)
-        return self.grid.vecop(v, self.grid.c[:, :, None] + g[:, None, :], w)
+        return self.grid.vecop(v, self._stencil(key), self.grule(key)[1])
 
     def stationary(self):
         """Left Perron vectors of P = A_F A_G (stacked linear solves)."""
@@ -382,11 +402,12 @@ def orders_for(th, R, st):
     return (st.nodes("n_f", vmax["f"]), st.nodes("n_g", max(vmax["i"], vmax["r"])), st.nodes("n_o", vmax["o"]))
 
 
-def solve_batch(th, R, st, *, tol=1e-12, max_iter=60, q0=0.25, chi=True, orders=None):
+def solve_batch(th, R, st, *, tol=1e-12, max_iter=60, q0=0.25, chi_mask=None, orders=None):
     """The two-state theory at B points ``th = {gate: {field: array (B,)}}``, Sigma_z = 1.
 
     Returns a dict of arrays (B,): ``q_s, mu_s, residual, converged, m1, m2, boundary_mass``
-    and, with ``chi``, ``chi`` (the Perron root, before the chi <= 1 check of the caller).
+    and ``chi`` (the Perron root at Sigma_z = 1, before the chi <= 1 check of the caller; NaN
+    where ``chi_mask`` (B,) is False).
     Orders of the Gauss-Hermite rules: ``orders`` or :func:`orders_for` of the batch."""
     B = th["f"]["mu"].shape[0]
     orders = orders or orders_for(th, R, st)
@@ -399,6 +420,99 @@ def solve_batch(th, R, st, *, tol=1e-12, max_iter=60, q0=0.25, chi=True, orders=
     out["mu_s"] = mod.Eo["s"] * np.einsum("bj,bj->b", pi, np.tanh(mod.grid.c))
     out["boundary_mass"] = np.abs(pi[:, :2]).sum(-1) + np.abs(pi[:, -2:]).sum(-1)
     out["m1"], out["m2"] = _moments(mod, pi, th)
-    if chi:
+    out["chi"] = np.full(B, np.nan)
+    sel = np.ones(B, bool) if chi_mask is None else np.asarray(chi_mask, bool)
+    if sel.all():
         out["chi"] = _chi_one(mod, pi, th)
+    elif sel.any():
+        out["chi"][sel] = _chi_one(_BModel(_sub(th, sel), q[sel], R, st, orders), pi[sel], _sub(th, sel))
+    return out
+
+
+#: Gauss-Hermite orders are rounded up to these levels, so that a point's orders (and with them
+#: its numbers) depend on that point only, whichever batch it is solved in
+_LEVELS = (48, 64, 96, 128, 160, 192, 256, 320, 400)
+
+
+def _level(n):
+    return next((v for v in _LEVELS if v >= n), int(n))
+
+
+#: the (u_i, u_r) rule is compressed to the law of G, whose high moments need more nodes than
+#: one expectation: n_g follows nodes_for at this multiple of the variance bound
+NG_FACTOR = 1.5
+
+
+def point_orders(th, R, st):
+    """Gauss-Hermite orders (n_f, n_g, n_o) of each point (arrays (B,)): the fixed settings, or
+    the library's rule (:func:`meanfield.nodes_for`, at least 48) at the largest variance the
+    point can reach (Q_h <= 1), rounded up to a level of ``_LEVELS``."""
+    from .meanfield import nodes_for
+    vmax = {k: th[k]["sigma2"] + th[k]["nu2"] * R + th[k]["rho2"] for k in "ifro"}
+    vg = np.maximum(vmax["i"], vmax["r"])
+
+    def rule(name, v):
+        fixed = getattr(st, name)
+        if fixed is not None:
+            return np.full(v.shape, int(fixed))
+        return np.array([_level(max(48, nodes_for(x))) for x in v.ravel()], int).reshape(v.shape)
+
+    return rule("n_f", vmax["f"]), rule("n_g", NG_FACTOR * vg), rule("n_o", vmax["o"])
+
+
+def fixed_point_batched(pts, sz, R, st, tol=1e-12, max_iter=60):
+    """The two-state theory at P points ``pts = {gate: {field: array (P,)}}`` with input
+    correlations ``sz`` (P,): the points are grouped by their Gauss-Hermite orders
+    (:func:`point_orders`), solved in stacked chunks of :data:`CHUNK` on the library's two
+    threads, and checked as :func:`lstm_twostate.solve_point` checks one point. Returns a dict
+    of arrays (P,) ``mu_s, q_s, c_s, chi, m1, m2, converged, residual, method``."""
+    from . import lstm_twostate as L2
+    from .lstm import _pool
+    P = sz.shape[0]
+    of, og, oo = point_orders(pts, R, st)
+    keys = np.stack([of, og, oo], 1)
+    groups = {}
+    for i, kk in enumerate(map(tuple, keys)):
+        groups.setdefault(kk, []).append(i)
+    tasks = [(kk, np.array(ix[s:s + CHUNK])) for kk, ix in sorted(groups.items())
+             for s in range(0, len(ix), CHUNK)]
+    need_chi = sz == 1.0
+
+    def work(task):
+        kk, ix = task
+        sub = {k: {f: v[ix] for f, v in d.items()} for k, d in pts.items()}
+        return ix, solve_batch(sub, R, st, tol=tol, max_iter=max_iter, orders=tuple(int(x) for x in kk),
+                               chi_mask=need_chi[ix])
+
+    results = list(_pool().map(work, tasks)) if len(tasks) > 1 else [work(t) for t in tasks]
+    nan = np.nan
+    out = {k: np.full(P, nan) for k in ("mu_s", "q_s", "c_s", "chi", "m1", "m2", "residual")}
+    out["converged"] = np.zeros(P, bool)
+    out["method"] = np.empty(P, dtype=object)
+    for ix, r in results:
+        for k in ("mu_s", "q_s", "m1", "m2", "residual"):
+            out[k][ix] = r[k]
+        out["converged"][ix] = r["converged"]
+        for j, i in enumerate(ix):
+            th = {k: {f: float(v[i]) for f, v in d.items()} for k, d in pts.items()}
+            if sz[i] == 1.0:
+                chi = float(r["chi"][j])
+                if chi <= 1.0:
+                    out["c_s"][i], out["chi"][i], out["method"][i] = 1.0, chi, "two-state, C*=1"
+                else:
+                    out["converged"][i], out["method"][i] = False, "not covered (C*=1 unstable)"
+                continue
+            indep = sz[i] == 0.0 and all(th[k]["rho2"] == 0 for k in "ifro") and abs(r["mu_s"][j]) < 1e-9
+            if indep:
+                # the renewal equation stays per point, at the batch's Q*
+                so = L2.Settings(n=st.n, n_f=int(keys[i, 0]), n_g=int(keys[i, 1]), n_o=int(keys[i, 2]),
+                                 n_c=st.n_c, width=st.width, order=st.order)
+                mod = L2._Model(th, float(r["q_s"][j]), R, so)
+                chi = L2._chi_zero(mod, mod.stationary(), th)
+                if chi < 1.0:
+                    out["c_s"][i], out["chi"][i], out["method"][i] = 0.0, chi, "two-state, C*=0"
+                else:
+                    out["converged"][i], out["method"][i] = False, "not covered (C*=0 unstable)"
+            else:
+                out["converged"][i], out["method"][i] = False, "not covered (0 < C* < 1)"
     return out
