@@ -92,6 +92,13 @@ class _BGrid:
         self.dt = self.t[:, 1] - self.t[:, 0]
         self.c = a[:, None] * np.sinh(self.t)
 
+    def take(self, sel):
+        g = object.__new__(_BGrid)
+        g.n, g.order = self.n, self.order
+        for k in ("L", "a", "T", "t", "dt", "c"):
+            setattr(g, k, getattr(self, k)[sel])
+        return g
+
     def weights(self, y):
         """Stencils of the values at y (B, n, K), stencil axis first: first node i0 (B, n, K) and
         Lagrange weights (p, B, n, K) (the weights of :func:`lstm_twostate.lagrange_weights`)."""
@@ -171,6 +178,21 @@ class _BModel:
         self.grid = _BGrid(L, np.minimum(1.0, np.maximum(sd, 0.05)), st.n, st.order)
         self._g = {}
 
+    def take(self, sel):
+        """The model of the points ``sel`` (a boolean mask or indices) only."""
+        m = object.__new__(_BModel)
+        m.st = self.st
+        m.th = _sub(self.th, sel)
+        m.q = self.q[sel]
+        m.var = {k: v[sel] for k, v in self.var.items()}
+        for k in ("F", "dF", "wf", "si", "dsi", "tr", "dtr", "wg", "EF", "EF2"):
+            setattr(m, k, getattr(self, k)[sel])
+        m.Eo = {k: v[sel] for k, v in self.Eo.items()}
+        m.grid = self.grid.take(sel)
+        m._g = {k: ((v[0][sel], v[1][:, sel]) if isinstance(k, tuple) else (v[0][sel], v[1][sel]))
+                for k, v in self._g.items()}
+        return m
+
     def fweight(self, key):
         F, d = self.F, self.dF
         return self.wf * {"1": 1.0, "F": F, "F2": F**2, "F4": F**4, "d2": d**2, "d4": d**4,
@@ -230,54 +252,6 @@ class _BModel:
 
 def _sub(th, mask):
     return {k: {f: v[mask] for f, v in d.items()} for k, d in th.items()}
-
-
-def _q_map(th, q, R, st, orders):
-    mod = _BModel(th, q, R, st, orders)
-    pi = mod.stationary()
-    return mod.Eo["s2"] * np.einsum("bj,bj->b", pi, np.tanh(mod.grid.c) ** 2)
-
-
-def _solve_q(th, R, st, orders, tol, max_iter, q0):
-    """Batched :func:`lstm_twostate._solve_q` (the same safeguarded secant, point by point)."""
-    q = np.array(q0, float)
-    g = _q_map(th, q, R, st, orders)
-    best_r, best_q = np.abs(g - q), q.copy()
-    q_prev, r_prev = q.copy(), g - q
-    q = g.copy()
-    done = np.zeros(q.shape, bool)
-    res = best_r.copy()
-    for _ in range(max_iter):
-        act = ~done
-        if not act.any():
-            break
-        qa = q[act]
-        g = _q_map(_sub(th, act), qa, R, st, orders)
-        r = g - qa
-        better = np.abs(r) < best_r[act]
-        br, bq = best_r[act], best_q[act]
-        br[better], bq[better] = np.abs(r)[better], qa[better]
-        best_r[act], best_q[act] = br, bq
-        conv = np.abs(r) <= tol * np.maximum(1.0, qa)
-        qp, rp = q_prev[act], r_prev[act]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            d = np.where(qa != qp, (r - rp) / (qa - qp), 0.0)
-            qn = np.where(d < 0, qa - r / d, g)
-        qn = np.where(np.isfinite(qn) & (qn > 0), qn, g)
-        # converged points keep their q (the one the residual was measured at)
-        fin = np.where(conv, qa, qn)
-        res_a = res[act]
-        res_a[conv] = np.abs(r)[conv]
-        res[act] = res_a
-        q_prev[act], r_prev[act] = qa, r
-        q[act] = fin
-        dn = done[act]
-        dn[conv] = True
-        done[act] = dn
-    # not converged: the best iterate, as the single-point path returns it
-    q = np.where(done, q, best_q)
-    res = np.where(done, res, best_r)
-    return q, res
 
 
 def _chi_one(mod, pi, th):
@@ -380,13 +354,15 @@ def _moments(mod, pi, th):
     Eo = mod.Eo
     vF, vG = mod.vF, mod.vG
     c2, c4 = pi * c**2, pi * c**4
+    # (vG is linear in its vector: the measures are combined before the G-operators act)
     p1, pF2 = vF(pi, "1"), vF(pi, "F2")
     c2d2 = vF(c2, "d2")
     law = vG(p1, "1")
-    mA = s2f * vG(c2d2, "1") + vG(p1, "B")
+    gB = vG(p1, "B")
+    mA = s2f * vG(c2d2, "1") + gB
     mS = vG(pF2, "1") + mA
-    mS2 = (vG(vF(pi, "F4"), "1") + s2f**2 * vG(vF(c4, "d4"), "1") + vG(p1, "B2")
-           + 2 * s2f * vG(vF(c2, "F2d2"), "1") + 2 * vG(pF2, "B") + 2 * s2f * vG(c2d2, "B"))
+    mS2 = (vG(vF(pi, "F4") + s2f**2 * vF(c4, "d4") + 2 * s2f * vF(c2, "F2d2"), "1") + vG(p1, "B2")
+           + 2 * vG(pF2 + s2f * c2d2, "B"))
     dot = lambda a, b: np.einsum("bj,bj->b", a, b)  # noqa: E731
     m1 = 0.5 * (mS.sum(-1) + Eo["s2"] * dot(mS, dt2) + so * Eo["d2"] * dot(law, t2))
     on = (mS2.sum(-1) + 2 * Eo["s2"] * dot(mS2, dt2) + Eo["s4"] * dot(mS2, dt2**2)
@@ -403,29 +379,70 @@ def orders_for(th, R, st):
 
 
 def solve_batch(th, R, st, *, tol=1e-12, max_iter=60, q0=0.25, chi_mask=None, orders=None):
-    """The two-state theory at B points ``th = {gate: {field: array (B,)}}``, Sigma_z = 1.
+    """The two-state theory at B points ``th = {gate: {field: array (B,)}}``.
 
-    Returns a dict of arrays (B,): ``q_s, mu_s, residual, converged, m1, m2, boundary_mass``
-    and ``chi`` (the Perron root at Sigma_z = 1, before the chi <= 1 check of the caller; NaN
-    where ``chi_mask`` (B,) is False).
+    Q_h* = G(Q_h*) (eq. (6)) by the safeguarded secant iteration of
+    :func:`lstm_twostate._solve_q`, point by point under a mask: a point leaves the iteration
+    when its residual |G(q) - q| <= tol max(1, q), and its fixed point, moments and chi are
+    computed from the model of that last evaluation (no rebuild). Returns a dict of arrays
+    (B,): ``q_s, mu_s, residual, converged, m1, m2, boundary_mass`` and ``chi`` (the Perron root
+    at Sigma_z = 1, before the chi <= 1 check of the caller; NaN where ``chi_mask`` is False).
     Orders of the Gauss-Hermite rules: ``orders`` or :func:`orders_for` of the batch."""
     B = th["f"]["mu"].shape[0]
     orders = orders or orders_for(th, R, st)
-    out = {}
-    q, res = _solve_q(th, R, st, orders, tol, max_iter, np.broadcast_to(q0, (B,)))
-    mod = _BModel(th, q, R, st, orders)
-    pi = mod.stationary()
-    out["q_s"], out["residual"] = q, res
-    out["converged"] = (res <= max(tol, 1e-10) * np.maximum(1.0, q)) & np.isfinite(q) & (q > 0)
-    out["mu_s"] = mod.Eo["s"] * np.einsum("bj,bj->b", pi, np.tanh(mod.grid.c))
-    out["boundary_mass"] = np.abs(pi[:, :2]).sum(-1) + np.abs(pi[:, -2:]).sum(-1)
-    out["m1"], out["m2"] = _moments(mod, pi, th)
-    out["chi"] = np.full(B, np.nan)
-    sel = np.ones(B, bool) if chi_mask is None else np.asarray(chi_mask, bool)
-    if sel.all():
-        out["chi"] = _chi_one(mod, pi, th)
-    elif sel.any():
-        out["chi"][sel] = _chi_one(_BModel(_sub(th, sel), q[sel], R, st, orders), pi[sel], _sub(th, sel))
+    want_chi = np.ones(B, bool) if chi_mask is None else np.asarray(chi_mask, bool)
+    out = {k: np.full(B, np.nan) for k in ("q_s", "mu_s", "residual", "m1", "m2", "boundary_mass", "chi")}
+    out["converged"] = np.zeros(B, bool)
+
+    def finish(ix, mod, pi, r):
+        """Outputs of the points ix (indices into the batch) from their model and law."""
+        q = mod.q
+        out["q_s"][ix], out["residual"][ix] = q, np.abs(r)
+        out["converged"][ix] = (np.abs(r) <= max(tol, 1e-10) * np.maximum(1.0, q)) & np.isfinite(q) & (q > 0)
+        out["mu_s"][ix] = mod.Eo["s"] * np.einsum("bj,bj->b", pi, np.tanh(mod.grid.c))
+        out["boundary_mass"][ix] = np.abs(pi[:, :2]).sum(-1) + np.abs(pi[:, -2:]).sum(-1)
+        out["m1"][ix], out["m2"][ix] = _moments(mod, pi, mod.th)
+        wc = want_chi[ix]
+        if wc.all():
+            out["chi"][ix] = _chi_one(mod, pi, mod.th)
+        elif wc.any():
+            sub = mod.take(wc)
+            out["chi"][ix[wc]] = _chi_one(sub, pi[wc], sub.th)
+
+    def evaluate(ix, q):
+        mod = _BModel(_sub(th, ix), q, R, st, orders)
+        pi = mod.stationary()
+        g = mod.Eo["s2"] * np.einsum("bj,bj->b", pi, np.tanh(mod.grid.c) ** 2)
+        return mod, pi, g
+
+    q = np.array(np.broadcast_to(q0, (B,)), float)
+    ix = np.arange(B)
+    mod, pi, g = evaluate(ix, q)
+    best_r, best_q = np.abs(g - q), q.copy()
+    q_prev, r_prev = q.copy(), g - q
+    q = g.copy()                                  # a Picard step first, as the single-point path
+    for _ in range(max_iter):
+        if ix.size == 0:
+            break
+        qa = q[ix]
+        mod, pi, g = evaluate(ix, qa)
+        r = g - qa
+        better = np.abs(r) < best_r[ix]
+        best_r[ix[better]], best_q[ix[better]] = np.abs(r)[better], qa[better]
+        conv = np.abs(r) <= tol * np.maximum(1.0, qa)
+        if conv.any():
+            sub = mod if conv.all() else mod.take(conv)
+            finish(ix[conv], sub, pi[conv], r[conv])
+        qp, rp = q_prev[ix], r_prev[ix]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.where(qa != qp, (r - rp) / (qa - qp), 0.0)
+            qn = np.where(d < 0, qa - r / d, g)
+        qn = np.where(np.isfinite(qn) & (qn > 0), qn, g)
+        q_prev[ix], r_prev[ix], q[ix] = qa, r, qn
+        ix = ix[~conv]
+    if ix.size:                                   # not converged: the best iterate
+        mod, pi, g = evaluate(ix, best_q[ix])
+        finish(ix, mod, pi, g - best_q[ix])
     return out
 
 
@@ -439,8 +456,9 @@ def _level(n):
 
 
 #: the (u_i, u_r) rule is compressed to the law of G, whose high moments need more nodes than
-#: one expectation: n_g follows nodes_for at this multiple of the variance bound
-NG_FACTOR = 1.5
+#: one expectation: n_g follows nodes_for at this multiple of the variance bound (1: the bound at
+#: Q_h = 1 and the rounding up to a level leave enough margin on the test set)
+NG_FACTOR = 1.0
 
 
 def point_orders(th, R, st):
