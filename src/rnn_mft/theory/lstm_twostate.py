@@ -636,11 +636,6 @@ def fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, *, settings: Settings
         from .lstm_twostate_batch import fixed_point_batched
         pts = {k: {f: np.array(np.broadcast_to(getattr(theta[k], f), shape), float).ravel()
                    for f in ("sigma2", "nu2", "rho2", "mu")} for k in "ifro"}
-        for k in "ifro":
-            for f, v in pts[k].items():
-                bad = ~np.isfinite(v) | ((v < 0) if f != "mu" else False)
-                if np.any(bad):
-                    _check_theta({g: {h: float(pts[g][h][np.argmax(bad)]) for h in pts[g]} for g in "ifro"})
         out = fixed_point_batched(pts, np.array(np.broadcast_to(sz, shape), float).ravel(), R,
                                   settings or FAST, tol=tol)
         return {k: v.reshape(shape) for k, v in out.items()}
