@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .quadrature import gauss_hermite, sigmoid as _sig
+from .lstm_twostate_chi import _chi_one_batch, _moments_batch
 
 __all__ = ["solve_batch", "fixed_point_batched", "point_orders", "gauss_rule_batch"]
 
@@ -254,123 +255,6 @@ def _sub(th, mask):
     return {k: {f: v[mask] for f, v in d.items()} for k, d in th.items()}
 
 
-def _chi_one(mod, pi, th):
-    """Batched :func:`lstm_twostate._chi_one`: the Perron root of the (m, q) system, by a
-    bracketed Newton iteration per point (masked)."""
-    c = mod.grid.c
-    tc = np.tanh(c)
-    w = (1.0 - tc**2) ** 2
-    AG1 = mod.AG("1")
-    P2 = mod.AF("F2") @ AG1
-    v1 = mod.vF(pi, "1")
-    a_p = np.einsum("bj,bjk->bk", th["f"]["sigma2"][:, None] * mod.vF(pi * c**2, "d2"), AG1) + mod.vG(v1, "B")
-    alpha = th["o"]["sigma2"] * mod.Eo["d2"] * np.einsum("bj,bj->b", pi, tc**2)
-    beta = mod.Eo["s2"]
-    rho = mod.EF2
-    EA = a_p.sum(-1)
-    B, n, _ = P2.shape
-    eye = np.eye(n)
-
-    def f_df(sel, x):
-        A = x[:, None, None] * eye - P2[sel]
-        Y = np.linalg.solve(A, np.stack([w[sel], np.zeros_like(w[sel])], -1))
-        y = Y[..., 0]
-        z = np.linalg.solve(A, y[..., None])[..., 0]
-        ap = a_p[sel]
-        return (alpha[sel] / x + beta[sel] * np.einsum("bj,bj->b", ap, y) - 1.0,
-                -alpha[sel] / x**2 - beta[sel] * np.einsum("bj,bj->b", ap, z))
-
-    out = np.maximum(alpha, rho)
-    live = ~((EA <= 1e-300) | (beta <= 0))
-    idx = np.flatnonzero(live)
-    if idx.size == 0:
-        return out
-    r, al = rho[idx], alpha[idx]
-    s = r + al + beta[idx] * EA[idx]
-    hi = 0.5 * (s + np.sqrt(np.maximum(s * s - 4 * al * r, 0.0))) * (1 + 1e-9) + 1e-15
-    # widen where interpolation weights (slightly negative) leave f(hi) > 0
-    act = np.ones(idx.size, bool)
-    for _ in range(60):
-        fv, _d = f_df(idx[act], hi[act])
-        bad = fv > 0
-        if not bad.any():
-            break
-        h = hi[act]
-        h[bad] = r[act][bad] + 2.0 * (h[bad] - r[act][bad]) + 1e-12
-        hi[act] = h
-        a2 = act.copy()
-        a2[act] = bad
-        act = a2
-    # a start left of the root (f > 0), then Newton (monotone for a convex decreasing f)
-    x = hi.copy()
-    fx, dfx = np.zeros(idx.size), np.zeros(idx.size)
-    act = np.ones(idx.size, bool)
-    for _ in range(200):
-        xa = r[act] + 0.5 * (x[act] - r[act])
-        fv, dv = f_df(idx[act], xa)
-        x[act], fx[act], dfx[act] = xa, fv, dv
-        left = fv > 0
-        h = hi[act]
-        h[~left] = xa[~left]
-        hi[act] = h
-        a2 = act.copy()
-        a2[act] = ~left
-        act = a2
-        if not act.any():
-            break
-    lo = x.copy()
-    act = np.ones(idx.size, bool)
-    for _ in range(100):
-        xa, fa, da, la, ha = x[act], fx[act], dfx[act], lo[act], hi[act]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            xn = np.where(da < 0, xa - fa / da, 0.5 * (la + ha))
-        xn = np.where((la <= xn) & (xn <= ha), xn, 0.5 * (la + ha))
-        stop = np.abs(xn - xa) <= 4e-16 * xa
-        x[act] = xn
-        go = ~stop
-        if go.any():
-            sel = np.flatnonzero(act)[go]
-            fv, dv = f_df(idx[sel], xn[go])
-            fx[sel], dfx[sel] = fv, dv
-            lo[sel] = np.where(fv > 0, xn[go], lo[sel])
-            hi[sel] = np.where(fv > 0, hi[sel], xn[go])
-            go[go] = fv != 0
-        a2 = act.copy()
-        a2[act] = go
-        act = a2
-        if not act.any():
-            break
-    out[idx] = x
-    return out
-
-
-def _moments(mod, pi, th):
-    """Batched :func:`lstm_twostate._moments` (m1, m2 of the 2N x 2N Jacobian)."""
-    c = mod.grid.c
-    tc = np.tanh(c)
-    t2, dt2 = tc**2, (1.0 - tc**2) ** 2
-    s2f = th["f"]["sigma2"][:, None]
-    so = th["o"]["sigma2"]
-    Eo = mod.Eo
-    vF, vG = mod.vF, mod.vG
-    c2, c4 = pi * c**2, pi * c**4
-    # (vG is linear in its vector: the measures are combined before the G-operators act)
-    p1, pF2 = vF(pi, "1"), vF(pi, "F2")
-    c2d2 = vF(c2, "d2")
-    law = vG(p1, "1")
-    gB = vG(p1, "B")
-    mA = s2f * vG(c2d2, "1") + gB
-    mS = vG(pF2, "1") + mA
-    mS2 = (vG(vF(pi, "F4") + s2f**2 * vF(c4, "d4") + 2 * s2f * vF(c2, "F2d2"), "1") + vG(p1, "B2")
-           + 2 * vG(pF2 + s2f * c2d2, "B"))
-    dot = lambda a, b: np.einsum("bj,bj->b", a, b)  # noqa: E731
-    m1 = 0.5 * (mS.sum(-1) + Eo["s2"] * dot(mS, dt2) + so * Eo["d2"] * dot(law, t2))
-    on = (mS2.sum(-1) + 2 * Eo["s2"] * dot(mS2, dt2) + Eo["s4"] * dot(mS2, dt2**2)
-          + 2 * so * Eo["s2d2"] * dot(mS, dt2 * t2) + so**2 * Eo["d4"] * dot(law, t2**2))
-    off = mA.sum(-1) + Eo["s2"] * dot(mA, dt2) + so * Eo["d2"] * dot(law, t2)
-    return m1, 0.5 * on + 0.5 * off**2
-
-
 def orders_for(th, R, st):
     """Gauss-Hermite orders (n_f, n_g, n_o) for a batch: the fixed settings, or the library's rule
     at the largest variance any point of the batch reaches (Q_h <= 1)."""
@@ -401,13 +285,13 @@ def solve_batch(th, R, st, *, tol=1e-12, max_iter=60, q0=0.25, chi_mask=None, or
         out["converged"][ix] = (np.abs(r) <= max(tol, 1e-10) * np.maximum(1.0, q)) & np.isfinite(q) & (q > 0)
         out["mu_s"][ix] = mod.Eo["s"] * np.einsum("bj,bj->b", pi, np.tanh(mod.grid.c))
         out["boundary_mass"][ix] = np.abs(pi[:, :2]).sum(-1) + np.abs(pi[:, -2:]).sum(-1)
-        out["m1"][ix], out["m2"][ix] = _moments(mod, pi, mod.th)
+        out["m1"][ix], out["m2"][ix] = _moments_batch(mod, pi, mod.th)
         wc = want_chi[ix]
         if wc.all():
-            out["chi"][ix] = _chi_one(mod, pi, mod.th)
+            out["chi"][ix] = _chi_one_batch(mod, pi, mod.th)
         elif wc.any():
             sub = mod.take(wc)
-            out["chi"][ix[wc]] = _chi_one(sub, pi[wc], sub.th)
+            out["chi"][ix[wc]] = _chi_one_batch(sub, pi[wc], sub.th)
 
     def evaluate(ix, q):
         mod = _BModel(_sub(th, ix), q, R, st, orders)
