@@ -436,15 +436,17 @@ def stationary_law(theta, q_h=None, R=1.0, *, settings: Settings = DEFAULT):
 
 
 def fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, *, settings: Settings | None = None,
-                tol: float = 1e-12, batched: bool = True):
+                tol: float | None = None, batched: bool = True):
     """The two-state theory over the grid of ``theta`` (and ``sigma_z``): a dict of arrays
     ``mu_s, q_s, c_s, chi, m1, m2, converged, residual, method``.
 
     ``batched`` (default): all grid points at once with stacked linear algebra
     (:func:`rnn_mft.theory.lstm_twostate_batch.fixed_point_batched`, discretisation ``settings``,
-    default :data:`FAST`); each point's numbers depend on that point only. ``batched=False``: the
-    single-point reference path, :func:`solve_point` point by point (default :data:`DEFAULT`),
-    in two halves on two threads, each starting its Q-iteration from the previous point's Q*."""
+    default :data:`FAST`; Q* to a residual ``tol`` = 1e-10, which moves chi by < 1e-11, measured);
+    each point's numbers depend on that point only. ``batched=False``: the single-point
+    reference path, :func:`solve_point` point by point (default :data:`DEFAULT`, ``tol`` =
+    1e-12), in two halves on two threads, each starting its Q-iteration from the previous
+    point's Q*."""
     if not isinstance(theta, Theta) or theta.arch != "lstm":
         raise ValueError("theta must be a Theta for arch='lstm'")
     sz = check_sigma_z(sigma_z)
@@ -455,9 +457,10 @@ def fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, *, settings: Settings
         pts = {k: {f: np.array(np.broadcast_to(getattr(theta[k], f), shape), float).ravel()
                    for f in ("sigma2", "nu2", "rho2", "mu")} for k in "ifro"}
         out = fixed_point_batched(pts, np.array(np.broadcast_to(sz, shape), float).ravel(), R,
-                                  settings or FAST, tol=tol)
+                                  settings or FAST, tol=1e-10 if tol is None else tol)
         return {k: v.reshape(shape) for k, v in out.items()}
     settings = settings or DEFAULT
+    tol = 1e-12 if tol is None else tol
     keys = ("mu_s", "q_s", "c_s", "chi", "m1", "m2", "residual")
     out = {k: np.full(shape, np.nan) for k in keys}
     out["converged"] = np.zeros(shape, bool)
