@@ -190,8 +190,14 @@ class _BModel:
             setattr(m, k, getattr(self, k)[sel])
         m.Eo = {k: v[sel] for k, v in self.Eo.items()}
         m.grid = self.grid.take(sel)
-        m._g = {k: ((v[0][sel], v[1][:, sel]) if isinstance(k, tuple) else (v[0][sel], v[1][sel]))
-                for k, v in self._g.items()}
+        m._g = {}
+        for k, v in self._g.items():
+            if isinstance(v, np.ndarray):                          # dense operators
+                m._g[k] = v[sel]
+            elif isinstance(k, tuple) and k[0] == "st":            # stencils (stencil axis first)
+                m._g[k] = (v[0][sel], v[1][:, sel])
+            else:                                                  # Gauss rules
+                m._g[k] = (v[0][sel], v[1][sel])
         return m
 
     def fweight(self, key):
@@ -227,17 +233,39 @@ class _BModel:
             self._g["st", key] = self.grid.weights(y)
         return self._g["st", key]
 
+    def SF(self):
+        """Dense interpolation tensor S[b, j, k, :] of the points F_k c_j (B, n, n_f, n), cached:
+        every F-operator is a weighted sum of its slices."""
+        if "S" not in self._g:
+            i0, w = self._stencil("F")
+            B, n, K = i0.shape
+            p = w.shape[0]
+            flat = (np.arange(B * n * K).reshape(B, n, K) * n + i0)[None] + np.arange(p)[:, None, None, None]
+            self._g["S"] = np.bincount(flat.ravel(), weights=w.ravel(), minlength=B * n * K * n).reshape(B, n, K, n)
+        return self._g["S"]
+
     def AF(self, key):
-        return self.grid.operator(self._stencil("F"), self.fweight(key))
+        """Stack of A_F(key): (A_F phi)(c_j) = sum_k wf_k f_key(u_f,k) phi(F_k c_j) (a scatter for
+        the Q-iteration's one operator, from the cached tensor :meth:`SF` after it)."""
+        if key == "1" and "S" not in self._g:
+            return self.grid.operator(self._stencil("F"), self.fweight(key))
+        return (self.fweight(key)[:, None, None, :] @ self.SF())[:, :, 0, :]
 
     def AG(self, key):
-        return self.grid.operator(self._stencil(key), self.grule(key)[1])
+        if ("AG", key) not in self._g:
+            self._g["AG", key] = self.grid.operator(self._stencil(key), self.grule(key)[1])
+        return self._g["AG", key]
 
     def vF(self, v, key):
         """v @ A_F(key) for a stack of row vectors v (B, n)."""
-        return self.grid.vecop(v, self._stencil("F"), self.fweight(key))
+        B, n, K, _ = self.SF().shape
+        vw = (v[:, :, None] * self.fweight(key)[:, None, :]).reshape(B, 1, n * K)
+        return (vw @ self.SF().reshape(B, n * K, n))[:, 0, :]
 
     def vG(self, v, key):
+        """v @ A_G(key): with the dense operator where it is built ("1"), else as a scatter."""
+        if ("AG", key) in self._g or key == "1":
+            return (v[:, None, :] @ self.AG(key))[:, 0, :]
         return self.grid.vecop(v, self._stencil(key), self.grule(key)[1])
 
     def stationary(self):
