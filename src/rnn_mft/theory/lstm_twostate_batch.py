@@ -79,8 +79,25 @@ def gauss_rule_batch(x, w, m):
     J[:, ii, ii] = a
     J[:, ii[:-1], ii[1:]] = b
     J[:, ii[1:], ii[:-1]] = b
-    lam, U = np.linalg.eigh(J)
-    return lam + shift[:, None], tot[:, None] * U[:, 0, :] ** 2
+    # nodes: eigenvalues of J; weights (Golub-Welsch: squared first eigenvector components) as
+    # Christoffel numbers 1 / sum_j p_j(node)^2 of the orthonormal polynomials of the recurrence
+    # (cheaper than eigenvectors); a broken-down recurrence (some b = 0) takes the eigenvectors
+    lam = np.linalg.eigvalsh(J)
+    full = np.all(b > 0, axis=1)
+    wts = np.empty((B, m))
+    if full.any():
+        L, A, Bc = lam[full], a[full], b[full]
+        p_prev, p_cur = np.zeros_like(L), np.ones_like(L)
+        ssum = np.ones_like(L)
+        for k in range(m - 1):
+            p_next = ((L - A[:, k, None]) * p_cur - (Bc[:, k - 1, None] * p_prev if k else 0.0)) / Bc[:, k, None]
+            ssum += p_next**2
+            p_prev, p_cur = p_cur, p_next
+        wts[full] = 1.0 / ssum
+    if not full.all():
+        lam_b, U = np.linalg.eigh(J[~full])
+        lam[~full], wts[~full] = lam_b, U[:, 0, :] ** 2
+    return lam + shift[:, None], tot[:, None] * wts
 
 
 class _BGrid:
