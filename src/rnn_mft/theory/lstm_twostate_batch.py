@@ -223,24 +223,46 @@ class _BModel:
                           "F2d2": F**2 * d**2}[key]
 
     def grule(self, key):
-        """Batched :meth:`lstm_twostate._Model._grule_key`."""
+        """Batched :meth:`lstm_twostate._Model._grule_key`: the Gauss rule of the law of G weighted
+        by 1, B or B^2 (the last two are built together). All factor rules of the keys asked for
+        come from one stacked Lanczos run and all final compressions from another (zero-weight
+        padding to a common length changes no rule)."""
         if key not in self._g:
-            si, dsi, tr, dtr, wg = self.si, self.dsi, self.tr, self.dtr, self.wg
-            s2i, s2r = self.th["i"]["sigma2"], self.th["r"]["sigma2"]
-            terms = {"1": [(np.ones_like(s2i), 1.0, 1.0)],
-                     "B": [(s2i, dsi**2, tr**2), (s2r, si**2, dtr**2)],
-                     "B2": [(s2i**2, dsi**4, tr**4), (2 * s2i * s2r, dsi**2 * si**2, tr**2 * dtr**2),
-                            (s2r**2, si**4, dtr**4)]}[key]
-            m = self.st.n_c + 4
-            pts, wts = [], []
-            for coef, fx, fy in terms:
-                xa, wa = gauss_rule_batch(si, wg * fx, m)
-                yb, wb = gauss_rule_batch(tr, wg * fy, m)
-                B = xa.shape[0]
-                pts.append((xa[:, :, None] * yb[:, None, :]).reshape(B, -1))
-                wts.append((coef[:, None, None] * wa[:, :, None] * wb[:, None, :]).reshape(B, -1))
-            self._g[key] = gauss_rule_batch(np.concatenate(pts, 1), np.concatenate(wts, 1), self.st.n_c)
+            self._grules(("B", "B2") if key in ("B", "B2") else (key,))
         return self._g[key]
+
+    def _grules(self, keys):
+        si, dsi, tr, dtr, wg = self.si, self.dsi, self.tr, self.dtr, self.wg
+        s2i, s2r = self.th["i"]["sigma2"], self.th["r"]["sigma2"]
+        one = np.ones_like(si)
+        terms = {"1": [(np.ones_like(s2i), one, one)],
+                 "B": [(s2i, dsi**2, tr**2), (s2r, si**2, dtr**2)],
+                 "B2": [(s2i**2, dsi**4, tr**4), (2 * s2i * s2r, dsi**2 * si**2, tr**2 * dtr**2),
+                        (s2r**2, si**4, dtr**4)]}
+        m = self.st.n_c + 4
+        B = si.shape[0]
+        allt = [t for k in keys for t in terms[k]]
+        T = len(allt)
+        X = np.concatenate([si] * T + [tr] * T, 0)
+        W = np.concatenate([wg * fx for _, fx, _ in allt] + [wg * fy for _, _, fy in allt], 0)
+        nodes, wts = gauss_rule_batch(X, W, m)
+        nodes, wts = nodes.reshape(2, T, B, m), wts.reshape(2, T, B, m)
+        pts, pw, t0 = [], [], 0
+        for k in keys:
+            pk, wk = [], []
+            for j in range(t0, t0 + len(terms[k])):
+                coef = allt[j][0]
+                pk.append((nodes[0, j][:, :, None] * nodes[1, j][:, None, :]).reshape(B, -1))
+                wk.append((coef[:, None, None] * wts[0, j][:, :, None] * wts[1, j][:, None, :]).reshape(B, -1))
+            t0 += len(terms[k])
+            pts.append(np.concatenate(pk, 1))
+            pw.append(np.concatenate(wk, 1))
+        L = max(x.shape[1] for x in pts)
+        pad = lambda x: np.pad(x, ((0, 0), (0, L - x.shape[1])))  # noqa: E731
+        g, w = gauss_rule_batch(np.concatenate([pad(x) for x in pts], 0),
+                                np.concatenate([pad(x) for x in pw], 0), self.st.n_c)
+        for j, k in enumerate(keys):
+            self._g[k] = (g[j * B:(j + 1) * B], w[j * B:(j + 1) * B])
 
     def _stencil(self, key):
         """Interpolation stencils of the points F c_j ("F") or c_j + G_b (a G-rule key), cached."""
