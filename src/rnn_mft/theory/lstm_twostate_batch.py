@@ -1,32 +1,40 @@
 r"""The two-state LSTM theory (:mod:`rnn_mft.theory.lstm_twostate`) on a batch of Thetas at once.
 
-The same equations and the same discretisation as the single-point path
-(:func:`~rnn_mft.theory.lstm_twostate.solve_point`), vectorised across grid points: the
-operators :math:`A_F, A_G` of B points are built as (B, n, n) stacks, the stationary law
-:math:`\pi P = \pi` is one stacked ``np.linalg.solve``, :math:`Q_h^* = G(Q_h^*)` (eq. (6)) is
-the same safeguarded secant iteration with a per-point convergence mask, :math:`\chi` at
-:math:`\Sigma_z = 1` is the root of :math:`1 = \alpha/\chi + \beta\langle a_p, (\chi -
-P_2)^{-1} w\rangle` by a bracketed Newton iteration per point (masked), and
-:math:`m_1, m_2` use products of vectors with the operators computed as scatters (no dense
-matrix). The Gauss rules to which the laws of :math:`G = \sigma(u_i)\tanh(u_r)` are compressed
-come from a batched Lanczos (Stieltjes) procedure.
+The same equations as the single-point path (:func:`~rnn_mft.theory.lstm_twostate.solve_point`;
+eq. (6) for :math:`Q_h^*`, the module docstring of ``lstm_twostate`` for :math:`\chi`,
+:math:`m_1`, :math:`m_2`), vectorised across grid points:
 
-Each point's result depends on that point only (no warm start across points): a grid gives
-the same numbers as the points one by one, bit for bit up to the order of floating-point
-reductions in the stacked linear algebra (tested to 1e-12 against ``solve_point`` with the
-same :class:`Settings`). Gauss-Hermite orders left at ``None`` are chosen once per batch from
-the largest variance any point can reach (:math:`Q_h \le 1`).
+* the operators :math:`A_F, A_G` of B points are (B, n, n) stacks built by one scatter each;
+  the stationary law :math:`\pi P = \pi` is one stacked ``np.linalg.solve``;
+* :math:`Q_h^* = G(Q_h^*)` is the safeguarded secant iteration of ``lstm_twostate._solve_q``
+  under a per-point mask, started from a Gaussian-cell-state estimate (:func:`_q_guess`);
+  a point leaves when its residual is below ``tol``, and its outputs are computed from the
+  model of that last evaluation;
+* :math:`\chi` at :math:`\Sigma_z = 1` is the root of :math:`1 = \alpha/\chi + \beta\langle
+  a_p, (\chi - P_2)^{-1} w\rangle` by a bracketed Newton iteration per point (masked;
+  ``lstm_twostate_chi._chi_one_batch``); :math:`m_1, m_2` by stacked vector-operator products
+  (``_moments_batch``);
+* the Gauss rules to which the laws of :math:`G = \sigma(u_i)\tanh(u_r)` are compressed come
+  from a batched Lanczos (Stieltjes) procedure, :func:`gauss_rule_batch`.
 
-:math:`\chi` at :math:`\Sigma_z = 0` (the renewal equation) stays per point: the caller
-(:func:`rnn_mft.theory.lstm_twostate.fixed_point`) evaluates it with the single-point code at
-the batch's :math:`Q_h^*`.
+The discretisation is a :class:`~rnn_mft.theory.lstm_twostate.Settings`
+(``lstm_twostate.FAST`` on the grid path: 35 nodes and 10-point Lagrange stencils, which are as
+accurate as 201 nodes with cubic ones). Each point's Gauss-Hermite orders come from its own
+variance bound (:func:`point_orders`), and points are grouped by them, so a point's numbers
+depend on that point only: a grid gives the numbers of the points one by one, up to the
+rounding of stacked BLAS kernels (tested: 1e-11), and to 1e-9 those of ``solve_point`` with
+the same settings. The same call gives the same bits.
+
+:math:`\chi` at :math:`\Sigma_z = 0` (the renewal equation, ``_chi_zero``) stays per point:
+:func:`fixed_point_batched` evaluates it with the single-point code at the batch's
+:math:`Q_h^*`.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .quadrature import gauss_hermite, sigmoid as _sig
-from .lstm_twostate_chi import _chi_one_batch, _moments_batch
+from .lstm_twostate_chi import _chi_one_batch, _moments_batch, gauss_rule_batch
 
 __all__ = ["solve_batch", "fixed_point_batched", "point_orders", "gauss_rule_batch"]
 
@@ -37,67 +45,6 @@ CHUNK = 256
 def _dsig(u):
     s = _sig(u)
     return s * (1.0 - s)
-
-
-def gauss_rule_batch(x, w, m):
-    """Batched :func:`lstm_twostate._gauss_rule`: for each row b, an ``m``-point Gauss rule of the
-    discrete measure ``sum_j w[b, j] delta(x[b, j])`` (w >= 0). Returns nodes and weights
-    (B, m); where the measure has fewer than m support points the surplus nodes get weight 0
-    (up to rounding) and a zero measure gives zero weights."""
-    x = np.asarray(x, float)
-    w = np.asarray(w, float)
-    B, N = x.shape
-    tot = w.sum(-1)
-    pos = tot > 0
-    tsafe = np.where(pos, tot, 1.0)
-    shift = (w * x).sum(-1) / tsafe
-    xs = x - shift[:, None]
-    V = np.zeros((B, m, N))
-    V[:, 0] = np.sqrt(w / tsafe[:, None])
-    a, b = np.zeros((B, m)), np.zeros((B, m - 1))
-    alive = pos.copy()
-    thr = 1e-13 * (1.0 + np.abs(xs).max(-1))
-    for k in range(m):
-        # three-term recurrence, then one full (classical Gram-Schmidt) reorthogonalisation
-        y = xs * V[:, k]
-        if k:
-            y -= b[:, k - 1, None] * V[:, k - 1]
-        a[:, k] = np.einsum("bn,bn->b", V[:, k], y)
-        y -= a[:, k, None] * V[:, k]
-        Vk = V[:, : k + 1]
-        y -= (np.swapaxes(Vk, 1, 2) @ (Vk @ y[:, :, None]))[:, :, 0]
-        if k + 1 < m:
-            nb = np.sqrt(np.einsum("bn,bn->b", y, y))
-            alive &= nb > thr
-            b[:, k] = np.where(alive, nb, 0.0)
-            V[:, k + 1] = np.where(alive[:, None], y / np.where(alive, nb, 1.0)[:, None], 0.0)
-    # a broken-down recursion (b = 0) leaves zero rows: their eigenvectors carry no weight; keep
-    # the surplus diagonal at the mean (shift) so every node stays inside the support's hull
-    a = np.where(np.concatenate([np.ones((B, 1), bool), np.cumprod(b != 0, axis=1).astype(bool)], axis=1), a, 0.0)
-    J = np.zeros((B, m, m))
-    ii = np.arange(m)
-    J[:, ii, ii] = a
-    J[:, ii[:-1], ii[1:]] = b
-    J[:, ii[1:], ii[:-1]] = b
-    # nodes: eigenvalues of J; weights (Golub-Welsch: squared first eigenvector components) as
-    # Christoffel numbers 1 / sum_j p_j(node)^2 of the orthonormal polynomials of the recurrence
-    # (cheaper than eigenvectors); a broken-down recurrence (some b = 0) takes the eigenvectors
-    lam = np.linalg.eigvalsh(J)
-    full = np.all(b > 0, axis=1)
-    wts = np.empty((B, m))
-    if full.any():
-        L, A, Bc = lam[full], a[full], b[full]
-        p_prev, p_cur = np.zeros_like(L), np.ones_like(L)
-        ssum = np.ones_like(L)
-        for k in range(m - 1):
-            p_next = ((L - A[:, k, None]) * p_cur - (Bc[:, k - 1, None] * p_prev if k else 0.0)) / Bc[:, k, None]
-            ssum += p_next**2
-            p_prev, p_cur = p_cur, p_next
-        wts[full] = 1.0 / ssum
-    if not full.all():
-        lam_b, U = np.linalg.eigh(J[~full])
-        lam[~full], wts[~full] = lam_b, U[:, 0, :] ** 2
-    return lam + shift[:, None], tot[:, None] * wts
 
 
 class _BGrid:
@@ -322,13 +269,6 @@ def _sub(th, mask):
     return {k: {f: v[mask] for f, v in d.items()} for k, d in th.items()}
 
 
-def orders_for(th, R, st):
-    """Gauss-Hermite orders (n_f, n_g, n_o) for a batch: the fixed settings, or the library's rule
-    at the largest variance any point of the batch reaches (Q_h <= 1)."""
-    vmax = {k: float(np.max(th[k]["sigma2"] + th[k]["nu2"] * R + th[k]["rho2"])) for k in "ifro"}
-    return (st.nodes("n_f", vmax["f"]), st.nodes("n_g", max(vmax["i"], vmax["r"])), st.nodes("n_o", vmax["o"]))
-
-
 def _q_guess(th, R, iters=12, nodes=24):
     """A cheap start for the Q-iteration: eq. (6) with the cell state replaced by a Gaussian of
     the perpetuity's mean and variance (no grid), by a few Picard steps. Only a start: the
@@ -358,10 +298,10 @@ def solve_batch(th, R, st, *, tol=1e-12, max_iter=60, q0=None, chi_mask=None, or
     computed from the model of that last evaluation (no rebuild). Returns a dict of arrays
     (B,): ``q_s, mu_s, residual, converged, m1, m2, boundary_mass`` and ``chi`` (the Perron root
     at Sigma_z = 1, before the chi <= 1 check of the caller; NaN where ``chi_mask`` is False).
-    Orders of the Gauss-Hermite rules: ``orders`` or :func:`orders_for` of the batch; start
-    ``q0``, or :func:`_q_guess`."""
+    Orders (n_f, n_g, n_o) of the Gauss-Hermite rules: ``orders``, or the largest of
+    :func:`point_orders` over the batch; start ``q0``, or :func:`_q_guess`."""
     B = th["f"]["mu"].shape[0]
-    orders = orders or orders_for(th, R, st)
+    orders = orders or tuple(int(np.max(o)) for o in point_orders(th, R, st))
     if q0 is None:
         q0 = _q_guess(th, R)
     want_chi = np.ones(B, bool) if chi_mask is None else np.asarray(chi_mask, bool)

@@ -9,7 +9,9 @@ book's chapter *The LSTM has two states*):
 * :func:`_moments`: m1, m2 of the 2N x 2N Jacobian of (h, c);
 * :func:`_chi_one_batch`, :func:`_moments_batch`: the same for a stack of points
   (:mod:`rnn_mft.theory.lstm_twostate_batch`), chi by a bracketed Newton iteration per point
-  under a mask.
+  under a mask;
+* :func:`gauss_rule_batch`: the stacked Lanczos (Stieltjes) procedure that compresses the laws
+  of G = sigma(u_i) tanh(u_r) to Gauss rules on the batched path.
 
 ``mod`` is a ``lstm_twostate._Model`` (one point) or a ``lstm_twostate_batch._BModel`` (a
 stack), ``pi`` its stationary cell-state law.
@@ -324,3 +326,64 @@ def _moments_batch(mod, pi, th):
           + 2 * so * Eo["s2d2"] * dot(mS, dt2 * t2) + so**2 * Eo["d4"] * dot(law, t2**2))
     off = mA.sum(-1) + Eo["s2"] * dot(mA, dt2) + so * Eo["d2"] * dot(law, t2)
     return m1, 0.5 * on + 0.5 * off**2
+
+
+def gauss_rule_batch(x, w, m):
+    """Batched :func:`lstm_twostate._gauss_rule`: for each row b, an ``m``-point Gauss rule of the
+    discrete measure ``sum_j w[b, j] delta(x[b, j])`` (w >= 0). Returns nodes and weights
+    (B, m); where the measure has fewer than m support points the surplus nodes get weight 0
+    (up to rounding) and a zero measure gives zero weights."""
+    x = np.asarray(x, float)
+    w = np.asarray(w, float)
+    B, N = x.shape
+    tot = w.sum(-1)
+    pos = tot > 0
+    tsafe = np.where(pos, tot, 1.0)
+    shift = (w * x).sum(-1) / tsafe
+    xs = x - shift[:, None]
+    V = np.zeros((B, m, N))
+    V[:, 0] = np.sqrt(w / tsafe[:, None])
+    a, b = np.zeros((B, m)), np.zeros((B, m - 1))
+    alive = pos.copy()
+    thr = 1e-13 * (1.0 + np.abs(xs).max(-1))
+    for k in range(m):
+        # three-term recurrence, then one full (classical Gram-Schmidt) reorthogonalisation
+        y = xs * V[:, k]
+        if k:
+            y -= b[:, k - 1, None] * V[:, k - 1]
+        a[:, k] = np.einsum("bn,bn->b", V[:, k], y)
+        y -= a[:, k, None] * V[:, k]
+        Vk = V[:, : k + 1]
+        y -= (np.swapaxes(Vk, 1, 2) @ (Vk @ y[:, :, None]))[:, :, 0]
+        if k + 1 < m:
+            nb = np.sqrt(np.einsum("bn,bn->b", y, y))
+            alive &= nb > thr
+            b[:, k] = np.where(alive, nb, 0.0)
+            V[:, k + 1] = np.where(alive[:, None], y / np.where(alive, nb, 1.0)[:, None], 0.0)
+    # a broken-down recursion (b = 0) leaves zero rows: their eigenvectors carry no weight; keep
+    # the surplus diagonal at the mean (shift) so every node stays inside the support's hull
+    a = np.where(np.concatenate([np.ones((B, 1), bool), np.cumprod(b != 0, axis=1).astype(bool)], axis=1), a, 0.0)
+    J = np.zeros((B, m, m))
+    ii = np.arange(m)
+    J[:, ii, ii] = a
+    J[:, ii[:-1], ii[1:]] = b
+    J[:, ii[1:], ii[:-1]] = b
+    # nodes: eigenvalues of J; weights (Golub-Welsch: squared first eigenvector components) as
+    # Christoffel numbers 1 / sum_j p_j(node)^2 of the orthonormal polynomials of the recurrence
+    # (cheaper than eigenvectors); a broken-down recurrence (some b = 0) takes the eigenvectors
+    lam = np.linalg.eigvalsh(J)
+    full = np.all(b > 0, axis=1)
+    wts = np.empty((B, m))
+    if full.any():
+        L, A, Bc = lam[full], a[full], b[full]
+        p_prev, p_cur = np.zeros_like(L), np.ones_like(L)
+        ssum = np.ones_like(L)
+        for k in range(m - 1):
+            p_next = ((L - A[:, k, None]) * p_cur - (Bc[:, k - 1, None] * p_prev if k else 0.0)) / Bc[:, k, None]
+            ssum += p_next**2
+            p_prev, p_cur = p_cur, p_next
+        wts[full] = 1.0 / ssum
+    if not full.all():
+        lam_b, U = np.linalg.eigh(J[~full])
+        lam[~full], wts[~full] = lam_b, U[:, 0, :] ** 2
+    return lam + shift[:, None], tot[:, None] * wts
