@@ -226,8 +226,11 @@ class _BModel:
             i0, w = self._stencil("F")
             B, n, K = i0.shape
             p = w.shape[0]
+            # the p nodes of one stencil are distinct: an assignment, no accumulation
             flat = (np.arange(B * n * K).reshape(B, n, K) * n + i0)[None] + np.arange(p)[:, None, None, None]
-            self._g["S"] = np.bincount(flat.ravel(), weights=w.ravel(), minlength=B * n * K * n).reshape(B, n, K, n)
+            S = np.zeros(B * n * K * n)
+            S[flat.ravel()] = w.ravel()
+            self._g["S"] = S.reshape(B, n, K, n)
         return self._g["S"]
 
     def AF(self, key):
@@ -244,9 +247,10 @@ class _BModel:
 
     def vF(self, v, key):
         """v @ A_F(key) for a stack of row vectors v (B, n)."""
-        B, n, K, _ = self.SF().shape
+        S = self.SF()
+        B, n, K, _ = S.shape
         vw = (v[:, :, None] * self.fweight(key)[:, None, :]).reshape(B, 1, n * K)
-        return (vw @ self.SF().reshape(B, n * K, n))[:, 0, :]
+        return (vw @ S.reshape(B, n * K, n))[:, 0, :]
 
     def vG(self, v, key):
         """v @ A_G(key): with the dense operator where it is built ("1"), else as a scatter."""
@@ -422,29 +426,29 @@ def fixed_point_batched(pts, sz, R, st, tol=1e-12, max_iter=60):
     out["converged"] = np.zeros(P, bool)
     out["method"] = np.empty(P, dtype=object)
     for ix, r in results:
-        for k in ("mu_s", "q_s", "m1", "m2", "residual"):
+        for k in ("mu_s", "q_s", "m1", "m2", "residual", "chi"):
             out[k][ix] = r[k]
         out["converged"][ix] = r["converged"]
-        for j, i in enumerate(ix):
-            th = {k: {f: float(v[i]) for f, v in d.items()} for k, d in pts.items()}
-            if sz[i] == 1.0:
-                chi = float(r["chi"][j])
-                if chi <= 1.0:
-                    out["c_s"][i], out["chi"][i], out["method"][i] = 1.0, chi, "two-state, C*=1"
-                else:
-                    out["converged"][i], out["method"][i] = False, "not covered (C*=1 unstable)"
-                continue
-            indep = sz[i] == 0.0 and all(th[k]["rho2"] == 0 for k in "ifro") and abs(r["mu_s"][j]) < 1e-9
-            if indep:
-                # the renewal equation stays per point, at the batch's Q*
-                so = L2.Settings(n=st.n, n_f=int(keys[i, 0]), n_g=int(keys[i, 1]), n_o=int(keys[i, 2]),
-                                 n_c=st.n_c, width=st.width, order=st.order)
-                mod = L2._Model(th, float(r["q_s"][j]), R, so)
-                chi = L2._chi_zero(mod, mod.stationary(), th)
-                if chi < 1.0:
-                    out["c_s"][i], out["chi"][i], out["method"][i] = 0.0, chi, "two-state, C*=0"
-                else:
-                    out["converged"][i], out["method"][i] = False, "not covered (C*=0 unstable)"
+    # Sigma_z = 1: C* = 1 is the stable fixed point where chi <= 1
+    one = sz == 1.0
+    ok = one & (out["chi"] <= 1.0)
+    out["c_s"][ok], out["method"][ok] = 1.0, "two-state, C*=1"
+    bad = one & ~ok
+    out["chi"][bad], out["converged"][bad], out["method"][bad] = nan, False, "not covered (C*=1 unstable)"
+    out["chi"][~one] = nan
+    for i in np.flatnonzero(~one):
+        th = {k: {f: float(v[i]) for f, v in d.items()} for k, d in pts.items()}
+        indep = sz[i] == 0.0 and all(th[k]["rho2"] == 0 for k in "ifro") and abs(out["mu_s"][i]) < 1e-9
+        if indep:
+            # the renewal equation stays per point, at the batch's Q*
+            so = L2.Settings(n=st.n, n_f=int(keys[i, 0]), n_g=int(keys[i, 1]), n_o=int(keys[i, 2]),
+                             n_c=st.n_c, width=st.width, order=st.order)
+            mod = L2._Model(th, float(out["q_s"][i]), R, so)
+            chi = L2._chi_zero(mod, mod.stationary(), th)
+            if chi < 1.0:
+                out["c_s"][i], out["chi"][i], out["method"][i] = 0.0, chi, "two-state, C*=0"
             else:
-                out["converged"][i], out["method"][i] = False, "not covered (0 < C* < 1)"
+                out["converged"][i], out["method"][i] = False, "not covered (C*=0 unstable)"
+        else:
+            out["converged"][i], out["method"][i] = False, "not covered (0 < C* < 1)"
     return out
