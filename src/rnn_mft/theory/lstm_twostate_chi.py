@@ -341,25 +341,26 @@ def gauss_rule_batch(x, w, m):
     tsafe = np.where(pos, tot, 1.0)
     shift = (w * x).sum(-1) / tsafe
     xs = x - shift[:, None]
-    V = np.zeros((B, m, N))
-    V[:, 0] = np.sqrt(w / tsafe[:, None])
+    V = np.zeros((m, B, N))                       # Lanczos vectors, each a contiguous block
+    V[0] = np.sqrt(w / tsafe[:, None])
     a, b = np.zeros((B, m)), np.zeros((B, m - 1))
     alive = pos.copy()
     thr = 1e-13 * (1.0 + np.abs(xs).max(-1))
+    y = np.empty((B, N))
     for k in range(m):
         # three-term recurrence, then one full (classical Gram-Schmidt) reorthogonalisation
-        y = xs * V[:, k]
+        np.multiply(xs, V[k], out=y)
         if k:
-            y -= b[:, k - 1, None] * V[:, k - 1]
-        a[:, k] = np.einsum("bn,bn->b", V[:, k], y)
-        y -= a[:, k, None] * V[:, k]
-        Vk = V[:, : k + 1]
-        y -= (np.swapaxes(Vk, 1, 2) @ (Vk @ y[:, :, None]))[:, :, 0]
+            y -= b[:, k - 1, None] * V[k - 1]
+        a[:, k] = np.einsum("bn,bn->b", V[k], y)
+        y -= a[:, k, None] * V[k]
+        Vk = V[: k + 1]
+        y -= np.einsum("kb,kbn->bn", np.einsum("kbn,bn->kb", Vk, y), Vk)
         if k + 1 < m:
             nb = np.sqrt(np.einsum("bn,bn->b", y, y))
             alive &= nb > thr
             b[:, k] = np.where(alive, nb, 0.0)
-            V[:, k + 1] = np.where(alive[:, None], y / np.where(alive, nb, 1.0)[:, None], 0.0)
+            V[k + 1] = y * np.where(alive, 1.0 / np.where(alive, nb, 1.0), 0.0)[:, None]
     # a broken-down recursion (b = 0) leaves zero rows: their eigenvectors carry no weight; keep
     # the surplus diagonal at the mean (shift) so every node stays inside the support's hull
     a = np.where(np.concatenate([np.ones((B, 1), bool), np.cumprod(b != 0, axis=1).astype(bool)], axis=1), a, 0.0)
