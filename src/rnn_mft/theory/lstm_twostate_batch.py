@@ -369,8 +369,17 @@ def solve_batch(th, R, st, *, tol=1e-12, max_iter=60, q0=None, chi_mask=None, or
 _LEVELS = (48, 64, 96, 128, 160, 192, 256, 320, 400)
 
 
-def _level(n):
-    return next((v for v in _LEVELS if v >= n), int(n))
+_LEVELS_F = (16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 400)
+
+
+def _level(n, levels=_LEVELS):
+    return next((v for v in levels if v >= n), int(np.ceil(n)))
+
+
+#: u_f's rule weighs phi(F c) at every grid node; its order grows with the variance bound of
+#: u_f: at least 16 and NF_PER_VAR per unit of variance (measured: 16 nodes at variance 6.3 put
+#: 2e-5 into chi, 48 nodes 1.5e-8; at variance 3 and below 16 nodes give 2e-8)
+NF_PER_VAR = 6.0
 
 
 #: the (u_i, u_r) rule is compressed to the law of G, whose high moments need more nodes than
@@ -391,6 +400,8 @@ def point_orders(th, R, st):
         fixed = getattr(st, name)
         if fixed is not None:
             return np.full(v.shape, int(fixed))
+        if name == "n_f":
+            return np.array([_level(max(16.0, NF_PER_VAR * x), _LEVELS_F) for x in v.ravel()], int).reshape(v.shape)
         return np.array([_level(max(48, nodes_for(x))) for x in v.ravel()], int).reshape(v.shape)
 
     return rule("n_f", vmax["f"]), rule("n_g", NG_FACTOR * vg), rule("n_o", vmax["o"])
