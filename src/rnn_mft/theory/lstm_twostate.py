@@ -75,13 +75,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg as sl
 
 from .quadrature import gauss_hermite, sigmoid as _sig
 from .meanfield import check_R, check_sigma_z, nodes_for
 from .theta import Theta
+from .lstm_twostate_chi import _chi_one, _chi_zero, _moments  # noqa: F401  (importable from here)
 
-__all__ = ["Settings", "DEFAULT", "TwoStatePoint", "solve_point", "fixed_point", "stationary_law"]
+__all__ = ["Settings", "DEFAULT", "FAST", "TwoStatePoint", "solve_point", "fixed_point", "stationary_law"]
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,9 @@ class Settings:
     n : number of cell-state grid points; n_f : Gauss-Hermite nodes for u_f; n_g : nodes per
     dimension for (u_i, u_r) (None: chosen from the gate variances, as everywhere in the library); n_c : nodes of the Gauss rule to which the law of
     G = sigma(u_i) tanh(u_r) is compressed; n_o : nodes for u_o; width : half-width of the grid in standard
-    deviations of the stationary cell state (plus its mean and 2).
+    deviations of the stationary cell state (plus its mean and 2); order : points of the local
+    Lagrange stencil in t (4: cubic; :data:`FAST`'s 8 reaches the same accuracy on a 5x coarser
+    grid, see :mod:`rnn_mft.theory.lstm_twostate_batch`).
     """
 
     n: int = 201
@@ -100,8 +102,14 @@ class Settings:
     n_o: int | None = None
     n_c: int = 20
     width: float = 14.0
+    order: int = 4
 
     def __post_init__(self):
+        if isinstance(self.order, bool) or not isinstance(self.order, (int, np.integer)) \
+                or self.order not in (4, 6, 8, 10):
+            raise ValueError(f"order={self.order!r} must be one of 4, 6, 8, 10 (points of the Lagrange stencil)")
+        if not (np.isfinite(self.width) and self.width >= 4):
+            raise ValueError(f"width={self.width!r} must be a number >= 4")
         for name in ("n", "n_f", "n_g", "n_o", "n_c"):
             v = getattr(self, name)
             if v is None and name in ("n_f", "n_g", "n_o"):
@@ -114,11 +122,16 @@ class Settings:
         library's rule for tanh/sigmoid expectations (:func:`meanfield.nodes_for`, at least 48)."""
         v = getattr(self, name)
         return int(v) if v is not None else max(48, nodes_for(var))
-        if not (np.isfinite(self.width) and self.width >= 4):
-            raise ValueError(f"width={self.width!r} must be a number >= 4")
 
 
 DEFAULT = Settings()
+#: the discretisation of the batched grid path (:func:`fixed_point`, ``analyze("lstm", ...)``): a
+#: 35-point grid with 10-point Lagrange stencils and 8-node G rules; the Gauss-Hermite orders
+#: per point from its variance bound (:func:`rnn_mft.theory.lstm_twostate_batch.point_orders`).
+#: Measured against ``Settings(n=801, n_f=300, n_g=400, n_o=400, n_c=40, width=18)`` on the
+#: test sets of ``tests/test_theory_lstm_twostate.py`` and of the benchmark grid, at R = 1 and 2:
+#: max |chi error| below 5e-7 (target 1e-6).
+FAST = Settings(n=35, n_c=8, order=10)
 
 
 def _dsig(u):
@@ -160,11 +173,28 @@ def _gauss_rule(x, w, m):
     return lam + shift, tot * U[0] ** 2
 
 
-class _Grid:
-    """Cell-state nodes c_j = a sinh(t_j) and cubic Lagrange interpolation in t."""
+def lagrange_weights(s, n, p):
+    """Stencil indices (..., p) and weights (..., p) of p-point Lagrange interpolation at the
+    fractional node positions ``s`` (0 <= s <= n - 1), the stencil centred on s."""
+    i0 = np.clip(np.floor(s).astype(np.int64) - (p // 2 - 1), 0, n - p)
+    u = s - i0
+    # w_k(u) = prod_{j != k} (u - j) / (k - j): prefix and suffix products of (u - j)
+    d = u[..., None] - np.arange(p, dtype=float)
+    left = np.ones_like(d)
+    right = np.ones_like(d)
+    for k in range(1, p):
+        left[..., k] = left[..., k - 1] * d[..., k - 1]
+        right[..., p - 1 - k] = right[..., p - k] * d[..., p - k]
+    den = np.array([np.prod([k - j for j in range(p) if j != k]) for k in range(p)], float)
+    return i0[..., None] + np.arange(p), left * right / den
 
-    def __init__(self, L, a, n):
-        self.a, self.n = a, n
+
+class _Grid:
+    """Cell-state nodes c_j = a sinh(t_j) and local Lagrange interpolation in t (``order``
+    points: 4 is cubic)."""
+
+    def __init__(self, L, a, n, order=4):
+        self.a, self.n, self.order = a, n, order
         self.T = np.arcsinh(L / a)
         self.t = np.linspace(-self.T, self.T, n)
         self.dt = self.t[1] - self.t[0]
@@ -172,9 +202,11 @@ class _Grid:
         self.L = L
 
     def weights(self, y):
-        """Indices (..., 4) and cubic Lagrange weights (..., 4) of the values at ``y``
-        (clamped to the grid)."""
+        """Indices (..., p) and Lagrange weights (..., p) of the values at ``y`` (clamped to the
+        grid), p = ``order``."""
         s = (np.arcsinh(np.clip(y, -self.L, self.L) / self.a) + self.T) / self.dt
+        if self.order != 4:
+            return lagrange_weights(s, self.n, self.order)
         i0 = np.clip(np.floor(s).astype(np.int64) - 1, 0, self.n - 4)
         u = s - i0
         u1, u2, u3 = u - 1.0, u - 2.0, u - 3.0
@@ -230,7 +262,7 @@ class _Model:
         c2 = (EG2 + 2.0 * EF * EG * m) / (1.0 - EF2)
         sd = float(np.sqrt(max(c2 - m * m, 0.0)))
         L = abs(m) + st.width * sd + 2.0
-        self.grid = _Grid(L, min(1.0, max(sd, 0.05)), st.n)
+        self.grid = _Grid(L, min(1.0, max(sd, 0.05)), st.n, st.order)
         self._AF, self._AG = {}, {}
 
     def AF(self, key):
@@ -339,188 +371,6 @@ def _solve_q(th, R, st, tol, max_iter, q0=None):
     return best[1], best[2], best[3], best[0], max_iter + 1
 
 
-def _chi_one(mod, pi, th):
-    """chi at Sigma_z = 1, C* = 1: Perron root of the (m, q) system (module docstring)."""
-    c = mod.grid.c
-    tc = np.tanh(c)
-    w = (1.0 - tc**2) ** 2
-    AG1 = mod.AG("1")
-    P2 = mod.AF("F2") @ AG1
-    a_p = th["f"]["sigma2"] * ((pi * c**2) @ mod.AF("d2")) @ AG1 + (pi @ mod.AF("1")) @ mod.AG("B")
-    alpha = th["o"]["sigma2"] * mod.Eo["d2"] * float(pi @ tc**2)
-    beta = mod.Eo["s2"]
-    rho = mod.EF2
-    EA = float(a_p.sum())
-    n = len(c)
-    eye = np.eye(n)
-
-    def f_and_df(chi):
-        lu = sl.lu_factor(chi * eye - P2)
-        y = sl.lu_solve(lu, w)
-        z = sl.lu_solve(lu, y)
-        return alpha / chi + beta * float(a_p @ y) - 1.0, -alpha / chi**2 - beta * float(a_p @ z)
-
-    if EA <= 1e-300 or beta <= 0:
-        return max(alpha, rho)
-    # f is decreasing (and convex) on (rho, inf), f -> +inf at rho. Upper end: with w <= 1 and
-    # a_p >= 0, <a_p, (chi - P2)^-1 w> <= EA / (chi - rho), whose root is the larger root below.
-    s = rho + alpha + beta * EA
-    hi = 0.5 * (s + np.sqrt(max(s * s - 4 * alpha * rho, 0.0))) * (1 + 1e-9) + 1e-15
-    for _ in range(60):              # (interpolation weights can be slightly negative: widen)
-        fv, dfv = f_and_df(hi)
-        if fv <= 0:
-            break
-        hi = rho + 2.0 * (hi - rho) + 1e-12
-    # a start left of the root (f > 0), then Newton, which rises monotonically to the root of a
-    # convex decreasing function; the bracket [lo, hi] guards it
-    x = hi
-    for _ in range(200):
-        x = rho + 0.5 * (x - rho)
-        fv, dfv = f_and_df(x)
-        if fv > 0:
-            break
-        hi = x
-    lo = x
-    for _ in range(100):
-        xn = x - fv / dfv if dfv < 0 else 0.5 * (lo + hi)
-        if not (lo <= xn <= hi):
-            xn = 0.5 * (lo + hi)
-        if abs(xn - x) <= 4e-16 * x:
-            x = xn
-            break
-        x = xn
-        fv, dfv = f_and_df(x)
-        if fv > 0:
-            lo = x
-        else:
-            hi = x
-        if fv == 0:
-            break
-    chi = x
-    return float(chi)
-
-
-def _chi_zero(mod, pi, th, tol=1e-13, max_lag=200000):
-    """chi at Sigma_z = 0 when C* = 0 (independent copies): the renewal equation of the module
-    docstring, with the lag sum continued geometrically once d_k(tau + 1)/d_k(tau) has settled
-    at its limit E F (the Perron root of the F-weighted transition)."""
-    c = mod.grid.c
-    tc = np.tanh(c)
-    dt = 1.0 - tc**2
-    AG1 = mod.AG("1")
-    P1 = mod.AF("F") @ AG1
-    Eo = mod.Eo["s"] ** 2
-    # nu_k^0: law of c^t weighted by beta_k (signed): f (sigma'(u_f) c), i, r (functions of u_i, u_r)
-    base = pi @ mod.AF("1")
-    xg, wg = gauss_hermite(mod.st.nodes("n_g", max(mod.var["i"], mod.var["r"])))
-    ui = th["i"]["mu"] + np.sqrt(mod.var["i"]) * xg
-    ur = th["r"]["mu"] + np.sqrt(mod.var["r"]) * xg
-    bi = (_dsig(ui)[:, None] * np.tanh(ur)[None, :]).ravel()
-    br = (_sig(ui)[:, None] * (1.0 - np.tanh(ur) ** 2)[None, :]).ravel()
-    nus = {}
-    if th["f"]["sigma2"] > 0:
-        Ad = mod.grid.operator(c[:, None] * mod.F[None, :], (mod.wf * mod.dF)[None, :])
-        nus["f"] = ((pi * c) @ Ad) @ AG1
-    for k, bk in (("i", bi), ("r", br)):
-        if th[k]["sigma2"] > 0:
-            acc = 0.0
-            for part, sign in ((np.clip(bk, 0, None), 1.0), (np.clip(-bk, 0, None), -1.0)):
-                g, wgt = mod.grule(part)
-                if g.size:
-                    acc = acc + sign * (base @ mod.grid.operator(c[:, None] + g[None, :], wgt[None, :]))
-            nus[k] = acc
-    if not nus:
-        return 0.0
-    # d_k(tau) = <tanh', nu_k P1^tau>; it decays at the rate of the slowest mode that nu_k excites
-    # (E F for a law with mass, E F^2 for a zero-mass odd one such as beta_f = sigma'(u_f) c on a
-    # symmetric law). Iterate until every ratio d_k(tau)/d_k(tau - 1) has settled (or d_k is
-    # negligible), then continue each lag sum geometrically with its own settled ratio.
-    seqs = {k: [float(v @ dt)] for k, v in nus.items()}
-    cur = {k: v @ P1 for k, v in nus.items()}
-    ratio = {k: np.nan for k in nus}
-    settled = 0
-    for tau in range(1, max_lag):
-        ok = True
-        for k in cur:
-            seqs[k].append(float(cur[k] @ dt))
-            d0, d1, d2_ = seqs[k][0], seqs[k][-2], seqs[k][-1]
-            if abs(d2_) <= 1e-17 * max(abs(d0), 1e-300):
-                ratio[k] = 0.0                      # negligible from here on
-                continue
-            r = d2_ / d1 if d1 != 0 else np.inf
-            if not (np.isfinite(ratio[k]) and abs(r - ratio[k]) <= 1e-10 * abs(r)):
-                ok = False
-            ratio[k] = r
-        settled = settled + 1 if (ok and tau > 20) else 0
-        if settled >= 5:
-            break
-        cur = {k: v @ P1 for k, v in cur.items()}
-    d2 = {k: np.asarray(v) ** 2 for k, v in seqs.items()}
-    s2 = {k: th[k]["sigma2"] for k in d2}
-    tail_sq = {k: (ratio[k] ** 2 if np.isfinite(ratio[k]) else 1.0) for k in d2}
-
-    logd2 = {}
-    with np.errstate(divide="ignore"):
-        for k, d in d2.items():
-            logd2[k] = np.log(d)                    # -inf where d_k(tau) = 0: the term is 0
-
-    def rhs(chi):
-        """sum_k sigma_k^2 sum_tau chi^-tau d_k(tau)^2 (times E sigma(u_o))^2), in logs: chi can be
-        tiny and tau large."""
-        lc = np.log(chi)
-        tot = 0.0
-        for k, ld in logd2.items():
-            lags = np.arange(ld.size)
-            with np.errstate(over="ignore"):
-                tot += s2[k] * float(np.sum(np.exp(ld - lags * lc)))
-                tr = tail_sq[k] / chi
-                if tail_sq[k] > 0 and np.isfinite(ld[-1]):
-                    tot += s2[k] * (np.exp(ld[-1] - (ld.size - 1.0) * lc) * tr / (1.0 - tr) if tr < 1 else np.inf)
-        return Eo * tot
-
-    # the lag sums converge for chi above every settled squared ratio; rhs(chi) - chi decreases
-    lo = max(max(tail_sq.values()), 1e-300) * (1 + 1e-12)
-    hi = max(1.0, rhs(1.0)) * 2.0
-    if rhs(lo) - lo <= 0:
-        return float(lo)
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if rhs(mid) - mid > 0:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= tol * hi:
-            break
-    return float(0.5 * (lo + hi))
-
-
-def _moments(mod, pi, th):
-    """m1, m2 of the 2N x 2N Jacobian of (h, c) (module docstring), exact given the grid law."""
-    c = mod.grid.c
-    tc = np.tanh(c)
-    t2, dt2 = tc**2, (1.0 - tc**2) ** 2
-    s2f = th["f"]["sigma2"]
-    so = th["o"]["sigma2"]
-    Eo = mod.Eo
-    AG = mod.AG
-    AF = mod.AF
-    c2 = pi * c**2
-    c4 = pi * c**4
-    # measures of c' weighted by S, A, S^2 (S = F^2 + A, A = s2f sigma'(u_f)^2 c^2 + B)
-    law = (pi @ AF("1")) @ AG("1")
-    mA = s2f * (c2 @ AF("d2")) @ AG("1") + (pi @ AF("1")) @ AG("B")
-    mS = (pi @ AF("F2")) @ AG("1") + mA
-    mS2 = ((pi @ AF("F4")) @ AG("1") + s2f**2 * (c4 @ AF("d4")) @ AG("1") + (pi @ AF("1")) @ AG("B2")
-           + 2 * s2f * (c2 @ AF("F2d2")) @ AG("1") + 2 * (pi @ AF("F2")) @ AG("B")
-           + 2 * s2f * (c2 @ AF("d2")) @ AG("B"))
-    m1 = 0.5 * (mS.sum() + Eo["s2"] * (mS @ dt2) + so * Eo["d2"] * (law @ t2))
-    on = (mS2.sum() + 2 * Eo["s2"] * (mS2 @ dt2) + Eo["s4"] * (mS2 @ dt2**2)
-          + 2 * so * Eo["s2d2"] * (mS @ (dt2 * t2)) + so**2 * Eo["d4"] * (law @ t2**2))
-    off = mA.sum() + Eo["s2"] * (mA @ dt2) + so * Eo["d2"] * (law @ t2)
-    m2 = 0.5 * on + 0.5 * off**2
-    return float(m1), float(m2)
-
-
 @dataclass(frozen=True)
 class TwoStatePoint:
     """Fixed point, time scale and Jacobian moments of one Theta (NaN where not covered)."""
@@ -585,18 +435,32 @@ def stationary_law(theta, q_h=None, R=1.0, *, settings: Settings = DEFAULT):
     return mod.grid.c.copy(), pi
 
 
-def fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, *, settings: Settings = DEFAULT,
-                tol: float = 1e-12):
-    """:func:`solve_point` over the grid of ``theta`` (and ``sigma_z``): a dict of arrays
+def fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, *, settings: Settings | None = None,
+                tol: float | None = None, batched: bool = True):
+    """The two-state theory over the grid of ``theta`` (and ``sigma_z``): a dict of arrays
     ``mu_s, q_s, c_s, chi, m1, m2, converged, residual, method``.
 
-    Grid points are solved one by one (each starts its Q-iteration from the previous point's
-    Q*), in two halves on two threads (numpy's linear algebra releases the GIL)."""
+    ``batched`` (default): all grid points at once with stacked linear algebra
+    (:func:`rnn_mft.theory.lstm_twostate_batch.fixed_point_batched`, discretisation ``settings``,
+    default :data:`FAST`; Q* to a residual ``tol`` = 1e-10, which moves chi by < 1e-11, measured);
+    each point's numbers depend on that point only. ``batched=False``: the single-point
+    reference path, :func:`solve_point` point by point (default :data:`DEFAULT`, ``tol`` =
+    1e-12), in two halves on two threads, each starting its Q-iteration from the previous
+    point's Q*."""
     if not isinstance(theta, Theta) or theta.arch != "lstm":
         raise ValueError("theta must be a Theta for arch='lstm'")
     sz = check_sigma_z(sigma_z)
     R = check_R(R)
     shape = np.broadcast_shapes(theta.shape, sz.shape)
+    if batched:
+        from .lstm_twostate_batch import fixed_point_batched
+        pts = {k: {f: np.array(np.broadcast_to(getattr(theta[k], f), shape), float).ravel()
+                   for f in ("sigma2", "nu2", "rho2", "mu")} for k in "ifro"}
+        out = fixed_point_batched(pts, np.array(np.broadcast_to(sz, shape), float).ravel(), R,
+                                  settings or FAST, tol=1e-10 if tol is None else tol)
+        return {k: v.reshape(shape) for k, v in out.items()}
+    settings = settings or DEFAULT
+    tol = 1e-12 if tol is None else tol
     keys = ("mu_s", "q_s", "c_s", "chi", "m1", "m2", "residual")
     out = {k: np.full(shape, np.nan) for k in keys}
     out["converged"] = np.zeros(shape, bool)

@@ -1,0 +1,465 @@
+r"""The two-state LSTM theory (:mod:`rnn_mft.theory.lstm_twostate`) on a batch of Thetas at once.
+
+The same equations as the single-point path (:func:`~rnn_mft.theory.lstm_twostate.solve_point`;
+eq. (6) for :math:`Q_h^*`, the module docstring of ``lstm_twostate`` for :math:`\chi`,
+:math:`m_1`, :math:`m_2`), vectorised across grid points:
+
+* the operators :math:`A_F, A_G` of B points are (B, n, n) stacks built by one scatter each;
+  the stationary law :math:`\pi P = \pi` is one stacked ``np.linalg.solve``;
+* :math:`Q_h^* = G(Q_h^*)` is the safeguarded secant iteration of ``lstm_twostate._solve_q``
+  under a per-point mask, started from a Gaussian-cell-state estimate (:func:`_q_guess`);
+  a point leaves when its residual is below ``tol``, and its outputs are computed from the
+  model of that last evaluation;
+* :math:`\chi` at :math:`\Sigma_z = 1` is the root of :math:`1 = \alpha/\chi + \beta\langle
+  a_p, (\chi - P_2)^{-1} w\rangle` by a bracketed Newton iteration per point (masked;
+  ``lstm_twostate_chi._chi_one_batch``); :math:`m_1, m_2` by stacked vector-operator products
+  (``_moments_batch``);
+* the Gauss rules to which the laws of :math:`G = \sigma(u_i)\tanh(u_r)` are compressed come
+  from a batched Lanczos (Stieltjes) procedure, :func:`gauss_rule_batch`.
+
+The discretisation is a :class:`~rnn_mft.theory.lstm_twostate.Settings`
+(``lstm_twostate.FAST`` on the grid path: 35 nodes and 10-point Lagrange stencils, which are as
+accurate as 201 nodes with cubic ones). Each point's Gauss-Hermite orders come from its own
+variance bound (:func:`point_orders`), and points are grouped by them, so a point's numbers
+depend on that point only: a grid gives the numbers of the points one by one, up to the
+rounding of stacked BLAS kernels (tested: 1e-11), and to 1e-9 those of ``solve_point`` with
+the same settings. The same call gives the same bits.
+
+:math:`\chi` at :math:`\Sigma_z = 0` (the renewal equation, ``_chi_zero``) stays per point:
+:func:`fixed_point_batched` evaluates it with the single-point code at the batch's
+:math:`Q_h^*`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .quadrature import gauss_hermite, sigmoid as _sig
+from .lstm_twostate_chi import _chi_one_batch, _moments_batch, gauss_rule_batch
+
+__all__ = ["solve_batch", "fixed_point_batched", "point_orders", "gauss_rule_batch"]
+
+#: points per stacked evaluation (memory: ~B n max(n_f, n_c) order doubles per operator)
+CHUNK = 256
+
+
+def _dsig(u):
+    s = _sig(u)
+    return s * (1.0 - s)
+
+
+class _BGrid:
+    """Per-point grids c[b, j] = a_b sinh(t_j), t_j uniform on [-T_b, T_b]; Lagrange stencils."""
+
+    def __init__(self, L, a, n, order):
+        self.L, self.a, self.n, self.order = L, a, n, order
+        self.T = np.arcsinh(L / a)
+        self.t = np.linspace(-self.T, self.T, n, axis=-1)
+        self.dt = self.t[:, 1] - self.t[:, 0]
+        self.c = a[:, None] * np.sinh(self.t)
+
+    def take(self, sel):
+        g = object.__new__(_BGrid)
+        g.n, g.order = self.n, self.order
+        for k in ("L", "a", "T", "t", "dt", "c"):
+            setattr(g, k, getattr(self, k)[sel])
+        return g
+
+    def weights(self, y):
+        """Stencils of the values at y (B, n, K), stencil axis first: first node i0 (B, n, K) and
+        Lagrange weights (p, B, n, K) (the weights of :func:`lstm_twostate.lagrange_weights`)."""
+        ex = (slice(None), None, None)
+        s = (np.arcsinh(np.clip(y, -self.L[ex], self.L[ex]) / self.a[ex]) + self.T[ex]) / self.dt[ex]
+        p, n = self.order, self.n
+        i0 = np.clip(np.floor(s).astype(np.int64) - (p // 2 - 1), 0, n - p)
+        u = s - i0
+        if p == 4:
+            u1, u2, u3 = u - 1.0, u - 2.0, u - 3.0
+            return i0, np.stack([-u1 * u2 * u3 / 6.0, u * u2 * u3 / 2.0, -u * u1 * u3 / 2.0, u * u1 * u2 / 6.0])
+        d = [u - j for j in range(p)]
+        left = [None] * p
+        right = [None] * p
+        left[0], right[p - 1] = 1.0, 1.0
+        for k in range(1, p):
+            left[k] = d[k - 1] if k == 1 else left[k - 1] * d[k - 1]
+            right[p - 1 - k] = d[p - k] if k == 1 else right[p - k] * d[p - k]
+        w = np.empty((p,) + u.shape)
+        for k in range(p):
+            den = float(np.prod([k - j for j in range(p) if j != k]))
+            w[k] = left[k] * right[k] / den if 0 < k < p - 1 else (right[k] if k == 0 else left[k]) / den
+        return i0, w
+
+    def operator(self, y, wq):
+        """Stack of dense M[b] with (M[b] phi)_j = sum_k wq[b, k] phi(y[b, j, k]); ``y`` may be
+        given as its stencil from :meth:`weights`."""
+        i0, w = y if isinstance(y, tuple) else self.weights(y)
+        B, n, p = i0.shape[0], self.n, w.shape[0]
+        base = (np.arange(B)[:, None, None] * n + np.arange(n)[None, :, None]) * n + i0
+        flat = base[None] + np.arange(p)[:, None, None, None]
+        vals = w * wq[None, :, None, :]
+        return np.bincount(flat.ravel(), weights=vals.ravel(), minlength=B * n * n).reshape(B, n, n)
+
+    def vecop(self, v, y, wq):
+        """v[b] @ M[b] for the M of :meth:`operator`, as a scatter (no dense matrix)."""
+        i0, w = y if isinstance(y, tuple) else self.weights(y)
+        B, n, p = i0.shape[0], self.n, w.shape[0]
+        flat = (np.arange(B)[:, None, None] * n + i0)[None] + np.arange(p)[:, None, None, None]
+        vals = w * (v[:, :, None] * wq[:, None, :])[None]
+        return np.bincount(flat.ravel(), weights=vals.ravel(), minlength=B * n).reshape(B, n)
+
+
+class _BModel:
+    """Batched :class:`lstm_twostate._Model`: gate laws and grid of B points at their q (B,)."""
+
+    def __init__(self, th, q, R, st, orders):
+        self.th, self.q, self.st = th, q, st
+        var = {k: th[k]["sigma2"] * q + th[k]["nu2"] * R + th[k]["rho2"] for k in "ifro"}
+        self.var = var
+        n_f, n_g, n_o = orders
+        xf, wf = gauss_hermite(n_f)
+        uf = th["f"]["mu"][:, None] + np.sqrt(var["f"])[:, None] * xf
+        self.F, self.dF = _sig(uf), _dsig(uf)
+        self.wf = np.broadcast_to(wf, self.F.shape)
+        xg, wg = gauss_hermite(n_g)
+        ui = th["i"]["mu"][:, None] + np.sqrt(var["i"])[:, None] * xg
+        ur = th["r"]["mu"][:, None] + np.sqrt(var["r"])[:, None] * xg
+        self.si, self.dsi = _sig(ui), _dsig(ui)
+        self.tr = np.tanh(ur)
+        self.dtr = 1.0 - self.tr**2
+        self.wg = np.broadcast_to(wg, self.si.shape)
+        xo, wo = gauss_hermite(n_o)
+        uo = th["o"]["mu"][:, None] + np.sqrt(var["o"])[:, None] * xo
+        so, dso = _sig(uo), _dsig(uo)
+        E = lambda v: v @ wo  # noqa: E731
+        self.Eo = {"s": E(so), "s2": E(so**2), "s4": E(so**4), "d2": E(dso**2), "d4": E(dso**4),
+                   "s2d2": E(so**2 * dso**2)}
+        EF, EF2 = self.F @ wf, self.F**2 @ wf
+        EX, EX2, EY, EY2 = self.si @ wg, self.si**2 @ wg, self.tr @ wg, self.tr**2 @ wg
+        EG, EG2 = EX * EY, EX2 * EY2
+        self.EF, self.EF2 = EF, EF2
+        m = EG / (1.0 - EF)
+        c2 = (EG2 + 2.0 * EF * EG * m) / (1.0 - EF2)
+        sd = np.sqrt(np.maximum(c2 - m * m, 0.0))
+        L = np.abs(m) + st.width * sd + 2.0
+        self.grid = _BGrid(L, np.minimum(1.0, np.maximum(sd, 0.05)), st.n, st.order)
+        self._g = {}
+
+    def take(self, sel):
+        """The model of the points ``sel`` (a boolean mask or indices) only."""
+        m = object.__new__(_BModel)
+        m.st = self.st
+        m.th = _sub(self.th, sel)
+        m.q = self.q[sel]
+        m.var = {k: v[sel] for k, v in self.var.items()}
+        for k in ("F", "dF", "wf", "si", "dsi", "tr", "dtr", "wg", "EF", "EF2"):
+            setattr(m, k, getattr(self, k)[sel])
+        m.Eo = {k: v[sel] for k, v in self.Eo.items()}
+        m.grid = self.grid.take(sel)
+        m._g = {}
+        for k, v in self._g.items():
+            if isinstance(v, np.ndarray):                          # dense operators
+                m._g[k] = v[sel]
+            elif isinstance(k, tuple) and k[0] == "st":            # stencils (stencil axis first)
+                m._g[k] = (v[0][sel], v[1][:, sel])
+            else:                                                  # Gauss rules
+                m._g[k] = (v[0][sel], v[1][sel])
+        return m
+
+    def fweight(self, key):
+        F, d = self.F, self.dF
+        return self.wf * {"1": 1.0, "F": F, "F2": F**2, "F4": F**4, "d2": d**2, "d4": d**4,
+                          "F2d2": F**2 * d**2}[key]
+
+    def grule(self, key):
+        """Batched :meth:`lstm_twostate._Model._grule_key`: the Gauss rule of the law of G weighted
+        by 1, B or B^2 (the last two are built together). All factor rules of the keys asked for
+        come from one stacked Lanczos run and all final compressions from another (zero-weight
+        padding to a common length changes no rule)."""
+        if key not in self._g:
+            self._grules(("B", "B2") if key in ("B", "B2") else (key,))
+        return self._g[key]
+
+    def _grules(self, keys):
+        si, dsi, tr, dtr, wg = self.si, self.dsi, self.tr, self.dtr, self.wg
+        s2i, s2r = self.th["i"]["sigma2"], self.th["r"]["sigma2"]
+        one = np.ones_like(si)
+        terms = {"1": [(np.ones_like(s2i), one, one)],
+                 "B": [(s2i, dsi**2, tr**2), (s2r, si**2, dtr**2)],
+                 "B2": [(s2i**2, dsi**4, tr**4), (2 * s2i * s2r, dsi**2 * si**2, tr**2 * dtr**2),
+                        (s2r**2, si**4, dtr**4)]}
+        m = self.st.n_c + 4
+        B = si.shape[0]
+        allt = [t for k in keys for t in terms[k]]
+        T = len(allt)
+        X = np.concatenate([si] * T + [tr] * T, 0)
+        W = np.concatenate([wg * fx for _, fx, _ in allt] + [wg * fy for _, _, fy in allt], 0)
+        nodes, wts = gauss_rule_batch(X, W, m)
+        nodes, wts = nodes.reshape(2, T, B, m), wts.reshape(2, T, B, m)
+        pts, pw, t0 = [], [], 0
+        for k in keys:
+            pk, wk = [], []
+            for j in range(t0, t0 + len(terms[k])):
+                coef = allt[j][0]
+                pk.append((nodes[0, j][:, :, None] * nodes[1, j][:, None, :]).reshape(B, -1))
+                wk.append((coef[:, None, None] * wts[0, j][:, :, None] * wts[1, j][:, None, :]).reshape(B, -1))
+            t0 += len(terms[k])
+            pts.append(np.concatenate(pk, 1))
+            pw.append(np.concatenate(wk, 1))
+        L = max(x.shape[1] for x in pts)
+        pad = lambda x: np.pad(x, ((0, 0), (0, L - x.shape[1])))  # noqa: E731
+        g, w = gauss_rule_batch(np.concatenate([pad(x) for x in pts], 0),
+                                np.concatenate([pad(x) for x in pw], 0), self.st.n_c)
+        for j, k in enumerate(keys):
+            self._g[k] = (g[j * B:(j + 1) * B], w[j * B:(j + 1) * B])
+
+    def _stencil(self, key):
+        """Interpolation stencils of the points F c_j ("F") or c_j + G_b (a G-rule key), cached."""
+        if ("st", key) not in self._g:
+            c = self.grid.c
+            y = c[:, :, None] * self.F[:, None, :] if key == "F" else c[:, :, None] + self.grule(key)[0][:, None, :]
+            self._g["st", key] = self.grid.weights(y)
+        return self._g["st", key]
+
+    def SF(self):
+        """Dense interpolation tensor S[b, j, k, :] of the points F_k c_j (B, n, n_f, n), cached:
+        every F-operator is a weighted sum of its slices."""
+        if "S" not in self._g:
+            i0, w = self._stencil("F")
+            B, n, K = i0.shape
+            p = w.shape[0]
+            # the p nodes of one stencil are distinct: an assignment, no accumulation
+            flat = (np.arange(B * n * K).reshape(B, n, K) * n + i0)[None] + np.arange(p)[:, None, None, None]
+            S = np.zeros(B * n * K * n)
+            S[flat.ravel()] = w.ravel()
+            self._g["S"] = S.reshape(B, n, K, n)
+        return self._g["S"]
+
+    def AF(self, key):
+        """Stack of A_F(key): (A_F phi)(c_j) = sum_k wf_k f_key(u_f,k) phi(F_k c_j) (a scatter for
+        the Q-iteration's one operator, from the cached tensor :meth:`SF` after it)."""
+        if key == "1" and "S" not in self._g:
+            return self.grid.operator(self._stencil("F"), self.fweight(key))
+        return (self.fweight(key)[:, None, None, :] @ self.SF())[:, :, 0, :]
+
+    def AG(self, key):
+        if ("AG", key) not in self._g:
+            self._g["AG", key] = self.grid.operator(self._stencil(key), self.grule(key)[1])
+        return self._g["AG", key]
+
+    def vF(self, v, key):
+        """v @ A_F(key) for a stack of row vectors v (B, n)."""
+        S = self.SF()
+        B, n, K, _ = S.shape
+        vw = (v[:, :, None] * self.fweight(key)[:, None, :]).reshape(B, 1, n * K)
+        return (vw @ S.reshape(B, n * K, n))[:, 0, :]
+
+    def vG(self, v, key):
+        """v @ A_G(key): with the dense operator where it is built ("1"), else as a scatter."""
+        if ("AG", key) in self._g or key == "1":
+            return (v[:, None, :] @ self.AG(key))[:, 0, :]
+        return self.grid.vecop(v, self._stencil(key), self.grule(key)[1])
+
+    def stationary(self):
+        """Left Perron vectors of P = A_F A_G (stacked linear solves)."""
+        P = self.AF("1") @ self.AG("1")
+        B, n, _ = P.shape
+        M = np.swapaxes(P, 1, 2) - np.eye(n)
+        M[:, -1, :] = 1.0
+        rhs = np.zeros((B, n, 1))
+        rhs[:, -1] = 1.0
+        return np.linalg.solve(M, rhs)[..., 0]
+
+
+def _sub(th, mask):
+    return {k: {f: v[mask] for f, v in d.items()} for k, d in th.items()}
+
+
+def _q_guess(th, R, iters=12, nodes=24):
+    """A cheap start for the Q-iteration: eq. (6) with the cell state replaced by a Gaussian of
+    the perpetuity's mean and variance (no grid), by a few Picard steps. Only a start: the
+    secant iteration of :func:`solve_batch` removes its error."""
+    xf, wf = xg, wg = xo, wo = xz, wz = gauss_hermite(nodes)
+    q = np.full(th["f"]["mu"].shape, 0.25)
+    for _ in range(iters):
+        v = {k: np.sqrt(th[k]["sigma2"] * q + th[k]["nu2"] * R + th[k]["rho2"])[:, None] for k in "ifro"}
+        F = _sig(th["f"]["mu"][:, None] + v["f"] * xf)
+        EF, EF2 = F @ wf, F**2 @ wf
+        X = _sig(th["i"]["mu"][:, None] + v["i"] * xg)
+        Y = np.tanh(th["r"]["mu"][:, None] + v["r"] * xg)
+        EG, EG2 = (X @ wg) * (Y @ wg), (X**2 @ wg) * (Y**2 @ wg)
+        m = EG / (1.0 - EF)
+        sd = np.sqrt(np.maximum((EG2 + 2.0 * EF * EG * m) / (1.0 - EF2) - m * m, 0.0))
+        so2 = _sig(th["o"]["mu"][:, None] + v["o"] * xo) ** 2 @ wo
+        q = so2 * (np.tanh(m[:, None] + sd[:, None] * xz) ** 2 @ wz)
+    return np.clip(q, 1e-12, 1.0)
+
+
+def solve_batch(th, R, st, *, tol=1e-12, max_iter=60, q0=None, chi_mask=None, orders=None):
+    """The two-state theory at B points ``th = {gate: {field: array (B,)}}``.
+
+    Q_h* = G(Q_h*) (eq. (6)) by the safeguarded secant iteration of
+    :func:`lstm_twostate._solve_q`, point by point under a mask: a point leaves the iteration
+    when its residual |G(q) - q| <= tol max(1, q), and its fixed point, moments and chi are
+    computed from the model of that last evaluation (no rebuild). Returns a dict of arrays
+    (B,): ``q_s, mu_s, residual, converged, m1, m2, boundary_mass`` and ``chi`` (the Perron root
+    at Sigma_z = 1, before the chi <= 1 check of the caller; NaN where ``chi_mask`` is False).
+    Orders (n_f, n_g, n_o) of the Gauss-Hermite rules: ``orders``, or the largest of
+    :func:`point_orders` over the batch; start ``q0``, or :func:`_q_guess`."""
+    B = th["f"]["mu"].shape[0]
+    orders = orders or tuple(int(np.max(o)) for o in point_orders(th, R, st))
+    if q0 is None:
+        q0 = _q_guess(th, R)
+    want_chi = np.ones(B, bool) if chi_mask is None else np.asarray(chi_mask, bool)
+    out = {k: np.full(B, np.nan) for k in ("q_s", "mu_s", "residual", "m1", "m2", "boundary_mass", "chi")}
+    out["converged"] = np.zeros(B, bool)
+
+    def finish(ix, mod, pi, r):
+        """Outputs of the points ix (indices into the batch) from their model and law."""
+        q = mod.q
+        out["q_s"][ix], out["residual"][ix] = q, np.abs(r)
+        out["converged"][ix] = (np.abs(r) <= max(tol, 1e-10) * np.maximum(1.0, q)) & np.isfinite(q) & (q > 0)
+        out["mu_s"][ix] = mod.Eo["s"] * np.einsum("bj,bj->b", pi, np.tanh(mod.grid.c))
+        out["boundary_mass"][ix] = np.abs(pi[:, :2]).sum(-1) + np.abs(pi[:, -2:]).sum(-1)
+        out["m1"][ix], out["m2"][ix] = _moments_batch(mod, pi, mod.th)
+        wc = want_chi[ix]
+        if wc.all():
+            out["chi"][ix] = _chi_one_batch(mod, pi, mod.th)
+        elif wc.any():
+            sub = mod.take(wc)
+            out["chi"][ix[wc]] = _chi_one_batch(sub, pi[wc], sub.th)
+
+    def evaluate(ix, q):
+        mod = _BModel(_sub(th, ix), q, R, st, orders)
+        pi = mod.stationary()
+        g = mod.Eo["s2"] * np.einsum("bj,bj->b", pi, np.tanh(mod.grid.c) ** 2)
+        return mod, pi, g
+
+    q = np.array(np.broadcast_to(q0, (B,)), float)
+    ix = np.arange(B)
+    mod, pi, g = evaluate(ix, q)
+    best_r, best_q = np.abs(g - q), q.copy()
+    q_prev, r_prev = q.copy(), g - q
+    q = g.copy()                                  # a Picard step first, as the single-point path
+    for _ in range(max_iter):
+        if ix.size == 0:
+            break
+        qa = q[ix]
+        mod, pi, g = evaluate(ix, qa)
+        r = g - qa
+        better = np.abs(r) < best_r[ix]
+        best_r[ix[better]], best_q[ix[better]] = np.abs(r)[better], qa[better]
+        conv = np.abs(r) <= tol * np.maximum(1.0, qa)
+        if conv.any():
+            sub = mod if conv.all() else mod.take(conv)
+            finish(ix[conv], sub, pi[conv], r[conv])
+        qp, rp = q_prev[ix], r_prev[ix]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.where(qa != qp, (r - rp) / (qa - qp), 0.0)
+            qn = np.where(d < 0, qa - r / d, g)
+        qn = np.where(np.isfinite(qn) & (qn > 0), qn, g)
+        q_prev[ix], r_prev[ix], q[ix] = qa, r, qn
+        ix = ix[~conv]
+    if ix.size:                                   # not converged: the best iterate
+        mod, pi, g = evaluate(ix, best_q[ix])
+        finish(ix, mod, pi, g - best_q[ix])
+    return out
+
+
+#: Gauss-Hermite orders are rounded up to these levels, so that a point's orders (and with them
+#: its numbers) depend on that point only, whichever batch it is solved in
+_LEVELS = (48, 64, 96, 128, 160, 192, 256, 320, 400)
+
+
+_LEVELS_F = (16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 400)
+
+
+def _level(n, levels=_LEVELS):
+    return next((v for v in levels if v >= n), int(np.ceil(n)))
+
+
+#: u_f's rule weighs phi(F c) at every grid node; its order grows with the variance bound of
+#: u_f: at least 16 and NF_PER_VAR per unit of variance (measured: 16 nodes at variance 6.3 put
+#: 2e-5 into chi, 48 nodes 1.5e-8; at variance 3 and below 16 nodes give 2e-8)
+NF_PER_VAR = 6.0
+
+
+#: the (u_i, u_r) rule is compressed to the law of G, whose high moments need more nodes than
+#: one expectation: n_g follows nodes_for at this multiple of the variance bound (1: the bound at
+#: Q_h = 1 and the rounding up to a level leave enough margin on the test set)
+NG_FACTOR = 1.0
+
+
+def point_orders(th, R, st):
+    """Gauss-Hermite orders (n_f, n_g, n_o) of each point (arrays (B,)): the fixed settings, or
+    the library's rule (:func:`meanfield.nodes_for`, at least 48) at the largest variance the
+    point can reach (Q_h <= 1), rounded up to a level of ``_LEVELS``."""
+    from .meanfield import nodes_for
+    vmax = {k: th[k]["sigma2"] + th[k]["nu2"] * R + th[k]["rho2"] for k in "ifro"}
+    vg = np.maximum(vmax["i"], vmax["r"])
+
+    def rule(name, v):
+        fixed = getattr(st, name)
+        if fixed is not None:
+            return np.full(v.shape, int(fixed))
+        if name == "n_f":
+            return np.array([_level(max(16.0, NF_PER_VAR * x), _LEVELS_F) for x in v.ravel()], int).reshape(v.shape)
+        return np.array([_level(max(48, nodes_for(x))) for x in v.ravel()], int).reshape(v.shape)
+
+    return rule("n_f", vmax["f"]), rule("n_g", NG_FACTOR * vg), rule("n_o", vmax["o"])
+
+
+def fixed_point_batched(pts, sz, R, st, tol=1e-12, max_iter=60):
+    """The two-state theory at P points ``pts = {gate: {field: array (P,)}}`` with input
+    correlations ``sz`` (P,): the points are grouped by their Gauss-Hermite orders
+    (:func:`point_orders`), solved in stacked chunks of :data:`CHUNK` on the library's two
+    threads, and checked as :func:`lstm_twostate.solve_point` checks one point. Returns a dict
+    of arrays (P,) ``mu_s, q_s, c_s, chi, m1, m2, converged, residual, method``."""
+    from . import lstm_twostate as L2
+    from .lstm import _pool
+    P = sz.shape[0]
+    of, og, oo = point_orders(pts, R, st)
+    keys = np.stack([of, og, oo], 1)
+    groups = {}
+    for i, kk in enumerate(map(tuple, keys)):
+        groups.setdefault(kk, []).append(i)
+    tasks = [(kk, np.array(ix[s:s + CHUNK])) for kk, ix in sorted(groups.items())
+             for s in range(0, len(ix), CHUNK)]
+    need_chi = sz == 1.0
+
+    def work(task):
+        kk, ix = task
+        sub = {k: {f: v[ix] for f, v in d.items()} for k, d in pts.items()}
+        return ix, solve_batch(sub, R, st, tol=tol, max_iter=max_iter, orders=tuple(int(x) for x in kk),
+                               chi_mask=need_chi[ix])
+
+    results = list(_pool().map(work, tasks)) if len(tasks) > 1 else [work(t) for t in tasks]
+    nan = np.nan
+    out = {k: np.full(P, nan) for k in ("mu_s", "q_s", "c_s", "chi", "m1", "m2", "residual")}
+    out["converged"] = np.zeros(P, bool)
+    out["method"] = np.empty(P, dtype=object)
+    for ix, r in results:
+        for k in ("mu_s", "q_s", "m1", "m2", "residual", "chi"):
+            out[k][ix] = r[k]
+        out["converged"][ix] = r["converged"]
+    # Sigma_z = 1: C* = 1 is the stable fixed point where chi <= 1
+    one = sz == 1.0
+    ok = one & (out["chi"] <= 1.0)
+    out["c_s"][ok], out["method"][ok] = 1.0, "two-state, C*=1"
+    bad = one & ~ok
+    out["chi"][bad], out["converged"][bad], out["method"][bad] = nan, False, "not covered (C*=1 unstable)"
+    out["chi"][~one] = nan
+    for i in np.flatnonzero(~one):
+        th = {k: {f: float(v[i]) for f, v in d.items()} for k, d in pts.items()}
+        indep = sz[i] == 0.0 and all(th[k]["rho2"] == 0 for k in "ifro") and abs(out["mu_s"][i]) < 1e-9
+        if indep:
+            # the renewal equation stays per point, at the batch's Q*
+            so = L2.Settings(n=st.n, n_f=int(keys[i, 0]), n_g=int(keys[i, 1]), n_o=int(keys[i, 2]),
+                             n_c=st.n_c, width=st.width, order=st.order)
+            mod = L2._Model(th, float(out["q_s"][i]), R, so)
+            chi = L2._chi_zero(mod, mod.stationary(), th)
+            if chi < 1.0:
+                out["c_s"][i], out["chi"][i], out["method"][i] = 0.0, chi, "two-state, C*=0"
+            else:
+                out["converged"][i], out["method"][i] = False, "not covered (C*=0 unstable)"
+        else:
+            out["converged"][i], out["method"][i] = False, "not covered (0 < C* < 1)"
+    return out
