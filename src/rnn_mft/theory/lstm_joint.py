@@ -292,6 +292,7 @@ def _chi(P, v, T, Eo, alpha, I, J, k=6):
                v0=np.ones(N.shape[1]) / np.sqrt(N.shape[1]))
     real = lam.real[np.abs(lam.imag) < 1e-8 * np.maximum(1.0, np.abs(lam))]
     free = float(real.max()) if real.size else float(np.max(np.abs(lam)))
+    v = N @ (N.T @ v)                      # exactly zero marginals: no weight on the marginal modes (1, ...)
     eye = np.eye(n)
 
     def f(chi):
@@ -300,7 +301,7 @@ def _chi(P, v, T, Eo, alpha, I, J, k=6):
 
     lo = max(free, 1e-6)
     d = max(1e-9, 1e-7 * lo)
-    xs = [max(2.0, 1.5 * lo)] + list(lo + (1.0 - lo) * np.array([1.0, 0.7, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05,
+    xs = [max(2.0, 1.5 * lo), 1.0 + 1e-3] + list(lo + (1.0 - lo) * np.array([0.999, 0.7, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05,
                                                                   0.02, 0.01, 1e-3, 1e-4]))
     xs.append(lo + d)
     fp, xp = f(xs[0]), xs[0]
