@@ -60,7 +60,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sl
 
-from .lstm_twostate import DEFAULT as _DEFAULT1, Settings as _Settings1, _Grid, _gauss_rule, _solve_q
+from .lstm_twostate import DEFAULT as _DEFAULT1, Settings as _Settings1, _Grid, _solve_q
 from .quadrature import gauss_hermite, sigmoid as _sig
 
 __all__ = ["JointSettings", "JOINT_DEFAULT", "JointPoint", "solve_joint"]
@@ -72,7 +72,7 @@ class JointSettings:
     in standard deviations of the stationary cell state), ``m`` nodes of the compressed marginal
     rules, ``n_q`` Gauss-Hermite nodes per dimension for the gate pairs."""
 
-    n: int = 61
+    n: int = 41
     width: float = 9.0
     m: int = 16
     n_q: int = 24
@@ -88,6 +88,38 @@ class JointSettings:
 
 
 JOINT_DEFAULT = JointSettings()
+
+
+def _gauss_rules(x, w, m):
+    """Batched m-point Gauss rules of the measures sum_j w_j delta(x[b, j]) (w >= 0, one weight
+    vector for every row b): Lanczos with full reorthogonalisation on each row at once; after a
+    breakdown (a measure with fewer than m points of support) the remaining nodes get weight 0."""
+    x = np.asarray(x, float)
+    w = np.asarray(w, float) / np.sum(w)
+    B = x.shape[0]
+    shift = x @ w
+    xs = x - shift[:, None]
+    scale = 1.0 + np.abs(xs).max(1)
+    V = np.zeros((B, m, x.shape[1]))
+    a, b = np.zeros((B, m)), np.zeros((B, m - 1))
+    V[:, 0] = np.sqrt(w)[None, :]
+    for k in range(m):
+        y = xs * V[:, k]
+        a[:, k] = np.einsum("bj,bj->b", V[:, k], y)
+        for _ in range(2):
+            y -= np.einsum("bkj,bk->bj", V[:, : k + 1], np.einsum("bkj,bj->bk", V[:, : k + 1], y))
+        if k + 1 < m:
+            nb = np.linalg.norm(y, axis=1)
+            ok = nb > 1e-12 * scale
+            b[:, k] = np.where(ok, nb, 0.0)
+            V[:, k + 1] = np.where(ok[:, None], y / np.where(ok, nb, 1.0)[:, None], 0.0)
+    Jm = np.zeros((B, m, m))
+    idx = np.arange(m)
+    Jm[:, idx, idx] = a
+    Jm[:, idx[:-1], idx[1:]] = b
+    Jm[:, idx[1:], idx[:-1]] = b
+    lam, U = np.linalg.eigh(Jm)
+    return lam + shift[:, None], U[:, 0, :] ** 2
 
 
 def _bivariate(mu, var, cov, n_q):
@@ -182,19 +214,16 @@ class _Joint:
         mr, ar, br, negr = self._split("r", S)
         X = _sig(mi + ai * xz[:, None] + bi * x[None, :])             # (zi, ei)
         Y = np.tanh(mr + ar * xz[:, None] + br * x[None, :])          # (zr, er)
-        m = st.m
-        Ks, ws = [], []
-        for zi in range(xz.size):
-            for zr in range(xz.size):
-                g = np.multiply.outer(X[zi], Y[zr]).ravel()
-                gn, gw = _gauss_rule(g, np.outer(w, w).ravel(), m)
-                idx = (c[None, :] + gn[:, None])
-                Ks.append(np.einsum("p,pjk->jk", gw, self._interp(idx)))
-                ws.append(wz[zi] * wz[zr])
+        nz, n = xz.size, c.size
+        g = (X[:, None, :, None] * Y[None, :, None, :]).reshape(nz * nz, -1)     # (zi zr, ei er)
+        gn, gw = _gauss_rules(g, np.outer(w, w).ravel(), st.m)                    # (zi zr, m)
+        S_ = self._interp((c[None, :] + gn.reshape(-1)[:, None])).reshape(nz * nz, st.m, n, n)
+        Ks = np.einsum("tp,tpjk->tjk", gw, S_)
+        ws = np.outer(wz, wz).ravel()
         zi_p = flip if negi else ident
         zr_p = flip if negr else ident
         perm = (zi_p[:, None] * xz.size + zr_p[None, :]).ravel()
-        AG = self._reduced(np.array(Ks), np.array(ws), perm)
+        AG = self._reduced(Ks, ws, perm)
         return AF @ AG
 
     def eo(self, S):
@@ -286,13 +315,15 @@ def _chi(P, v, T, Eo, alpha, I, J, k=6):
     Mg = np.zeros((ng, n))                 # marginal of a folded symmetric measure
     Mg[I, np.arange(n)] += np.where(I == J, 1.0, 0.5)
     Mg[J, np.arange(n)] += np.where(I == J, 0.0, 0.5)
-    N = sl.null_space(Mg)                  # orthonormal basis of the zero-marginal measures
-    op = LinearOperator((N.shape[1],) * 2, matvec=lambda a: N.T @ (P.T @ (N @ a)), dtype=float)
-    lam = eigs(op, k=min(k, N.shape[1] - 2), which="LR", return_eigenvectors=False, tol=1e-12,
-               v0=np.ones(N.shape[1]) / np.sqrt(N.shape[1]))
+    # orthogonal projector on the zero-marginal measures (an invariant subspace of P^T)
+    Mp = sl.cho_factor(Mg @ Mg.T)
+    proj = lambda a: a - Mg.T @ sl.cho_solve(Mp, Mg @ a)                     # noqa: E731
+    op = LinearOperator((n, n), matvec=lambda a: proj(P.T @ proj(a)), dtype=float)
+    lam = eigs(op, k=min(k, n - 2), which="LR", return_eigenvectors=False, tol=1e-12,
+               v0=proj(np.linspace(-1.0, 1.0, n) ** 3 + 0.1))
     real = lam.real[np.abs(lam.imag) < 1e-8 * np.maximum(1.0, np.abs(lam))]
     free = float(real.max()) if real.size else float(np.max(np.abs(lam)))
-    v = N @ (N.T @ v)                      # exactly zero marginals: no weight on the marginal modes (1, ...)
+    v = proj(v)                            # exactly zero marginals: no weight on the marginal modes (1, ...)
     eye = np.eye(n)
 
     def f(chi):
@@ -301,8 +332,8 @@ def _chi(P, v, T, Eo, alpha, I, J, k=6):
 
     lo = max(free, 1e-6)
     d = max(1e-9, 1e-7 * lo)
-    xs = [max(2.0, 1.5 * lo), 1.0 + 1e-3] + list(lo + (1.0 - lo) * np.array([0.999, 0.7, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05,
-                                                                  0.02, 0.01, 1e-3, 1e-4]))
+    xs = [max(2.0, 1.5 * lo), 1.0 + 1e-3] + list(lo + (1.0 - lo) * np.array([0.999, 0.5, 0.25, 0.1, 0.03, 0.01,
+                                                                  1e-3, 1e-4]))
     xs.append(lo + d)
     fp, xp = f(xs[0]), xs[0]
     for x in xs[1:]:
