@@ -49,7 +49,7 @@ CONFIGS = {
     "ci": dict(N=2000, n_seeds=4, n_s=4000, n_iters=300, sets=("c4", "off", "fig2"),
                mu_c4=(1.0, 3.0, 4.5, 6.0), fig2_mu=(2.0, 3.8, 5.0), sz0_mu=(3.8,), jac_N=300, jac_real=2,
                targets=(30.0, 100.0, 784.0), sim_targets=(30.0, 100.0), N_sz0=2000, solve_paper=True,
-               accuracy=True, curve_n=25, corr_rows=None, joint_n=(31, 41)),
+               accuracy=True, curve_n=25, corr_rows=None, joint_n=()),
     "paper": dict(N=30000, n_seeds=6, n_s=20000, n_iters=600, sets=("c4", "off", "fig2"),
                   mu_c4=(1.0, 2.0, 3.0, 4.0, 4.5, 5.0, 6.0, 7.0), fig2_mu=(2.0, 3.8, 5.0, 6.0),
                   sz0_mu=(2.0, 3.8, 5.0), jac_N=1000, jac_real=4, targets=(30.0, 100.0, 784.0),
