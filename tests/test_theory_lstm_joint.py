@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from rnn_mft.theory import analyze
-from rnn_mft.theory.lstm_joint import JointSettings, _Joint, solve_joint
+from rnn_mft.theory.lstm_joint import JointSettings, _Joint, _bivariate, solve_joint
+from rnn_mft.theory.quadrature import sigmoid as _sig
 from rnn_mft.theory.lstm_twostate import _theta_point, solve_point
 from rnn_mft.theory.theta import Theta
 
@@ -16,7 +17,8 @@ FIG2 = Theta.uniform("lstm", sigma2=1.0, nu2=1.0).replace({"f.mu": 3.8})
 GT = Path(__file__).resolve().parents[1] / "data" / "lstm_corr_ground_truth.json"
 
 
-@pytest.mark.parametrize("theta", [FIG2, Theta.critical("lstm", mu_f=3.0)], ids=["fig2 mu_f=3.8", "C.4 mu_f=3"])
+@pytest.mark.parametrize("theta", [FIG2, pytest.param(Theta.critical("lstm", mu_f=3.0), marks=pytest.mark.slow)],
+                         ids=["fig2 mu_f=3.8", "C.4 mu_f=3"])
 def test_sigma_z_zero_reproduces_the_renewal_equation(theta):
     """At Sigma_z = 0 with rho2 = 0 and mu_h* = 0 the copies are independent (C* = 0) and chi_{C*}
     solves the renewal equation of lstm_twostate (n = 201 grid, chi to 1e-7). The joint theory
@@ -32,8 +34,10 @@ def test_sigma_z_zero_reproduces_the_renewal_equation(theta):
 
 
 def test_stationary_joint_law_has_the_one_copy_marginal_and_the_fixed_point():
-    """The reduced two-copy chain conserves the one-copy law: the marginal of pi_2 is the 1-D
-    stationary law on the same grid, and E[sigma_o^2] <pi_2, tanh^2> = Q_h* (the diagonal check)."""
+    """The reduced two-copy chain is a transition and conserves the one-copy law: the marginal
+    of pi_2 is the 1-D stationary law on the same grid (up to the grid's discretisation error,
+    which depends on the quadrature rules: 3.7e-4 measured at n = 31), and
+    E[sigma(u_o)^2] <marginal, tanh^2> = Q_h* of the n = 201 one-copy theory."""
     th = _theta_point(FIG2)
     ren = solve_point(th, 1.0)
     jt = _Joint(th, ren.q_s, ren.mu_s, 1.0, 0.6, JointSettings(n=31))
@@ -43,9 +47,13 @@ def test_stationary_joint_law_has_the_one_copy_marginal_and_the_fixed_point():
     marg = np.zeros(31)
     np.add.at(marg, jt.I, np.where(jt.I == jt.J, pi, 0.5 * pi))
     np.add.at(marg, jt.J, np.where(jt.I == jt.J, 0.0, 0.5 * pi))
-    np.testing.assert_allclose(marg, jt.pi1, atol=1e-6)
+    np.testing.assert_allclose(marg, jt.pi1, atol=1e-3)
+    ua, ub, wj = _bivariate(th["o"]["mu"], jt.var["o"], jt.var["o"], 24)
+    Es2 = float(wj @ _sig(ua) ** 2)
+    assert Es2 * float(marg @ np.tanh(jt.grid.c) ** 2) == pytest.approx(ren.q_s, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_correlated_inputs_give_a_correlation_between_zero_and_one_and_a_slower_chi():
     th = _theta_point(FIG2)
     lo = solve_joint(th, 0.3, settings=JointSettings(n=31))
