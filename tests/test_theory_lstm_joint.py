@@ -63,6 +63,21 @@ def test_correlated_inputs_give_a_correlation_between_zero_and_one_and_a_slower_
     assert 0 < lo.chi < 1 and 0 < hi.chi < 1
 
 
+@pytest.mark.slow
+def test_chi_approaches_the_sigma_z_one_theory():
+    """As Sigma_z -> 1 the joint law collapses onto the diagonal and chi_{C*} rises to the
+    Sigma_z = 1 chi of lstm_twostate (measured on the Fig. 2 Theta: 0.9437, 0.9464, 0.9475 at
+    Sigma_z = 0.9, 0.97, 0.99 against 0.9480; the gap is about 0.05 (1 - Sigma_z)); the n = 41
+    grid still resolves Sigma_z = 0.99 to 2e-5 (n = 61)."""
+    th = _theta_point(FIG2)
+    one = solve_point(th, 1.0).chi
+    a = solve_joint(th, 0.9)
+    b = solve_joint(th, 0.99)
+    assert a.chi < b.chi < one
+    assert 0 < one - b.chi < 0.1 * (one - a.chi) + 2e-4
+    assert a.c_star < b.c_star < 1
+
+
 def test_bad_input_is_refused():
     th = _theta_point(FIG2)
     with pytest.raises(ValueError, match="sigma_z"):
