@@ -56,6 +56,8 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", default=None, help="comma-separated row names (substring match)")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of an existing --out file, replacing those of the same name")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     out = dict(command=" ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
@@ -64,13 +66,25 @@ def main(argv=None):
                started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), rows=[])
     dest = Path(a.out)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    kept = []
+    if a.merge and dest.exists():
+        old = json.loads(dest.read_text())
+        for r in old["rows"]:
+            r.setdefault("command", old.get("command"))
+            r.setdefault("started", old.get("started"))
+            kept.append(r)
+    names = {name for name, *_ in table() if not a.only or any(s.strip() in name for s in a.only.split(","))}
+    out["rows"] = [r for r in kept if r["name"] not in names]
     print(f"{'name':34s} {'N':>6s} {'C*':>8s} {'chi':>9s} {'+-SE':>8s} {'xi':>8s} {'s':>6s}", flush=True)
     t_all = time.perf_counter()
     for name, th, sz, note in table():
         if a.only and not any(s.strip() in name for s in a.only.split(",")):
             continue
         r = correlation_decay(th, a.n, sz, n_seeds=a.seeds, seed=a.seed)
-        out["rows"].append(dict(name=name, note=note, theta=th.to_dict(), **r.as_dict()))
+        out["rows"].append(dict(name=name, note=note, theta=th.to_dict(), command=out["command"],
+                                started=out["started"], **r.as_dict()))
+        order = [n for n, *_ in table()]
+        out["rows"].sort(key=lambda row: order.index(row["name"]) if row["name"] in order else len(order))
         print(f"{name:34s} {a.n:6d} {r.c_star:8.4f} {r.chi:9.5f} {r.chi_se:8.5f} {r.xi:8.2f} {r.wall_s:6.1f}",
               flush=True)
         out["total_wall_s"] = time.perf_counter() - t_all

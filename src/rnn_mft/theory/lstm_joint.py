@@ -70,7 +70,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sl
 
-from .lstm_twostate import DEFAULT as _DEFAULT1, Settings as _Settings1, _Grid, _solve_q
+from .lstm_twostate import DEFAULT as _DEFAULT1, Settings as _Settings1, _Grid, _Model, _solve_q
 from .quadrature import gauss_hermite, sigmoid as _sig
 
 __all__ = ["JointSettings", "JOINT_DEFAULT", "JointPoint", "solve_joint"]
@@ -150,14 +150,12 @@ class _Joint:
         self.th, self.q, self.mu_h, self.R, self.sz, self.st = th, q, mu_h, R, sz, st
         self.var = {k: th[k]["sigma2"] * q + th[k]["nu2"] * R + th[k]["rho2"] for k in "ifro"}
         # one-copy grid (the 1-D theory's construction, with this module's width)
-        from .lstm_twostate import _Model
         mod = _Model(th, q, R, _Settings1(n=st.n, width=st.width))
         self.grid: _Grid = mod.grid
         self.pi1 = mod.stationary()
         n = st.n
-        self.I, self.J = np.triu_indices(n)
-        K, L = self.I, self.J
-        self.K, self.L = K, L
+        self.I, self.J = np.triu_indices(n)        # symmetric functions: values at (i <= j)
+        self.K, self.L = self.I, self.J            # the same pairs, as column (measure) indices
         c = self.grid.c
         self.T = np.tanh(c[self.I]) * np.tanh(c[self.J])
 
