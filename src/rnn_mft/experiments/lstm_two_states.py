@@ -212,7 +212,12 @@ def stored_corr_ground_truth(cfg: dict, path: Path | None = None) -> dict | None
             ap = analyze("lstm", th, sz, n_s=cfg["n_s"], n_iters=cfg["n_iters"], method="paper")
             row.update(c_paper=float(ap.c_s), xi_paper=float(ap.xi) if bool(ap.converged) else float("inf"))
         rows.append(row)
-    return dict(rows=rows, command=d.get("command"), machine=d.get("machine"), started=d.get("started"),
+    runs = []
+    for r in d["rows"]:
+        run = (r.get("command", d.get("command")), r.get("started", d.get("started")))
+        if run not in runs:
+            runs.append(run)
+    return dict(rows=rows, runs=[dict(command=c, started=t) for c, t in runs], machine=d.get("machine"),
                 path=str(path))
 
 
