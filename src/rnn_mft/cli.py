@@ -132,9 +132,8 @@ def _theory(a):
     d = r.to_dict()
     meth = str(r.info.get("methods", ""))
     if meth.startswith("not covered"):
-        print(f"rnn-mft: note: {meth}: the two-state LSTM theory covers Sigma_z = 1 and Sigma_z = 0 with "
-              "independent copies (all rho2 = 0, mu* = 0); --method paper gives Algorithm 1 and A.2.3",
-              file=sys.stderr)
+        print(f"rnn-mft: note: {meth}: the two-state LSTM theory gives no time scale at an unstable "
+              "fixed point; --method paper gives Algorithm 1 and A.2.3", file=sys.stderr)
     if a.json:
         print(json.dumps(d))
     else:

@@ -14,6 +14,10 @@ and which Thetas run; ``run(cfg)`` returns
   the paper's formula prescribe (C.4's other fields), and the network's xi at the two-state
   choice;
 * ``accuracy``: chi at the default discretisation against a much finer one.
+
+``stored_corr_ground_truth(cfg)`` sets the joint (c_a, c_b) theory (:mod:`rnn_mft.theory.lstm_joint`)
+and A.2.3 against the committed two-copy runs at 0 < Sigma_z < 1
+(``data/lstm_corr_ground_truth.json``), and ``joint_grid(cfg)`` its convergence in the grid size.
 """
 from __future__ import annotations
 
@@ -28,26 +32,29 @@ from ..sim import jacobian as sim_jacobian, squared_singular_values
 from ..sim.lstm_tangent import correlation_decay, tangent_decay
 from ..theory import Theta, analyze, lstm_twostate, solve_for_timescale
 
-__all__ = ["config", "thetas", "run", "CONFIGS", "GROUND_TRUTH", "SOLVER_CHECK", "stored_ground_truth",
-           "stored_solver_check"]
+__all__ = ["config", "thetas", "run", "CONFIGS", "GROUND_TRUTH", "SOLVER_CHECK", "CORR_GROUND_TRUTH",
+           "stored_ground_truth", "stored_solver_check", "stored_corr_ground_truth", "joint_grid"]
 
 #: large-width simulations made by ``tools/lstm_ground_truth.py`` (committed with their provenance)
 GROUND_TRUTH = Path(__file__).resolve().parents[3] / "data" / "lstm_ground_truth.json"
 #: the solver's Thetas simulated by ``tools/lstm_solver_check.py``
 SOLVER_CHECK = Path(__file__).resolve().parents[3] / "data" / "lstm_solver_check.json"
+#: two-copy runs at 0 < Sigma_z < 1 made by ``tools/lstm_corr_ground_truth.py``
+CORR_GROUND_TRUTH = Path(__file__).resolve().parents[3] / "data" / "lstm_corr_ground_truth.json"
 
 CONFIGS = {
     "smoke": dict(N=200, n_seeds=2, n_s=300, n_iters=100, sets=("c4",), mu_c4=(3.0,), fig2_mu=(3.8,),
                   sz0_mu=(), jac_N=40, jac_real=1, targets=(30.0,), sim_targets=(), N_sz0=200, solve_paper=False,
-                  accuracy=False, curve_n=5),
+                  accuracy=False, curve_n=5, corr_rows=1, joint_n=()),
     "ci": dict(N=2000, n_seeds=4, n_s=4000, n_iters=300, sets=("c4", "off", "fig2"),
                mu_c4=(1.0, 3.0, 4.5, 6.0), fig2_mu=(2.0, 3.8, 5.0), sz0_mu=(3.8,), jac_N=300, jac_real=2,
                targets=(30.0, 100.0, 784.0), sim_targets=(30.0, 100.0), N_sz0=2000, solve_paper=True,
-               accuracy=True, curve_n=25),
+               accuracy=True, curve_n=25, corr_rows=None, joint_n=()),
     "paper": dict(N=30000, n_seeds=6, n_s=20000, n_iters=600, sets=("c4", "off", "fig2"),
                   mu_c4=(1.0, 2.0, 3.0, 4.0, 4.5, 5.0, 6.0, 7.0), fig2_mu=(2.0, 3.8, 5.0, 6.0),
                   sz0_mu=(2.0, 3.8, 5.0), jac_N=1000, jac_real=4, targets=(30.0, 100.0, 784.0),
-                  sim_targets=(30.0, 100.0, 784.0), N_sz0=10000, solve_paper=True, accuracy=True, curve_n=60),
+                  sim_targets=(30.0, 100.0, 784.0), N_sz0=10000, solve_paper=True, accuracy=True, curve_n=60,
+                  corr_rows=None, joint_n=(31, 41, 51, 61)),
 }
 
 
@@ -178,3 +185,50 @@ def stored_solver_check(path: Path | None = None) -> dict | None:
     for r in d["rows"]:
         r["mu_f_now"] = solve_for_timescale("lstm", xi=r["target"]).params["f.mu"]
     return d
+
+
+def stored_corr_ground_truth(cfg: dict, path: Path | None = None) -> dict | None:
+    """The committed two-copy runs at 0 < Sigma_z < 1 (C* and chi_{C*} of the network, from
+    ``correlation_decay``) with the joint theory (``analyze``, default method) and, where
+    ``cfg["solve_paper"]``, A.2.3 evaluated now; the first ``cfg["corr_rows"]`` rows (all if None).
+    None when the file is absent."""
+    path = CORR_GROUND_TRUTH if path is None else Path(path)
+    if not path.exists():
+        return None
+    d = json.loads(path.read_text())
+    rows = []
+    for r in d["rows"][: cfg.get("corr_rows")]:
+        th = Theta("lstm", r["theta"])
+        sz = float(r["sigma_z"])
+        t1 = time.perf_counter()
+        two = analyze("lstm", th, sz)
+        dt = time.perf_counter() - t1
+        row = dict(name=r["name"], sigma_z=sz, N=int(r["N"]), n_seeds=int(r["n_seeds"]), c_sim=float(r["c_star"]),
+                   chi_sim=float(r["chi"]), chi_se=float(r["chi_se"]), xi_sim=float(r["xi"]),
+                   xi_lo=float(r["xi_lo"]), xi_hi=float(r["xi_hi"]), c_two_state=float(two.c_s),
+                   chi_two_state=float(two.chi), xi_two_state=float(two.xi), method=str(two.info["methods"]),
+                   seconds=dt)
+        if cfg["solve_paper"]:
+            ap = analyze("lstm", th, sz, n_s=cfg["n_s"], n_iters=cfg["n_iters"], method="paper")
+            row.update(c_paper=float(ap.c_s), xi_paper=float(ap.xi) if bool(ap.converged) else float("inf"))
+        rows.append(row)
+    runs = []
+    for r in d["rows"]:
+        run = (r.get("command", d.get("command")), r.get("started", d.get("started")))
+        if run not in runs:
+            runs.append(run)
+    return dict(rows=rows, runs=[dict(command=c, started=t) for c, t in runs], machine=d.get("machine"),
+                path=str(path))
+
+
+def joint_grid(cfg: dict, sigma_z: float = 0.6) -> list[dict]:
+    """C* and chi of the joint theory on the Figure 2 direction (mu_f = 3.8) for the grid sizes
+    ``cfg["joint_n"]`` (points per axis), with the wall time of each."""
+    from ..theory import lstm_joint
+    th = lstm_twostate._theta_point(Theta.uniform("lstm", sigma2=1.0, nu2=1.0).replace({"f.mu": 3.8}))
+    out = []
+    for n in cfg["joint_n"]:
+        t1 = time.perf_counter()
+        p = lstm_joint.solve_joint(th, sigma_z, settings=lstm_joint.JointSettings(n=n))
+        out.append(dict(n=n, c_star=p.c_star, chi=p.chi, free_rate=p.free_rate, seconds=time.perf_counter() - t1))
+    return out

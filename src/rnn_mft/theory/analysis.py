@@ -99,8 +99,10 @@ def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float 
     method : {"two_state", "paper"}, optional
         LSTM only. ``"two_state"`` (default): the deterministic theory of the pair (h, c) of
         :mod:`rnn_mft.theory.lstm_twostate`, which agrees with simulated networks; it covers
-        Sigma_z = 1 (C* = 1) and Sigma_z = 0 with independent copies (C* = 0) and returns NaN
-        (``converged`` False, ``info["methods"]`` saying why) elsewhere; m1, m2 are the moments
+        Sigma_z = 1 (C* = 1), Sigma_z = 0 with independent copies (C* = 0) and other Sigma_z < 1
+        through the joint law of (c_a, c_b) (:mod:`rnn_mft.theory.lstm_joint`, seconds per point),
+        ``info["methods"]`` naming the method per point, and returns NaN (``converged`` False,
+        ``info["methods"]`` saying why) at an unstable fixed point; m1, m2 are the moments
         of the 2N x 2N Jacobian of (h, c) and ``m2_printed`` is NaN. ``"paper"``: Algorithm 1
         with Appendix A.2.3's hidden-state approximation (Monte Carlo; for comparison).
 

@@ -56,8 +56,8 @@ the first-order cross moment :math:`S = \mathbb{E}[h_a h_b]` obeys a renewal equ
 first term at every step): :math:`\chi` solves
 :math:`\chi = (\mathbb{E}\sigma(u_o))^2 \sum_k \sigma_k^2 \sum_{\tau\ge0} \chi^{-\tau} d_k(\tau)^2`,
 :math:`d_k(\tau) = \mathbb{E}[\tanh'(c^{t+\tau}) F^{t+1}\cdots F^{t+\tau}\beta_k^t]`.
-Other :math:`\Sigma_z < 1` (where :math:`0 < C^* < 1`) need the joint law of :math:`(c_a, c_b)`
-and are not covered here: :func:`rnn_mft.theory.analyze` says which method each point used.
+Other :math:`\Sigma_z < 1` (where :math:`0 < C^* < 1`) need the joint law of :math:`(c_a, c_b)`:
+:mod:`rnn_mft.theory.lstm_joint`; :func:`rnn_mft.theory.analyze` says which method each point used.
 
 **Jacobian moments.** The state-to-state Jacobian of :math:`(h, c)` is a 2N x 2N matrix; at
 large N (normalised trace over 2N)
@@ -392,8 +392,9 @@ def solve_point(theta, sigma_z=1.0, R=1.0, *, settings: Settings = DEFAULT, tol=
     """The two-state theory at one Theta (a scalar :class:`Theta` or ``{gate: {field: value}}``).
 
     ``method`` of the result: ``"two-state, C*=1"`` at Sigma_z = 1 (where C* = 1 is the stable
-    fixed point, chi <= 1), ``"two-state, C*=0"`` at Sigma_z = 0 with independent copies, or
-    ``"not covered"`` (0 < C* < 1, or C* = 1 unstable), with NaN chi.
+    fixed point, chi <= 1), ``"two-state, C*=0"`` at Sigma_z = 0 with independent copies,
+    ``"two-state joint (c_a, c_b)"`` at other Sigma_z < 1 (:mod:`rnn_mft.theory.lstm_joint`), or
+    ``"not covered"`` (an unstable fixed point), with NaN chi.
     """
     th = _theta_point(theta) if isinstance(theta, Theta) else theta
     _check_theta(th)
@@ -418,7 +419,12 @@ def solve_point(theta, sigma_z=1.0, R=1.0, *, settings: Settings = DEFAULT, tol=
         if chi < 1.0:
             return TwoStatePoint(mu, q, 0.0, chi, m1, m2, conv, res, "two-state, C*=0", bmass)
         return TwoStatePoint(mu, q, nan, nan, m1, m2, False, res, "not covered (C*=0 unstable)", bmass)
-    return TwoStatePoint(mu, q, nan, nan, m1, m2, False, res, "not covered (0 < C* < 1)", bmass)
+    from .lstm_joint import solve_joint         # 0 <= Sigma_z < 1, 0 < C* < 1: the joint (c_a, c_b) law
+    jp = solve_joint(th, sz, R, q=q, mu_h=mu)
+    if jp.chi < 1.0 and np.isfinite(jp.chi):
+        return TwoStatePoint(mu, q, jp.c_star, jp.chi, m1, m2, conv and jp.converged, max(res, jp.residual),
+                             "two-state joint (c_a, c_b)", max(bmass, jp.boundary_mass))
+    return TwoStatePoint(mu, q, jp.c_star, nan, m1, m2, False, res, "not covered (joint C* unstable)", bmass)
 
 
 def stationary_law(theta, q_h=None, R=1.0, *, settings: Settings = DEFAULT):
