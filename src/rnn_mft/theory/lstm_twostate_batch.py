@@ -461,5 +461,14 @@ def fixed_point_batched(pts, sz, R, st, tol=1e-12, max_iter=60):
             else:
                 out["converged"][i], out["method"][i] = False, "not covered (C*=0 unstable)"
         else:
-            out["converged"][i], out["method"][i] = False, "not covered (0 < C* < 1)"
+            # 0 <= Sigma_z < 1, 0 < C* < 1: the joint (c_a, c_b) law, per point, at the batch's Q*
+            from .lstm_joint import solve_joint
+            jp = solve_joint(th, float(sz[i]), R, q=float(out["q_s"][i]), mu_h=float(out["mu_s"][i]))
+            out["c_s"][i] = jp.c_star
+            if jp.chi < 1.0 and np.isfinite(jp.chi):
+                out["chi"][i], out["method"][i] = jp.chi, "two-state joint (c_a, c_b)"
+                out["converged"][i] = out["converged"][i] and jp.converged
+                out["residual"][i] = max(out["residual"][i], jp.residual)
+            else:
+                out["converged"][i], out["method"][i] = False, "not covered (joint C* unstable)"
     return out
