@@ -6,7 +6,7 @@ r"""A toy architecture for tests/test_arch_registry.py: the vanilla RNN with one
 * Jacobian (eq. (10)): :math:`D_0 = 0`, :math:`D_f = \tanh'(u_f)\sigma(u_o)`,
   :math:`D_o = \tanh(u_f)\sigma'(u_o)` (derived from the spec by the registry).
 
-This one module and ``rnn_mft.arch.register(module)`` are all it takes (docs_arch_example.md).
+This one module and ``rnn_mft.arch.register(module)`` are all it takes (CONTRIBUTING.md, "Adding an architecture").
 """
 from rnn_mft.arch import Architecture, Spec
 

@@ -1,7 +1,6 @@
 r"""The architecture registry: one module per architecture of Table 1, one place per cell.
 
-Each module (:mod:`~rnn_mft.arch.vanilla`, :mod:`~rnn_mft.arch.minimal`, :mod:`~rnn_mft.arch.gru`,
-:mod:`~rnn_mft.arch.peephole_lstm`, :mod:`~rnn_mft.arch.lstm`) holds, in one
+Each module (``rnn_mft.arch.vanilla``, ``minimal``, ``gru``, ``peephole_lstm``, ``lstm``) holds, in one
 :class:`Architecture` record named ``ARCH``: its gates and state, the reference update of eq. (1)
 (the float64 update every fast path is tested against), its mean-field map specification
 (:class:`Spec`, eq. (6)) and, derived from it, its Jacobian terms (eq. (10), Appendix A.2). The
@@ -16,7 +15,8 @@ gate order of the fused PyTorch cells (:mod:`rnn_mft.nets`) all read them from h
 ('f', 'r', 'r2')
 
 Adding an architecture is one module with an ``ARCH`` record and one :func:`register` call
-(``docs_arch_example.md``; ``tests/test_arch_registry.py`` does it for a toy cell). Registering
+(``CONTRIBUTING.md``, "Adding an architecture"; ``tests/test_arch_registry.py`` does it for a
+toy cell). Registering
 makes the name known to :class:`~rnn_mft.theory.Theta`, :func:`~rnn_mft.theory.analyze` (if it
 has a ``spec``), :func:`~rnn_mft.theory.reference_step` and :func:`~rnn_mft.sim.simulate_pair`.
 """
@@ -25,12 +25,12 @@ from __future__ import annotations
 from types import ModuleType
 
 from ._base import (DERIV, FUNCTION_NAMES, NUMPY, NUMPY_HARD, ArchInfo, Architecture, Ops, Spec,
-                    derive_jacobian_terms, hard_sigmoid, logistic)
+                    derive_jacobian_terms, hard_sigmoid, logistic, monomial)
 from . import gru, lstm, minimal, peephole_lstm, vanilla
 
 __all__ = ["Architecture", "ArchInfo", "Spec", "Ops", "NUMPY", "NUMPY_HARD", "FUNCTION_NAMES", "DERIV",
            "get", "register", "unregister", "names", "GATES", "SPECS", "BUILTIN", "derive_jacobian_terms",
-           "logistic", "hard_sigmoid"]
+           "logistic", "hard_sigmoid", "monomial"]
 
 _REGISTRY: dict[str, Architecture] = {}
 #: ``{name: gates}`` of every registered architecture (live: :data:`rnn_mft.theory.ARCHS` is this dict)

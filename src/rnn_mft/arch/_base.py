@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 
 __all__ = ["Architecture", "ArchInfo", "Spec", "Ops", "NUMPY", "NUMPY_HARD", "FUNCTION_NAMES", "DERIV",
-           "logistic", "hard_sigmoid", "derive_jacobian_terms"]
+           "logistic", "hard_sigmoid", "derive_jacobian_terms", "monomial"]
 
 #: Element-wise functions a :class:`Spec` may name: the logistic sigmoid and its derivative,
 #: ``1 - sigma`` and ``-sigma'``, tanh and its derivative, the constants one and zero.
@@ -105,9 +105,13 @@ class ArchInfo:
     gates: tuple       #: gates stored in Theta (ARCHS[arch])
 
 
-def _mono(coef, factors, p=0):
-    """A "D" is a list of monomials ``(coef, ((gate, fname), ...), power of s)``."""
+def monomial(coef, factors, p=0):
+    """One term of a Jacobian "D" (a list of monomials ``(coef, ((gate, fname), ...), power of s)``):
+    ``coef * prod_k fname_k(u_gate_k) * s**p``, as a one-element list."""
     return [(coef, tuple(factors), p)]
+
+
+_mono = monomial
 
 
 def derive_jacobian_terms(spec: Spec):

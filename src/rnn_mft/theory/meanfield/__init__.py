@@ -61,7 +61,7 @@ from .cmap import _AFFINE, CMap, _bases, solve_c
 from .fixedpoint import FixedPointResult, closed_form_fixed_point, fixed_point
 from .jacobian import (_expect, _prod, closed_form_jacobian_moments, jacobian_moments, jacobian_terms,
                        state_moments)
-from ...arch._base import _mono
+from ...arch import monomial as _mono
 
 __all__ = ["CLOSED_FORM", "Spec", "SPECS", "check_sigma_z", "check_R", "nodes_for", "node_rule", "gate_moment",
            "gate_stats", "step", "trajectory", "solve_q", "CMap", "solve_c", "fixed_point",

@@ -15,7 +15,7 @@ from math import comb
 import numpy as np
 
 from ...arch import SPECS, Spec, get as _get_arch
-from ...arch._base import _mono
+from ...arch import monomial as _mono
 from ..theta import ARCHS, Theta
 from .gates import gate_moment
 from .gauss import _Gauss1, nodes_for
