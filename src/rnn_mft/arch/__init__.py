@@ -4,7 +4,7 @@ Each module (``rnn_mft.arch.vanilla``, ``minimal``, ``gru``, ``peephole_lstm``, 
 :class:`Architecture` record named ``ARCH``: its gates and state, the reference update of eq. (1)
 (the float64 update every fast path is tested against), its mean-field map specification
 (:class:`Spec`, eq. (6)) and, derived from it, its Jacobian terms (eq. (10), Appendix A.2). The
-theory (:mod:`rnn_mft.theory.meanfield`, :func:`rnn_mft.theory.analyze`), the reference update
+theory (``rnn_mft.theory.meanfield``, :func:`rnn_mft.theory.analyze`), the reference update
 (:func:`rnn_mft.theory.reference_step`), the finite-width simulator (:mod:`rnn_mft.sim`) and the
 gate order of the fused PyTorch cells (:mod:`rnn_mft.nets`) all read them from here.
 

@@ -161,7 +161,7 @@ class Architecture:
     output: Callable = _state_output      #: output(pre, state, new_state, ops) -> p^t
     info: ArchInfo | None = None          #: the Table 1 column
     storage_order: tuple | None = None    #: gate order of the fused torch cells (default: gates)
-    bounded: bool = True                  #: |s| <= 1, hence Q* <= 1 bounds every gate variance
+    bounded: bool = True                  #: ``abs(s) <= 1``, hence Q* <= 1 bounds every gate variance
     state: tuple = ("s",)                 #: names of the state's parts (("h", "c"): a tuple state)
     observe: Callable = _same             #: state -> the array whose moments (2a)-(2c) the theory gives
     init_state: Callable = _same          #: (s0, ops) -> initial state (e.g. (h, c) for the LSTM)

@@ -54,7 +54,7 @@ def unit_id(u: dict) -> str:
 
 
 def collect_runs(profile: str, experiments=None) -> list[dict]:
-    """Every run (a :func:`~rnn_mft.experiments._training.unit` dict) that the training chapters
+    """Every run (a ``unit`` dict) that the training chapters
     load at ``profile``, once each, in chapter order. ``experiments``: a subset of
     :data:`TRAINING_EXPERIMENTS`."""
     check_profile(profile)

@@ -12,17 +12,17 @@ registry :mod:`rnn_mft.arch`. Which copy is which:
 * the reference update of eq. (1): the registry's ``update``, run in float64 numpy by
   :func:`reference_step` (the simulator runs the same function on torch tensors; the fused
   cells of :mod:`rnn_mft.nets` are tested against it);
-* the mean-field map of the closed-form architectures: :mod:`rnn_mft.theory.meanfield`, built
+* the mean-field map of the closed-form architectures: ``rnn_mft.theory.meanfield``, built
   from the registry's ``spec``; its fixed point is ``meanfield.closed_form_fixed_point`` (old name
   ``meanfield.fixed_point``) and its Jacobian moments ``meanfield.closed_form_jacobian_moments``
   (old name ``meanfield.jacobian_moments``, arguments ``(theta, mu, q)``);
-* :mod:`rnn_mft.theory.gru`: the GRU's map written out by hand for the Figure 5 chapter, with its
+* ``rnn_mft.theory.gru``: the GRU's map written out by hand for the Figure 5 chapter, with its
   own solver ``gru.direct_fixed_point`` (old name ``gru.fixed_point``), tested against the above;
 * the LSTM: :mod:`rnn_mft.theory.lstm_twostate` (the default of :func:`analyze`) and the paper's
-  Algorithm 1 in :mod:`rnn_mft.theory.lstm` (``lstm.algorithm1_fixed_point`` and
+  Algorithm 1 in ``rnn_mft.theory.lstm`` (``lstm.algorithm1_fixed_point`` and
   ``lstm.algorithm1_jacobian_moments``, old names ``lstm.fixed_point`` / ``lstm.jacobian_moments``,
   the latter taking the common random numbers ``za``);
-* :mod:`rnn_mft.theory.schedule`: how :func:`analyze` splits a large grid over two threads and
+* ``rnn_mft.theory.schedule``: how :func:`analyze` splits a large grid over two threads and
   quadrature buckets (performance only, same equations).
 """
 from .quadrature import expect, expect2, gauss_hermite, sigmoid, dsigmoid, dtanh

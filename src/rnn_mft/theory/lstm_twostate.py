@@ -93,7 +93,7 @@ class Settings:
     G = sigma(u_i) tanh(u_r) is compressed; n_o : nodes for u_o; width : half-width of the grid in standard
     deviations of the stationary cell state (plus its mean and 2); order : points of the local
     Lagrange stencil in t (4: cubic; :data:`FAST`'s 8 reaches the same accuracy on a 5x coarser
-    grid, see :mod:`rnn_mft.theory.lstm_twostate_batch`).
+    grid, see ``rnn_mft.theory.lstm_twostate_batch``).
     """
 
     n: int = 201
@@ -127,7 +127,7 @@ class Settings:
 DEFAULT = Settings()
 #: the discretisation of the batched grid path (:func:`fixed_point`, ``analyze("lstm", ...)``): a
 #: 35-point grid with 10-point Lagrange stencils and 8-node G rules; the Gauss-Hermite orders
-#: per point from its variance bound (:func:`rnn_mft.theory.lstm_twostate_batch.point_orders`).
+#: per point from its variance bound (``rnn_mft.theory.lstm_twostate_batch.point_orders``).
 #: Measured against ``Settings(n=801, n_f=300, n_g=400, n_o=400, n_c=40, width=18)`` on the
 #: test sets of ``tests/test_theory_lstm_twostate.py`` and of the benchmark grid, at R = 1 and 2:
 #: max |chi error| below 5e-7 (target 1e-6).
@@ -447,7 +447,7 @@ def fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, *, settings: Settings
     ``mu_s, q_s, c_s, chi, m1, m2, converged, residual, method``.
 
     ``batched`` (default): all grid points at once with stacked linear algebra
-    (:func:`rnn_mft.theory.lstm_twostate_batch.fixed_point_batched`, discretisation ``settings``,
+    (``rnn_mft.theory.lstm_twostate_batch.fixed_point_batched``, discretisation ``settings``,
     default :data:`FAST`; Q* to a residual ``tol`` = 1e-10, which moves chi by < 1e-11, measured);
     each point's numbers depend on that point only. ``batched=False``: the single-point
     reference path, :func:`solve_point` point by point (default :data:`DEFAULT`, ``tol`` =
