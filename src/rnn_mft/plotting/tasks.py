@@ -2,7 +2,8 @@
 
 Every function takes a task from :mod:`rnn_mft.data.tasks` and an item index, draws the input
 sequence exactly as the task produces it (normalised values, time along the horizontal axis),
-and returns the figure.
+and returns the figure. The chapter's settings, data and tables are
+:mod:`rnn_mft.experiments.theory_chapters.tasks`.
 """
 from __future__ import annotations
 
@@ -10,56 +11,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["chapter_config", "data_note", "unavailable_note", "plot_padded_mnist", "plot_unrolled_mnist", "plot_repeated_pixel_mnist",
-           "plot_concatenated_mnist", "plot_unrolled_cifar10", "task_table"]
+__all__ = ["plot_padded_mnist", "plot_unrolled_mnist", "plot_repeated_pixel_mnist", "plot_concatenated_mnist",
+           "plot_unrolled_cifar10"]
 
 _CMAP = "gray"
-
-
-def chapter_config(profile: str) -> dict:
-    """Settings of the chapter "The tasks" per profile (they only change the pictures' sizes).
-
-    Downloads are attempted only with the ``paper`` profile; the others use what the cache and
-    the offline mirror hold.
-    """
-    from ..experiments import check_profile
-
-    check_profile(profile)
-    return {
-        "smoke": dict(padded_T=8, repeat=2, n_digits=2, index=0, download=False),
-        "ci": dict(padded_T=20, repeat=3, n_digits=3, index=0, download=False),
-        "paper": dict(padded_T=100, repeat=5, n_digits=3, index=0, download=True),
-    }[profile]
-
-
-def data_note(task) -> str:
-    """A Markdown sentence saying which data a task was built from."""
-    m = task.data.meta
-    if m.get("source") == "mnist-test-split":
-        return (f"**Data used:** the canonical MNIST *test* set (10,000 digits, offline mirror, "
-                f"hash-checked), because the training set was not available here. It was split "
-                f"with seed {m['split_seed']} into {m['n_train']:,} training and "
-                f"{m['n_heldout']:,} held-out digits; the pictures show the training part.")
-    if m.get("source") == "mnist":
-        return ("**Data used:** the canonical MNIST training set (60,000 digits) and test set "
-                "(10,000 digits), hash-checked.")
-    if m.get("source") == "cifar10":
-        return "**Data used:** CIFAR-10, binary version (50,000 training images), hash-checked."
-    return f"**Data used:** {m.get('source', 'in-memory arrays')} ({len(task.data)} images)."
 
 
 def _vlim(*arrays):
     v = max(float(np.abs(a).max()) for a in arrays)
     return -v, v
-
-
-def unavailable_note(dataset: str, error: Exception) -> str:
-    """Markdown saying that ``dataset`` could not be had, why, and how to provide it."""
-    first = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return (f"**{dataset} is not available on the machine that built this page**, so no picture "
-            "is shown here. With network access the `paper` profile downloads it; offline, put "
-            "the canonical file into `<mirror>/cifar10/` and set `RNN_MFT_MIRROR=<mirror>` (see "
-            f"`data/README.md`). The loader said: {first}")
 
 
 def plot_padded_mnist(task, index: int = 0, n_show: int = 5):
@@ -199,18 +159,3 @@ def plot_unrolled_cifar10(task, index: int = 0, plain=None):
     ax.set_title(f"class {int(y)}: 3 normalised channels per step")
     ax.legend(loc="upper right", ncol=3, fontsize=7)
     return fig
-
-
-def task_table(tasks) -> str:
-    """A Markdown table of tasks: section, T, input size, classes, items, second moment."""
-    lines = ["| task | section | T | input size | classes | items | second moment per step: "
-             "mean (min .. max) |", "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
-    for t in tasks:
-        d = t.describe()
-        m = d["input_second_moment"]
-        name = f"`{d['task']}`" + (" (permuted)" if d.get("permutation", "none").startswith(
-            ("random", "explicit")) else "")
-        lines.append(f"| {name} | {d['paper_section']} | {d['seq_len']} | "
-                     f"{d['input_size']} | {d['num_classes']} | {d['n']} | "
-                     f"{m['mean']:.3f} ({m['min']:.2f} .. {m['max']:.2f}) |")
-    return "\n".join(lines)

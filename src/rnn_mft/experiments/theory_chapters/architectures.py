@@ -8,23 +8,35 @@ the unrolled cell state of Table 1.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from . import check_profile
-from ..sim.networks import STEPS
-from ..theory import ARCHS
-from ..theory.architectures import TABLE1, logistic, reference_step, unrolled_cell_state
-from ..theory.meanfield import FUNCS, SPECS
+from ..protocol import Config, doc
+from ...sim.networks import STEPS
+from ...theory import ARCHS
+from ...theory.architectures import TABLE1, logistic, reference_step, unrolled_cell_state
+from ...theory.meanfield import FUNCS, SPECS
 
-__all__ = ["config", "run"]
+__all__ = ["ArchitecturesConfig", "config", "run", "report"]
 
 
-def config(profile: str) -> dict:
-    check_profile(profile)
-    return {"smoke": dict(N=16, n_in=8, batch=4, T=5, seed=0),
-            "ci": dict(N=64, n_in=32, batch=16, T=20, seed=0),
-            "paper": dict(N=256, n_in=64, batch=64, T=100, seed=0)}[profile] | {"profile": profile}
+@dataclass(frozen=True)
+class ArchitecturesConfig(Config):
+    """Settings of the chapter "The architectures (Table 1)"; defaults are ``ci``."""
+
+    N: int = doc(64, "width of the random networks")
+    n_in: int = doc(32, "input width")
+    batch: int = doc(16, "states and inputs drawn per architecture")
+    T: int = doc(20, "steps of the LSTM's unrolled-form check")
+    seed: int = doc(0, "seed of the random weights, states and inputs")
+    PROFILES = {"smoke": dict(N=16, n_in=8, batch=4, T=5), "ci": {}, "paper": dict(N=256, n_in=64, batch=64, T=100)}
+
+
+def config(profile: str) -> ArchitecturesConfig:
+    """The settings at ``profile`` (smoke, ci or paper)."""
+    return ArchitecturesConfig.for_profile(profile)
 
 
 def _params(arch, N, n_in, rng):
@@ -45,7 +57,9 @@ def _spec_form(arch, P, s, z):
     return FUNCS[sp.alpha](u["f"]) * s + FUNCS[sp.beta](u["f"]) * T
 
 
-def run(cfg: dict) -> list:
+def run(cfg: ArchitecturesConfig, store=None) -> list:
+    """One row per architecture: the largest differences between the reference update and each
+    other reading of Table 1 (``store`` is not used)."""
     rng = np.random.default_rng(cfg["seed"])
     N, n_in, B = cfg["N"], cfg["n_in"], cfg["batch"]
     rows = []
@@ -75,3 +89,10 @@ def run(cfg: dict) -> list:
             checks["theory form"] = np.abs(s1 - _spec_form(arch, P, s, z)).max()
         rows.append(dict(arch=arch, info=TABLE1[arch], checks=checks))
     return rows
+
+
+def report(cfg: ArchitecturesConfig, rows: list) -> dict:
+    """The numbers of the page's prose: the largest difference over every check, and the
+    settings (``cfg_<field>``)."""
+    return {"worst": max(v for r in rows for v in r["checks"].values()),
+            **{f"cfg_{k}": v for k, v in cfg.items()}}

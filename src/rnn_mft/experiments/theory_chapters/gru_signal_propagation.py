@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..sim import simulate_pair
-from ..theory import Theta, gru
-from . import check_profile
+from ...sim import simulate_pair
+from ...theory import Theta, gru
+from ..protocol import Config, doc
 
-__all__ = ["CONFIGS", "config", "theta_for", "sigma_z_schedule", "run", "agreement", "describe",
-           "agreement_table"]
+__all__ = ["CONFIGS", "GRUSignalConfig", "config", "theta_for", "sigma_z_schedule", "run", "agreement",
+           "report", "theta_table", "agreement_table"]
 
 # Theta is not stated in the paper beyond three values of mu_f; we choose unit recurrent and
 # input variances for every gate, a small bias variance (so that the two copies share some
@@ -43,12 +44,34 @@ CONFIGS = {
 }
 
 
-def config(profile: str) -> dict:
-    """The settings for ``profile`` (a copy): widths, lengths, seeds, and the base Theta."""
-    cfg = copy.deepcopy(CONFIGS[check_profile(profile)])
-    cfg["profile"] = profile
-    cfg["theta"] = copy.deepcopy(_BASE)
-    return cfg
+@dataclass(frozen=True)
+class GRUSignalConfig(Config):
+    """Settings of the chapter "Signal propagation in the GRU (Figure 5)"; defaults are ``ci``."""
+
+    N: int = doc(2000, "width of the untied networks (and of their inputs)")
+    n_seeds: int = doc(8, "untied networks per curve and per fixed-point point")
+    N_tied: int = doc(1000, "width of the tied networks (their N x N weights are kept in memory)")
+    tied_seeds: int = doc(4, "tied networks per curve")
+    T: int = doc(60, "steps of the trajectory panel")
+    t_switch: int = doc(10, "first step with Sigma_z = 1 (Sigma_z = 0 before it)")
+    mu_f: list = doc([0.0, 2.0, 4.0], "forget-gate bias means of the trajectory panel")
+    fp_sigma_z: float = doc(0.5, "Sigma_z of the fixed-point panel")
+    fp_mu_f: list = doc([-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0], "mu_f of the fixed-point panel's simulated points")
+    fp_T: int = doc(200, "steps of each fixed-point run (from C = 1)")
+    fp_avg: int = doc(50, "last steps averaged for the simulated C*")
+    fp_tied_seeds: int = doc(2, "tied networks per fixed-point point")
+    seed: int = doc(0, "base seed; every run's seed is derived from it")
+    theta: dict = doc(_BASE, "the GRU's Theta except mu_f (per gate: sigma2, nu2, rho2, mu)")
+    PROFILES = {p: {k: v for k, v in c.items()} for p, c in CONFIGS.items()}
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "theta", copy.deepcopy(self.theta))
+
+
+def config(profile: str) -> GRUSignalConfig:
+    """The settings for ``profile``: widths, lengths, seeds, and the base Theta."""
+    return GRUSignalConfig.for_profile(profile)
 
 
 def theta_for(cfg: dict, mu_f) -> Theta:
@@ -62,8 +85,9 @@ def sigma_z_schedule(T: int, t_switch: int) -> np.ndarray:
     return (t >= t_switch).astype(float)
 
 
-def run(cfg: dict) -> dict:
-    """Theory and simulation for both panels of Figure 5. Returns plain arrays (see keys)."""
+def run(cfg: GRUSignalConfig, store=None) -> dict:
+    """Theory and simulation for both panels of Figure 5. Returns plain arrays (see keys).
+    Nothing is stored (``store`` is not used): the page recomputes it in a minute."""
     t0 = time.perf_counter()
     sz = sigma_z_schedule(cfg["T"], cfg["t_switch"])
     mu_f = np.asarray(cfg["mu_f"], dtype=float)
@@ -120,27 +144,30 @@ def agreement(cfg: dict, res: dict) -> dict:
     return {"tolerance": float(tol), "trajectory_max_abs_dev": d, "fixed_point_max_abs_dev": fp}
 
 
-def describe(cfg: dict) -> str:
-    """A Markdown paragraph and table stating the settings of ``cfg`` (for the chapter page)."""
+def report(cfg: GRUSignalConfig, res: dict) -> dict:
+    """The numbers of the page's prose: the largest deviations of :func:`agreement` and the
+    tolerance, their ratio for the untied networks, the tied networks' mean excess of C* over the
+    theory, the run time, and the settings (``cfg_<field>``, lists as comma-separated text)."""
+    ag = agreement(cfg, res)
+    tr, fp = ag["trajectory_max_abs_dev"], ag["fixed_point_max_abs_dev"]
+    out = {"tolerance": ag["tolerance"], "traj_dev_untied": tr["untied"], "traj_dev_tied": tr["tied"],
+           "fp_dev_untied": fp["untied"], "fp_dev_tied": fp["tied"],
+           "untied_dev_over_tol": max(tr["untied"], fp["untied"]) / ag["tolerance"],
+           "tied_fp_excess": float(np.nanmean(res["fp_tied"] - res["fp_theory_at_points"])),
+           "seconds": float(res["seconds"])}
+    for k, v in cfg.items():
+        if k != "theta":
+            out[f"cfg_{k}"] = ", ".join(f"{x:g}" for x in v) if isinstance(v, (list, tuple)) else v
+    return out
+
+
+def theta_table(cfg: GRUSignalConfig) -> str:
+    """Markdown table of the base Theta (mu_f is varied)."""
     theta = theta_for(cfg, 0.0).to_dict()
     rows = "\n".join(f"| {g} | {p['sigma2']:g} | {p['nu2']:g} | {p['rho2']:g} | "
                      f"{'varied' if g == 'f' else format(p['mu'], 'g')} |" for g, p in theta.items())
-    mu_f = ", ".join(f"{m:g}" for m in cfg["mu_f"])
-    fp_mu_f = ", ".join(f"{m:g}" for m in cfg["fp_mu_f"])
-    return f"""Profile **{cfg['profile']}**: untied networks of width $N = {cfg['N']}$ ({cfg['n_seeds']} seeds per
-curve), tied networks of width $N = {cfg['N_tied']}$ ({cfg['tied_seeds']} seeds per curve), inputs of the
-same width with $R = 1$, $T = {cfg['T']}$ steps with
-$\\Sigma_z^t = 0$ for $t < {cfg['t_switch']}$ and $\\Sigma_z^t = 1$ afterwards, both copies starting
-from the same state $s^0 \\sim \\mathcal N(0, 1)$ (so $C^0 = 1$), $\\mu_f \\in \\{{{mu_f}\\}}$.
-Fixed-point panel: $\\Sigma_z = {cfg['fp_sigma_z']:g}$, $\\mu_f \\in \\{{{fp_mu_f}\\}}$, {cfg['fp_T']} steps
-from $C^0 = 1$ with $C$ averaged over the last {cfg['fp_avg']}, {cfg['n_seeds']} untied and
-{cfg['fp_tied_seeds']} tied networks per point. Base seed {cfg['seed']}; the seeds of every run are
-derived from it, so the page is reproducible.
-
-| gate $k$ | $\\sigma_k^2$ | $\\nu_k^2$ | $\\rho_k^2$ | $\\mu_k$ |
-| --- | --- | --- | --- | --- |
-{rows}
-"""
+    return ("| gate $k$ | $\\sigma_k^2$ | $\\nu_k^2$ | $\\rho_k^2$ | $\\mu_k$ |\n"
+            "| --- | --- | --- | --- | --- |\n" + rows)
 
 
 def agreement_table(cfg: dict, res: dict) -> str:
@@ -151,8 +178,4 @@ def agreement_table(cfg: dict, res: dict) -> str:
 | --- | --- | --- |
 | largest $\\lvert C^t_{{sim}} - C^t_{{theory}}\\rvert$ over $t$ and $\\mu_f$ | {tr['untied']:.4f} | {tr['tied']:.4f} |
 | largest $\\lvert C^*_{{sim}} - C^*_{{theory}}\\rvert$ over $\\mu_f$ | {fp['untied']:.4f} | {fp['tied']:.4f} |
-
-Statistical tolerance for the untied networks: $5\\sqrt{{2/(N n_{{seeds}})}} = {ag['tolerance']:.4f}$ (the
-empirical correlation over $N$ units has a standard error of at most $\\sqrt{{2/N}}$ per network).
-Theory and simulation together took {res['seconds']:.1f} s.
 """
