@@ -81,7 +81,7 @@ def test_collected_runs_are_exactly_the_runs_the_chapters_load(where, monkeypatc
     ids = [f"{u['experiment']}/{u['name']}" for u in units]
     assert len(ids) == len(set(ids)) and {u["experiment"] for u in units} == set(TRAINING_EXPERIMENTS)
     rec = _Recorder(where / "rec")
-    E = {e: importlib.import_module(f"rnn_mft.experiments.{e}") for e in TRAINING_EXPERIMENTS}
+    E = {e: importlib.import_module(f"rnn_mft.experiments.training.{e}") for e in TRAINING_EXPERIMENTS}
     E["sequence_length"].run(E["sequence_length"].config(profile), rec)
     for tied in (False, True):
         c = E["trainability"].config(profile, tied=tied)
@@ -117,7 +117,7 @@ def test_inline_executor_fills_the_store_the_chapter_reads(where, monkeypatch):
     """Inline runs land in the store under the names the chapter loads: the chapter's code with a
     read-only store finds them (no training), and they equal what the chapter computes itself
     without any store (the smoke profile trains in place)."""
-    from rnn_mft.experiments import trainability as exp
+    from rnn_mft.experiments.training import trainability as exp
     units = collect_runs("smoke", [SMALL])
     assert {s["state"] for s in run_states("smoke", units=units)} == {"missing"}
     rep = execute("smoke", "inline", units=units, log=lambda *a, **k: None)
@@ -213,7 +213,7 @@ def test_slurm_settings_from_env_and_errors(monkeypatch):
 
 
 def test_submitit_is_imported_only_by_the_slurm_executor():
-    code = ("import sys, rnn_mft, rnn_mft.cluster, rnn_mft.train, rnn_mft.experiments.trainability;"
+    code = ("import sys, rnn_mft, rnn_mft.cluster, rnn_mft.train, rnn_mft.experiments.training.trainability;"
             "from rnn_mft.cluster import collect_runs; collect_runs('smoke');"
             "assert 'submitit' not in sys.modules, 'submitit imported'")
     subprocess.run([__import__("sys").executable, "-c", code], check=True)

@@ -28,11 +28,11 @@ import copy
 
 import numpy as np
 
-from .. import train
-from ..data.sources import DataUnavailableError
-from ..theory import Theta, analyze
-from . import check_profile
-from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
+from ... import train
+from ...data.sources import DataUnavailableError
+from ...theory import Theta, analyze
+from ..protocol import check_profile
+from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
 __all__ = ["CONFIGS", "INITS", "PAPER", "config", "cost", "describe", "ensembles", "inits", "members", "paper_note",
            "run", "run_name", "run_one", "stored_paper_results", "table", "theory_row", "units"]

@@ -22,11 +22,11 @@ import copy
 
 import numpy as np
 
-from .. import train
-from ..theory import Theta, analyze
-from ..train.ensembles import ensemble_bytes, split_by_memory
-from . import check_profile
-from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
+from ... import train
+from ...theory import Theta, analyze
+from ...train.ensembles import ensemble_bytes, split_by_memory
+from ..protocol import check_profile
+from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
 __all__ = ["CONFIGS", "INITS", "accuracy", "comparison", "config", "cost", "describe", "ensembles", "groups", "inits",
            "paper_note", "run", "run_group", "run_one", "run_name", "stored_paper_results", "theory_table", "units"]
@@ -107,7 +107,7 @@ def run_name(cfg: dict, Ts) -> str:
 
 def units(profile: str) -> list[dict]:
     """Every stored run the chapter loads at ``profile`` (one per ensemble of :func:`groups`),
-    described by :func:`~rnn_mft.experiments._training.unit` without training anything."""
+    described by :func:`~rnn_mft.experiments.training._common.unit` without training anything."""
     cfg = config(profile)
     return [unit(profile, EXPERIMENT, run_name(cfg, Ts), __name__, "run_group", [sorted(int(T) for T in Ts)])
             for Ts in groups(cfg)]

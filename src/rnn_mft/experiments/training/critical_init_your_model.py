@@ -11,9 +11,9 @@ import json
 import numpy as np
 import torch
 
-from .. import nets, theory, train
-from . import check_profile
-from ._training import store_smoke, unit
+from ... import nets, theory, train
+from ..protocol import check_profile
+from ._common import store_smoke, unit
 
 __all__ = ["CONFIGS", "MODELS", "config", "describe", "make_task", "make_models", "analyze_models", "run",
            "run_model", "run_name", "theta_table", "summary_table", "units"]

@@ -40,11 +40,11 @@ import copy
 
 import numpy as np
 
-from .. import train
-from ..theory import Theta, analyze
-from ..train.ensembles import ensemble_bytes, split_by_memory
-from . import check_profile
-from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
+from ... import train
+from ...theory import Theta, analyze
+from ...train.ensembles import ensemble_bytes, split_by_memory
+from ..protocol import check_profile
+from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
 __all__ = ["CONFIGS", "DIRECTIONS", "accuracy_map", "alphas", "comparison", "config", "cost", "describe", "ensembles",
            "groups", "overlay", "paper_note", "region_summary", "region_table", "run", "run_group", "run_one",

@@ -28,11 +28,11 @@ import copy
 
 import numpy as np
 
-from .. import train
-from ..theory import Theta
-from ..train import default_lrs
-from . import check_profile
-from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
+from ... import train
+from ...theory import Theta
+from ...train import default_lrs
+from ..protocol import check_profile
+from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
 __all__ = ["CONFIGS", "INITS", "TASKS", "best_curves", "comparison", "config", "cost", "describe", "ensembles",
            "lrs", "paper_note", "run", "run_name", "run_one", "steps_to", "stored_paper_results", "units"]
