@@ -37,7 +37,7 @@ def test_ci_profiles_are_at_least_the_issue_minimum():
 @pytest.mark.parametrize("arch", ["gru", "peephole_lstm", "lstm"])
 def test_direction_moves_xi_over_more_than_an_order_of_magnitude(arch):
     cfg = trainability.config("smoke")
-    cfg.update(n_alpha=6)
+    cfg = cfg.replace(n_alpha=6)
     ov = trainability.overlay(cfg, arch)
     assert ov["converged"].all()
     assert np.all(np.diff(ov["xi"]) > 0), "xi must grow along alpha (mu_f grows)"

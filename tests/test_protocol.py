@@ -4,6 +4,8 @@
 import dataclasses
 import importlib
 import inspect
+import json
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +85,52 @@ def test_glue_report_returns_numbers_as_plain_python():
     assert type(_plain(np.int64(3))) is int
     assert _plain(np.bool_(True)) == "True"
     assert _plain("ci").data == "ci"                                   # text becomes Markdown for {glue:md}
+
+
+# ----------------------------------------------------------------------------- training experiments
+from rnn_mft.experiments.training import MODULES as TRAINING_MODULES  # noqa: E402
+
+TRAINING = [importlib.import_module(f"rnn_mft.experiments.training.{m}") for m in TRAINING_MODULES]
+#: recorded from the dict configs of the code before issue 14 (commit 8640216): every stored run's
+#: name (its settings' hash inside) and every config as a plain dict
+BEFORE = json.loads((Path(__file__).parent / "data" / "training_runs_before_issue14.json").read_text())
+
+
+@pytest.mark.parametrize("exp", TRAINING, ids=lambda m: m.__name__.split(".")[-1])
+def test_training_modules_follow_the_protocol(exp):
+    test_theory_chapter_modules_follow_the_protocol(exp)
+
+
+@pytest.mark.parametrize("exp", TRAINING, ids=lambda m: m.__name__.split(".")[-1])
+def test_training_configs_reject_misspelt_settings(exp):
+    test_a_misspelt_setting_is_an_error_that_names_the_allowed_ones(exp)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_run_names_are_those_of_the_old_dict_configs(profile):
+    """The stored results and checkpoints are found by hashes of the settings: the dataclass
+    configs give every run of every profile the name the old dictionaries gave it."""
+    from rnn_mft.cluster import collect_runs
+
+    names = sorted(f"{u['experiment']}/{u['name']}" for u in collect_runs(profile))
+    assert names == BEFORE["names"][profile]
+    assert {u["module"] for u in collect_runs(profile)} == {e.__name__ for e in TRAINING}
+
+
+def test_dict_of_a_training_config_is_the_old_dict():
+    mods = {m.__name__.split(".")[-1]: m for m in TRAINING}
+    for key, old in BEFORE["configs"].items():
+        name, profile, *tied = key.split(":")
+        cfg = mods[name].config(profile, tied=tied[0] == "True") if tied else mods[name].config(profile)
+        assert json.loads(json.dumps(dict(cfg))) == old, key
+    assert len(BEFORE["configs"]) == 4 * 3 + 2 * 3
+
+
+def test_training_experiments_old_import_paths_still_work():
+    from rnn_mft.experiments import trainability
+    from rnn_mft.experiments.training import trainability as new
+    from rnn_mft.cluster.runs import _module
+
+    assert trainability is new
+    assert _module("rnn_mft.experiments.unrolled").__name__ == "rnn_mft.experiments.training.unrolled"
+    assert trainability.config("smoke", tied=True).tied is True

@@ -532,7 +532,7 @@ def test_budgeted_fit_interrupted_twice_ends_bitwise_equal(tmp_path, isolated_en
 
 def test_budgeted_smoke_experiment_continues_later_bitwise(tmp_path, isolated_env, monkeypatch):
     from rnn_mft.experiments.training import sequence_length as sl
-    cfg = dict(sl.config("smoke"), steps=6)
+    cfg = sl.config("smoke").replace(steps=6)
     ref = sl.run_one(cfg, 3)
     clock = _Clock()
     monkeypatch.setattr(engine, "_clock", clock)

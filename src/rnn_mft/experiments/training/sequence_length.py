@@ -18,14 +18,14 @@ Choices the paper leaves open, kept here in one place:
 """
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass
 
 import numpy as np
 
 from ... import train
 from ...theory import Theta, analyze
 from ...train.ensembles import ensemble_bytes, split_by_memory
-from ..protocol import check_profile
+from ..protocol import PROFILES, Config, doc
 from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
 __all__ = ["CONFIGS", "INITS", "accuracy", "comparison", "config", "cost", "describe", "ensembles", "groups", "inits",
@@ -35,21 +35,39 @@ EXPERIMENT = "sequence_length"
 INITS = ("standard", "critical", "chrono")
 ARCH = "peephole_lstm"
 
-CONFIGS = {
-    "smoke": dict(Ts=[3, 6], width=8, batch_size=8, steps=3, n_eval=32, eval_every=0, ensemble_gib=1.0),
-    "ci": dict(Ts=[10, 25, 50, 100], width=48, batch_size=32, steps=300, n_eval=1000, eval_every=50,
-               ensemble_gib=2.0),
-    "paper": dict(Ts=[10, 30, 100, 200, 400, 600, 800, 1000], width=256, batch_size=64, steps=8000, n_eval=2000,
-                  eval_every=500, ensemble_gib=64.0),
-}
 N_IN, N_OUT = 784, 10
-_COMMON = dict(optimizer="adam", lr=1e-3, clip=1.0, seed=0)
 
 
-def config(profile: str) -> dict:
-    cfg = dict(copy.deepcopy(CONFIGS[check_profile(profile)]), **_COMMON)
-    cfg["profile"] = profile
-    return cfg
+@dataclass(frozen=True)
+class SequenceLengthConfig(Config):
+    """Settings of the chapter "Critical initialization against sequence length (Figure 1)"."""
+
+    Ts: list = doc([10, 25, 50, 100], "sequence lengths T of padded MNIST (the digit, then T-1 steps of noise)")
+    width: int = doc(48, "width N of the peephole LSTM")
+    batch_size: int = doc(32, "minibatch size")
+    steps: int = doc(300, "training steps (the paper: 8000 iterations)")
+    n_eval: int = doc(1000, "held-out test digits the accuracy is measured on")
+    eval_every: int = doc(50, "steps between evaluations (0: only at the end)")
+    ensemble_gib: float = doc(2.0, "memory budget (GiB) of one ensemble; lengths are split to fit it")
+    optimizer: str = doc("adam", "optimizer")
+    lr: float = doc(1e-3, "learning rate")
+    clip: float = doc(1.0, "gradients clipped at this norm")
+    seed: int = doc(0, "seed of the weights, the read-out and the minibatches")
+    PROFILES = {
+        "smoke": dict(Ts=[3, 6], width=8, batch_size=8, steps=3, n_eval=32, eval_every=0, ensemble_gib=1.0),
+        "ci": {},
+        "paper": dict(Ts=[10, 30, 100, 200, 400, 600, 800, 1000], width=256, batch_size=64, steps=8000, n_eval=2000,
+                      eval_every=500, ensemble_gib=64.0),
+    }
+
+
+#: the settings of every profile, as plain dictionaries
+CONFIGS = {p: {k: v for k, v in SequenceLengthConfig.for_profile(p).items() if k != "profile"} for p in PROFILES}
+
+
+def config(profile: str) -> SequenceLengthConfig:
+    """The settings at ``profile`` (smoke, ci or paper)."""
+    return SequenceLengthConfig.for_profile(profile)
 
 
 def inits(T: int) -> list[tuple]:

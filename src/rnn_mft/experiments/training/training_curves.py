@@ -24,14 +24,14 @@ Choices the paper leaves open, kept here in one place:
 """
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass
 
 import numpy as np
 
 from ... import train
 from ...theory import Theta
 from ...train import default_lrs
-from ..protocol import check_profile
+from ..protocol import PROFILES, Config, doc
 from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
 __all__ = ["CONFIGS", "INITS", "TASKS", "best_curves", "comparison", "config", "cost", "describe", "ensembles",
@@ -42,24 +42,44 @@ INITS = ("standard", "critical")
 ARCH = "peephole_lstm"
 TASKS = {"concatenated_mnist": "n_digits", "repeated_pixel_mnist": "repeat"}
 
-CONFIGS = {
-    "smoke": dict(lengths={"concatenated_mnist": [1, 2], "repeated_pixel_mnist": [1]}, width=8, batch_size=8,
-                  steps=4, n_lr=2, n_eval=32, eval_every=2, repeat_concat=1, pixels_per_step=28),
-    # repeated-pixel MNIST row by row (28 pixels per step, T = 28 r): at 7 pixels per step (T >= 112)
-    # neither initialization learns anything within a CPU budget
-    "ci": dict(lengths={"concatenated_mnist": [1, 2, 3], "repeated_pixel_mnist": [1, 4, 12]}, width=32,
-               batch_size=32, steps=250, n_lr=8, n_eval=500, eval_every=25, repeat_concat=10, pixels_per_step=28),
-    "paper": dict(lengths={"concatenated_mnist": [1, 4, 10], "repeated_pixel_mnist": [1, 5, 20]}, width=128,
-                  batch_size=64, steps=10000, n_lr=8, n_eval=2000, eval_every=200, repeat_concat=10,
-                  pixels_per_step=7),
-}
-_COMMON = dict(optimizer="sgd", momentum=0.9, clip=1.0, seed=0, lr_range=[1e-5, 1e-2])
+@dataclass(frozen=True)
+class TrainingCurvesConfig(Config):
+    """Settings of the chapter "Three regimes of sequence length (Figure 4)"."""
+
+    # ci: repeated-pixel MNIST row by row (28 pixels per step, T = 28 r): at 7 pixels per step
+    # (T >= 112) neither initialization learns anything within a CPU budget
+    lengths: dict = doc({"concatenated_mnist": [1, 2, 3], "repeated_pixel_mnist": [1, 4, 12]},
+                        "per task, the lengths of its panels (digits n; repeats r)")
+    width: int = doc(32, "width N of the peephole LSTM")
+    batch_size: int = doc(32, "minibatch size")
+    steps: int = doc(250, "training steps")
+    n_lr: int = doc(8, "learning rates of the scan (Appendix C.5.1), log-spaced in lr_range")
+    n_eval: int = doc(500, "training sequences the training accuracy is measured on")
+    eval_every: int = doc(25, "steps between evaluations")
+    repeat_concat: int = doc(10, "repeats of every step of concatenated MNIST")
+    pixels_per_step: int = doc(28, "pixels per step of repeated-pixel MNIST (the paper: 7)")
+    optimizer: str = doc("sgd", "optimizer (SGD with momentum, as the paper)")
+    momentum: float = doc(0.9, "momentum")
+    clip: float = doc(1.0, "gradients clipped at this norm")
+    seed: int = doc(0, "seed of the weights, the read-out and the minibatches")
+    lr_range: list = doc([1e-5, 1e-2], "range of the learning-rate scan")
+    PROFILES = {
+        "smoke": dict(lengths={"concatenated_mnist": [1, 2], "repeated_pixel_mnist": [1]}, width=8, batch_size=8,
+                      steps=4, n_lr=2, n_eval=32, eval_every=2, repeat_concat=1, pixels_per_step=28),
+        "ci": {},
+        "paper": dict(lengths={"concatenated_mnist": [1, 4, 10], "repeated_pixel_mnist": [1, 5, 20]}, width=128,
+                      batch_size=64, steps=10000, n_lr=8, n_eval=2000, eval_every=200, repeat_concat=10,
+                      pixels_per_step=7),
+    }
 
 
-def config(profile: str) -> dict:
-    cfg = dict(copy.deepcopy(CONFIGS[check_profile(profile)]), **copy.deepcopy(_COMMON))
-    cfg["profile"] = profile
-    return cfg
+#: the settings of every profile, as plain dictionaries
+CONFIGS = {p: {k: v for k, v in TrainingCurvesConfig.for_profile(p).items() if k != "profile"} for p in PROFILES}
+
+
+def config(profile: str) -> TrainingCurvesConfig:
+    """The settings at ``profile`` (smoke, ci or paper)."""
+    return TrainingCurvesConfig.for_profile(profile)
 
 
 def lrs(cfg: dict) -> np.ndarray:
