@@ -28,8 +28,9 @@ from ...train.ensembles import ensemble_bytes, split_by_memory
 from ..protocol import PROFILES, Config, doc
 from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
-__all__ = ["CONFIGS", "INITS", "accuracy", "comparison", "config", "cost", "describe", "ensembles", "groups", "inits",
-           "paper_note", "run", "run_group", "run_one", "run_name", "stored_paper_results", "theory_table", "units"]
+__all__ = ["CONFIGS", "INITS", "SequenceLengthConfig", "accuracy", "comparison", "config", "cost", "ensembles", "groups",
+           "inits", "paper_note", "report", "run", "run_group", "run_one", "run_name", "stored_paper_results",
+           "theory_table", "units"]
 
 EXPERIMENT = "sequence_length"
 INITS = ("standard", "critical", "chrono")
@@ -183,21 +184,10 @@ def accuracy(results: dict) -> dict:
     return {name: np.array([r.final["eval_acc"][i] for r in results.values()], float) for i, name in enumerate(INITS)}
 
 
-def describe(cfg: dict) -> str:
-    return (f"**Settings of this run (profile `{cfg['profile']}`):** padded MNIST, sequence lengths "
-            f"$T \\in \\{{{', '.join(map(str, cfg['Ts']))}\\}}$; peephole LSTM with tied weights, width "
-            f"$N = {cfg['width']}$; {cfg['steps']} steps of {cfg['optimizer'].capitalize()} (learning rate "
-            f"{cfg['lr']:g}, batch {cfg['batch_size']}, gradient norm clipped at {cfg['clip']}); held-out "
-            f"accuracy on {cfg['n_eval']} test sequences. The paper trains 8000 iterations (profile `paper`).")
-
-
 def comparison(Ts, acc: dict, cfg: dict) -> str:
     """Markdown: the paper's Figure 1 statement against this run's numbers."""
     Ts = list(Ts)
-
-    def longest(v, level=0.5):
-        ok = [T for T, a in zip(Ts, v) if np.isfinite(a) and a >= level]
-        return max(ok) if ok else None
+    longest = lambda v: _longest(Ts, v)  # noqa: E731
 
     rows = ["| | the paper (Fig. 1, 8000 iterations) | this run (profile `%s`, %d steps) |"
             % (cfg["profile"], cfg["steps"]), "|---|---|---|"]
@@ -211,6 +201,34 @@ def comparison(Ts, acc: dict, cfg: dict) -> str:
                 + (f"at least 0.5 up to $T = {L}$" if L else "below 0.5 everywhere"))
         rows.append(f"| {name} | {say[name]} | {ours} |")
     return "\n".join(rows)
+
+
+def _longest(Ts, acc, level: float = 0.5):
+    ok = [T for T, a in zip(Ts, acc) if np.isfinite(a) and a >= level]
+    return max(ok) if ok else None
+
+
+def report(cfg: SequenceLengthConfig, result: dict) -> dict:
+    """The numbers of the page's prose: the settings (``width``, ``steps``, ``Ts``, ...), the
+    shortest and longest length (``T_min``, ``T_max``), per initialization its held-out accuracy
+    there (``acc_<init>_shortest``, ``acc_<init>_longest``) and the longest length at which it
+    reaches 0.5 (``reach_<init>``, text), and which of standard and critical is ahead at the
+    longest length (``order_longest``, a short label)."""
+    Ts = list(result)
+    acc = accuracy(result)
+    out = dict(profile=cfg.profile, width=cfg.width, steps=cfg.steps, optimizer=cfg.optimizer.capitalize(),
+               lr=cfg.lr, batch_size=cfg.batch_size, clip=cfg.clip, n_eval=cfg.n_eval,
+               Ts=", ".join(map(str, cfg.Ts)), T_min=min(Ts), T_max=max(Ts))
+    i_min, i_max = Ts.index(min(Ts)), Ts.index(max(Ts))
+    for name in INITS:
+        out[f"acc_{name}_shortest"] = float(acc[name][i_min])
+        out[f"acc_{name}_longest"] = float(acc[name][i_max])
+        L = _longest(Ts, acc[name])
+        out[f"reach_{name}"] = f"$T = {L}$" if L else "no length"
+    s, c = out["acc_standard_longest"], out["acc_critical_longest"]
+    out["order_longest"] = ("critical ahead" if c > s else "standard ahead" if s > c else "level") \
+        if np.isfinite(s) and np.isfinite(c) else "no comparison (a run diverged)"
+    return out
 
 
 def stored_paper_results():

@@ -34,8 +34,9 @@ from ...train import default_lrs
 from ..protocol import PROFILES, Config, doc
 from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
-__all__ = ["CONFIGS", "INITS", "TASKS", "best_curves", "comparison", "config", "cost", "describe", "ensembles",
-           "lrs", "paper_note", "run", "run_name", "run_one", "steps_to", "stored_paper_results", "units"]
+__all__ = ["CONFIGS", "INITS", "TASKS", "TrainingCurvesConfig", "best_curves", "comparison", "config", "cost",
+           "ensembles", "lrs", "paper_note", "report", "run", "run_name", "run_one", "steps_to", "stored_paper_results",
+           "units"]
 
 EXPERIMENT = "training_curves"
 INITS = ("standard", "critical")
@@ -162,19 +163,6 @@ def best_curves(res: train.RunResult, cfg: dict) -> dict:
     return out
 
 
-def describe(cfg: dict) -> str:
-    L = cfg["lengths"]
-    return (f"**Settings of this run (profile `{cfg['profile']}`):** peephole LSTM, tied weights, width "
-            f"$N = {cfg['width']}$; concatenated MNIST with $n \\in \\{{{', '.join(map(str, L['concatenated_mnist']))}\\}}$ "
-            f"digits ($T = {7 * cfg['repeat_concat']}\\,n$) and repeated-pixel "
-            f"MNIST with {cfg['pixels_per_step']} pixels per step and $r \\in \\{{{', '.join(map(str, L['repeated_pixel_mnist']))}\\}}$ "
-            f"($T = {784 // cfg['pixels_per_step']}\\,r$; the paper: 7 pixels, $T = 112\\,r$); "
-            f"{cfg['steps']} steps of SGD with momentum {cfg['momentum']} (batch {cfg['batch_size']}, gradient norm "
-            f"clipped at {cfg['clip']}), {cfg['n_lr']} learning rates in [{cfg['lr_range'][0]:g}, "
-            f"{cfg['lr_range'][1]:g}] per initialization; training accuracy on {cfg['n_eval']} training "
-            f"sequences every {cfg['eval_every']} steps.")
-
-
 def steps_to(step, acc, level: float):
     """First evaluation step at which ``acc`` reaches ``level`` (None if never)."""
     acc = np.asarray(acc, float)
@@ -203,6 +191,32 @@ def comparison(results: dict, cfg: dict) -> str:
             rows.append(f"| {task} | {TASKS[task]} = {L} | {res.meta['task']['seq_len']} | {paper.get(j, '')} | "
                         + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def report(cfg: TrainingCurvesConfig, result: dict) -> dict:
+    """The numbers of the page's prose: the settings (``width``, ``steps``, ``momentum``, the
+    lengths of each task as text, ``T_per_digit`` and ``T_per_repeat``), and over the panels
+    (``n_panels``) those where the critical initialization reaches half-way between chance and 1
+    in fewer steps than the standard one (``n_critical_faster``, a panel where only critical gets
+    there included), where only the critical one gets there (``n_only_critical``) and where
+    only the standard one does (``n_only_standard``)."""
+    out = dict(profile=cfg.profile, width=cfg.width, steps=cfg.steps, momentum=cfg.momentum, clip=cfg.clip,
+               batch_size=cfg.batch_size, n_lr=cfg.n_lr, lr_lo=cfg.lr_range[0], lr_hi=cfg.lr_range[1],
+               n_eval=cfg.n_eval, eval_every=cfg.eval_every, pixels_per_step=cfg.pixels_per_step,
+               T_per_digit=7 * cfg.repeat_concat, T_per_repeat=784 // cfg.pixels_per_step,
+               lengths_concat=", ".join(map(str, cfg.lengths["concatenated_mnist"])),
+               lengths_repeat=", ".join(map(str, cfg.lengths["repeated_pixel_mnist"])), n_panels=len(result))
+    faster = only_c = only_s = 0
+    for res in result.values():
+        nc = int(res.meta["task"]["num_classes"])
+        level = 1 / nc + 0.5 * (1 - 1 / nc)
+        bc = best_curves(res, cfg)
+        s, c = (steps_to(bc[n]["step"], bc[n]["acc"], level) for n in ("standard", "critical"))
+        faster += c is not None and (s is None or c < s)
+        only_c += c is not None and s is None
+        only_s += s is not None and c is None
+    out.update(n_critical_faster=int(faster), n_only_critical=int(only_c), n_only_standard=int(only_s))
+    return out
 
 
 def stored_paper_results():

@@ -34,8 +34,8 @@ from ...theory import Theta, analyze
 from ..protocol import PROFILES, Config, doc
 from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
-__all__ = ["CONFIGS", "INITS", "PAPER", "config", "cost", "describe", "ensembles", "inits", "members", "paper_note",
-           "run", "run_name", "run_one", "stored_paper_results", "table", "theory_row", "units"]
+__all__ = ["CONFIGS", "INITS", "PAPER", "UnrolledConfig", "config", "cost", "ensembles", "inits", "members",
+           "paper_note", "report", "run", "run_name", "run_one", "stored_paper_results", "table", "theory_row", "units"]
 
 EXPERIMENT = "unrolled"
 INITS = ("standard", "critical", "chrono")
@@ -217,11 +217,26 @@ def table(results: dict, cfg: dict) -> str:
     return "\n".join(rows)
 
 
-def describe(cfg: dict) -> str:
-    return (f"**Settings of this run (profile `{cfg['profile']}`):** width $N = {cfg['width']}$ (the paper: 600 for "
-            f"MNIST); {cfg['steps']} steps of {cfg['optimizer'].capitalize()} (learning rate {cfg['lr']:g}, batch "
-            f"{cfg['batch_size']}, gradient norm clipped at {cfg['clip']}); test accuracy on up to {cfg['n_eval']} "
-            f"held-out images; data sets: {', '.join(cfg['datasets'])}.")
+def report(cfg: UnrolledConfig, result: dict) -> dict:
+    """The numbers of the page's prose: the settings (``width``, ``steps``, ``datasets`` as text,
+    ...), per data set of Table 2 (``mnist``, ``cifar10``) this run's test accuracy of every member
+    as one text (``<dataset>_accuracy``: "standard 11.2%, critical ...", or why it did not run)
+    and the member ahead (``<dataset>_best``)."""
+    out = dict(profile=cfg.profile, width=cfg.width, steps=cfg.steps, optimizer=cfg.optimizer.capitalize(),
+               lr=cfg.lr, batch_size=cfg.batch_size, clip=cfg.clip, n_eval=cfg.n_eval, h_detach=cfg.h_detach,
+               datasets=", ".join(cfg.datasets))
+    for ds in DATASETS:
+        res, why = result.get(ds, (None, "not in this profile"))
+        if res is None:
+            out[f"{ds}_accuracy"], out[f"{ds}_best"] = f"not run ({why})", "none"
+            continue
+        names = res.meta.get("labels") or members(ds, cfg)
+        acc = {n: float(res.final["eval_acc"][i]) for i, n in enumerate(names)}
+        out[f"{ds}_accuracy"] = ", ".join(f"{n} {100 * a:.1f}%" if np.isfinite(a) else f"{n} diverged"
+                                          for n, a in acc.items())
+        ok = {n: a for n, a in acc.items() if np.isfinite(a)}
+        out[f"{ds}_best"] = max(ok, key=ok.get) if ok else "none"
+    return out
 
 
 def stored_paper_results():
