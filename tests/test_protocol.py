@@ -7,6 +7,7 @@ import inspect
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rnn_mft.experiments import PROFILES, Config, doc
@@ -134,3 +135,54 @@ def test_training_experiments_old_import_paths_still_work():
     assert trainability is new
     assert _module("rnn_mft.experiments.unrolled").__name__ == "rnn_mft.experiments.training.unrolled"
     assert trainability.config("smoke", tied=True).tied is True
+
+
+def _rr(acc):
+    from rnn_mft import train
+    return train.RunResult({}, {"eval_acc": list(acc), "train_loss": [1.0] * len(acc)}, {}, {})
+
+
+def test_trainability_report_reads_verdicts_off_the_regions():
+    """xi = 1 and 10 at the two alphas: T = 2 lies below 3 xi for both, T = 8 beyond 6 xi for the
+    first alpha only. High accuracy below, chance beyond: every architecture 'agrees'."""
+    from rnn_mft.experiments.training import trainability as exp
+
+    cfg = exp.config("smoke").replace(Ts=[2, 8])
+    maps = {2: _rr([0.9, 0.9]), 8: _rr([0.1, 0.9])}
+    ov = {"xi": np.array([1.0, 10.0])}
+    result = {"untied": {a: maps for a in cfg.archs}, "tied": {a: {2: _rr([0.9, 0.9]), 8: _rr([0.5, 0.9])}
+                                                             for a in cfg.archs},
+              "overlays": {a: ov for a in cfg.archs}}
+    rep = exp.report(cfg, result)
+    assert rep["n_agree_untied"] == rep["n_archs"] == len(cfg.archs)
+    assert rep["acc_below_3xi_untied"] == pytest.approx(0.9) and rep["acc_beyond_6xi_untied"] == pytest.approx(0.1)
+    assert rep["verdicts_untied"] == "; ".join(f"{a}: *agrees*" for a in cfg.archs)
+    assert rep["n_agree_tied"] == 0 and "same direction, softer" in rep["verdicts_tied"]   # 0.9 against 0.5
+    assert rep["xi_growth_min"] == pytest.approx(10.0)
+    assert exp.verdict({"T <= 3xi": (0.9, 3), "T >= 6xi": (0.8, 2)}) == "does not show the transition"
+    assert exp.verdict({"T <= 3xi": (0.9, 3), "T >= 6xi": (float("nan"), 0)}) == "no verdict"
+
+
+def test_sequence_length_report_reads_the_accuracies():
+    from rnn_mft.experiments.training import sequence_length as exp
+
+    cfg = exp.config("smoke")                                # Ts = [3, 6]; members: standard, critical, chrono
+    rep = exp.report(cfg, {3: _rr([0.8, 0.7, 0.6]), 6: _rr([0.2, 0.55, float("nan")])})
+    assert (rep["T_min"], rep["T_max"]) == (3, 6)
+    assert rep["acc_critical_longest"] == pytest.approx(0.55) and rep["acc_standard_shortest"] == pytest.approx(0.8)
+    assert rep["reach_standard"] == "$T = 3$" and rep["reach_critical"] == "$T = 6$"
+    assert rep["order_longest"] == "the critical initialization is ahead"
+
+
+def test_unrolled_report_says_what_did_not_run():
+    from rnn_mft.experiments.training import unrolled as exp
+
+    cfg = exp.config("ci")
+    res = _rr([0.5, 0.6, float("nan"), 0.4])
+    res.meta["labels"] = exp.members("mnist", cfg)
+    rep = exp.report(cfg, {"mnist": (res, None), "cifar10": (None, "no network")})
+    assert rep["mnist_accuracy"] == "standard 50.0%, critical 60.0%, chrono diverged, h-detach 40.0%"
+    assert rep["mnist_best"] == "critical"
+    assert rep["cifar10_accuracy"] == "not run (no network)" and rep["cifar10_best"] == "none"
+    res.final["eval_acc"] = [0.5, 0.5, 0.1, 0.2]
+    assert exp.report(cfg, {"mnist": (res, None)})["mnist_best"] == "none, standard and critical are level"

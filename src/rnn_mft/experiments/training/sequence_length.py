@@ -226,8 +226,9 @@ def report(cfg: SequenceLengthConfig, result: dict) -> dict:
         L = _longest(Ts, acc[name])
         out[f"reach_{name}"] = f"$T = {L}$" if L else "no length"
     s, c = out["acc_standard_longest"], out["acc_critical_longest"]
-    out["order_longest"] = ("critical ahead" if c > s else "standard ahead" if s > c else "level") \
-        if np.isfinite(s) and np.isfinite(c) else "no comparison (a run diverged)"
+    out["order_longest"] = (("the critical initialization is ahead" if c > s else
+                             "the standard initialization is ahead" if s > c else "the two are level")
+                            if np.isfinite(s) and np.isfinite(c) else "no comparison (a run diverged)")
     return out
 
 

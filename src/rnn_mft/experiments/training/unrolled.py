@@ -221,7 +221,7 @@ def report(cfg: UnrolledConfig, result: dict) -> dict:
     """The numbers of the page's prose: the settings (``width``, ``steps``, ``datasets`` as text,
     ...), per data set of Table 2 (``mnist``, ``cifar10``) this run's test accuracy of every member
     as one text (``<dataset>_accuracy``: "standard 11.2%, critical ...", or why it did not run)
-    and the member ahead (``<dataset>_best``)."""
+    and the member ahead (``<dataset>_best``; "none, ... are level" on a tie)."""
     out = dict(profile=cfg.profile, width=cfg.width, steps=cfg.steps, optimizer=cfg.optimizer.capitalize(),
                lr=cfg.lr, batch_size=cfg.batch_size, clip=cfg.clip, n_eval=cfg.n_eval, h_detach=cfg.h_detach,
                datasets=", ".join(cfg.datasets))
@@ -235,7 +235,8 @@ def report(cfg: UnrolledConfig, result: dict) -> dict:
         out[f"{ds}_accuracy"] = ", ".join(f"{n} {100 * a:.1f}%" if np.isfinite(a) else f"{n} diverged"
                                           for n, a in acc.items())
         ok = {n: a for n, a in acc.items() if np.isfinite(a)}
-        out[f"{ds}_best"] = max(ok, key=ok.get) if ok else "none"
+        top = [n for n, a in ok.items() if a == max(ok.values())]
+        out[f"{ds}_best"] = top[0] if len(top) == 1 else "none, " + " and ".join(top) + " are level" if top else "none"
     return out
 
 
