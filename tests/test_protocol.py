@@ -186,3 +186,5 @@ def test_unrolled_report_says_what_did_not_run():
     assert rep["cifar10_accuracy"] == "not run (no network)" and rep["cifar10_best"] == "none"
     res.final["eval_acc"] = [0.5, 0.5, 0.1, 0.2]
     assert exp.report(cfg, {"mnist": (res, None)})["mnist_best"] == "none, standard and critical are level"
+    res.final["eval_acc"] = [0.5] * 4
+    assert exp.report(cfg, {"mnist": (res, None)})["mnist_best"] == "none, all are level"

@@ -224,7 +224,7 @@ def report(cfg: SequenceLengthConfig, result: dict) -> dict:
         out[f"acc_{name}_shortest"] = float(acc[name][i_min])
         out[f"acc_{name}_longest"] = float(acc[name][i_max])
         L = _longest(Ts, acc[name])
-        out[f"reach_{name}"] = f"$T = {L}$" if L else "no length"
+        out[f"reach_{name}"] = f"$T = {L}$" if L else "none"
     s, c = out["acc_standard_longest"], out["acc_critical_longest"]
     out["order_longest"] = (("the critical initialization is ahead" if c > s else
                              "the standard initialization is ahead" if s > c else "the two are level")

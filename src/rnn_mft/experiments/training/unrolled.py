@@ -236,7 +236,11 @@ def report(cfg: UnrolledConfig, result: dict) -> dict:
                                           for n, a in acc.items())
         ok = {n: a for n, a in acc.items() if np.isfinite(a)}
         top = [n for n, a in ok.items() if a == max(ok.values())]
-        out[f"{ds}_best"] = top[0] if len(top) == 1 else "none, " + " and ".join(top) + " are level" if top else "none"
+        if len(top) > 1:
+            level = "all" if len(top) == len(acc) else ", ".join(top[:-1]) + " and " + top[-1]
+            out[f"{ds}_best"] = f"none, {level} are level"
+        else:
+            out[f"{ds}_best"] = top[0] if top else "none"
     return out
 
 
