@@ -81,16 +81,13 @@ def test_collected_runs_are_exactly_the_runs_the_chapters_load(where, monkeypatc
     ids = [f"{u['experiment']}/{u['name']}" for u in units]
     assert len(ids) == len(set(ids)) and {u["experiment"] for u in units} == set(TRAINING_EXPERIMENTS)
     rec = _Recorder(where / "rec")
-    E = {e: importlib.import_module(f"rnn_mft.experiments.{e}") for e in TRAINING_EXPERIMENTS}
+    E = {e: importlib.import_module(f"rnn_mft.experiments.training.{e}") for e in TRAINING_EXPERIMENTS}
     E["sequence_length"].run(E["sequence_length"].config(profile), rec)
-    for tied in (False, True):
-        c = E["trainability"].config(profile, tied=tied)
-        for arch in c["archs"]:
-            E["trainability"].run(c, arch, store=rec)
+    E["trainability"].run(E["trainability"].config(profile), rec)          # Figures 2 and 6
     E["training_curves"].run(E["training_curves"].config(profile), rec)
     E["unrolled"].run(E["unrolled"].config(profile), rec)
     ci = E["critical_init_your_model"]
-    ci.run(ci.config(profile), {m: None for m in ci.MODELS}, task=None, store=rec)
+    ci.run_models(ci.config(profile), {m: None for m in ci.MODELS}, task=None, store=rec)
     assert sorted(rec.asked) == sorted(ids)
     # and each unit's own call asks for its own name
     for u in units:
@@ -117,16 +114,16 @@ def test_inline_executor_fills_the_store_the_chapter_reads(where, monkeypatch):
     """Inline runs land in the store under the names the chapter loads: the chapter's code with a
     read-only store finds them (no training), and they equal what the chapter computes itself
     without any store (the smoke profile trains in place)."""
-    from rnn_mft.experiments import trainability as exp
+    from rnn_mft.experiments.training import trainability as exp
     units = collect_runs("smoke", [SMALL])
     assert {s["state"] for s in run_states("smoke", units=units)} == {"missing"}
     rep = execute("smoke", "inline", units=units, log=lambda *a, **k: None)
     assert rep.ok and {s["state"] for s in rep.states} == {"done"} and rep.submitted == len(units) == 4
     cfg = exp.config("smoke", tied=True)
     arch = cfg["archs"][0]
-    direct = exp.run(cfg, arch)                                       # smoke: trained here, no store
+    direct = exp.run_arch(cfg, arch)                                  # smoke: trained here, no store
     monkeypatch.setenv("RNN_MFT_STORE_SMOKE", "1")
-    loaded = exp.run(cfg, arch, store=train.ResultsStore(readonly=True))   # raises if anything is missing
+    loaded = exp.run_arch(cfg, arch, store=train.ResultsStore(readonly=True))   # raises if anything is missing
     for T in cfg["Ts"]:
         assert json.dumps(loaded[T].final, sort_keys=True) == json.dumps(direct[T].final, sort_keys=True)
         np.testing.assert_array_equal(loaded[T].curves["train_loss"], direct[T].curves["train_loss"])
@@ -230,7 +227,7 @@ def test_slurm_settings_from_env_and_errors(monkeypatch):
 
 
 def test_submitit_is_imported_only_by_the_slurm_executor():
-    code = ("import sys, rnn_mft, rnn_mft.cluster, rnn_mft.train, rnn_mft.experiments.trainability;"
+    code = ("import sys, rnn_mft, rnn_mft.cluster, rnn_mft.train, rnn_mft.experiments.training.trainability;"
             "from rnn_mft.cluster import collect_runs; collect_runs('smoke');"
             "assert 'submitit' not in sys.modules, 'submitit imported'")
     subprocess.run([__import__("sys").executable, "-c", code], check=True)

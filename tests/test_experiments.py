@@ -7,8 +7,9 @@ import torch
 
 from rnn_mft import nets, train
 from rnn_mft.data import load_task_pair
-from rnn_mft.experiments import PROFILES, sequence_length, trainability, training_curves, unrolled
-from rnn_mft.experiments._training import make_ensemble, run_key
+from rnn_mft.experiments import PROFILES
+from rnn_mft.experiments.training import sequence_length, trainability, training_curves, unrolled
+from rnn_mft.experiments.training._common import make_ensemble, run_key
 from rnn_mft.theory import Theta, analyze
 
 torch.set_num_threads(1)
@@ -36,7 +37,7 @@ def test_ci_profiles_are_at_least_the_issue_minimum():
 @pytest.mark.parametrize("arch", ["gru", "peephole_lstm", "lstm"])
 def test_direction_moves_xi_over_more_than_an_order_of_magnitude(arch):
     cfg = trainability.config("smoke")
-    cfg.update(n_alpha=6)
+    cfg = cfg.replace(n_alpha=6)
     ov = trainability.overlay(cfg, arch)
     assert ov["converged"].all()
     assert np.all(np.diff(ov["xi"]) > 0), "xi must grow along alpha (mu_f grows)"
@@ -191,7 +192,7 @@ def test_dataset_task_checkpoint_resume_is_exact(padded, tmp_path):
 
 
 def test_stored_paper_results_are_read_never_trained(tmp_path, monkeypatch):
-    from rnn_mft.experiments._training import paper_note, provenance, stored_paper
+    from rnn_mft.experiments.training._common import paper_note, provenance, stored_paper
     monkeypatch.setenv("RNN_MFT_RESULTS", str(tmp_path))
     monkeypatch.delenv("RNN_MFT_RESULTS_READONLY", raising=False)
     calls = []

@@ -21,8 +21,8 @@ import torch
 
 from rnn_mft import nets, train
 from rnn_mft.data import load_task_pair
-from rnn_mft.experiments import sequence_length, trainability
-from rnn_mft.experiments._training import make_ensemble
+from rnn_mft.experiments.training import sequence_length, trainability
+from rnn_mft.experiments.training._common import make_ensemble
 from rnn_mft.theory import Theta
 from rnn_mft.train.ensembles import ensemble_bytes, split_by_memory
 

@@ -4,7 +4,10 @@
 import dataclasses
 import importlib
 import inspect
+import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rnn_mft.experiments import PROFILES, Config, doc
@@ -83,3 +86,105 @@ def test_glue_report_returns_numbers_as_plain_python():
     assert type(_plain(np.int64(3))) is int
     assert _plain(np.bool_(True)) == "True"
     assert _plain("ci").data == "ci"                                   # text becomes Markdown for {glue:md}
+
+
+# ----------------------------------------------------------------------------- training experiments
+from rnn_mft.experiments.training import MODULES as TRAINING_MODULES  # noqa: E402
+
+TRAINING = [importlib.import_module(f"rnn_mft.experiments.training.{m}") for m in TRAINING_MODULES]
+#: recorded from the dict configs of the code before issue 14 (commit 8640216): every stored run's
+#: name (its settings' hash inside) and every config as a plain dict
+BEFORE = json.loads((Path(__file__).parent / "data" / "training_runs_before_issue14.json").read_text())
+
+
+@pytest.mark.parametrize("exp", TRAINING, ids=lambda m: m.__name__.split(".")[-1])
+def test_training_modules_follow_the_protocol(exp):
+    test_theory_chapter_modules_follow_the_protocol(exp)
+
+
+@pytest.mark.parametrize("exp", TRAINING, ids=lambda m: m.__name__.split(".")[-1])
+def test_training_configs_reject_misspelt_settings(exp):
+    test_a_misspelt_setting_is_an_error_that_names_the_allowed_ones(exp)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_run_names_are_those_of_the_old_dict_configs(profile):
+    """The stored results and checkpoints are found by hashes of the settings: the dataclass
+    configs give every run of every profile the name the old dictionaries gave it."""
+    from rnn_mft.cluster import collect_runs
+
+    names = sorted(f"{u['experiment']}/{u['name']}" for u in collect_runs(profile))
+    assert names == BEFORE["names"][profile]
+    assert {u["module"] for u in collect_runs(profile)} == {e.__name__ for e in TRAINING}
+
+
+def test_dict_of_a_training_config_is_the_old_dict():
+    mods = {m.__name__.split(".")[-1]: m for m in TRAINING}
+    for key, old in BEFORE["configs"].items():
+        name, profile, *tied = key.split(":")
+        cfg = mods[name].config(profile, tied=tied[0] == "True") if tied else mods[name].config(profile)
+        assert json.loads(json.dumps(dict(cfg))) == old, key
+    assert len(BEFORE["configs"]) == 4 * 3 + 2 * 3
+
+
+def test_training_experiments_old_import_paths_still_work():
+    from rnn_mft.experiments import trainability
+    from rnn_mft.experiments.training import trainability as new
+    from rnn_mft.cluster.runs import _module
+
+    assert trainability is new
+    assert _module("rnn_mft.experiments.unrolled").__name__ == "rnn_mft.experiments.training.unrolled"
+    assert trainability.config("smoke", tied=True).tied is True
+
+
+def _rr(acc):
+    from rnn_mft import train
+    return train.RunResult({}, {"eval_acc": list(acc), "train_loss": [1.0] * len(acc)}, {}, {})
+
+
+def test_trainability_report_reads_verdicts_off_the_regions():
+    """xi = 1 and 10 at the two alphas: T = 2 lies below 3 xi for both, T = 8 beyond 6 xi for the
+    first alpha only. High accuracy below, chance beyond: every architecture 'agrees'."""
+    from rnn_mft.experiments.training import trainability as exp
+
+    cfg = exp.config("smoke").replace(Ts=[2, 8])
+    maps = {2: _rr([0.9, 0.9]), 8: _rr([0.1, 0.9])}
+    ov = {"xi": np.array([1.0, 10.0])}
+    result = {"untied": {a: maps for a in cfg.archs}, "tied": {a: {2: _rr([0.9, 0.9]), 8: _rr([0.5, 0.9])}
+                                                             for a in cfg.archs},
+              "overlays": {a: ov for a in cfg.archs}}
+    rep = exp.report(cfg, result)
+    assert rep["n_agree_untied"] == rep["n_archs"] == len(cfg.archs)
+    assert rep["acc_below_3xi_untied"] == pytest.approx(0.9) and rep["acc_beyond_6xi_untied"] == pytest.approx(0.1)
+    assert rep["verdicts_untied"] == "; ".join(f"{a}: *agrees*" for a in cfg.archs)
+    assert rep["n_agree_tied"] == 0 and "same direction, softer" in rep["verdicts_tied"]   # 0.9 against 0.5
+    assert rep["xi_growth_min"] == pytest.approx(10.0)
+    assert exp.verdict({"T <= 3xi": (0.9, 3), "T >= 6xi": (0.8, 2)}) == "does not show the transition"
+    assert exp.verdict({"T <= 3xi": (0.9, 3), "T >= 6xi": (float("nan"), 0)}) == "no verdict"
+
+
+def test_sequence_length_report_reads_the_accuracies():
+    from rnn_mft.experiments.training import sequence_length as exp
+
+    cfg = exp.config("smoke")                                # Ts = [3, 6]; members: standard, critical, chrono
+    rep = exp.report(cfg, {3: _rr([0.8, 0.7, 0.6]), 6: _rr([0.2, 0.55, float("nan")])})
+    assert (rep["T_min"], rep["T_max"]) == (3, 6)
+    assert rep["acc_critical_longest"] == pytest.approx(0.55) and rep["acc_standard_shortest"] == pytest.approx(0.8)
+    assert rep["reach_standard"] == "$T = 3$" and rep["reach_critical"] == "$T = 6$"
+    assert rep["order_longest"] == "the critical initialization is ahead"
+
+
+def test_unrolled_report_says_what_did_not_run():
+    from rnn_mft.experiments.training import unrolled as exp
+
+    cfg = exp.config("ci")
+    res = _rr([0.5, 0.6, float("nan"), 0.4])
+    res.meta["labels"] = exp.members("mnist", cfg)
+    rep = exp.report(cfg, {"mnist": (res, None), "cifar10": (None, "no network")})
+    assert rep["mnist_accuracy"] == "standard 50.0%, critical 60.0%, chrono diverged, h-detach 40.0%"
+    assert rep["mnist_best"] == "critical"
+    assert rep["cifar10_accuracy"] == "not run (no network)" and rep["cifar10_best"] == "none"
+    res.final["eval_acc"] = [0.5, 0.5, 0.1, 0.2]
+    assert exp.report(cfg, {"mnist": (res, None)})["mnist_best"] == "none, standard and critical are level"
+    res.final["eval_acc"] = [0.5] * 4
+    assert exp.report(cfg, {"mnist": (res, None)})["mnist_best"] == "none, all are level"

@@ -181,14 +181,14 @@ def test_unwritable_store_fails_before_training(tmp_path, isolated_env, monkeypa
     blocker.write_text("x")
     monkeypatch.setenv("RNN_MFT_RESULTS", str(blocker / "results"))   # unwritable even for root
     calls = []
-    from rnn_mft.experiments._training import stored
+    from rnn_mft.experiments.training._common import stored
     with pytest.raises(PermissionError, match="not-a-folder"):
         stored("ci", "exp", "run1", lambda ck: calls.append(ck) or train.fit(_model(), TASK, _cfg(), checkpoint=ck))
     assert calls == [], "trained although the store could not be written"
 
 
 def test_result_is_written_before_the_checkpoint_is_removed(tmp_path, isolated_env, monkeypatch):
-    from rnn_mft.experiments._training import stored
+    from rnn_mft.experiments.training._common import stored
     ref = train.fit(_model(), TASK, _cfg())
     store = train.ResultsStore()
     ck = store.checkpoint_path("ci", "exp", "run1")
@@ -478,7 +478,7 @@ def test_written_files_respect_the_umask(tmp_path, isolated_env):
 
 
 def test_figures_from_a_read_only_store_accept_a_run_skipped_for_missing_data(tmp_path, isolated_env, monkeypatch):
-    from rnn_mft.experiments import unrolled
+    from rnn_mft.experiments.training import unrolled
 
     def no_data(name, **kw):
         raise D.DataUnavailableError(f"CIFAR-10 file 'cifar-10-binary.tar.gz' (sha256:x) is not available: "
@@ -531,8 +531,8 @@ def test_budgeted_fit_interrupted_twice_ends_bitwise_equal(tmp_path, isolated_en
 
 
 def test_budgeted_smoke_experiment_continues_later_bitwise(tmp_path, isolated_env, monkeypatch):
-    from rnn_mft.experiments import sequence_length as sl
-    cfg = dict(sl.config("smoke"), steps=6)
+    from rnn_mft.experiments.training import sequence_length as sl
+    cfg = sl.config("smoke").replace(steps=6)
     ref = sl.run_one(cfg, 3)
     clock = _Clock()
     monkeypatch.setattr(engine, "_clock", clock)

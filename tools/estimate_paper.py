@@ -27,7 +27,7 @@ import statistics
 import sys
 import time
 
-from rnn_mft.experiments import sequence_length, trainability, training_curves, unrolled
+from rnn_mft.experiments.training import sequence_length, trainability, training_curves, unrolled
 
 EXPERIMENTS = {"Figure 1 (sequence_length)": sequence_length, "Figures 2 and 6 (trainability)": trainability,
                "Figure 4 (training_curves)": training_curves, "Table 2 (unrolled)": unrolled}

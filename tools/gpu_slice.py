@@ -1,7 +1,7 @@
 """Train a budgeted slice of Figures 2 and 6 (trainability) and write what came out, with
 provenance, under ``--out``.
 
-The ensembles of :func:`rnn_mft.experiments.trainability.ensembles` run one after another: the
+The ensembles of :func:`rnn_mft.experiments.training.trainability.ensembles` run one after another: the
 tied ones first (Figure 6: one whole-figure ensemble per architecture), then the untied groups
 of Figure 2. No new ensemble starts once ``--budget-min`` minutes have passed since the start,
 and the one in training stops at that deadline: the engine reads ``RNN_MFT_DEADLINE`` (exported
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from rnn_mft.experiments import trainability
+    from rnn_mft.experiments.training import trainability
     from rnn_mft.train import BudgetExhausted
     from rnn_mft.train.ensembles import format_bytes
     dev = "cuda" if torch.cuda.is_available() else "cpu"

@@ -31,8 +31,18 @@ from ..experiments import check_profile
 __all__ = ["TRAINING_EXPERIMENTS", "collect_runs", "run_unit", "run_states", "jobs_dir", "UnitFailed", "unit_id",
            "read_status", "write_status"]
 
-#: the training experiments whose runs go through the results store (module names)
+#: the training experiments whose runs go through the results store (module names in
+#: :mod:`rnn_mft.experiments.training`)
 TRAINING_EXPERIMENTS = ("sequence_length", "trainability", "training_curves", "unrolled", "critical_init_your_model")
+
+
+def _module(name: str):
+    """The module of a unit. Units recorded before the training experiments moved into
+    :mod:`rnn_mft.experiments.training` name ``rnn_mft.experiments.<experiment>``; they still run."""
+    old = "rnn_mft.experiments."
+    if name.startswith(old) and name[len(old):] in TRAINING_EXPERIMENTS:
+        name = f"rnn_mft.experiments.training.{name[len(old):]}"
+    return importlib.import_module(name)
 
 
 class UnitFailed(RuntimeError):
@@ -64,7 +74,7 @@ def collect_runs(profile: str, experiments=None) -> list[dict]:
         raise ValueError(f"experiment {unknown[0]!r}; allowed: {', '.join(TRAINING_EXPERIMENTS)}")
     out, seen = [], set()
     for e in names:
-        mod = importlib.import_module(f"rnn_mft.experiments.{e}")
+        mod = _module(f"rnn_mft.experiments.training.{e}")
         for u in mod.units(profile):
             if unit_id(u) not in seen:          # one job per run: two jobs never write the same run
                 seen.add(unit_id(u))
@@ -255,7 +265,7 @@ def _run_unit(u: dict, log, job_id) -> dict:
             info["resumed_from"] = str(ck)
             print(f"rnn_mft job: {rid} resumes from its checkpoint {ck}", flush=True)
         write_status(u, "running", store, log=log, **info)
-        mod = importlib.import_module(u["module"])
+        mod = _module(u["module"])
         cfg = mod.config(profile, **u.get("config", {}))
         print(f"rnn_mft job: {rid} on {info['host']} (pid {info['pid']}"
               + (f", SLURM job {info['slurm_job_id']}" if info.get("slurm_job_id") else "") + ")", flush=True)

@@ -7,18 +7,23 @@ under 45 minutes on 2 CPU cores), ``paper`` (the paper's scale, needs a GPU).
 """
 from __future__ import annotations
 
-from .protocol import PROFILES, Config, check_profile, doc, glue_report
+from .protocol import PROFILES, Config, check_profile, doc, glue_report, show_stored_paper
 
-__all__ = ["PROFILES", "Config", "check_profile", "doc", "glue_report"]
+__all__ = ["PROFILES", "Config", "check_profile", "doc", "glue_report", "show_stored_paper"]
 
 
 def __getattr__(name: str):
-    """``rnn_mft.experiments.jacobian`` and the other theory chapters' old import paths keep
-    working: they live in :mod:`rnn_mft.experiments.theory_chapters` now."""
+    """``rnn_mft.experiments.jacobian``, ``rnn_mft.experiments.trainability`` and the other
+    chapters' old import paths keep working (``from rnn_mft.experiments import trainability``):
+    the theory chapters live in :mod:`rnn_mft.experiments.theory_chapters`, the training
+    experiments in :mod:`rnn_mft.experiments.training` now."""
     from importlib import import_module
 
     from .theory_chapters import MODULES
+    from .training import MODULES as TRAINING
 
     if name in MODULES:
         return import_module(f".theory_chapters.{name}", __name__)
+    if name in TRAINING:
+        return import_module(f".training.{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

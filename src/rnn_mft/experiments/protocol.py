@@ -164,7 +164,7 @@ def show_stored_paper(exp, profile: str, draw=None):
     """
     from IPython.display import Markdown, display
 
-    from ._training import paper_note
+    from .training._common import paper_note
 
     check_profile(profile)
     paper = exp.stored_paper_results() if profile != "paper" else None

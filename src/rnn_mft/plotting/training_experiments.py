@@ -12,7 +12,7 @@ __all__ = ["plot_trainability", "plot_sequence_length", "plot_training_curves_gr
 
 def plot_trainability(maps: dict, overlays: dict, Ts, title: str = ""):
     """``maps[arch]``: accuracy ``(len(Ts), n_alpha)``; ``overlays[arch]``: dict with ``alpha``,
-    ``3xi``, ``6xi`` (from :func:`rnn_mft.experiments.trainability.overlay`). T on a log axis."""
+    ``3xi``, ``6xi`` (from :func:`rnn_mft.experiments.training.trainability.overlay`). T on a log axis."""
     archs = list(maps)
     Ts = np.asarray(Ts, float)
     fig, axes = plt.subplots(1, len(archs), figsize=(2.9 * len(archs), 2.8), squeeze=False)

@@ -24,42 +24,63 @@ Choices the paper leaves open, kept here in one place:
 """
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass
 
 import numpy as np
 
-from .. import train
-from ..theory import Theta
-from ..train import default_lrs
-from . import check_profile
-from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
+from ... import train
+from ...theory import Theta
+from ...train import default_lrs
+from ..protocol import PROFILES, Config, doc
+from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
-__all__ = ["CONFIGS", "INITS", "TASKS", "best_curves", "comparison", "config", "cost", "describe", "ensembles",
-           "lrs", "paper_note", "run", "run_name", "run_one", "steps_to", "stored_paper_results", "units"]
+__all__ = ["CONFIGS", "INITS", "TASKS", "TrainingCurvesConfig", "best_curves", "comparison", "config", "cost",
+           "ensembles", "lrs", "paper_note", "report", "run", "run_name", "run_one", "steps_to", "stored_paper_results",
+           "units"]
 
 EXPERIMENT = "training_curves"
 INITS = ("standard", "critical")
 ARCH = "peephole_lstm"
 TASKS = {"concatenated_mnist": "n_digits", "repeated_pixel_mnist": "repeat"}
 
-CONFIGS = {
-    "smoke": dict(lengths={"concatenated_mnist": [1, 2], "repeated_pixel_mnist": [1]}, width=8, batch_size=8,
-                  steps=4, n_lr=2, n_eval=32, eval_every=2, repeat_concat=1, pixels_per_step=28),
-    # repeated-pixel MNIST row by row (28 pixels per step, T = 28 r): at 7 pixels per step (T >= 112)
-    # neither initialization learns anything within a CPU budget
-    "ci": dict(lengths={"concatenated_mnist": [1, 2, 3], "repeated_pixel_mnist": [1, 4, 12]}, width=32,
-               batch_size=32, steps=250, n_lr=8, n_eval=500, eval_every=25, repeat_concat=10, pixels_per_step=28),
-    "paper": dict(lengths={"concatenated_mnist": [1, 4, 10], "repeated_pixel_mnist": [1, 5, 20]}, width=128,
-                  batch_size=64, steps=10000, n_lr=8, n_eval=2000, eval_every=200, repeat_concat=10,
-                  pixels_per_step=7),
-}
-_COMMON = dict(optimizer="sgd", momentum=0.9, clip=1.0, seed=0, lr_range=[1e-5, 1e-2])
+@dataclass(frozen=True)
+class TrainingCurvesConfig(Config):
+    """Settings of the chapter "Three regimes of sequence length (Figure 4)"."""
+
+    # ci: repeated-pixel MNIST row by row (28 pixels per step, T = 28 r): at 7 pixels per step
+    # (T >= 112) neither initialization learns anything within a CPU budget
+    lengths: dict = doc({"concatenated_mnist": [1, 2, 3], "repeated_pixel_mnist": [1, 4, 12]},
+                        "per task, the lengths of its panels (digits n; repeats r)")
+    width: int = doc(32, "width N of the peephole LSTM")
+    batch_size: int = doc(32, "minibatch size")
+    steps: int = doc(250, "training steps")
+    n_lr: int = doc(8, "learning rates of the scan (Appendix C.5.1), log-spaced in lr_range")
+    n_eval: int = doc(500, "training sequences the training accuracy is measured on")
+    eval_every: int = doc(25, "steps between evaluations")
+    repeat_concat: int = doc(10, "repeats of every step of concatenated MNIST")
+    pixels_per_step: int = doc(28, "pixels per step of repeated-pixel MNIST (the paper: 7)")
+    optimizer: str = doc("sgd", "optimizer (SGD with momentum, as the paper)")
+    momentum: float = doc(0.9, "momentum")
+    clip: float = doc(1.0, "gradients clipped at this norm")
+    seed: int = doc(0, "seed of the weights, the read-out and the minibatches")
+    lr_range: list = doc([1e-5, 1e-2], "range of the learning-rate scan")
+    PROFILES = {
+        "smoke": dict(lengths={"concatenated_mnist": [1, 2], "repeated_pixel_mnist": [1]}, width=8, batch_size=8,
+                      steps=4, n_lr=2, n_eval=32, eval_every=2, repeat_concat=1, pixels_per_step=28),
+        "ci": {},
+        "paper": dict(lengths={"concatenated_mnist": [1, 4, 10], "repeated_pixel_mnist": [1, 5, 20]}, width=128,
+                      batch_size=64, steps=10000, n_lr=8, n_eval=2000, eval_every=200, repeat_concat=10,
+                      pixels_per_step=7),
+    }
 
 
-def config(profile: str) -> dict:
-    cfg = dict(copy.deepcopy(CONFIGS[check_profile(profile)]), **copy.deepcopy(_COMMON))
-    cfg["profile"] = profile
-    return cfg
+#: the settings of every profile, as plain dictionaries
+CONFIGS = {p: {k: v for k, v in TrainingCurvesConfig.for_profile(p).items() if k != "profile"} for p in PROFILES}
+
+
+def config(profile: str) -> TrainingCurvesConfig:
+    """The settings at ``profile`` (smoke, ci or paper)."""
+    return TrainingCurvesConfig.for_profile(profile)
 
 
 def lrs(cfg: dict) -> np.ndarray:
@@ -142,19 +163,6 @@ def best_curves(res: train.RunResult, cfg: dict) -> dict:
     return out
 
 
-def describe(cfg: dict) -> str:
-    L = cfg["lengths"]
-    return (f"**Settings of this run (profile `{cfg['profile']}`):** peephole LSTM, tied weights, width "
-            f"$N = {cfg['width']}$; concatenated MNIST with $n \\in \\{{{', '.join(map(str, L['concatenated_mnist']))}\\}}$ "
-            f"digits ($T = {7 * cfg['repeat_concat']}\\,n$) and repeated-pixel "
-            f"MNIST with {cfg['pixels_per_step']} pixels per step and $r \\in \\{{{', '.join(map(str, L['repeated_pixel_mnist']))}\\}}$ "
-            f"($T = {784 // cfg['pixels_per_step']}\\,r$; the paper: 7 pixels, $T = 112\\,r$); "
-            f"{cfg['steps']} steps of SGD with momentum {cfg['momentum']} (batch {cfg['batch_size']}, gradient norm "
-            f"clipped at {cfg['clip']}), {cfg['n_lr']} learning rates in [{cfg['lr_range'][0]:g}, "
-            f"{cfg['lr_range'][1]:g}] per initialization; training accuracy on {cfg['n_eval']} training "
-            f"sequences every {cfg['eval_every']} steps.")
-
-
 def steps_to(step, acc, level: float):
     """First evaluation step at which ``acc`` reaches ``level`` (None if never)."""
     acc = np.asarray(acc, float)
@@ -183,6 +191,32 @@ def comparison(results: dict, cfg: dict) -> str:
             rows.append(f"| {task} | {TASKS[task]} = {L} | {res.meta['task']['seq_len']} | {paper.get(j, '')} | "
                         + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def report(cfg: TrainingCurvesConfig, result: dict) -> dict:
+    """The numbers of the page's prose: the settings (``width``, ``steps``, ``momentum``, the
+    lengths of each task as text, ``T_per_digit`` and ``T_per_repeat``), and over the panels
+    (``n_panels``) those where the critical initialization reaches half-way between chance and 1
+    in fewer steps than the standard one (``n_critical_faster``, a panel where only critical gets
+    there included), where only the critical one gets there (``n_only_critical``) and where
+    only the standard one does (``n_only_standard``)."""
+    out = dict(profile=cfg.profile, width=cfg.width, steps=cfg.steps, momentum=cfg.momentum, clip=cfg.clip,
+               batch_size=cfg.batch_size, n_lr=cfg.n_lr, lr_lo=cfg.lr_range[0], lr_hi=cfg.lr_range[1],
+               n_eval=cfg.n_eval, eval_every=cfg.eval_every, pixels_per_step=cfg.pixels_per_step,
+               T_per_digit=7 * cfg.repeat_concat, T_per_repeat=784 // cfg.pixels_per_step,
+               lengths_concat=", ".join(map(str, cfg.lengths["concatenated_mnist"])),
+               lengths_repeat=", ".join(map(str, cfg.lengths["repeated_pixel_mnist"])), n_panels=len(result))
+    faster = only_c = only_s = 0
+    for res in result.values():
+        nc = int(res.meta["task"]["num_classes"])
+        level = 1 / nc + 0.5 * (1 - 1 / nc)
+        bc = best_curves(res, cfg)
+        s, c = (steps_to(bc[n]["step"], bc[n]["acc"], level) for n in ("standard", "critical"))
+        faster += c is not None and (s is None or c < s)
+        only_c += c is not None and s is None
+        only_s += s is not None and c is None
+    out.update(n_critical_faster=int(faster), n_only_critical=int(only_c), n_only_standard=int(only_s))
+    return out
 
 
 def stored_paper_results():

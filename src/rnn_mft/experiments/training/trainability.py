@@ -36,19 +36,20 @@ Choices the paper leaves open, kept here in one place:
 """
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass
 
 import numpy as np
 
-from .. import train
-from ..theory import Theta, analyze
-from ..train.ensembles import ensemble_bytes, split_by_memory
-from . import check_profile
-from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
+from ... import train
+from ...theory import Theta, analyze
+from ...train.ensembles import ensemble_bytes, split_by_memory
+from ..protocol import PROFILES, Config, doc
+from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
-__all__ = ["CONFIGS", "DIRECTIONS", "accuracy_map", "alphas", "comparison", "config", "cost", "describe", "ensembles",
-           "groups", "overlay", "paper_note", "region_summary", "region_table", "run", "run_group", "run_one",
-           "run_name", "stored_paper_results", "thetas", "units", "xi_table"]
+__all__ = ["CONFIGS", "DIRECTIONS", "TrainabilityConfig", "VERDICTS", "accuracy_map", "alphas", "comparison", "config",
+           "cost", "ensembles", "groups", "overlay", "paper_note", "region_summary", "region_table", "report", "run",
+           "run_arch", "run_group", "run_one", "run_name", "stored_paper_results", "summaries", "thetas", "units",
+           "verdict", "xi_table"]
 
 EXPERIMENT = "trainability"
 
@@ -60,27 +61,48 @@ DIRECTIONS = {
                           theta1={"f.mu": 6.0}),
 }
 
-CONFIGS = {
-    "smoke": dict(archs=["gru", "peephole_lstm"], Ts=[2, 5], n_alpha=2, width=8, batch_size=8, n_eval=32,
-                  steps={"gru": 3, "lstm": 3, "peephole_lstm": 3}, n_s=100, n_iters=60, ensemble_gib=1.0),
-    # ensemble_gib (ci): small, so that untied ensembles store (and the optimizer updates) few
-    # unused weight sets: on a CPU that work, not the number of sequential steps, sets the time
-    "ci": dict(archs=["gru", "lstm", "peephole_lstm"], Ts=[2, 4, 8, 16, 32, 64], n_alpha=6, width=32,
-               batch_size=32, n_eval=512, steps={"gru": 200, "lstm": 200, "peephole_lstm": 200}, n_s=300,
-               n_iters=150, ensemble_gib=0.3),
-    # ensemble_gib (paper): one GPU of 80 GB with room to spare
-    "paper": dict(archs=["gru", "lstm", "peephole_lstm"], Ts=[2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256],
-                  n_alpha=16, width=128, batch_size=64, n_eval=2000,
-                  steps={"gru": 1000, "lstm": 2000, "peephole_lstm": 2000}, n_s=1000, n_iters=300, ensemble_gib=64.0),
-}
-_COMMON = dict(optimizer="adam", lr=1e-3, clip=None, sigma_z=0.0, seed=0, alpha_range=[0.0, 1.0])
+@dataclass(frozen=True)
+class TrainabilityConfig(Config):
+    """Settings of the chapter "Trainability follows the time scale xi (Figures 2 and 6)"."""
+
+    archs: list = doc(["gru", "lstm", "peephole_lstm"], "architectures whose maps are trained")
+    Ts: list = doc([2, 4, 8, 16, 32, 64], "sequence lengths T of padded MNIST (rows of a map)")
+    n_alpha: int = doc(6, "values of alpha in alpha_range (columns of a map)")
+    width: int = doc(32, "width N of every network")
+    batch_size: int = doc(32, "minibatch size")
+    n_eval: int = doc(512, "training digits the final training accuracy is measured on")
+    steps: dict = doc({"gru": 200, "lstm": 200, "peephole_lstm": 200}, "training steps per architecture")
+    n_s: int = doc(300, "Algorithm 1's samples (the paper's LSTM xi, for comparison)")
+    n_iters: int = doc(150, "Algorithm 1's iterations (the paper's LSTM xi, for comparison)")
+    # ci: small, so that untied ensembles store (and the optimizer updates) few unused weight
+    # sets: on a CPU that work, not the number of sequential steps, sets the time
+    ensemble_gib: float = doc(0.3, "memory budget (GiB) of one ensemble; lengths are split to fit it (untied)")
+    optimizer: str = doc("adam", "optimizer (one learning rate for the whole map)")
+    lr: float = doc(1e-3, "learning rate")
+    clip: float | None = doc(None, "gradient-norm clip (None: no clipping)")
+    sigma_z: float = doc(0.0, "input correlation Sigma_z of the theory (padding noise is independent)")
+    seed: int = doc(0, "seed of the weights, the read-out and the minibatches")
+    alpha_range: list = doc([0.0, 1.0], "alpha range of the direction Theta_0 + alpha Theta_1")
+    tied: bool = doc(False, "tied weights (Figure 6) or untied (Figure 2) for run_arch, groups, ensembles")
+    PROFILES = {
+        "smoke": dict(archs=["gru", "peephole_lstm"], Ts=[2, 5], n_alpha=2, width=8, batch_size=8, n_eval=32,
+                      steps={"gru": 3, "lstm": 3, "peephole_lstm": 3}, n_s=100, n_iters=60, ensemble_gib=1.0),
+        "ci": {},
+        # ensemble_gib (paper): one GPU of 80 GB with room to spare
+        "paper": dict(Ts=[2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256], n_alpha=16, width=128,
+                      batch_size=64, n_eval=2000, steps={"gru": 1000, "lstm": 2000, "peephole_lstm": 2000},
+                      n_s=1000, n_iters=300, ensemble_gib=64.0),
+    }
 
 
-def config(profile: str, tied: bool = False) -> dict:
-    """Settings of ``profile`` (a copy); ``tied=True`` for Figure 6."""
-    cfg = dict(copy.deepcopy(CONFIGS[check_profile(profile)]), **copy.deepcopy(_COMMON))
-    cfg.update(profile=profile, tied=bool(tied))
-    return cfg
+#: the settings of every profile (untied), as plain dictionaries
+CONFIGS = {p: {k: v for k, v in TrainabilityConfig.for_profile(p).items() if k not in ("profile", "tied")}
+           for p in PROFILES}
+
+
+def config(profile: str, tied: bool = False) -> TrainabilityConfig:
+    """Settings of ``profile``; ``tied=True`` for Figure 6."""
+    return TrainabilityConfig.for_profile(profile).replace(tied=bool(tied))
 
 
 def alphas(cfg: dict) -> np.ndarray:
@@ -218,32 +240,86 @@ def run_one(cfg: dict, arch: str, T: int, tasks=None, store=None) -> train.RunRe
     return run_group(cfg, arch, [T], tasks=tasks, store=store)[int(T)]
 
 
-def run(cfg: dict, arch: str, store=None) -> dict:
-    """All sequence lengths of ``cfg`` for ``arch``: ``{T: RunResult}``, trained as the
-    ensembles of :func:`groups`."""
+def run_arch(cfg: TrainabilityConfig, arch: str, store=None) -> dict:
+    """All sequence lengths of ``cfg`` for ``arch`` (tied as ``cfg.tied`` says): ``{T: RunResult}``,
+    trained as the ensembles of :func:`groups`."""
     out = {}
     for Ts in groups(cfg, arch):
         out.update(run_group(cfg, arch, Ts, store=store))
     return {T: out[T] for T in cfg["Ts"]}
 
 
+def run(cfg: TrainabilityConfig, store=None) -> dict:
+    r"""The chapter's computation: the maps of every architecture with untied weights (Figure 2)
+    and tied weights (Figure 6), whatever ``cfg.tied`` says, then the theory's overlays.
+    ``{"untied": {arch: {T: RunResult}}, "tied": {...}, "overlays": {arch: overlay(cfg, arch)}}``.
+    The runs come first, so that a read-only store without them raises before any theory is
+    computed (:func:`stored_paper_results`)."""
+    out = {kind: {arch: run_arch(cfg.replace(tied=kind == "tied"), arch, store) for arch in cfg["archs"]}
+           for kind in ("untied", "tied")}
+    out["overlays"] = {arch: overlay(cfg, arch) for arch in cfg["archs"]}
+    return out
+
+
+def summaries(cfg: TrainabilityConfig, result: dict) -> dict:
+    """``{"untied": {arch: region_summary}, "tied": {...}}`` of a :func:`run` result."""
+    return {kind: {arch: region_summary(accuracy_map(result[kind][arch]), cfg["Ts"], result["overlays"][arch])
+                   for arch in result[kind]}
+            for kind in ("untied", "tied")}
+
+
+#: the verdict labels of :func:`verdict` (the chapter says what each one means)
+VERDICTS = ("agrees", "same direction, softer", "does not show the transition", "no verdict")
+
+
+def verdict(s: dict) -> str:
+    r"""The short label of a :func:`region_summary` against the paper's claim: ``agrees`` (mean
+    accuracy above 0.5 for :math:`T \le 3\xi` and below 0.25 for :math:`T \ge 6\xi`), ``same
+    direction, softer`` (the first exceeds the second by more than 0.2), ``does not show the
+    transition`` (otherwise) or ``no verdict`` (a region without cells)."""
+    lo, n_lo = s["T <= 3xi"]
+    hi, n_hi = s["T >= 6xi"]
+    if not n_lo or not n_hi:
+        return VERDICTS[3]
+    if lo > 0.5 and hi < 0.25:
+        return VERDICTS[0]
+    if lo > hi + 0.2:
+        return VERDICTS[1]
+    return VERDICTS[2]
+
+
+def report(cfg: TrainabilityConfig, result: dict) -> dict:
+    """The numbers of the page's prose: the settings (``width``, ``Ts``, ``steps``, ...), the
+    growth of the predicted xi along the direction (``xi_growth_min``, ``xi_growth_max``: last over
+    first), and per weight kind (``untied``, ``tied``) the verdicts of every architecture
+    (``verdicts_<kind>``, text), how many agree (``n_agree_<kind>`` of ``n_archs``) and the mean
+    accuracy of the regions pooled over architectures (``acc_below_3xi_<kind>``,
+    ``acc_beyond_6xi_<kind>``)."""
+    summ = summaries(cfg, result)
+    growth = [float(ov["xi"][-1] / ov["xi"][0]) for ov in result["overlays"].values()
+              if np.isfinite(ov["xi"][[0, -1]]).all()]
+    out = dict(profile=cfg.profile, width=cfg.width, batch_size=cfg.batch_size, lr=cfg.lr, n_alpha=cfg.n_alpha,
+               alpha_lo=cfg.alpha_range[0], alpha_hi=cfg.alpha_range[1], n_eval=cfg.n_eval, sigma_z=cfg.sigma_z,
+               n_s=cfg.n_s, n_iters=cfg.n_iters, optimizer=cfg.optimizer.capitalize(),
+               Ts=", ".join(map(str, cfg.Ts)), steps=", ".join(f"{a} {cfg.steps[a]}" for a in cfg.archs),
+               groups="; ".join(f"{arch} " + ", ".join("{" + ", ".join(map(str, g)) + "}" for g in groups(cfg, arch))
+                                for arch in cfg.archs),
+               n_archs=len(cfg.archs), xi_growth_min=min(growth) if growth else float("nan"),
+               xi_growth_max=max(growth) if growth else float("nan"))
+    for kind, by_arch in summ.items():
+        out[f"verdicts_{kind}"] = "; ".join(f"{arch}: *{verdict(s)}*" for arch, s in by_arch.items())
+        out[f"n_agree_{kind}"] = sum(verdict(s) == VERDICTS[0] for s in by_arch.values())
+        for key, region in (("acc_below_3xi", "T <= 3xi"), ("acc_beyond_6xi", "T >= 6xi")):
+            tot = sum(s[region][0] * s[region][1] for s in by_arch.values() if s[region][1])
+            n = sum(s[region][1] for s in by_arch.values())
+            out[f"{key}_{kind}"] = tot / n if n else float("nan")
+    return out
+
+
 def accuracy_map(results: dict) -> np.ndarray:
     """Training accuracy ``(len(Ts), n_alpha)`` (rows in the order of ``results``); NaN where a
     member diverged."""
     return np.array([np.asarray(r.final["eval_acc"], float) for r in results.values()])
-
-
-def describe(cfg: dict) -> str:
-    steps = ", ".join(f"{a} {cfg['steps'][a]}" for a in cfg["archs"])
-    return (f"**Settings of this run (profile `{cfg['profile']}`):** {'tied' if cfg['tied'] else 'untied'} "
-            f"weights; width $N = {cfg['width']}$; sequence lengths $T \\in \\{{{', '.join(map(str, cfg['Ts']))}\\}}$; "
-            f"{cfg['n_alpha']} values of $\\alpha$ in [{cfg['alpha_range'][0]}, {cfg['alpha_range'][1]}]; "
-            f"{cfg['optimizer'].capitalize()} with learning rate {cfg['lr']:g} and batch {cfg['batch_size']}; "
-            f"training steps: {steps}; training accuracy on {cfg['n_eval']} training digits; theory at "
-            f"$\\Sigma_z = {cfg['sigma_z']}$ (LSTM: the two-state theory; the paper's Algorithm 1 with "
-            f"$n_s = {cfg['n_s']}$, $n_{{iters}} = {cfg['n_iters']}$ for comparison). Lengths trained as one ensemble: "
-            + "; ".join(f"{arch} " + ", ".join("{" + ", ".join(map(str, g)) + "}" for g in groups(cfg, arch))
-                        for arch in cfg["archs"]) + ".")
 
 
 def region_summary(acc: np.ndarray, Ts, ov: dict, chance: float = 0.1) -> dict:
@@ -300,42 +376,28 @@ def xi_table(overlays: dict) -> str:
 
 
 def comparison(untied: dict, tied: dict, cfg: dict) -> str:
-    """Markdown side-by-side of what the paper reports (Figures 2 and 6) and what this run shows,
-    read off the region summaries of :func:`region_summary`."""
-    def verdict(s):
+    """Markdown table: what the paper reports (Figures 2 and 6) beside this run's :func:`verdict`
+    and region accuracies (:func:`region_summary`) per architecture."""
+    def cell(s):
         lo, n_lo = s["T <= 3xi"]
         hi, n_hi = s["T >= 6xi"]
         if not n_lo or not n_hi:
             return "the grid has no cells on one side of the band; no verdict"
-        if lo > 0.5 and hi < 0.25:
-            return f"agrees: {lo:.2f} below $3\\xi$, {hi:.2f} beyond $6\\xi$"
-        if lo > hi + 0.2:
-            return f"same direction, softer: {lo:.2f} below $3\\xi$, {hi:.2f} beyond $6\\xi$"
-        return f"does not show the transition: {lo:.2f} below $3\\xi$, {hi:.2f} beyond $6\\xi$"
+        return f"{verdict(s)}: {lo:.2f} below $3\\xi$, {hi:.2f} beyond $6\\xi$"
 
     rows = ["| | the paper | this run (profile `%s`) |" % cfg["profile"], "|---|---|---|"]
     for arch in untied:
         rows.append(f"| {arch}, untied (Fig. 2) | the transition from high to low accuracy lies between "
-                    f"$3\\xi$ and $6\\xi$ | {verdict(untied[arch])} |")
+                    f"$3\\xi$ and $6\\xi$ | {cell(untied[arch])} |")
     for arch in tied:
         rows.append(f"| {arch}, tied (Fig. 6) | better where $\\xi$ is large, with visible deviations from "
-                    f"the untied prediction | {verdict(tied[arch])} |")
-    steps = ", ".join(f"{a} {cfg['steps'][a]}" for a in cfg["archs"])
-    rows.append("")
-    rows.append(f"Scale: the paper trains 1000 (GRU) and 2000 (LSTM) iterations at a width it does not state, "
-                f"on its own $\\Theta_0$, $\\Theta_1$ and grid of $T$; this run trains {steps} steps at width "
-                f"{cfg['width']} with batch {cfg['batch_size']}. Fewer steps move the observed boundary to "
-                f"shorter $T$ (a network with a marginal signal needs longer to pick it up), and a narrow "
-                f"network is further from the mean-field limit. With tied weights the theory is outside its "
-                f"assumptions, as in the paper.")
+                    f"the untied prediction | {cell(tied[arch])} |")
     return "\n".join(rows)
 
 
 def stored_paper_results():
-    """``{tied: {arch: {T: RunResult}}}`` of the paper profile from the results store, or None."""
-    cfgs = {tied: config("paper", tied=tied) for tied in (False, True)}
-    return stored_paper(lambda store: {tied: {arch: run(c, arch, store) for arch in c["archs"]}
-                                       for tied, c in cfgs.items()})
+    """:func:`run` of the paper profile from the results store (nothing trained), or None."""
+    return stored_paper(lambda store: run(config("paper"), store))
 
 
 def cost(cfg: dict) -> dict:
@@ -344,7 +406,7 @@ def cost(cfg: dict) -> dict:
     GPU), and what one ensemble per length would have cost."""
     runs, seq = 0, 0
     for tied in (False, True):
-        for e in ensembles(dict(cfg, tied=tied)):
+        for e in ensembles(cfg.replace(tied=tied)):
             runs += 1
             seq += e["steps"] * max(e["Ts"])
     per_T = 2 * sum(cfg["steps"][a] * T for a in cfg["archs"] for T in cfg["Ts"])

@@ -18,38 +18,57 @@ Choices the paper leaves open, kept here in one place:
 """
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass
 
 import numpy as np
 
-from .. import train
-from ..theory import Theta, analyze
-from ..train.ensembles import ensemble_bytes, split_by_memory
-from . import check_profile
-from ._training import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
+from ... import train
+from ...theory import Theta, analyze
+from ...train.ensembles import ensemble_bytes, split_by_memory
+from ..protocol import PROFILES, Config, doc
+from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
-__all__ = ["CONFIGS", "INITS", "accuracy", "comparison", "config", "cost", "describe", "ensembles", "groups", "inits",
-           "paper_note", "run", "run_group", "run_one", "run_name", "stored_paper_results", "theory_table", "units"]
+__all__ = ["CONFIGS", "INITS", "SequenceLengthConfig", "accuracy", "comparison", "config", "cost", "ensembles", "groups",
+           "inits", "paper_note", "report", "run", "run_group", "run_one", "run_name", "stored_paper_results",
+           "theory_table", "units"]
 
 EXPERIMENT = "sequence_length"
 INITS = ("standard", "critical", "chrono")
 ARCH = "peephole_lstm"
 
-CONFIGS = {
-    "smoke": dict(Ts=[3, 6], width=8, batch_size=8, steps=3, n_eval=32, eval_every=0, ensemble_gib=1.0),
-    "ci": dict(Ts=[10, 25, 50, 100], width=48, batch_size=32, steps=300, n_eval=1000, eval_every=50,
-               ensemble_gib=2.0),
-    "paper": dict(Ts=[10, 30, 100, 200, 400, 600, 800, 1000], width=256, batch_size=64, steps=8000, n_eval=2000,
-                  eval_every=500, ensemble_gib=64.0),
-}
 N_IN, N_OUT = 784, 10
-_COMMON = dict(optimizer="adam", lr=1e-3, clip=1.0, seed=0)
 
 
-def config(profile: str) -> dict:
-    cfg = dict(copy.deepcopy(CONFIGS[check_profile(profile)]), **_COMMON)
-    cfg["profile"] = profile
-    return cfg
+@dataclass(frozen=True)
+class SequenceLengthConfig(Config):
+    """Settings of the chapter "Critical initialization against sequence length (Figure 1)"."""
+
+    Ts: list = doc([10, 25, 50, 100], "sequence lengths T of padded MNIST (the digit, then T-1 steps of noise)")
+    width: int = doc(48, "width N of the peephole LSTM")
+    batch_size: int = doc(32, "minibatch size")
+    steps: int = doc(300, "training steps (the paper: 8000 iterations)")
+    n_eval: int = doc(1000, "held-out test digits the accuracy is measured on")
+    eval_every: int = doc(50, "steps between evaluations (0: only at the end)")
+    ensemble_gib: float = doc(2.0, "memory budget (GiB) of one ensemble; lengths are split to fit it")
+    optimizer: str = doc("adam", "optimizer")
+    lr: float = doc(1e-3, "learning rate")
+    clip: float = doc(1.0, "gradients clipped at this norm")
+    seed: int = doc(0, "seed of the weights, the read-out and the minibatches")
+    PROFILES = {
+        "smoke": dict(Ts=[3, 6], width=8, batch_size=8, steps=3, n_eval=32, eval_every=0, ensemble_gib=1.0),
+        "ci": {},
+        "paper": dict(Ts=[10, 30, 100, 200, 400, 600, 800, 1000], width=256, batch_size=64, steps=8000, n_eval=2000,
+                      eval_every=500, ensemble_gib=64.0),
+    }
+
+
+#: the settings of every profile, as plain dictionaries
+CONFIGS = {p: {k: v for k, v in SequenceLengthConfig.for_profile(p).items() if k != "profile"} for p in PROFILES}
+
+
+def config(profile: str) -> SequenceLengthConfig:
+    """The settings at ``profile`` (smoke, ci or paper)."""
+    return SequenceLengthConfig.for_profile(profile)
 
 
 def inits(T: int) -> list[tuple]:
@@ -107,7 +126,7 @@ def run_name(cfg: dict, Ts) -> str:
 
 def units(profile: str) -> list[dict]:
     """Every stored run the chapter loads at ``profile`` (one per ensemble of :func:`groups`),
-    described by :func:`~rnn_mft.experiments._training.unit` without training anything."""
+    described by :func:`~rnn_mft.experiments.training._common.unit` without training anything."""
     cfg = config(profile)
     return [unit(profile, EXPERIMENT, run_name(cfg, Ts), __name__, "run_group", [sorted(int(T) for T in Ts)])
             for Ts in groups(cfg)]
@@ -165,21 +184,10 @@ def accuracy(results: dict) -> dict:
     return {name: np.array([r.final["eval_acc"][i] for r in results.values()], float) for i, name in enumerate(INITS)}
 
 
-def describe(cfg: dict) -> str:
-    return (f"**Settings of this run (profile `{cfg['profile']}`):** padded MNIST, sequence lengths "
-            f"$T \\in \\{{{', '.join(map(str, cfg['Ts']))}\\}}$; peephole LSTM with tied weights, width "
-            f"$N = {cfg['width']}$; {cfg['steps']} steps of {cfg['optimizer'].capitalize()} (learning rate "
-            f"{cfg['lr']:g}, batch {cfg['batch_size']}, gradient norm clipped at {cfg['clip']}); held-out "
-            f"accuracy on {cfg['n_eval']} test sequences. The paper trains 8000 iterations (profile `paper`).")
-
-
 def comparison(Ts, acc: dict, cfg: dict) -> str:
     """Markdown: the paper's Figure 1 statement against this run's numbers."""
     Ts = list(Ts)
-
-    def longest(v, level=0.5):
-        ok = [T for T, a in zip(Ts, v) if np.isfinite(a) and a >= level]
-        return max(ok) if ok else None
+    longest = lambda v: _longest(Ts, v)  # noqa: E731
 
     rows = ["| | the paper (Fig. 1, 8000 iterations) | this run (profile `%s`, %d steps) |"
             % (cfg["profile"], cfg["steps"]), "|---|---|---|"]
@@ -193,6 +201,35 @@ def comparison(Ts, acc: dict, cfg: dict) -> str:
                 + (f"at least 0.5 up to $T = {L}$" if L else "below 0.5 everywhere"))
         rows.append(f"| {name} | {say[name]} | {ours} |")
     return "\n".join(rows)
+
+
+def _longest(Ts, acc, level: float = 0.5):
+    ok = [T for T, a in zip(Ts, acc) if np.isfinite(a) and a >= level]
+    return max(ok) if ok else None
+
+
+def report(cfg: SequenceLengthConfig, result: dict) -> dict:
+    """The numbers of the page's prose: the settings (``width``, ``steps``, ``Ts``, ...), the
+    shortest and longest length (``T_min``, ``T_max``), per initialization its held-out accuracy
+    there (``acc_<init>_shortest``, ``acc_<init>_longest``) and the longest length at which it
+    reaches 0.5 (``reach_<init>``, text), and which of standard and critical is ahead at the
+    longest length (``order_longest``, a short label)."""
+    Ts = list(result)
+    acc = accuracy(result)
+    out = dict(profile=cfg.profile, width=cfg.width, steps=cfg.steps, optimizer=cfg.optimizer.capitalize(),
+               lr=cfg.lr, batch_size=cfg.batch_size, clip=cfg.clip, n_eval=cfg.n_eval,
+               Ts=", ".join(map(str, cfg.Ts)), T_min=min(Ts), T_max=max(Ts))
+    i_min, i_max = Ts.index(min(Ts)), Ts.index(max(Ts))
+    for name in INITS:
+        out[f"acc_{name}_shortest"] = float(acc[name][i_min])
+        out[f"acc_{name}_longest"] = float(acc[name][i_max])
+        L = _longest(Ts, acc[name])
+        out[f"reach_{name}"] = f"$T = {L}$" if L else "none"
+    s, c = out["acc_standard_longest"], out["acc_critical_longest"]
+    out["order_longest"] = (("the critical initialization is ahead" if c > s else
+                             "the standard initialization is ahead" if s > c else "the two are level")
+                            if np.isfinite(s) and np.isfinite(c) else "no comparison (a run diverged)")
+    return out
 
 
 def stored_paper_results():

@@ -26,8 +26,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from .. import nets, train
-from ..theory import Theta
+from ... import nets, train
+from ...theory import Theta
 
 __all__ = ["make_ensemble", "train_cfg", "stored", "run_key", "INIT_KINDS", "load_pair", "stored_paper", "provenance",
            "paper_note", "unit", "store_smoke"]
@@ -41,8 +41,8 @@ def load_pair(name: str, **kwargs):
     that cannot be had still raises with the full list of what was tried."""
     import logging
 
-    from ..data import load_task_pair
-    from ..data.sources import import_pooch
+    from ...data import load_task_pair
+    from ...data.sources import import_pooch
     try:
         log = import_pooch().get_logger()
     except ImportError:              # no pooch (an offline GPU machine): files come from the mirror

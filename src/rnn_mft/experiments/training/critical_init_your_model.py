@@ -4,50 +4,58 @@ synthetic copy-memory task (:class:`rnn_mft.train.CopyMemoryTask`).
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .. import nets, theory, train
-from . import check_profile
-from ._training import store_smoke, unit
+from ... import nets, theory, train
+from ..protocol import PROFILES, Config, doc
+from ._common import store_smoke, unit
 
-__all__ = ["CONFIGS", "MODELS", "config", "describe", "make_task", "make_models", "analyze_models", "run",
-           "run_model", "run_name", "theta_table", "summary_table", "units"]
+__all__ = ["CONFIGS", "MODELS", "CriticalInitConfig", "config", "make_task", "make_models", "analyze_models", "run",
+           "run_models", "run_model", "report", "run_name", "theta_table", "summary_table", "units"]
 
 EXPERIMENT = "critical_init_your_model"
 MODELS = ("default", "critical")
 
-CONFIGS = {
-    # seconds: the test suite executes every chapter with this profile
-    "smoke": dict(T=20, hidden=8, n_symbols=4, steps=6, batch_size=16, n_eval=64, eval_every=3, lr=3e-3),
-    # a few minutes on 2 CPU cores
-    "ci": dict(T=100, hidden=32, n_symbols=4, steps=500, batch_size=32, n_eval=512, eval_every=25, lr=3e-3),
-    # a GPU: longer sequences, a wider network, many more steps
-    "paper": dict(T=1000, hidden=128, n_symbols=8, steps=5000, batch_size=64, n_eval=2048, eval_every=100, lr=1e-3),
-}
-_COMMON = dict(noise=1.0, seed=0, clip=1.0, optimizer="adam")
+@dataclass(frozen=True)
+class CriticalInitConfig(Config):
+    """Settings of the chapter "Critical initialization for your own model". Every field but
+    ``profile`` enters the hash of the stored runs' names (:func:`run_name`)."""
+
+    T: int = doc(100, "sequence length of the copy-memory task, and the target xi of critical_init_")
+    hidden: int = doc(32, "width of the torch.nn.LSTM")
+    n_symbols: int = doc(4, "symbols of the copy-memory task (chance: one over this)")
+    steps: int = doc(500, "training steps")
+    batch_size: int = doc(32, "minibatch size")
+    n_eval: int = doc(512, "held-out sequences the accuracy is measured on")
+    eval_every: int = doc(25, "steps between evaluations")
+    lr: float = doc(3e-3, "learning rate")
+    noise: float = doc(1.0, "standard deviation of the Gaussian noise after the symbol")
+    seed: int = doc(0, "seed of the weights, the read-out and the data")
+    clip: float = doc(1.0, "gradients clipped at this norm")
+    optimizer: str = doc("adam", "optimizer")
+    PROFILES = {
+        # seconds: the test suite executes every chapter with this profile
+        "smoke": dict(T=20, hidden=8, n_symbols=4, steps=6, batch_size=16, n_eval=64, eval_every=3, lr=3e-3),
+        # a few minutes on 2 CPU cores
+        "ci": {},
+        # a GPU: longer sequences, a wider network, many more steps
+        "paper": dict(T=1000, hidden=128, n_symbols=8, steps=5000, batch_size=64, n_eval=2048, eval_every=100,
+                      lr=1e-3),
+    }
 
 
-def config(profile: str) -> dict:
-    """The settings of ``profile`` (a copy)."""
-    cfg = dict(copy.deepcopy(CONFIGS[check_profile(profile)]), **_COMMON)
-    cfg["profile"] = profile
-    return cfg
+#: the settings of every profile, as plain dictionaries
+CONFIGS = {p: {k: v for k, v in CriticalInitConfig.for_profile(p).items() if k != "profile"} for p in PROFILES}
 
 
-def describe(cfg: dict) -> str:
-    """Markdown sentence stating the settings of the run."""
-    return (f"**Settings of this run (profile `{cfg['profile']}`):** copy-memory task with sequence length "
-            f"$T = {cfg['T']}$, {cfg['n_symbols']} symbols, Gaussian noise of standard deviation {cfg['noise']} "
-            f"after the symbol; `torch.nn.LSTM` of width {cfg['hidden']}; {cfg['steps']} steps of "
-            f"{cfg['optimizer'].capitalize()} (learning rate {cfg['lr']:g}, batch {cfg['batch_size']}, gradient "
-            f"norm clipped at {cfg['clip']}); held-out accuracy on {cfg['n_eval']} sequences every "
-            f"{cfg['eval_every']} steps; seed {cfg['seed']}. Profile `paper` uses $T = 1000$, width 128 and "
-            f"5000 steps on a GPU.")
+def config(profile: str) -> CriticalInitConfig:
+    """The settings of ``profile`` (smoke, ci or paper)."""
+    return CriticalInitConfig.for_profile(profile)
 
 
 def make_task(cfg: dict) -> train.CopyMemoryTask:
@@ -89,7 +97,7 @@ def _stores(profile: str) -> bool:
     return profile != "smoke" or store_smoke()
 
 
-def run(cfg: dict, models: dict, task, store: train.ResultsStore | None = None) -> dict:
+def run_models(cfg: CriticalInitConfig, models: dict, task, store: train.ResultsStore | None = None) -> dict:
     """Train each model (same data, same read-out initialization); results are stored under a key
     that hashes the config (profiles ``ci`` and ``paper``; ``smoke`` writes nothing unless
     ``$RNN_MFT_STORE_SMOKE``), with a checkpoint that an interrupted run resumes from."""
@@ -113,13 +121,49 @@ def run(cfg: dict, models: dict, task, store: train.ResultsStore | None = None) 
     return results
 
 
+def run(cfg: CriticalInitConfig, store: train.ResultsStore | None = None) -> dict:
+    """The chapter's computation: the copy-memory task, the two stock LSTMs (:func:`make_models`),
+    their Thetas and mean-field analyses (:func:`analyze_models`) and both trained
+    (:func:`run_models`): ``dict(task=..., models=..., analyses=..., results=...)``."""
+    task = make_task(cfg)
+    models = make_models(cfg, task)
+    analyses = analyze_models(models)
+    return dict(task=task, models=models, analyses=analyses, results=run_models(cfg, models, task, store))
+
+
+def report(cfg: CriticalInitConfig, result: dict) -> dict:
+    """The numbers of the page's prose: the settings, chi and xi of both initializations
+    (``chi_default``, ``xi_default``, ``chi_critical``, ``xi_critical``; the critical one read back
+    from the module's weights), the final training loss and held-out accuracy of both
+    (``loss_<model>``, ``acc_<model>``), chance (``n_out`` classes, ``chance_loss`` = log ``n_out``,
+    ``chance_acc``), where the runs ran (``device``, ``code_version``)."""
+    n_out = result["task"].n_out
+    out = {k: cfg[k] for k in ("profile", "T", "hidden", "n_symbols", "noise", "steps", "lr", "batch_size", "clip",
+                               "n_eval", "eval_every", "seed")}
+    out["optimizer"] = cfg.optimizer.capitalize()
+    for name in MODELS:
+        a = result["analyses"][name][1]
+        r = result["results"][name]
+        out[f"chi_{name}"] = float(a.chi)
+        out[f"xi_{name}"] = float(a.xi)
+        out[f"loss_{name}"] = float(r.final["train_loss"][0])
+        out[f"acc_{name}"] = float(r.final["eval_acc"][0])
+    out["n_out"] = int(n_out)
+    out["chance_loss"] = float(np.log(n_out))
+    out["chance_acc"] = 1 / n_out
+    meta = result["results"]["critical"].meta
+    out["device"] = str(meta.get("device", "?"))
+    out["code_version"] = str(meta.get("code_version", "?"))
+    return out
+
+
 def run_model(cfg: dict, model: str, store: train.ResultsStore | None = None) -> train.RunResult:
-    """One model of :func:`run` alone (the task and both modules built as the chapter builds them),
+    """One model of :func:`run_models` alone (the task and both modules built as the chapter builds them),
     so that the two can run as separate jobs."""
     task = make_task(cfg)
     models = make_models(cfg, task)
     run_name(cfg, model)                             # checks the name
-    return run(cfg, {model: models[model]}, task, store)[model]
+    return run_models(cfg, {model: models[model]}, task, store)[model]
 
 
 def units(profile: str) -> list[dict]:
@@ -143,7 +187,7 @@ def theta_table(thetas: dict) -> str:
     return "\n".join([head, rule, *rows])
 
 
-def summary_table(analyses: dict, results: dict, task) -> str:
+def summary_table(analyses: dict, results: dict, task=None) -> str:
     """Markdown table: xi, final loss, held-out accuracy and wall time of each model."""
     rows = ["| initialization | $\\xi$ (mean field) | final training loss | held-out accuracy | wall time |",
             "|---|---|---|---|---|"]
@@ -151,6 +195,4 @@ def summary_table(analyses: dict, results: dict, task) -> str:
         r, a = results[name], analyses[name][1]
         rows.append(f"| {label} | {float(a.xi):.3g} | {r.final['train_loss'][0]:.3f} | "
                     f"{r.final['eval_acc'][0]:.3f} | {r.meta['wall_time_s']:.0f} s |")
-    meta = results["critical"].meta
-    return ("\n".join(rows) + f"\n\nChance: loss $\\log {task.n_out} = {np.log(task.n_out):.3f}$, "
-            f"accuracy {1 / task.n_out:.3f}. Device: {meta['device']}; code {meta['code_version']}.")
+    return "\n".join(rows)
