@@ -3,7 +3,7 @@ Appendix A.2.3), the two-state theory (:mod:`rnn_mft.theory.lstm_twostate`) and 
 networks (:mod:`rnn_mft.sim.lstm_tangent`), on the same Thetas.
 
 ``config(profile)`` sets the simulated width N, the number of seeds, Algorithm 1's sample size
-and which Thetas run; ``run(cfg)`` returns
+and which Thetas run; ``run(cfg, store=None)`` (``store`` is not used) returns
 
 * ``table``: one row per Theta with xi from A.2.3, from the two-state theory and from the
   network's tangent (with its 2-SE interval) at Sigma_z = 1;
@@ -18,29 +18,31 @@ and which Thetas run; ``run(cfg)`` returns
 ``stored_corr_ground_truth(cfg)`` sets the joint (c_a, c_b) theory (:mod:`rnn_mft.theory.lstm_joint`)
 and A.2.3 against the committed two-copy runs at 0 < Sigma_z < 1
 (``data/lstm_corr_ground_truth.json``), and ``joint_grid(cfg)`` its convergence in the grid size.
+``report(cfg, res)`` gives the numbers the page's prose quotes.
 """
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import check_profile
-from ..sim import jacobian as sim_jacobian, squared_singular_values
-from ..sim.lstm_tangent import correlation_decay, tangent_decay
-from ..theory import Theta, analyze, lstm_twostate, solve_for_timescale
+from ...sim import jacobian as sim_jacobian, squared_singular_values
+from ...sim.lstm_tangent import correlation_decay, tangent_decay
+from ...theory import Theta, analyze, lstm_twostate, solve_for_timescale
+from ..protocol import Config, doc
 
-__all__ = ["config", "thetas", "run", "CONFIGS", "GROUND_TRUTH", "SOLVER_CHECK", "CORR_GROUND_TRUTH",
+__all__ = ["TwoStatesConfig", "config", "thetas", "run", "report", "CONFIGS", "GROUND_TRUTH", "SOLVER_CHECK", "CORR_GROUND_TRUTH",
            "stored_ground_truth", "stored_solver_check", "stored_corr_ground_truth", "joint_grid"]
 
 #: large-width simulations made by ``tools/lstm_ground_truth.py`` (committed with their provenance)
-GROUND_TRUTH = Path(__file__).resolve().parents[3] / "data" / "lstm_ground_truth.json"
+GROUND_TRUTH = Path(__file__).resolve().parents[4] / "data" / "lstm_ground_truth.json"
 #: the solver's Thetas simulated by ``tools/lstm_solver_check.py``
-SOLVER_CHECK = Path(__file__).resolve().parents[3] / "data" / "lstm_solver_check.json"
+SOLVER_CHECK = Path(__file__).resolve().parents[4] / "data" / "lstm_solver_check.json"
 #: two-copy runs at 0 < Sigma_z < 1 made by ``tools/lstm_corr_ground_truth.py``
-CORR_GROUND_TRUTH = Path(__file__).resolve().parents[3] / "data" / "lstm_corr_ground_truth.json"
+CORR_GROUND_TRUTH = Path(__file__).resolve().parents[4] / "data" / "lstm_corr_ground_truth.json"
 
 CONFIGS = {
     "smoke": dict(N=200, n_seeds=2, n_s=300, n_iters=100, sets=("c4",), mu_c4=(3.0,), fig2_mu=(3.8,),
@@ -58,8 +60,34 @@ CONFIGS = {
 }
 
 
-def config(profile: str) -> dict:
-    return dict(CONFIGS[check_profile(profile)], profile=profile)
+@dataclass(frozen=True)
+class TwoStatesConfig(Config):
+    """Settings of the chapter "The LSTM has two states"; defaults are ``ci``."""
+
+    N: int = doc(2000, "width of the simulated untied LSTMs (Sigma_z = 1 tangent)")
+    n_seeds: int = doc(4, "simulated networks per Theta")
+    n_s: int = doc(4000, "Algorithm 1's samples (the paper's A.2.3 column)")
+    n_iters: int = doc(300, "Algorithm 1's iterations")
+    sets: tuple = doc(("c4", "off", "fig2"), "which groups of Thetas run: the C.4 line, points off it, Figure 2's direction")
+    mu_c4: tuple = doc((1.0, 3.0, 4.5, 6.0), "mu_f on the C.4 line")
+    fig2_mu: tuple = doc((2.0, 3.8, 5.0), "mu_f on the direction of Figure 2")
+    sz0_mu: tuple = doc((3.8,), "mu_f of the Sigma_z = 0 comparison (Figure 2's direction)")
+    jac_N: int = doc(300, "width of the explicit Jacobians of (h, c)")
+    jac_real: int = doc(2, "Jacobians per Theta")
+    targets: tuple = doc((30.0, 100.0, 784.0), "time scales the solver is asked for")
+    sim_targets: tuple = doc((30.0, 100.0), "targets whose solved Theta is simulated")
+    N_sz0: int = doc(2000, "width of the two-copy runs at Sigma_z = 0")
+    solve_paper: bool = doc(True, "also solve and evaluate with the paper's A.2.3")
+    accuracy: bool = doc(True, "compare chi with a much finer discretisation")
+    curve_n: int = doc(25, "points of the xi(mu_f) curves")
+    corr_rows: int | None = doc(None, "stored 0 < Sigma_z < 1 rows re-evaluated (None: all)")
+    joint_n: tuple = doc((), "grid sizes of the joint theory's convergence study")
+    PROFILES = {p: {k: v for k, v in c.items()} for p, c in CONFIGS.items()}
+
+
+def config(profile: str) -> TwoStatesConfig:
+    """The settings at ``profile`` (smoke, ci or paper)."""
+    return TwoStatesConfig.for_profile(profile)
 
 
 def thetas(cfg: dict) -> dict:
@@ -88,7 +116,7 @@ def _xi_paper(th, cfg, sz=1.0):
     return float(r.xi) if bool(r.converged) else float("inf")
 
 
-def run(cfg: dict) -> dict:
+def run(cfg: TwoStatesConfig, store=None) -> dict:
     t0 = time.time()
     rows = []
     for name, th in thetas(cfg).items():
@@ -232,3 +260,22 @@ def joint_grid(cfg: dict, sigma_z: float = 0.6) -> list[dict]:
         p = lstm_joint.solve_joint(th, sigma_z, settings=lstm_joint.JointSettings(n=n))
         out.append(dict(n=n, c_star=p.c_star, chi=p.chi, free_rate=p.free_rate, seconds=time.perf_counter() - t1))
     return out
+
+
+def report(cfg: TwoStatesConfig, res: dict) -> dict:
+    """The numbers of the page's prose: at Sigma_z = 1, how many of the Thetas have the two-state
+    xi inside the network's 2-SE interval (``inside``, of ``n_table``), the largest relative
+    difference (``max_rel``), the range of A.2.3's xi over the network's (``paper_ratio_min``,
+    ``paper_ratio_max``) and how many Thetas A.2.3 calls unstable (``paper_unstable``); C.4's own
+    initialization's xi (``xi_c4``, NaN where that row did not run); and the run time."""
+    t = res["table"]
+    fin = [r for r in t if np.isfinite(r["xi_paper"])]
+    ratio = [r["xi_paper"] / r["xi_sim"] for r in fin]
+    c4 = [r for r in t if r["name"] == "C.4, mu_f=1"]
+    return {"inside": sum(bool(r["xi_lo"] <= r["xi_two_state"] <= r["xi_hi"]) for r in t), "n_table": len(t),
+            "max_rel": max(abs(r["xi_two_state"] / r["xi_sim"] - 1) for r in t),
+            "paper_ratio_min": min(ratio) if ratio else float("nan"),
+            "paper_ratio_max": max(ratio) if ratio else float("nan"),
+            "paper_unstable": len(t) - len(fin),
+            "xi_c4": float(c4[0]["xi_two_state"]) if c4 else float("nan"),
+            "seconds": float(res["seconds"])}
