@@ -252,7 +252,7 @@ def stored_corr_ground_truth(cfg: dict, path: Path | None = None) -> dict | None
 def joint_grid(cfg: dict, sigma_z: float = 0.6) -> list[dict]:
     """C* and chi of the joint theory on the Figure 2 direction (mu_f = 3.8) for the grid sizes
     ``cfg["joint_n"]`` (points per axis), with the wall time of each."""
-    from ..theory import lstm_joint
+    from ...theory import lstm_joint
     th = lstm_twostate._theta_point(Theta.uniform("lstm", sigma2=1.0, nu2=1.0).replace({"f.mu": 3.8}))
     out = []
     for n in cfg["joint_n"]:
