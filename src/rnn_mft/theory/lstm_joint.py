@@ -71,6 +71,7 @@ import numpy as np
 import scipy.linalg as sl
 
 from .lstm_twostate import DEFAULT as _DEFAULT1, Settings as _Settings1, _Grid, _Model, _solve_q
+from .meanfield import gate_moment
 from .quadrature import gauss_hermite, sigmoid as _sig
 
 __all__ = ["JointSettings", "JOINT_DEFAULT", "JointPoint", "solve_joint"]
@@ -148,7 +149,7 @@ class _Joint:
 
     def __init__(self, th, q, mu_h, R, sz, st: JointSettings):
         self.th, self.q, self.mu_h, self.R, self.sz, self.st = th, q, mu_h, R, sz, st
-        self.var = {k: th[k]["sigma2"] * q + th[k]["nu2"] * R + th[k]["rho2"] for k in "ifro"}
+        self.var = {k: gate_moment(th[k], q, R) for k in "ifro"}                 # eq. (4a)
         # one-copy grid (the 1-D theory's construction, with this module's width)
         mod = _Model(th, q, R, _Settings1(n=st.n, width=st.width))
         self.grid: _Grid = mod.grid
@@ -161,7 +162,7 @@ class _Joint:
 
     def cov(self, k, S):
         th = self.th[k]
-        return th["sigma2"] * S + th["nu2"] * self.R * self.sz + th["rho2"]
+        return gate_moment(th, S, self.R, self.sz)                               # eq. (4b)
 
     def _interp(self, y):
         """(m, n, n) interpolation matrices: row j evaluates phi at y[p, j]."""

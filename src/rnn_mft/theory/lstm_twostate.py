@@ -77,7 +77,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .quadrature import gauss_hermite, sigmoid as _sig
-from .meanfield import check_R, check_sigma_z, nodes_for
+from .meanfield import check_R, check_sigma_z, gate_moment, nodes_for
 from .theta import Theta
 from .lstm_twostate_chi import _chi_one, _chi_zero, _moments  # noqa: F401  (importable from here)
 
@@ -228,7 +228,7 @@ class _Model:
 
     def __init__(self, th, q, R, st: Settings):
         self.th, self.q, self.R, self.st = th, q, R, st
-        var = {k: th[k]["sigma2"] * q + th[k]["nu2"] * R + th[k]["rho2"] for k in "ifro"}
+        var = {k: gate_moment(th[k], q, R) for k in "ifro"}                      # eq. (4a)
         self.var = var
         xf, wf = gauss_hermite(st.nodes("n_f", var["f"]))
         uf = th["f"]["mu"] + np.sqrt(var["f"]) * xf

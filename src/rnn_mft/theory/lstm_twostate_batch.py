@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .meanfield import gate_moment
 from .quadrature import gauss_hermite, sigmoid as _sig
 from .lstm_twostate_chi import _chi_one_batch, _moments_batch, gauss_rule_batch
 
@@ -112,7 +113,7 @@ class _BModel:
 
     def __init__(self, th, q, R, st, orders):
         self.th, self.q, self.st = th, q, st
-        var = {k: th[k]["sigma2"] * q + th[k]["nu2"] * R + th[k]["rho2"] for k in "ifro"}
+        var = {k: gate_moment(th[k], q, R) for k in "ifro"}                      # eq. (4a)
         self.var = var
         n_f, n_g, n_o = orders
         xf, wf = gauss_hermite(n_f)
@@ -280,7 +281,7 @@ def _q_guess(th, R, iters=12, nodes=24):
     xf, wf = xg, wg = xo, wo = xz, wz = gauss_hermite(nodes)
     q = np.full(th["f"]["mu"].shape, 0.25)
     for _ in range(iters):
-        v = {k: np.sqrt(th[k]["sigma2"] * q + th[k]["nu2"] * R + th[k]["rho2"])[:, None] for k in "ifro"}
+        v = {k: np.sqrt(gate_moment(th[k], q, R))[:, None] for k in "ifro"}
         F = _sig(th["f"]["mu"][:, None] + v["f"] * xf)
         EF, EF2 = F @ wf, F**2 @ wf
         X = _sig(th["i"]["mu"][:, None] + v["i"] * xg)
@@ -393,7 +394,7 @@ def point_orders(th, R, st):
     the library's rule (:func:`meanfield.nodes_for`, at least 48) at the largest variance the
     point can reach (Q_h <= 1), rounded up to a level of ``_LEVELS``."""
     from .meanfield import nodes_for
-    vmax = {k: th[k]["sigma2"] + th[k]["nu2"] * R + th[k]["rho2"] for k in "ifro"}
+    vmax = {k: gate_moment(th[k], 1.0, R) for k in "ifro"}            # eq. (4a) at the bound Q_h <= 1
     vg = np.maximum(vmax["i"], vmax["r"])
 
     def rule(name, v):

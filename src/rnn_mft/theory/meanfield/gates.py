@@ -9,6 +9,8 @@ and the grid helpers that flatten a :class:`~rnn_mft.theory.Theta` and take poin
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from ..quadrature import expect, expect2
@@ -28,14 +30,19 @@ def gate_moment(p, m, R, sigma_z=1.0, gain=None):
     * the GRU's (1b) variable, eqs. (17a)-(17b): ``gain`` = :math:`\mathbb{E}\sigma(u_r)^2`
       (resp. :math:`\mathbb{E}[\sigma(u_{r,a})\sigma(u_{r,b})]`).
 
-    ``p`` has fields ``sigma2, nu2, rho2`` (a :class:`~rnn_mft.theory.GateParams`); every argument
+    ``p`` has fields ``sigma2, nu2, rho2`` (a :class:`~rnn_mft.theory.GateParams`, or a mapping
+    with those keys, as the two-state LSTM theory's per-point dicts); every argument
     broadcasts (``m`` and ``gain`` may also be forward-mode duals). The means of the pre-activations
     are the bias means ``p.mu`` (the weights have mean zero).
     """
-    s2 = p.sigma2 if gain is None else p.sigma2 * gain
+    if isinstance(p, Mapping):
+        sigma2, nu2, rho2 = p["sigma2"], p["nu2"], p["rho2"]
+    else:
+        sigma2, nu2, rho2 = p.sigma2, p.nu2, p.rho2
+    s2 = sigma2 if gain is None else sigma2 * gain
     if isinstance(sigma_z, float) and sigma_z == 1.0:
-        return s2 * m + p.nu2 * R + p.rho2
-    return s2 * m + p.nu2 * R * sigma_z + p.rho2
+        return s2 * m + nu2 * R + rho2
+    return s2 * m + nu2 * R * sigma_z + rho2
 
 
 def check_sigma_z(sigma_z) -> np.ndarray:
