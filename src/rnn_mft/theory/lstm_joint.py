@@ -70,7 +70,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sl
 
-from .lstm_twostate import DEFAULT as _DEFAULT1, Settings as _Settings1, _Grid, _Model, _solve_q
+from .lstm_twostate import DEFAULT as _DEFAULT1, Settings as _Settings1, _Grid, _Model, _solve_q, stationary_vector
 from .meanfield import gate_moment
 from .quadrature import gauss_hermite, sigmoid as _sig
 
@@ -244,12 +244,7 @@ class _Joint:
 
     @staticmethod
     def stationary(P):
-        n = P.shape[0]
-        M = P.T - np.eye(n)
-        M[-1, :] = 1.0
-        rhs = np.zeros(n)
-        rhs[-1] = 1.0
-        return np.linalg.solve(M, rhs)
+        return stationary_vector(P)
 
     def s_map(self, S):
         P = self.operator(S)

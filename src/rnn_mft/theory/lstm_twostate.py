@@ -223,6 +223,17 @@ class _Grid:
         return np.bincount((rows * n + idx).ravel(), weights=vals.ravel(), minlength=n * n).reshape(n, n)
 
 
+def stationary_vector(P):
+    """The left Perron vector of a stochastic matrix ``P``: ``pi P = pi``, ``sum(pi) = 1``
+    (one linear solve, the last equation replaced by the normalisation)."""
+    n = P.shape[0]
+    M = P.T - np.eye(n)
+    M[-1, :] = 1.0
+    rhs = np.zeros(n)
+    rhs[-1] = 1.0
+    return np.linalg.solve(M, rhs)
+
+
 class _Model:
     """Gate laws and the discretised transition at one Theta point and one Q_h."""
 
@@ -320,13 +331,7 @@ class _Model:
 
     def stationary(self):
         """Left Perron vector pi of P = A_F A_G, normalised to sum 1."""
-        P = self.AF("1") @ self.AG("1")
-        n = P.shape[0]
-        M = P.T - np.eye(n)
-        M[-1, :] = 1.0
-        rhs = np.zeros(n)
-        rhs[-1] = 1.0
-        return np.linalg.solve(M, rhs)
+        return stationary_vector(self.AF("1") @ self.AG("1"))
 
 
 def _theta_point(theta: Theta, idx=()):
