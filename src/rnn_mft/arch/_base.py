@@ -111,8 +111,6 @@ def monomial(coef, factors, p=0):
     return [(coef, tuple(factors), p)]
 
 
-_mono = monomial
-
 
 def derive_jacobian_terms(spec: Spec):
     r"""``(D0, [(gate, D_k, K)])`` of eq. (10) (Appendix A.2) for the update of ``spec``.
@@ -124,17 +122,17 @@ def derive_jacobian_terms(spec: Spec):
     Each D is a list of monomials ``(coef, ((gate, function), ...), power of s)``.
     """
     Tf = list(spec.T)
-    D0 = [] if spec.alpha == "zero" else _mono(1.0, [("f", spec.alpha)])
+    D0 = [] if spec.alpha == "zero" else monomial(1.0, [("f", spec.alpha)])
     Df = []
     if spec.alpha != "zero":
-        Df += _mono(1.0, [("f", DERIV[spec.alpha])], 1)
-    Df += _mono(1.0, [("f", DERIV[spec.beta])] + Tf)
+        Df += monomial(1.0, [("f", DERIV[spec.alpha])], 1)
+    Df += monomial(1.0, [("f", DERIV[spec.beta])] + Tf)
     terms = [("f", Df, None)]
     for i, (g, nm) in enumerate(Tf):
         others = [t for j, t in enumerate(Tf) if j != i]
-        Dk = _mono(1.0, [("f", spec.beta), (g, DERIV[nm])] + others)
+        Dk = monomial(1.0, [("f", spec.beta), (g, DERIV[nm])] + others)
         if spec.gru and g == "r2":
-            K = (_mono(1.0, [("r", "sig")]), _mono(1.0, [("r", "dsig")], 1), "r")
+            K = (monomial(1.0, [("r", "sig")]), monomial(1.0, [("r", "dsig")], 1), "r")
             terms.append((g, Dk, K))
         else:
             terms.append((g, Dk, None))

@@ -242,9 +242,7 @@ class _Joint:
         sa, sb = _sig(ua), _sig(ub)
         return float(wj @ (sa * sb)), float(wj @ (sa * (1 - sa) * sb * (1 - sb)))
 
-    @staticmethod
-    def stationary(P):
-        return stationary_vector(P)
+    stationary = staticmethod(stationary_vector)
 
     def s_map(self, S):
         P = self.operator(S)
@@ -265,6 +263,16 @@ class JointPoint:
     residual: float
     converged: bool
     boundary_mass: float
+
+    @property
+    def stable(self) -> bool:
+        """C* is a stable fixed point (0 <= chi_{C*} < 1): the point has a time scale."""
+        return bool(np.isfinite(self.chi) and self.chi < 1.0)
+
+    @property
+    def method(self) -> str:
+        """How :func:`rnn_mft.theory.analyze` names this point in ``info["methods"]``."""
+        return "two-state joint (c_a, c_b)" if self.stable else "not covered (joint C* unstable)"
 
 
 def solve_joint(th, sigma_z, R=1.0, *, settings: JointSettings = JOINT_DEFAULT, tol=1e-11, max_iter=40,

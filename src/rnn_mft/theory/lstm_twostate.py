@@ -426,10 +426,10 @@ def solve_point(theta, sigma_z=1.0, R=1.0, *, settings: Settings = DEFAULT, tol=
         return TwoStatePoint(mu, q, nan, nan, m1, m2, False, res, "not covered (C*=0 unstable)", bmass)
     from .lstm_joint import solve_joint         # 0 <= Sigma_z < 1, 0 < C* < 1: the joint (c_a, c_b) law
     jp = solve_joint(th, sz, R, q=q, mu_h=mu)
-    if jp.chi < 1.0 and np.isfinite(jp.chi):
+    if jp.stable:
         return TwoStatePoint(mu, q, jp.c_star, jp.chi, m1, m2, conv and jp.converged, max(res, jp.residual),
-                             "two-state joint (c_a, c_b)", max(bmass, jp.boundary_mass))
-    return TwoStatePoint(mu, q, jp.c_star, nan, m1, m2, False, res, "not covered (joint C* unstable)", bmass)
+                             jp.method, max(bmass, jp.boundary_mass))
+    return TwoStatePoint(mu, q, jp.c_star, nan, m1, m2, False, res, jp.method, bmass)
 
 
 def stationary_law(theta, q_h=None, R=1.0, *, settings: Settings = DEFAULT):

@@ -416,6 +416,7 @@ def fixed_point_batched(pts, sz, R, st, tol=1e-12, max_iter=60):
     of arrays (P,) ``mu_s, q_s, c_s, chi, m1, m2, converged, residual, method``."""
     from . import lstm_twostate as L2
     from .lstm import _pool
+    from .lstm_joint import solve_joint
     P = sz.shape[0]
     of, og, oo = point_orders(pts, R, st)
     keys = np.stack([of, og, oo], 1)
@@ -463,13 +464,12 @@ def fixed_point_batched(pts, sz, R, st, tol=1e-12, max_iter=60):
                 out["converged"][i], out["method"][i] = False, "not covered (C*=0 unstable)"
         else:
             # 0 <= Sigma_z < 1, 0 < C* < 1: the joint (c_a, c_b) law, per point, at the batch's Q*
-            from .lstm_joint import solve_joint
             jp = solve_joint(th, float(sz[i]), R, q=float(out["q_s"][i]), mu_h=float(out["mu_s"][i]))
-            out["c_s"][i] = jp.c_star
-            if jp.chi < 1.0 and np.isfinite(jp.chi):
-                out["chi"][i], out["method"][i] = jp.chi, "two-state joint (c_a, c_b)"
+            out["c_s"][i], out["method"][i] = jp.c_star, jp.method
+            if jp.stable:
+                out["chi"][i] = jp.chi
                 out["converged"][i] = out["converged"][i] and jp.converged
                 out["residual"][i] = max(out["residual"][i], jp.residual)
             else:
-                out["converged"][i], out["method"][i] = False, "not covered (joint C* unstable)"
+                out["converged"][i] = False
     return out

@@ -62,7 +62,7 @@ class GRUSignalConfig(Config):
     fp_tied_seeds: int = doc(2, "tied networks per fixed-point point")
     seed: int = doc(0, "base seed; every run's seed is derived from it")
     theta: dict = doc(_BASE, "the GRU's Theta except mu_f (per gate: sigma2, nu2, rho2, mu)")
-    PROFILES = {p: {k: v for k, v in c.items()} for p, c in CONFIGS.items()}
+    PROFILES = CONFIGS
 
     def __post_init__(self):
         super().__post_init__()

@@ -82,7 +82,7 @@ class TwoStatesConfig(Config):
     curve_n: int = doc(25, "points of the xi(mu_f) curves")
     corr_rows: int | None = doc(None, "stored 0 < Sigma_z < 1 rows re-evaluated (None: all)")
     joint_n: tuple = doc((), "grid sizes of the joint theory's convergence study")
-    PROFILES = {p: {k: v for k, v in c.items()} for p, c in CONFIGS.items()}
+    PROFILES = CONFIGS
 
 
 def config(profile: str) -> TwoStatesConfig:
