@@ -258,6 +258,73 @@ def test_batched_gauss_rule_matches_the_single_rule():
     assert np.all(wb[2] == 0)
 
 
+def test_product_rule_equals_the_rule_of_the_product_of_factor_rules():
+    """The law of G = X Y under sum_t c_t mu_X,t (x) mu_Y,t: the Lanczos run on the Kronecker
+    operators of the factors' Jacobi matrices integrates the same polynomials as the Gauss rule
+    of the explicit product of the factor Gauss rules (the construction it replaces), for
+    sigmoid and tanh laws from mild to saturated, a one-point factor (breakdown) and a term
+    with zero weight."""
+    from rnn_mft.theory import lstm_twostate_chi as LC
+    from rnn_mft.theory.quadrature import gauss_hermite, sigmoid
+    rng = np.random.default_rng(11)
+    z, wz = gauss_hermite(96)
+    B, T, m = 40, 3, 8
+    mu_x, mu_y = rng.uniform(-6, 6, (T, B)), rng.uniform(-6, 6, (T, B))
+    v_x, v_y = 10 ** rng.uniform(-6, 0.7, (T, B)), 10 ** rng.uniform(-6, 0.7, (T, B))
+    v_x[0, 0] = 0.0                                           # a point mass
+    X = sigmoid(mu_x[..., None] + np.sqrt(v_x)[..., None] * z)
+    Y = np.tanh(mu_y[..., None] + np.sqrt(v_y)[..., None] * z)
+    WX = wz * (X * (1 - X)) ** rng.integers(0, 3, (T, B, 1))
+    WY = wz * (1 - Y**2) ** rng.integers(0, 3, (T, B, 1))
+    coef = rng.uniform(0, 2, (T, B))
+    coef[1, 1] = 0.0
+    fx = [v.reshape((T, B) + v.shape[1:]) for v in LC.jacobi_batch(X.reshape(T * B, -1), WX.reshape(T * B, -1), m)]
+    fy = [v.reshape((T, B) + v.shape[1:]) for v in LC.jacobi_batch(Y.reshape(T * B, -1), WY.reshape(T * B, -1), m)]
+    g, w = LC.product_gauss_rule(coef, fx, fy, m)
+    # the explicit construction: factor rules, their products, one final compression
+    nx, wx = LC.gauss_rule_batch(X.reshape(T * B, -1), WX.reshape(T * B, -1), m)
+    ny, wy = LC.gauss_rule_batch(Y.reshape(T * B, -1), WY.reshape(T * B, -1), m)
+    pts = np.concatenate([(nx.reshape(T, B, m)[t][:, :, None] * ny.reshape(T, B, m)[t][:, None, :]).reshape(B, -1)
+                          for t in range(T)], 1)
+    pw = np.concatenate([(coef[t][:, None, None] * wx.reshape(T, B, m)[t][:, :, None]
+                          * wy.reshape(T, B, m)[t][:, None, :]).reshape(B, -1) for t in range(T)], 1)
+    g0, w0 = LC.gauss_rule_batch(pts, pw, m)
+    # the exact moments of the GH-discretised measure
+    for k in range(2 * m):
+        exact = sum(coef[t] * (WX[t] * X[t] ** k).sum(-1) * (WY[t] * Y[t] ** k).sum(-1) for t in range(T))
+        scale = sum(coef[t] * WX[t].sum(-1) * WY[t].sum(-1) for t in range(T))
+        np.testing.assert_allclose((w * g**k).sum(-1), exact, rtol=0, atol=1e-12 * scale.max())
+        np.testing.assert_allclose((w * g**k).sum(-1), (w0 * g0**k).sum(-1), rtol=1e-9, atol=1e-14)
+
+
+def test_batched_stencils_and_pruned_rules():
+    """The blocked, in-place Lagrange weights equal the reference ones (also at exact nodes,
+    for p = 4 and 10), and dropping Gauss-Hermite nodes below 1e-30 of the largest weight
+    changes no bounded expectation beyond rounding."""
+    from rnn_mft.theory import lstm_twostate_batch as LB
+    from rnn_mft.theory.quadrature import gauss_hermite, sigmoid
+    rng = np.random.default_rng(2)
+    for p in (4, 10):
+        n = 35
+        s = np.concatenate([rng.uniform(0, n - 1, 500), np.arange(n, dtype=float)])
+        idx, ref = L2.lagrange_weights(s, n, p)
+        i0 = np.clip(np.floor(s).astype(np.int64) - (p // 2 - 1), 0, n - p)
+        out = np.empty((p, s.size))
+        LB._lagrange(s - i0, p, out)
+        np.testing.assert_array_equal(idx[:, 0], i0)
+        np.testing.assert_allclose(out.T, ref, rtol=0, atol=1e-13)
+        exact = np.isin(s, np.arange(n))
+        np.testing.assert_allclose(out.T[exact].max(-1), 1.0, atol=1e-15)
+    for n in (48, 160, 400):
+        x, w = gauss_hermite(n)
+        xp, wp = LB._gh(n)
+        assert xp.size < n and wp.min() >= LB.PRUNE * w.max()
+        for mu, var in ((0.0, 1.0), (8.0, 5.0), (-3.0, 0.01)):
+            f = lambda u: sigmoid(u) * (1 - sigmoid(u))  # noqa: E731
+            full = w @ f(mu + np.sqrt(var) * x)
+            assert abs(wp @ f(mu + np.sqrt(var) * xp) - full) <= 1e-15 * full + 1e-300
+
+
 def test_batched_path_rejects_bad_input():
     th = Theta.critical("lstm").replace({"f.mu": np.array([1.0, 2.0])})
     with pytest.raises(ValueError, match=r"sigma_z=1.5"):

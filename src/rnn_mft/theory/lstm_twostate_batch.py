@@ -11,11 +11,19 @@ eq. (6) for :math:`Q_h^*`, the module docstring of ``lstm_twostate`` for :math:`
   a point leaves when its residual is below ``tol``, and its outputs are computed from the
   model of that last evaluation;
 * :math:`\chi` at :math:`\Sigma_z = 1` is the root of :math:`1 = \alpha/\chi + \beta\langle
-  a_p, (\chi - P_2)^{-1} w\rangle` by a bracketed Newton iteration per point (masked;
+  a_p, (\chi - P_2)^{-1} w\rangle` by a bracketed secant iteration per point (masked;
   ``lstm_twostate_chi._chi_one_batch``); :math:`m_1, m_2` by stacked vector-operator products
-  (``_moments_batch``);
-* the Gauss rules to which the laws of :math:`G = \sigma(u_i)\tanh(u_r)` are compressed come
-  from a batched Lanczos (Stieltjes) procedure, :func:`gauss_rule_batch`.
+  (``_moments_batch``); the F-operator products of the stationary law they share are made
+  once (:meth:`_BModel.pi_products`);
+* the law of :math:`G = \sigma(u_i)\tanh(u_r)` (weighted by 1, B or B^2) is compressed to an
+  ``n_c``-point Gauss rule by a Lanczos run on the Kronecker products of the factors' Jacobi
+  matrices (``lstm_twostate_chi.product_gauss_rule``), which gives the rule of the product of
+  the factor Gauss rules without forming it.
+
+Cost (a 100 x 100 grid, ``benchmarks/theory.py``): the stencils, their scatters and the Lanczos
+runs work on blocks of points (:data:`BLOCK_ELEMS`), whose temporaries stay in cache; whole-batch
+temporaries made them several times slower on the development machines. Gauss-Hermite nodes
+of negligible weight are dropped (:data:`PRUNE`).
 
 The discretisation is a :class:`~rnn_mft.theory.lstm_twostate.Settings`
 (``lstm_twostate.FAST`` on the grid path: 35 nodes and 10-point Lagrange stencils, which are as
@@ -31,11 +39,13 @@ the same settings. The same call gives the same bits.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .meanfield import gate_moment
 from .quadrature import gauss_hermite, sigmoid as _sig
-from .lstm_twostate_chi import _chi_one_batch, _moments_batch, gauss_rule_batch
+from .lstm_twostate_chi import _chi_one_batch, _moments_batch, gauss_rule_batch, jacobi_batch, product_gauss_rule
 
 __all__ = ["solve_batch", "fixed_point_batched", "point_orders", "gauss_rule_batch"]
 
@@ -46,6 +56,65 @@ CHUNK = 256
 def _dsig(u):
     s = _sig(u)
     return s * (1.0 - s)
+
+
+#: Gauss-Hermite nodes whose weight is below this fraction of the largest are dropped on the
+#: batched path: every integrand here is bounded by 1 (sigmoids, tanh, their derivatives and
+#: powers), so the dropped mass is below 1e-30 n of the largest weight, far below rounding even
+#: for a saturated gate whose expectation is ~1e-12; it removes 40-60 % of the nodes at the
+#: orders of the grid (e.g. 160 -> 92), and with them the cost of the Gauss rules of G
+PRUNE = 1e-30
+
+
+@lru_cache(maxsize=None)
+def _gh(n):
+    """The ``n``-point Gauss-Hermite rule without its negligible nodes (:data:`PRUNE`)."""
+    x, w = gauss_hermite(n)
+    keep = w >= PRUNE * w.max()
+    x, w = x[keep], w[keep]
+    x.flags.writeable = w.flags.writeable = False
+    return x, w
+
+
+#: elements (points x grid nodes x abscissae) per block of the stencil computations
+#: (:meth:`_BGrid.weights`, :meth:`_BGrid.operator`, :meth:`_BModel.vF_many`): temporaries of
+#: ~0.5 MB stay in cache and reuse memory instead of touching fresh pages (measured on the
+#: 100 x 100 grid: whole-batch temporaries made the stencils ~4x slower)
+BLOCK_ELEMS = 1 << 16
+
+
+def _blocks(B, per_point):
+    """Slices of the batch axis with about :data:`BLOCK_ELEMS` elements each."""
+    step = max(1, BLOCK_ELEMS // max(1, per_point))
+    return [slice(b0, min(B, b0 + step)) for b0 in range(0, B, step)]
+
+
+def _lagrange(u, p, out):
+    """Lagrange weights out[k] = prod_{j != k} (u - j) / (k - j) of the nodes 0..p-1 at u, as
+    products of the factors left and right of k (no division by u - j, so exact nodes are
+    safe), accumulated in place: three live arrays, whatever p."""
+    if p == 4:
+        u1, u2, u3 = u - 1.0, u - 2.0, u - 3.0
+        out[0] = -u1 * u2 * u3 / 6.0
+        out[1] = u * u2 * u3 / 2.0
+        out[2] = -u * u1 * u3 / 2.0
+        out[3] = u * u1 * u2 / 6.0
+        return out
+    t = np.empty_like(u)
+    out[0] = 1.0
+    np.copyto(out[1], u)
+    for k in range(2, p):                    # out[k] = prod_{j < k} (u - j)
+        np.subtract(u, k - 1, out=t)
+        np.multiply(out[k - 1], t, out=out[k])
+    r = np.subtract(u, p - 1)                # r = prod_{j > k} (u - j)
+    for k in range(p - 2, -1, -1):
+        out[k] *= r
+        if k:
+            np.subtract(u, k, out=t)
+            r *= t
+    for k in range(p):
+        out[k] /= float(np.prod([k - j for j in range(p) if j != k]))
+    return out
 
 
 class _BGrid:
@@ -67,37 +136,37 @@ class _BGrid:
 
     def weights(self, y):
         """Stencils of the values at y (B, n, K), stencil axis first: first node i0 (B, n, K) and
-        Lagrange weights (p, B, n, K) (the weights of :func:`lstm_twostate.lagrange_weights`)."""
-        ex = (slice(None), None, None)
-        s = (np.arcsinh(np.clip(y, -self.L[ex], self.L[ex]) / self.a[ex]) + self.T[ex]) / self.dt[ex]
+        Lagrange weights (p, B, n, K) (the weights of :func:`lstm_twostate.lagrange_weights`).
+        Computed in blocks of points (:data:`BLOCK_ELEMS`): the same numbers, with temporaries small enough
+        to stay in cache and out of fresh memory pages."""
+        B = y.shape[0]
         p, n = self.order, self.n
-        i0 = np.clip(np.floor(s).astype(np.int64) - (p // 2 - 1), 0, n - p)
-        u = s - i0
-        if p == 4:
-            u1, u2, u3 = u - 1.0, u - 2.0, u - 3.0
-            return i0, np.stack([-u1 * u2 * u3 / 6.0, u * u2 * u3 / 2.0, -u * u1 * u3 / 2.0, u * u1 * u2 / 6.0])
-        d = [u - j for j in range(p)]
-        left = [None] * p
-        right = [None] * p
-        left[0], right[p - 1] = 1.0, 1.0
-        for k in range(1, p):
-            left[k] = d[k - 1] if k == 1 else left[k - 1] * d[k - 1]
-            right[p - 1 - k] = d[p - k] if k == 1 else right[p - k] * d[p - k]
-        w = np.empty((p,) + u.shape)
-        for k in range(p):
-            den = float(np.prod([k - j for j in range(p) if j != k]))
-            w[k] = left[k] * right[k] / den if 0 < k < p - 1 else (right[k] if k == 0 else left[k]) / den
+        i0 = np.empty(y.shape, np.int64)
+        w = np.empty((p,) + y.shape)
+        for sl in _blocks(B, y[0].size):
+            ex = (sl, None, None)
+            s = np.arcsinh(np.clip(y[sl], -self.L[ex], self.L[ex]) / self.a[ex])
+            s += self.T[ex]
+            s /= self.dt[ex]
+            i = np.clip(np.floor(s).astype(np.int64) - (p // 2 - 1), 0, n - p)
+            i0[sl] = i
+            s -= i
+            _lagrange(s, p, w[:, sl])
         return i0, w
 
     def operator(self, y, wq):
         """Stack of dense M[b] with (M[b] phi)_j = sum_k wq[b, k] phi(y[b, j, k]); ``y`` may be
-        given as its stencil from :meth:`weights`."""
+        given as its stencil from :meth:`weights`. Scattered in blocks of points."""
         i0, w = y if isinstance(y, tuple) else self.weights(y)
         B, n, p = i0.shape[0], self.n, w.shape[0]
-        base = (np.arange(B)[:, None, None] * n + np.arange(n)[None, :, None]) * n + i0
-        flat = base[None] + np.arange(p)[:, None, None, None]
-        vals = w * wq[None, :, None, :]
-        return np.bincount(flat.ravel(), weights=vals.ravel(), minlength=B * n * n).reshape(B, n, n)
+        out = np.empty((B, n, n))
+        for sl in _blocks(B, i0[0].size):
+            nb = i0[sl].shape[0]
+            base = (np.arange(nb)[:, None, None] * n + np.arange(n)[None, :, None]) * n + i0[sl]
+            flat = base[None] + np.arange(p)[:, None, None, None]
+            vals = w[:, sl] * wq[None, sl, None, :]
+            out[sl] = np.bincount(flat.ravel(), weights=vals.ravel(), minlength=nb * n * n).reshape(nb, n, n)
+        return out
 
     def vecop(self, v, y, wq):
         """v[b] @ M[b] for the M of :meth:`operator`, as a scatter (no dense matrix)."""
@@ -116,18 +185,18 @@ class _BModel:
         var = {k: gate_moment(th[k], q, R) for k in "ifro"}                      # eq. (4a)
         self.var = var
         n_f, n_g, n_o = orders
-        xf, wf = gauss_hermite(n_f)
+        xf, wf = _gh(n_f)
         uf = th["f"]["mu"][:, None] + np.sqrt(var["f"])[:, None] * xf
         self.F, self.dF = _sig(uf), _dsig(uf)
         self.wf = np.broadcast_to(wf, self.F.shape)
-        xg, wg = gauss_hermite(n_g)
+        xg, wg = _gh(n_g)
         ui = th["i"]["mu"][:, None] + np.sqrt(var["i"])[:, None] * xg
         ur = th["r"]["mu"][:, None] + np.sqrt(var["r"])[:, None] * xg
         self.si, self.dsi = _sig(ui), _dsig(ui)
         self.tr = np.tanh(ur)
         self.dtr = 1.0 - self.tr**2
         self.wg = np.broadcast_to(wg, self.si.shape)
-        xo, wo = gauss_hermite(n_o)
+        xo, wo = _gh(n_o)
         uo = th["o"]["mu"][:, None] + np.sqrt(var["o"])[:, None] * xo
         so, dso = _sig(uo), _dsig(uo)
         E = lambda v: v @ wo  # noqa: E731
@@ -159,6 +228,8 @@ class _BModel:
         for k, v in self._g.items():
             if isinstance(v, np.ndarray):                          # dense operators
                 m._g[k] = v[sel]
+            elif isinstance(v, dict):                              # products of the law
+                m._g[k] = {kk: vv[sel] for kk, vv in v.items()}
             elif isinstance(k, tuple) and k[0] == "st":            # stencils (stencil axis first)
                 m._g[k] = (v[0][sel], v[1][:, sel])
             else:                                                  # Gauss rules
@@ -187,30 +258,20 @@ class _BModel:
                  "B": [(s2i, dsi**2, tr**2), (s2r, si**2, dtr**2)],
                  "B2": [(s2i**2, dsi**4, tr**4), (2 * s2i * s2r, dsi**2 * si**2, tr**2 * dtr**2),
                         (s2r**2, si**4, dtr**4)]}
-        m = self.st.n_c + 4
+        m = self.st.n_c
         B = si.shape[0]
         allt = [t for k in keys for t in terms[k]]
         T = len(allt)
+        # the factor laws' Jacobi matrices, all in one stacked Lanczos run
         X = np.concatenate([si] * T + [tr] * T, 0)
         W = np.concatenate([wg * fx for _, fx, _ in allt] + [wg * fy for _, _, fy in allt], 0)
-        nodes, wts = gauss_rule_batch(X, W, m)
-        nodes, wts = nodes.reshape(2, T, B, m), wts.reshape(2, T, B, m)
-        pts, pw, t0 = [], [], 0
+        jac = [v.reshape((2, T, B) + v.shape[1:]) for v in jacobi_batch(X, W, m)]
+        t0 = 0
         for k in keys:
-            pk, wk = [], []
-            for j in range(t0, t0 + len(terms[k])):
-                coef = allt[j][0]
-                pk.append((nodes[0, j][:, :, None] * nodes[1, j][:, None, :]).reshape(B, -1))
-                wk.append((coef[:, None, None] * wts[0, j][:, :, None] * wts[1, j][:, None, :]).reshape(B, -1))
+            tt = slice(t0, t0 + len(terms[k]))
             t0 += len(terms[k])
-            pts.append(np.concatenate(pk, 1))
-            pw.append(np.concatenate(wk, 1))
-        L = max(x.shape[1] for x in pts)
-        pad = lambda x: np.pad(x, ((0, 0), (0, L - x.shape[1])))  # noqa: E731
-        g, w = gauss_rule_batch(np.concatenate([pad(x) for x in pts], 0),
-                                np.concatenate([pad(x) for x in pw], 0), self.st.n_c)
-        for j, k in enumerate(keys):
-            self._g[k] = (g[j * B:(j + 1) * B], w[j * B:(j + 1) * B])
+            coef = np.stack([allt[j][0] for j in range(tt.start, tt.stop)])
+            self._g[k] = product_gauss_rule(coef, [v[0, tt] for v in jac], [v[1, tt] for v in jac], m)
 
     def _stencil(self, key):
         """Interpolation stencils of the points F c_j ("F") or c_j + G_b (a G-rule key), cached."""
@@ -220,38 +281,62 @@ class _BModel:
             self._g["st", key] = self.grid.weights(y)
         return self._g["st", key]
 
-    def SF(self):
-        """Dense interpolation tensor S[b, j, k, :] of the points F_k c_j (B, n, n_f, n), cached:
-        every F-operator is a weighted sum of its slices."""
-        if "S" not in self._g:
-            i0, w = self._stencil("F")
-            B, n, K = i0.shape
-            p = w.shape[0]
-            # the p nodes of one stencil are distinct: an assignment, no accumulation
-            flat = (np.arange(B * n * K).reshape(B, n, K) * n + i0)[None] + np.arange(p)[:, None, None, None]
-            S = np.zeros(B * n * K * n)
-            S[flat.ravel()] = w.ravel()
-            self._g["S"] = S.reshape(B, n, K, n)
-        return self._g["S"]
-
     def AF(self, key):
-        """Stack of A_F(key): (A_F phi)(c_j) = sum_k wf_k f_key(u_f,k) phi(F_k c_j) (a scatter for
-        the Q-iteration's one operator, from the cached tensor :meth:`SF` after it)."""
-        if key == "1" and "S" not in self._g:
-            return self.grid.operator(self._stencil("F"), self.fweight(key))
-        return (self.fweight(key)[:, None, None, :] @ self.SF())[:, :, 0, :]
+        """Stack of A_F(key): (A_F phi)(c_j) = sum_k wf_k f_key(u_f,k) phi(F_k c_j) (a scatter, or
+        the one :meth:`pi_products` made on its way)."""
+        if ("AF", key) in self._g:
+            return self._g["AF", key]
+        return self.grid.operator(self._stencil("F"), self.fweight(key))
+
+    def vF_many(self, rows, ops=()):
+        """[sum_{j,k} V[b, j, k] phi(F_k c_j) as a row vector over the grid, for V in rows] (the
+        products v @ A_F(key) for V = v[:, :, None] * fweight(key)[:, None, :]), each (B, n),
+        and the operators A_F(key) for key in ``ops``. The dense interpolation tensor
+        S[b, j, k, :] of the points F_k c_j, of which every F-operator is a weighted sum of
+        slices, is built in blocks of points and read once for all of them."""
+        i0, w = self._stencil("F")
+        B, n, K = i0.shape
+        p, M = w.shape[0], len(rows)
+        V = np.stack(rows, 1).reshape(B, M, n * K)
+        fw = [self.fweight(key) for key in ops]
+        out = np.empty((B, M, n))
+        A = [np.empty((B, n, n)) for _ in ops]
+        blocks = _blocks(B, n * K * n // 4)
+        S = np.empty((blocks[0].stop - blocks[0].start) * n * K * n)
+        for sl in blocks:
+            nb = i0[sl].shape[0]
+            Sb = S[: nb * n * K * n]
+            Sb[:] = 0.0
+            # the p nodes of one stencil are distinct: an assignment, no accumulation
+            flat = (np.arange(nb * n * K).reshape(nb, n, K) * n + i0[sl])[None] + np.arange(p)[:, None, None, None]
+            Sb[flat.ravel()] = w[:, sl].ravel()
+            out[sl] = V[sl] @ Sb.reshape(nb, n * K, n)
+            for a, f in zip(A, fw):
+                a[sl] = (f[sl][:, None, None, :] @ Sb.reshape(nb, n, K, n))[:, :, 0, :]
+        return [out[:, m] for m in range(M)], A
+
+    def pi_products(self, pi):
+        """The F-operator products of the stationary law ``pi`` that chi and the moments use,
+        computed together once per model and cached: ``v @ A_F(key)`` of pi ("p1": key 1,
+        "pF2": F^2), of pi c^2 ("c2d2": d^2) and the combination that enters m2 ("m2F":
+        pi F^4 + sigma_f^4 pi c^4 d^4 + 2 sigma_f^2 pi c^2 F^2 d^2; vF is linear in v, so the
+        three are one product). On the way, chi's operator A_F(F^2) is made and cached."""
+        if "pi" not in self._g:
+            c2 = pi * self.grid.c**2
+            s2f = self.th["f"]["sigma2"][:, None, None]
+            fw = self.fweight
+            m2F = (pi[:, :, None] * fw("F4")[:, None, :] + s2f**2 * (c2 * self.grid.c**2)[:, :, None] * fw("d4")[:, None, :]
+                   + 2 * s2f * c2[:, :, None] * fw("F2d2")[:, None, :])
+            vals, (self._g["AF", "F2"],) = self.vF_many(
+                [pi[:, :, None] * fw("1")[:, None, :], pi[:, :, None] * fw("F2")[:, None, :],
+                 c2[:, :, None] * fw("d2")[:, None, :], m2F], ops=("F2",))
+            self._g["pi"] = dict(zip(("p1", "pF2", "c2d2", "m2F"), vals))
+        return self._g["pi"]
 
     def AG(self, key):
         if ("AG", key) not in self._g:
             self._g["AG", key] = self.grid.operator(self._stencil(key), self.grule(key)[1])
         return self._g["AG", key]
-
-    def vF(self, v, key):
-        """v @ A_F(key) for a stack of row vectors v (B, n)."""
-        S = self.SF()
-        B, n, K, _ = S.shape
-        vw = (v[:, :, None] * self.fweight(key)[:, None, :]).reshape(B, 1, n * K)
-        return (vw @ S.reshape(B, n * K, n))[:, 0, :]
 
     def vG(self, v, key):
         """v @ A_G(key): with the dense operator where it is built ("1"), else as a scatter."""
@@ -374,7 +459,11 @@ _LEVELS_F = (16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 400)
 
 
 def _level(n, levels=_LEVELS):
-    return next((v for v in levels if v >= n), int(np.ceil(n)))
+    """The smallest level >= n, elementwise (beyond the last level: ceil(n))."""
+    n = np.asarray(n, float)
+    lv = np.asarray(levels)
+    i = np.searchsorted(lv, n, side="left")
+    return np.where(i < lv.size, lv[np.minimum(i, lv.size - 1)], np.ceil(n)).astype(int)
 
 
 #: u_f's rule weighs phi(F c) at every grid node; its order grows with the variance bound of
@@ -393,17 +482,19 @@ def point_orders(th, R, st):
     """Gauss-Hermite orders (n_f, n_g, n_o) of each point (arrays (B,)): the fixed settings, or
     the library's rule (:func:`meanfield.nodes_for`, at least 48) at the largest variance the
     point can reach (Q_h <= 1), rounded up to a level of ``_LEVELS``."""
-    from .meanfield import nodes_for
+    from .meanfield import node_rule
     vmax = {k: gate_moment(th[k], 1.0, R) for k in "ifro"}            # eq. (4a) at the bound Q_h <= 1
     vg = np.maximum(vmax["i"], vmax["r"])
 
     def rule(name, v):
         fixed = getattr(st, name)
+        v = np.asarray(v, float)
         if fixed is not None:
             return np.full(v.shape, int(fixed))
+        v = np.where(np.isfinite(v), v, 1.0)                           # as meanfield.nodes_for
         if name == "n_f":
-            return np.array([_level(max(16.0, NF_PER_VAR * x), _LEVELS_F) for x in v.ravel()], int).reshape(v.shape)
-        return np.array([_level(max(48, nodes_for(x))) for x in v.ravel()], int).reshape(v.shape)
+            return _level(np.maximum(16.0, NF_PER_VAR * v), _LEVELS_F)
+        return _level(np.maximum(48.0, node_rule(v)))
 
     return rule("n_f", vmax["f"]), rule("n_g", NG_FACTOR * vg), rule("n_o", vmax["o"])
 
@@ -423,7 +514,8 @@ def fixed_point_batched(pts, sz, R, st, tol=1e-12, max_iter=60):
     groups = {}
     for i, kk in enumerate(map(tuple, keys)):
         groups.setdefault(kk, []).append(i)
-    tasks = [(kk, np.array(ix[s:s + CHUNK])) for kk, ix in sorted(groups.items())
+    # the costliest orders first, so that the pool's last tasks are the cheapest
+    tasks = [(kk, np.array(ix[s:s + CHUNK])) for kk, ix in sorted(groups.items(), key=lambda g: g[0][::-1], reverse=True)
              for s in range(0, len(ix), CHUNK)]
     need_chi = sz == 1.0
 

@@ -8,10 +8,12 @@ book's chapter *The LSTM has two states*):
 * :func:`_chi_zero`: chi at Sigma_z = 0 with independent copies (C* = 0), the renewal equation;
 * :func:`_moments`: m1, m2 of the 2N x 2N Jacobian of (h, c);
 * :func:`_chi_one_batch`, :func:`_moments_batch`: the same for a stack of points
-  (:mod:`rnn_mft.theory.lstm_twostate_batch`), chi by a bracketed Newton iteration per point
+  (:mod:`rnn_mft.theory.lstm_twostate_batch`), chi by a bracketed secant iteration per point
   under a mask;
-* :func:`gauss_rule_batch`: the stacked Lanczos (Stieltjes) procedure that compresses the laws
-  of G = sigma(u_i) tanh(u_r) to Gauss rules on the batched path.
+* :func:`jacobi_batch`, :func:`gauss_rule_batch`: the stacked Lanczos (Stieltjes) procedure
+  for the Jacobi matrices and Gauss rules of discrete measures, and
+  :func:`product_gauss_rule`, which compresses the laws of G = sigma(u_i) tanh(u_r) to Gauss
+  rules on the batched path from the Jacobi matrices of the two factors.
 
 ``mod`` is a ``lstm_twostate._Model`` (one point) or a ``lstm_twostate_batch._BModel`` (a
 stack), ``pi`` its stationary cell-state law.
@@ -211,16 +213,25 @@ def _moments(mod, pi, th):
     return float(m1), float(m2)
 
 
+#: the batched chi's root iteration stops after a step below this fraction of chi: the error
+#: after such a step is of the order of the step times the previous error, far below rounding
+#: here (measured on a 50 x 50 grid of benchmarks/theory.py: chi within 6e-14, relative, of a
+#: Newton iteration run until its step vanishes, which takes about twice the solves)
+ROOT_RTOL = 1e-10
+
+
 def _chi_one_batch(mod, pi, th):
-    """Batched :func:`lstm_twostate._chi_one`: the Perron root of the (m, q) system, by a
-    bracketed Newton iteration per point (masked)."""
+    """Batched :func:`lstm_twostate._chi_one`: the Perron root of the (m, q) system, the root of
+    the convex decreasing f(x) = alpha / x + beta <a_p, (x - P_2)^{-1} w> - 1 on (rho, inf), by a
+    bracketed secant iteration per point (masked) from a start that f's value and slope at the
+    upper bracket give."""
     c = mod.grid.c
     tc = np.tanh(c)
     w = (1.0 - tc**2) ** 2
     AG1 = mod.AG("1")
+    pp = mod.pi_products(pi)
     P2 = mod.AF("F2") @ AG1
-    v1 = mod.vF(pi, "1")
-    a_p = np.einsum("bj,bjk->bk", th["f"]["sigma2"][:, None] * mod.vF(pi * c**2, "d2"), AG1) + mod.vG(v1, "B")
+    a_p = np.einsum("bj,bjk->bk", th["f"]["sigma2"][:, None] * pp["c2d2"], AG1) + mod.vG(pp["p1"], "B")
     alpha = th["o"]["sigma2"] * mod.Eo["d2"] * np.einsum("bj,bj->b", pi, tc**2)
     beta = mod.Eo["s2"]
     rho = mod.EF2
@@ -228,14 +239,15 @@ def _chi_one_batch(mod, pi, th):
     B, n, _ = P2.shape
     eye = np.eye(n)
 
-    def f_df(sel, x):
+    def f_df(sel, x, slope=True):
         A = x[:, None, None] * eye - P2[sel]
-        Y = np.linalg.solve(A, np.stack([w[sel], np.zeros_like(w[sel])], -1))
-        y = Y[..., 0]
-        z = np.linalg.solve(A, y[..., None])[..., 0]
+        y = np.linalg.solve(A, w[sel][..., None])[..., 0]
         ap = a_p[sel]
-        return (alpha[sel] / x + beta[sel] * np.einsum("bj,bj->b", ap, y) - 1.0,
-                -alpha[sel] / x**2 - beta[sel] * np.einsum("bj,bj->b", ap, z))
+        f = alpha[sel] / x + beta[sel] * np.einsum("bj,bj->b", ap, y) - 1.0
+        if not slope:
+            return f
+        z = np.linalg.solve(A, y[..., None])[..., 0]
+        return f, -alpha[sel] / x**2 - beta[sel] * np.einsum("bj,bj->b", ap, z)
 
     out = np.maximum(alpha, rho)
     live = ~((EA <= 1e-300) | (beta <= 0))
@@ -246,9 +258,11 @@ def _chi_one_batch(mod, pi, th):
     s = r + al + beta[idx] * EA[idx]
     hi = 0.5 * (s + np.sqrt(np.maximum(s * s - 4 * al * r, 0.0))) * (1 + 1e-9) + 1e-15
     # widen where interpolation weights (slightly negative) leave f(hi) > 0
+    fhi, dhi = np.zeros(idx.size), np.zeros(idx.size)
     act = np.ones(idx.size, bool)
     for _ in range(60):
-        fv, _d = f_df(idx[act], hi[act])
+        fv, dv = f_df(idx[act], hi[act])
+        fhi[act], dhi[act] = fv, dv
         bad = fv > 0
         if not bad.any():
             break
@@ -258,39 +272,43 @@ def _chi_one_batch(mod, pi, th):
         a2 = act.copy()
         a2[act] = bad
         act = a2
-    # a start left of the root (f > 0), then Newton (monotone for a convex decreasing f)
-    x = hi.copy()
-    fx, dfx = np.zeros(idx.size), np.zeros(idx.size)
-    act = np.ones(idx.size, bool)
-    for _ in range(200):
-        xa = r[act] + 0.5 * (x[act] - r[act])
-        fv, dv = f_df(idx[act], xa)
-        x[act], fx[act], dfx[act] = xa, fv, dv
-        left = fv > 0
-        h = hi[act]
-        h[~left] = xa[~left]
-        hi[act] = h
-        a2 = act.copy()
-        a2[act] = ~left
-        act = a2
-        if not act.any():
-            break
-    lo = x.copy()
+    # a start: the tangent at hi, which for a convex decreasing f meets zero left of the root;
+    # where it falls below rho (a steep pole at rho), the root of c / (x - rho) - d with f's
+    # value and slope at hi (close to the root, on either side); else the midpoint. The start
+    # narrows the bracket (rho, hi) on its side of the root.
+    hi0 = hi.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xt = hi - fhi / dhi
+        cp = -dhi * (hi - r) ** 2
+        xp = r + cp / (cp / (hi - r) - fhi)
+    inside = lambda v: np.isfinite(v) & (v > r) & (v < hi)  # noqa: E731
+    x = np.where(inside(xt) & (dhi < 0), xt, np.where(inside(xp), xp, r + 0.5 * (hi - r)))
+    fx = f_df(idx, x, slope=False)
+    left = fx > 0
+    lo = np.where(left, x, r)
+    hi = np.where(left, hi, x)
+    # secant steps from (hi, f(hi)) and the start, kept inside the bracket (else bisection; one
+    # solve per step, where Newton takes two): a step below ROOT_RTOL x is the last one
+    # taken (the error after it is of the order of the step times the previous error),
+    # accepted without another evaluation
+    xq, fq = hi0, fhi
     act = np.ones(idx.size, bool)
     for _ in range(100):
-        xa, fa, da, la, ha = x[act], fx[act], dfx[act], lo[act], hi[act]
+        xa, fa, xb, fb, la, ha = x[act], fx[act], xq[act], fq[act], lo[act], hi[act]
         with np.errstate(divide="ignore", invalid="ignore"):
-            xn = np.where(da < 0, xa - fa / da, 0.5 * (la + ha))
-        xn = np.where((la <= xn) & (xn <= ha), xn, 0.5 * (la + ha))
-        stop = np.abs(xn - xa) <= 4e-16 * xa
-        x[act] = xn
+            xn = xa - fa * (xa - xb) / (fa - fb)
+        xn = np.where(np.isfinite(xn) & (la <= xn) & (xn <= ha), xn, 0.5 * (la + ha))
+        stop = np.abs(xn - xa) <= ROOT_RTOL * xa
+        sel = np.flatnonzero(act)
+        xq[sel], fq[sel] = xa, fa
+        x[sel] = xn
         go = ~stop
         if go.any():
-            sel = np.flatnonzero(act)[go]
-            fv, dv = f_df(idx[sel], xn[go])
-            fx[sel], dfx[sel] = fv, dv
-            lo[sel] = np.where(fv > 0, xn[go], lo[sel])
-            hi[sel] = np.where(fv > 0, hi[sel], xn[go])
+            sg = sel[go]
+            fv = f_df(idx[sg], xn[go], slope=False)
+            fx[sg] = fv
+            lo[sg] = np.where(fv > 0, xn[go], lo[sg])
+            hi[sg] = np.where(fv > 0, hi[sg], xn[go])
             go[go] = fv != 0
         a2 = act.copy()
         a2[act] = go
@@ -309,16 +327,15 @@ def _moments_batch(mod, pi, th):
     s2f = th["f"]["sigma2"][:, None]
     so = th["o"]["sigma2"]
     Eo = mod.Eo
-    vF, vG = mod.vF, mod.vG
-    c2, c4 = pi * c**2, pi * c**4
+    vG = mod.vG
+    pp = mod.pi_products(pi)
+    p1, pF2, c2d2 = pp["p1"], pp["pF2"], pp["c2d2"]
     # (vG is linear in its vector: the measures are combined before the G-operators act)
-    p1, pF2 = vF(pi, "1"), vF(pi, "F2")
-    c2d2 = vF(c2, "d2")
     law = vG(p1, "1")
     gB = vG(p1, "B")
     mA = s2f * vG(c2d2, "1") + gB
     mS = vG(pF2, "1") + mA
-    mS2 = (vG(vF(pi, "F4") + s2f**2 * vF(c4, "d4") + 2 * s2f * vF(c2, "F2d2"), "1") + vG(p1, "B2")
+    mS2 = (vG(pp["m2F"], "1") + vG(p1, "B2")
            + 2 * vG(pF2 + s2f * c2d2, "B"))
     dot = lambda a, b: np.einsum("bj,bj->b", a, b)  # noqa: E731
     m1 = 0.5 * (mS.sum(-1) + Eo["s2"] * dot(mS, dt2) + so * Eo["d2"] * dot(law, t2))
@@ -328,28 +345,25 @@ def _moments_batch(mod, pi, th):
     return m1, 0.5 * on + 0.5 * off**2
 
 
-def gauss_rule_batch(x, w, m):
-    """Batched :func:`lstm_twostate._gauss_rule`: for each row b, an ``m``-point Gauss rule of the
-    discrete measure ``sum_j w[b, j] delta(x[b, j])`` (w >= 0). Returns nodes and weights
-    (B, m); where the measure has fewer than m support points the surplus nodes get weight 0
-    (up to rounding) and a zero measure gives zero weights."""
-    x = np.asarray(x, float)
-    w = np.asarray(w, float)
-    B, N = x.shape
-    tot = w.sum(-1)
-    pos = tot > 0
-    tsafe = np.where(pos, tot, 1.0)
-    shift = (w * x).sum(-1) / tsafe
-    xs = x - shift[:, None]
+#: Lanczos vectors (rows x nodes x steps) per block of rows in :func:`jacobi_batch` (measured:
+#: blocks of ~2 MB run 15 % faster than one stack of 15 MB)
+LANCZOS_ELEMS = 1 << 18
+
+
+def _lanczos(apply, v0, m, thr):
+    """Batched Lanczos with full (classical Gram-Schmidt) reorthogonalisation: the Jacobi
+    matrices, diagonals ``a`` (B, m) and off-diagonals ``b`` (B, m - 1), of the symmetric
+    operators ``apply`` (a stack of row vectors (B, N) to (B, N)) on the Krylov spaces of the
+    unit start vectors ``v0`` (B, N). A row whose recurrence breaks down (b <= thr; a zero
+    start at once) keeps zeros from there on."""
+    B, N = v0.shape
     V = np.zeros((m, B, N))                       # Lanczos vectors, each a contiguous block
-    V[0] = np.sqrt(w / tsafe[:, None])
+    V[0] = v0
     a, b = np.zeros((B, m)), np.zeros((B, m - 1))
-    alive = pos.copy()
-    thr = 1e-13 * (1.0 + np.abs(xs).max(-1))
-    y = np.empty((B, N))
+    alive = np.einsum("bn,bn->b", v0, v0) > 0
     for k in range(m):
-        # three-term recurrence, then one full (classical Gram-Schmidt) reorthogonalisation
-        np.multiply(xs, V[k], out=y)
+        # three-term recurrence, then one full reorthogonalisation
+        y = apply(V[k])
         if k:
             y -= b[:, k - 1, None] * V[k - 1]
         a[:, k] = np.einsum("bn,bn->b", V[k], y)
@@ -362,16 +376,23 @@ def gauss_rule_batch(x, w, m):
             b[:, k] = np.where(alive, nb, 0.0)
             V[k + 1] = y * np.where(alive, 1.0 / np.where(alive, nb, 1.0), 0.0)[:, None]
     # a broken-down recursion (b = 0) leaves zero rows: their eigenvectors carry no weight; keep
-    # the surplus diagonal at the mean (shift) so every node stays inside the support's hull
+    # the surplus diagonal at the mean (the shift) so every node stays inside the support's hull
     a = np.where(np.concatenate([np.ones((B, 1), bool), np.cumprod(b != 0, axis=1).astype(bool)], axis=1), a, 0.0)
+    return a, b
+
+
+def _gauss_from_jacobi(a, b):
+    """Nodes (eigenvalues) and weights (summing to one) of the Gauss rules of Jacobi matrices
+    (a (B, m), b (B, m - 1)): the weights (Golub-Welsch: squared first eigenvector components)
+    as Christoffel numbers 1 / sum_j p_j(node)^2 of the orthonormal polynomials of the
+    recurrence (cheaper than eigenvectors); a broken-down recurrence (some b = 0) takes the
+    eigenvectors."""
+    B, m = a.shape
     J = np.zeros((B, m, m))
     ii = np.arange(m)
     J[:, ii, ii] = a
     J[:, ii[:-1], ii[1:]] = b
     J[:, ii[1:], ii[:-1]] = b
-    # nodes: eigenvalues of J; weights (Golub-Welsch: squared first eigenvector components) as
-    # Christoffel numbers 1 / sum_j p_j(node)^2 of the orthonormal polynomials of the recurrence
-    # (cheaper than eigenvectors); a broken-down recurrence (some b = 0) takes the eigenvectors
     lam = np.linalg.eigvalsh(J)
     full = np.all(b > 0, axis=1)
     wts = np.empty((B, m))
@@ -387,4 +408,72 @@ def gauss_rule_batch(x, w, m):
     if not full.all():
         lam_b, U = np.linalg.eigh(J[~full])
         lam[~full], wts[~full] = lam_b, U[:, 0, :] ** 2
+    return lam, wts
+
+
+def jacobi_batch(x, w, m):
+    """For each row b, the m x m Jacobi matrix of the discrete measure ``sum_j w[b, j]
+    delta(x[b, j])`` (w >= 0), normalised and centred: ``(a, b, shift, tot)`` with the
+    recurrence coefficients a (B, m), b (B, m - 1) of x - shift, the mean ``shift`` and the
+    mass ``tot`` (B,). Its Gauss rule is :func:`gauss_rule_batch`'s."""
+    x = np.asarray(x, float)
+    w = np.asarray(w, float)
+    B, N = x.shape
+    rows = max(1, LANCZOS_ELEMS // max(1, m * N))
+    if B > rows:                                  # rows are independent: blocks stay in cache
+        parts = [jacobi_batch(x[r:r + rows], w[r:r + rows], m) for r in range(0, B, rows)]
+        return tuple(np.concatenate(p) for p in zip(*parts))
+    tot = w.sum(-1)
+    tsafe = np.where(tot > 0, tot, 1.0)
+    shift = (w * x).sum(-1) / tsafe
+    xs = x - shift[:, None]
+    a, b = _lanczos(lambda v: xs * v, np.sqrt(w / tsafe[:, None]), m, 1e-13 * (1.0 + np.abs(xs).max(-1)))
+    return a, b, shift, tot
+
+
+def gauss_rule_batch(x, w, m):
+    """Batched :func:`lstm_twostate._gauss_rule`: for each row b, an ``m``-point Gauss rule of the
+    discrete measure ``sum_j w[b, j] delta(x[b, j])`` (w >= 0). Returns nodes and weights
+    (B, m); where the measure has fewer than m support points the surplus nodes get weight 0
+    (up to rounding) and a zero measure gives zero weights."""
+    a, b, shift, tot = jacobi_batch(x, w, m)
+    lam, wts = _gauss_from_jacobi(a, b)
+    return lam + shift[:, None], tot[:, None] * wts
+
+
+def product_gauss_rule(coef, fx, fy, m):
+    """For each row b, the ``m``-point Gauss rule of the law of G = X Y under the measure
+    ``sum_t coef[t, b] mu_X[t, b] (x) mu_Y[t, b]``, where each factor measure is given by its
+    :func:`jacobi_batch` tuple (arrays with a leading term axis t, as ``fx``, ``fy``).
+
+    The Lanczos recurrence of G runs on the direct sum over t of the tensor-product spaces, with
+    the operator J_X (x) J_Y of each term (J with the shift on its diagonal) and the start
+    sum_t sqrt(coef mass_X mass_Y / total) e_1 (x) e_1: the moments it sees,
+    E[G^j] = E[X^j] E[Y^j], are those of the factor Gauss rules' product measure, exact for
+    j < 2 m_f (m_f: the factors' size), so for m_f >= m the rule equals that of the product of
+    the factor rules, without forming them. Returns nodes and weights (B, m)."""
+    aX, bX, sX, tX = fx
+    aY, bY, sY, tY = fy
+    T, B, mf = aX.shape
+    ii = np.arange(mf)
+
+    def dense(a, b, sh):                                          # (B, T, mf, mf) Jacobi matrices
+        J = np.zeros((B, T, mf, mf))
+        J[..., ii, ii] = np.moveaxis(a + sh[..., None], 0, 1)
+        J[..., ii[:-1], ii[1:]] = J[..., ii[1:], ii[:-1]] = np.moveaxis(b, 0, 1)
+        return J
+
+    JX, JY = dense(aX, bX, sX), dense(aY, bY, sY)
+    mass = np.moveaxis(np.asarray(coef, float) * tX * tY, 0, 1)   # (B, T)
+    tot = mass.sum(-1)
+    v0 = np.zeros((B, T, mf, mf))
+    v0[:, :, 0, 0] = np.sqrt(np.maximum(mass, 0.0) / np.where(tot > 0, tot, 1.0)[:, None])
+
+    def kron(v):
+        return (JX @ v.reshape(B, T, mf, mf) @ JY).reshape(B, -1)   # (J_X (x) J_Y) v, J_Y symmetric
+
+    v0 = v0.reshape(B, -1)
+    shift = np.einsum("bn,bn->b", v0, kron(v0))
+    a, b = _lanczos(lambda v: kron(v) - shift[:, None] * v, v0, m, 1e-13 * 3.0)
+    lam, wts = _gauss_from_jacobi(a, b)
     return lam + shift[:, None], tot[:, None] * wts
