@@ -7,7 +7,8 @@ eq. (6) for :math:`Q_h^*`, the module docstring of ``lstm_twostate`` for :math:`
 * the operators :math:`A_F, A_G` of B points are (B, n, n) stacks built by one scatter each;
   the stationary law :math:`\pi P = \pi` is one stacked ``np.linalg.solve``;
 * :math:`Q_h^* = G(Q_h^*)` is the safeguarded secant iteration of ``lstm_twostate._solve_q``
-  under a per-point mask, started from a Gaussian-cell-state estimate (:func:`_q_guess`);
+  under a per-point mask, started from a Gaussian-cell-state estimate (:func:`_q_guess`),
+  whose slope makes the first step a Newton step;
   a point leaves when its residual is below ``tol``, and its outputs are computed from the
   model of that last evaluation;
 * :math:`\chi` at :math:`\Sigma_z = 1` is the root of :math:`1 = \alpha/\chi + \beta\langle
@@ -359,24 +360,34 @@ def _sub(th, mask):
     return {k: {f: v[mask] for f, v in d.items()} for k, d in th.items()}
 
 
-def _q_guess(th, R, iters=12, nodes=24):
-    """A cheap start for the Q-iteration: eq. (6) with the cell state replaced by a Gaussian of
-    the perpetuity's mean and variance (no grid), by a few Picard steps. Only a start: the
-    secant iteration of :func:`solve_batch` removes its error."""
+def _gauss_G(th, q, R, nodes=24):
+    """Eq. (6)'s G(Q_h) with the cell state replaced by a Gaussian of the perpetuity's mean and
+    variance (no grid): the cheap model behind :func:`_q_guess`."""
     xf, wf = xg, wg = xo, wo = xz, wz = gauss_hermite(nodes)
+    v = {k: np.sqrt(gate_moment(th[k], q, R))[:, None] for k in "ifro"}
+    F = _sig(th["f"]["mu"][:, None] + v["f"] * xf)
+    EF, EF2 = F @ wf, F**2 @ wf
+    X = _sig(th["i"]["mu"][:, None] + v["i"] * xg)
+    Y = np.tanh(th["r"]["mu"][:, None] + v["r"] * xg)
+    EG, EG2 = (X @ wg) * (Y @ wg), (X**2 @ wg) * (Y**2 @ wg)
+    m = EG / (1.0 - EF)
+    sd = np.sqrt(np.maximum((EG2 + 2.0 * EF * EG * m) / (1.0 - EF2) - m * m, 0.0))
+    so2 = _sig(th["o"]["mu"][:, None] + v["o"] * xo) ** 2 @ wo
+    return so2 * (np.tanh(m[:, None] + sd[:, None] * xz) ** 2 @ wz)
+
+
+def _q_guess(th, R, iters=12, h=1e-4):
+    """A cheap start for the Q-iteration, by a few Picard steps of :func:`_gauss_G`, and that
+    model's slope dG/dQ there (a central difference), which the first step of
+    :func:`solve_batch` uses in place of the true one. Only a start: the secant iteration
+    removes its error."""
     q = np.full(th["f"]["mu"].shape, 0.25)
     for _ in range(iters):
-        v = {k: np.sqrt(gate_moment(th[k], q, R))[:, None] for k in "ifro"}
-        F = _sig(th["f"]["mu"][:, None] + v["f"] * xf)
-        EF, EF2 = F @ wf, F**2 @ wf
-        X = _sig(th["i"]["mu"][:, None] + v["i"] * xg)
-        Y = np.tanh(th["r"]["mu"][:, None] + v["r"] * xg)
-        EG, EG2 = (X @ wg) * (Y @ wg), (X**2 @ wg) * (Y**2 @ wg)
-        m = EG / (1.0 - EF)
-        sd = np.sqrt(np.maximum((EG2 + 2.0 * EF * EG * m) / (1.0 - EF2) - m * m, 0.0))
-        so2 = _sig(th["o"]["mu"][:, None] + v["o"] * xo) ** 2 @ wo
-        q = so2 * (np.tanh(m[:, None] + sd[:, None] * xz) ** 2 @ wz)
-    return np.clip(q, 1e-12, 1.0)
+        q = _gauss_G(th, q, R)
+    q = np.clip(q, 1e-12, 1.0)
+    lo, hi = np.maximum(q - h, 1e-12), np.minimum(q + h, 1.0)
+    slope = (_gauss_G(th, hi, R) - _gauss_G(th, lo, R)) / (hi - lo)
+    return q, slope
 
 
 def solve_batch(th, R, st, *, tol=1e-12, max_iter=60, q0=None, chi_mask=None, orders=None):
@@ -392,8 +403,9 @@ def solve_batch(th, R, st, *, tol=1e-12, max_iter=60, q0=None, chi_mask=None, or
     :func:`point_orders` over the batch; start ``q0``, or :func:`_q_guess`."""
     B = th["f"]["mu"].shape[0]
     orders = orders or tuple(int(np.max(o)) for o in point_orders(th, R, st))
+    slope = None
     if q0 is None:
-        q0 = _q_guess(th, R)
+        q0, slope = _q_guess(th, R)
     want_chi = np.ones(B, bool) if chi_mask is None else np.asarray(chi_mask, bool)
     out = {k: np.full(B, np.nan) for k in ("q_s", "mu_s", "residual", "m1", "m2", "boundary_mass", "chi")}
     out["converged"] = np.zeros(B, bool)
@@ -424,7 +436,14 @@ def solve_batch(th, R, st, *, tol=1e-12, max_iter=60, q0=None, chi_mask=None, or
     mod, pi, g = evaluate(ix, q)
     best_r, best_q = np.abs(g - q), q.copy()
     q_prev, r_prev = q.copy(), g - q
-    q = g.copy()                                  # a Picard step first, as the single-point path
+    # the first step: Newton's with the Gaussian model's slope where it is below 1 (the fixed
+    # point attracts), else a Picard step, as the single-point path; the secant steps follow
+    q = g.copy()
+    if slope is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            qn = q_prev + r_prev / (1.0 - slope)
+        use = (slope < 0.98) & np.isfinite(qn) & (qn > 0) & (qn <= 1.0)
+        q[use] = qn[use]
     for _ in range(max_iter):
         if ix.size == 0:
             break
