@@ -126,7 +126,8 @@ class _BGrid:
         self.T = np.arcsinh(L / a)
         self.t = np.linspace(-self.T, self.T, n, axis=-1)
         self.dt = self.t[:, 1] - self.t[:, 0]
-        self.c = a[:, None] * np.sinh(self.t)
+        c = a[:, None] * np.sinh(self.t)
+        self.c = 0.5 * (c - c[:, ::-1])              # exactly odd: c[n-1-j] = -c[j], c = 0 at the centre
 
     def take(self, sel):
         g = object.__new__(_BGrid)
@@ -155,18 +156,25 @@ class _BGrid:
             _lagrange(s, p, w[:, sl])
         return i0, w
 
-    def operator(self, y, wq):
+    def operator(self, y, wq, odd=False):
         """Stack of dense M[b] with (M[b] phi)_j = sum_k wq[b, k] phi(y[b, j, k]); ``y`` may be
-        given as its stencil from :meth:`weights`. Scattered in blocks of points."""
+        given as its stencil from :meth:`weights`. Scattered in blocks of points. ``odd``: the
+        points are odd in the node (y[n-1-j] = -y[j], as F c_j), so M is centrosymmetric,
+        M[n-1-j, n-1-i] = M[j, i] (the grid is odd and stencils mirror), and only the rows from
+        the centre on are scattered."""
         i0, w = y if isinstance(y, tuple) else self.weights(y)
         B, n, p = i0.shape[0], self.n, w.shape[0]
+        h = n // 2 if odd else 0
+        r = n - h                                             # rows scattered: h .. n-1
         out = np.empty((B, n, n))
         for sl in _blocks(B, i0[0].size):
             nb = i0[sl].shape[0]
-            base = (np.arange(nb)[:, None, None] * n + np.arange(n)[None, :, None]) * n + i0[sl]
+            base = (np.arange(nb)[:, None, None] * r + np.arange(r)[None, :, None]) * n + i0[sl, h:]
             flat = base[None] + np.arange(p)[:, None, None, None]
-            vals = w[:, sl] * wq[None, sl, None, :]
-            out[sl] = np.bincount(flat.ravel(), weights=vals.ravel(), minlength=nb * n * n).reshape(nb, n, n)
+            vals = w[:, sl, h:] * wq[None, sl, None, :]
+            out[sl, h:] = np.bincount(flat.ravel(), weights=vals.ravel(), minlength=nb * r * n).reshape(nb, r, n)
+        if h:
+            out[:, :h] = out[:, n - 1 - np.arange(h), ::-1]
         return out
 
     def vecop(self, v, y, wq):
@@ -278,8 +286,18 @@ class _BModel:
         """Interpolation stencils of the points F c_j ("F") or c_j + G_b (a G-rule key), cached."""
         if ("st", key) not in self._g:
             c = self.grid.c
-            y = c[:, :, None] * self.F[:, None, :] if key == "F" else c[:, :, None] + self.grule(key)[0][:, None, :]
-            self._g["st", key] = self.grid.weights(y)
+            if key == "F":
+                # F_k c_j is odd in j: the stencils of the rows below the centre are those of
+                # their mirror rows, reflected (first node n - p - i0, weights reversed)
+                n, h = self.grid.n, self.grid.n // 2
+                p = self.grid.order
+                i0h, wh = self.grid.weights(c[:, h:, None] * self.F[:, None, :])
+                mirror = n - 1 - np.arange(h) - h
+                i0 = np.concatenate([n - p - i0h[:, mirror], i0h], 1)
+                w = np.concatenate([wh[::-1][:, :, mirror], wh], 2)
+                self._g["st", key] = (i0, w)
+            else:
+                self._g["st", key] = self.grid.weights(c[:, :, None] + self.grule(key)[0][:, None, :])
         return self._g["st", key]
 
     def AF(self, key):
@@ -287,7 +305,7 @@ class _BModel:
         the one :meth:`pi_products` made on its way)."""
         if ("AF", key) in self._g:
             return self._g["AF", key]
-        return self.grid.operator(self._stencil("F"), self.fweight(key))
+        return self.grid.operator(self._stencil("F"), self.fweight(key), odd=True)
 
     def vF_many(self, rows, ops=()):
         """[sum_{j,k} V[b, j, k] phi(F_k c_j) as a row vector over the grid, for V in rows] (the
