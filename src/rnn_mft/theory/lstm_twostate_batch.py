@@ -136,15 +136,15 @@ class _BGrid:
             setattr(g, k, getattr(self, k)[sel])
         return g
 
-    def weights(self, y):
+    def weights(self, y, out=None):
         """Stencils of the values at y (B, n, K), stencil axis first: first node i0 (B, n, K) and
-        Lagrange weights (p, B, n, K) (the weights of :func:`lstm_twostate.lagrange_weights`).
+        Lagrange weights (p, B, n, K) (the weights of :func:`lstm_twostate.lagrange_weights`),
+        written into ``out = (i0, w)`` if given.
         Computed in blocks of points (:data:`BLOCK_ELEMS`): the same numbers, with temporaries small enough
         to stay in cache and out of fresh memory pages."""
         B = y.shape[0]
         p, n = self.order, self.n
-        i0 = np.empty(y.shape, np.int64)
-        w = np.empty((p,) + y.shape)
+        i0, w = out if out is not None else (np.empty(y.shape, np.int64), np.empty((p,) + y.shape))
         for sl in _blocks(B, y[0].size):
             ex = (sl, None, None)
             s = np.arcsinh(np.clip(y[sl], -self.L[ex], self.L[ex]) / self.a[ex])
@@ -291,10 +291,12 @@ class _BModel:
                 # their mirror rows, reflected (first node n - p - i0, weights reversed)
                 n, h = self.grid.n, self.grid.n // 2
                 p = self.grid.order
-                i0h, wh = self.grid.weights(c[:, h:, None] * self.F[:, None, :])
-                mirror = n - 1 - np.arange(h) - h
-                i0 = np.concatenate([n - p - i0h[:, mirror], i0h], 1)
-                w = np.concatenate([wh[::-1][:, :, mirror], wh], 2)
+                B, K = c.shape[0], self.F.shape[1]
+                i0, w = np.empty((B, n, K), np.int64), np.empty((p, B, n, K))
+                self.grid.weights(c[:, h:, None] * self.F[:, None, :], out=(i0[:, h:], w[:, :, h:]))
+                mirror = n - 1 - np.arange(h)
+                i0[:, :h] = n - p - i0[:, mirror]
+                w[:, :, :h] = w[::-1][:, :, mirror]
                 self._g["st", key] = (i0, w)
             else:
                 self._g["st", key] = self.grid.weights(c[:, :, None] + self.grule(key)[0][:, None, :])
