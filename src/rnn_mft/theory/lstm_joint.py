@@ -14,8 +14,8 @@ the pair :math:`(c_a, c_b)`. At every step the gate pre-activation pairs
 :math:`G = \sigma(u_i)\tanh(u_r)`, with :math:`(F^a, F^b)` and :math:`(G^a, G^b)` correlated.
 
 **Discretisation.** The transition operator :math:`(P\varphi)(x, y) = \mathbb{E}\,\varphi(F^a x +
-G^a, F^b y + G^b)` is discretised on the tensor product of the one-copy sinh grid with cubic
-Lagrange interpolation, :math:`P = A_F A_G`. For each exchangeable pair :math:`(X^a, X^b)`
+G^a, F^b y + G^b)` is discretised on the tensor product of the one-copy sinh grid with its
+local Lagrange interpolation (``JointSettings.order``: 10-point stencils), :math:`P = A_F A_G`. For each exchangeable pair :math:`(X^a, X^b)`
 (:math:`X = F`, or :math:`G`) the marginal law is compressed to an ``m``-point Gauss rule
 :math:`(x_p, w_p)` and the joint law to the weights
 :math:`W_{pq} = w_p w_q \sum_{k,l<m} p_k(x_p)\,\mathbb{E}[p_k(X^a)p_l(X^b)]\,p_l(x_q)`
@@ -55,13 +55,18 @@ equation of :mod:`rnn_mft.theory.lstm_twostate` (tested), and as :math:`\Sigma_z
 continuously to the :math:`\Sigma_z = 1` chi (tested; the tensor grid cannot follow the law onto the
 diagonal at :math:`\Sigma_z = 1` itself).
 
-**Accuracy and cost** (measured on the Figure 2 Theta, mu_f = 3.8, Sigma_z = 0.6, on a shared
-2-core machine under heavy load): chi = 0.9384129, 0.9384515, 0.9384681, 0.9384734, 0.9384754 at
-n = 25, 31, 41, 51, 61 points per axis (C* = 0.42884 ... 0.42899), an error falling roughly as
-n^-4: about 1e-5 at the default n = 41 and 1e-6 at n = 61; at Sigma_z = 0 the n = 41 chi is
-2e-5 from the renewal equation's. One Theta takes 1.5 s (Sigma_z = 0, unloaded) to 40-80 s
-(Sigma_z = 0.6, n = 41, loaded) and about 3 minutes at n = 61 (loaded); most of it is building
-the reduced operator (n(n+1)/2 unknowns, dense) at each step of the S iteration.
+**Accuracy and cost** (measured on the Figure 2 Theta, mu_f = 3.8, 2-core machine, 2026-11-28).
+At Sigma_z = 0.6, with 10-point stencils (n_q = 24), chi = 0.9384734605, 0.9384771213,
+0.9384772963, 0.9384773712, 0.9384774057, 0.9384774365 at n = 25, 31, 33, 35, 37, 45 points
+per axis (C* = 0.428994 from n = 31 on): about 7e-8 from the limit at n = 35. The cubic
+stencils used before gave 0.9384681036 at n = 41 (an error of 9e-6) and 0.9384753736 at n = 61
+(2e-6, 18 s), their error falling roughly as n^-4. The pair rules' n_q matters at
+Sigma_z = 0, where the renewal equation gives chi = 0.9346425285 (n = 201, 10-point stencils,
+fine rules): the joint theory at n = 35 gives 0.9346408775, 0.9346422331, 0.9346424136,
+0.9346424496 with n_q = 24, 32, 40, 56 (errors 1.6e-6, 2.9e-7, 1.1e-7, 8e-8), while at
+Sigma_z = 0.6 they move chi by < 1e-8. The default (n = 35, order 10, n_q = 40) takes 1.6 s at
+Sigma_z = 0 and 3.3 s at Sigma_z = 0.6 (the cubic n = 41 default before: 5.7 s); most of it is
+building the reduced operator (n(n+1)/2 unknowns, dense) at each step of the S iteration.
 """
 from __future__ import annotations
 
@@ -81,13 +86,17 @@ __all__ = ["JointSettings", "JOINT_DEFAULT", "JointPoint", "solve_joint"]
 class JointSettings:
     """Discretisation of the joint theory: ``n`` grid points per axis, ``width`` (grid half-width
     in standard deviations of the stationary cell state), ``m`` nodes of the compressed marginal
-    rules, ``n_q`` Gauss-Hermite nodes per dimension for the gate pairs."""
+    rules, ``n_q`` Gauss-Hermite nodes per dimension for the gate pairs (24 before 2026-11-28),
+    ``order`` points of the local Lagrange stencils of the one-copy grid (4: cubic, as before
+    2026-11-28; the default 10 on 35 points is more accurate than cubic stencils on 61, at a
+    fifth of the cost: see the module docstring)."""
 
-    n: int = 41
+    n: int = 35
     width: float = 9.0
     m: int = 16
-    n_q: int = 24
+    n_q: int = 40
     n_z: int = 16
+    order: int = 10
 
     def __post_init__(self):
         for name in ("n", "m", "n_q", "n_z"):
@@ -96,6 +105,9 @@ class JointSettings:
                 raise ValueError(f"{name}={v!r} must be an integer >= 8")
         if not (np.isfinite(self.width) and self.width >= 4):
             raise ValueError(f"width={self.width!r} must be a number >= 4")
+        _Settings1(n=self.n, order=self.order)          # the one-copy grid's check of the order
+        if self.order > self.n:
+            raise ValueError(f"order={self.order!r} must not exceed n={self.n!r}")
 
 
 JOINT_DEFAULT = JointSettings()
@@ -151,7 +163,7 @@ class _Joint:
         self.th, self.q, self.mu_h, self.R, self.sz, self.st = th, q, mu_h, R, sz, st
         self.var = {k: gate_moment(th[k], q, R) for k in "ifro"}                 # eq. (4a)
         # one-copy grid (the 1-D theory's construction, with this module's width)
-        mod = _Model(th, q, R, _Settings1(n=st.n, width=st.width))
+        mod = _Model(th, q, R, _Settings1(n=st.n, width=st.width, order=st.order))
         self.grid: _Grid = mod.grid
         self.pi1 = mod.stationary()
         n = st.n

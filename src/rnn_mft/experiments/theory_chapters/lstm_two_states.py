@@ -56,7 +56,7 @@ CONFIGS = {
                   mu_c4=(1.0, 2.0, 3.0, 4.0, 4.5, 5.0, 6.0, 7.0), fig2_mu=(2.0, 3.8, 5.0, 6.0),
                   sz0_mu=(2.0, 3.8, 5.0), jac_N=1000, jac_real=4, targets=(30.0, 100.0, 784.0),
                   sim_targets=(30.0, 100.0, 784.0), N_sz0=10000, solve_paper=True, accuracy=True, curve_n=60,
-                  corr_rows=None, joint_n=(31, 41, 51, 61)),
+                  corr_rows=None, joint_n=(25, 31, 35, 45)),
 }
 
 
