@@ -15,8 +15,8 @@ the pair :math:`(c_a, c_b)`. At every step the gate pre-activation pairs
 
 **Discretisation.** The transition operator :math:`(P\varphi)(x, y) = \mathbb{E}\,\varphi(F^a x +
 G^a, F^b y + G^b)` is discretised on the tensor product of the one-copy sinh grid with its
-local Lagrange interpolation (``JointSettings.order``: 10-point stencils), :math:`P = A_F A_G`. For each exchangeable pair :math:`(X^a, X^b)`
-(:math:`X = F`, or :math:`G`) the marginal law is compressed to an ``m``-point Gauss rule
+local Lagrange interpolation (``JointSettings.order``: 10-point stencils), :math:`P = A_F A_G`.
+For each exchangeable pair :math:`(X^a, X^b)` (:math:`X = F`, or :math:`G`) the marginal law is compressed to an ``m``-point Gauss rule
 :math:`(x_p, w_p)` and the joint law to the weights
 :math:`W_{pq} = w_p w_q \sum_{k,l<m} p_k(x_p)\,\mathbb{E}[p_k(X^a)p_l(X^b)]\,p_l(x_q)`
 (:math:`p_k` the orthonormal polynomials of the marginal): exact for every

@@ -225,13 +225,14 @@ class _Grid:
 
 def stationary_vector(P):
     """The left Perron vector of a stochastic matrix ``P``: ``pi P = pi``, ``sum(pi) = 1``
-    (one linear solve, the last equation replaced by the normalisation)."""
-    n = P.shape[0]
-    M = P.T - np.eye(n)
-    M[-1, :] = 1.0
-    rhs = np.zeros(n)
-    rhs[-1] = 1.0
-    return np.linalg.solve(M, rhs)
+    (one linear solve, the last equation replaced by the normalisation); a stack of matrices
+    (..., n, n) gives the stack of vectors (..., n)."""
+    n = P.shape[-1]
+    M = np.swapaxes(P, -1, -2) - np.eye(n)
+    M[..., -1, :] = 1.0
+    rhs = np.zeros(P.shape[:-1] + (1,))
+    rhs[..., -1, 0] = 1.0
+    return np.linalg.solve(M, rhs)[..., 0]
 
 
 class _Model:

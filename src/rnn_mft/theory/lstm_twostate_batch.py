@@ -45,6 +45,7 @@ from functools import lru_cache
 import numpy as np
 
 from .meanfield import gate_moment
+from .lstm_twostate import stationary_vector
 from .quadrature import gauss_hermite, sigmoid as _sig
 from .lstm_twostate_chi import _chi_one_batch, _moments_batch, gauss_rule_batch, jacobi_batch, product_gauss_rule
 
@@ -139,9 +140,9 @@ class _BGrid:
     def weights(self, y, out=None):
         """Stencils of the values at y (B, n, K), stencil axis first: first node i0 (B, n, K) and
         Lagrange weights (p, B, n, K) (the weights of :func:`lstm_twostate.lagrange_weights`),
-        written into ``out = (i0, w)`` if given.
-        Computed in blocks of points (:data:`BLOCK_ELEMS`): the same numbers, with temporaries small enough
-        to stay in cache and out of fresh memory pages."""
+        written into ``out = (i0, w)`` if given. Computed in blocks of points
+        (:data:`BLOCK_ELEMS`): the same numbers, with temporaries small enough to stay in cache
+        and out of fresh memory pages."""
         B = y.shape[0]
         p, n = self.order, self.n
         i0, w = out if out is not None else (np.empty(y.shape, np.int64), np.empty((p,) + y.shape))
@@ -252,9 +253,9 @@ class _BModel:
 
     def grule(self, key):
         """Batched :meth:`lstm_twostate._Model._grule_key`: the Gauss rule of the law of G weighted
-        by 1, B or B^2 (the last two are built together). All factor rules of the keys asked for
-        come from one stacked Lanczos run and all final compressions from another (zero-weight
-        padding to a common length changes no rule)."""
+        by 1, B or B^2 (the last two are built together): the Jacobi matrices of all factor laws
+        of the keys asked for come from one stacked Lanczos run, each key's rule from
+        :func:`lstm_twostate_chi.product_gauss_rule`."""
         if key not in self._g:
             self._grules(("B", "B2") if key in ("B", "B2") else (key,))
         return self._g[key]
@@ -367,13 +368,7 @@ class _BModel:
 
     def stationary(self):
         """Left Perron vectors of P = A_F A_G (stacked linear solves)."""
-        P = self.AF("1") @ self.AG("1")
-        B, n, _ = P.shape
-        M = np.swapaxes(P, 1, 2) - np.eye(n)
-        M[:, -1, :] = 1.0
-        rhs = np.zeros((B, n, 1))
-        rhs[:, -1] = 1.0
-        return np.linalg.solve(M, rhs)[..., 0]
+        return stationary_vector(self.AF("1") @ self.AG("1"))
 
 
 def _sub(th, mask):
