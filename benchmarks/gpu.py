@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -115,7 +116,9 @@ def _graphed(arch, n_in, width, B, T, device):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny CPU run that only checks the script works")
-    ap.add_argument("--quick", action="store_true", help="fewer configurations (width 256 / batch 128, M in 1, 64)")
+    ap.add_argument("--quick", action="store_true",
+                    help="the targets' shapes only: single networks at width 256 / batch 128, ensembles of 1 and 64 "
+                         "at width 128 / batch 64 and width 256 / batch 128")
     ap.add_argument("--T", type=int, default=100, help="sequence length of the timed step (default 100)")
     ap.add_argument("--n-in", type=int, default=32, help="input size (default 32)")
     ap.add_argument("--warmup", type=int, default=3)
@@ -152,8 +155,18 @@ def main(argv=None) -> int:
     rows = []
     print(f"T = {T} steps per timed sequence, input size {n_in}; times are per recurrent step (forward + backward)")
 
+    def dump():                      # after every row: a run stopped by a time limit keeps what it measured
+        if a.json:
+            tmp = a.json + ".tmp"
+            with open(tmp, "w") as fh:
+                json.dump({"device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(0),
+                           "torch": torch.__version__, "cpu_smoke": a.cpu_smoke, "T": T, "n_in": n_in,
+                           "tf32_measured": bool(a.tf32), "rows": rows}, fh, indent=1)
+            os.replace(tmp, a.json)
+
     def record(**row):
         rows.append(row)
+        dump()
         extra = f"  x{row['ratio']:.2f} vs cuDNN" if row.get("ratio") is not None else ""
         print(f"  {row['what']:<58s} {row['us_per_step']:10.1f} us/step{extra}")
 
@@ -179,25 +192,27 @@ def main(argv=None) -> int:
                                us_per_step=t * 1e6, ratio=(t / ref) if ref else None)
         print(f"\n2. ensembles (tied){tag}")
         free = torch.cuda.mem_get_info()[0] if device.type == "cuda" else 2**31
-        for W in ([8] if a.cpu_smoke else ([256] if a.quick else [128, 256])):
-            for B in batches:
-                for arch in ("lstm", "peephole_lstm", "gru"):
-                    stock_t = timer(_stock("lstm" if "lstm" in arch else "gru", n_in, W, B, T, device)) / T
-                    for M in Ms:
-                        need = ensemble_bytes(arch, n_in, W, 10, [T] * M, B, False, eval_batch_size=1)["total"]
-                        if need > 0.8 * free:
-                            print(f"  skipped: {arch} M={M} N={W} B={B} needs ~{need / 2**30:.1f} GiB")
-                            continue
-                        step = _ours(arch, n_in, W, B, T, members=M, device=device)[0]
-                        t = timer(step) / T
-                        speed = M * stock_t / t        # throughput against M cuDNN runs one after another
-                        rows.append(dict(what=f"ensemble {arch} M={M} N={W} B={B}{tag}", kind="ensemble",
-                                         arch=arch, width=W, batch=B, members=M, tf32=tf32, us_per_step=t * 1e6,
-                                         cudnn_us_per_step=stock_t * 1e6, throughput_vs_sequential_cudnn=speed))
-                        print(f"  ensemble {arch:<14s} M={M:<4d} N={W} B={B}{tag}: {t * 1e6:10.1f} us/step; "
-                              f"throughput {speed:7.2f}x that of {M} cuDNN runs one after another")
-                        if device.type == "cuda":
-                            torch.cuda.empty_cache()
+        shapes = ([(8, B) for B in batches] if a.cpu_smoke else [(128, 64), (256, 128)] if a.quick else
+                  [(W, B) for W in (128, 256) for B in batches])
+        for W, B in shapes:
+            for arch in ("lstm", "peephole_lstm", "gru"):
+                stock_t = timer(_stock("lstm" if "lstm" in arch else "gru", n_in, W, B, T, device)) / T
+                for M in Ms:
+                    need = ensemble_bytes(arch, n_in, W, 10, [T] * M, B, False, eval_batch_size=1)["total"]
+                    if need > 0.8 * free:
+                        print(f"  skipped: {arch} M={M} N={W} B={B} needs ~{need / 2**30:.1f} GiB")
+                        continue
+                    step = _ours(arch, n_in, W, B, T, members=M, device=device)[0]
+                    t = timer(step) / T
+                    speed = M * stock_t / t        # throughput against M cuDNN runs one after another
+                    rows.append(dict(what=f"ensemble {arch} M={M} N={W} B={B}{tag}", kind="ensemble",
+                                     arch=arch, width=W, batch=B, members=M, tf32=tf32, us_per_step=t * 1e6,
+                                     cudnn_us_per_step=stock_t * 1e6, throughput_vs_sequential_cudnn=speed))
+                    dump()
+                    print(f"  ensemble {arch:<14s} M={M:<4d} N={W} B={B}{tag}: {t * 1e6:10.1f} us/step; "
+                          f"throughput {speed:7.2f}x that of {M} cuDNN runs one after another")
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
 
@@ -209,11 +224,13 @@ def main(argv=None) -> int:
                 if step is None:
                     print(f"  {arch} N={W} B={B}: capture failed: {why}")
                     rows.append(dict(what=f"graphed {arch} N={W} B={B}", kind="graphed", error=why))
+                    dump()
                     continue
                 t = timer(step) / T
                 eager = timer(_ours(arch, n_in, W, B, T, device=device)[0]) / T
                 rows.append(dict(what=f"graphed {arch} N={W} B={B}", kind="graphed", arch=arch, width=W, batch=B,
                                  us_per_step=t * 1e6, eager_us_per_step=eager * 1e6))
+                dump()
                 print(f"  {arch} N={W} B={B}: graphed {t * 1e6:.1f} us/step, eager {eager * 1e6:.1f} us/step "
                       f"(x{eager / t:.2f})")
     elif not a.graphs:
@@ -235,10 +252,7 @@ def main(argv=None) -> int:
             s = r["throughput_vs_sequential_cudnn"]
             print(f"  ensemble of {Mt} {r['arch']} N={r['width']} B={r['batch']}: {s:.1f}x the throughput of {Mt} "
                   f"cuDNN runs one after another (target >= 20): {'PASS' if s >= 20 else 'MISS'}")
-    if a.json:
-        with open(a.json, "w") as fh:
-            json.dump({"device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(0),
-                       "cpu_smoke": a.cpu_smoke, "T": T, "n_in": n_in, "rows": rows}, fh, indent=1)
+    dump()
     return 0
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -76,3 +77,185 @@ def test_tf32_option_is_explicit_and_off_by_default():
     assert train.TrainConfig().tf32 is False
     with pytest.raises(ValueError, match="tf32='yes'; allowed: True or False"):
         train.TrainConfig(tf32="yes")
+
+
+# =============================================================================== what comes back from a lent GPU
+def _gpu_pack():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import gpu_pack
+    finally:
+        sys.path.pop(0)
+    return gpu_pack
+
+
+def _within_device_limits(out: Path, gp) -> list:
+    """The device tool returns at most 8 files of at most 16 MiB (64 MiB in all), named in
+    letters, digits, '.', '_', '-'; here everything lies at the top of ``out``."""
+    files = sorted(out.iterdir())
+    assert all(p.is_file() for p in files), files
+    assert len(files) <= gp.MAX_FILES
+    assert all(gp.NAME_OK.match(p.name) for p in files)
+    assert all(p.stat().st_size <= gp.MAX_FILE_MIB * 2**20 for p in files)
+    assert sum(p.stat().st_size for p in files) <= gp.MAX_TOTAL_MIB * 2**20
+    return files
+
+
+def _mirror() -> Path | None:
+    for d in (ROOT / "shared" / "data", ROOT.parent / "shared" / "data"):
+        if (d / "mnist").is_dir():
+            return d
+    return None
+
+
+@pytest.mark.skipif(_mirror() is None, reason="needs the MNIST mirror (shared/data or ../shared/data)")
+def test_gpu_run_smoke_returns_everything_within_the_device_limits_and_unpacks(tmp_path):
+    gp = _gpu_pack()
+    env = dict(os.environ, OUT=str(tmp_path / "out"), STAGE=str(tmp_path / "stage"),
+               RNN_MFT_RESULTS=str(tmp_path / "store" / "results"), RNN_MFT_STORE_SMOKE="1", PYTHON=sys.executable)
+    env.pop("RNN_MFT_DEADLINE", None)
+    p = subprocess.run(["bash", "tools/gpu_run.sh", "--smoke", "--budget-min", "5"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    names = {f.name for f in _within_device_limits(tmp_path / "out", gp)}
+    assert {"summary.txt", "logs.tgz", "manifest.json", "payload.tgz.00"} <= names
+    summary = (tmp_path / "out" / "summary.txt").read_text()
+    assert "bench rc=0" in summary and "slice rc=0" in summary and "estimate rc=0" in summary
+    stored = sorted((tmp_path / "store" / "results").rglob("*.*"))
+    assert len(stored) == 8                               # 4 ensembles of Figures 6 and 2 at smoke, .json + .npz
+    repo = tmp_path / "repo"
+    written = gp.unpack(tmp_path / "out", repo)
+    for f in stored:
+        rel = f.relative_to(tmp_path / "store")
+        assert (repo / "data" / rel).read_bytes() == f.read_bytes(), rel
+    session = [w for w in written if w.startswith("data/gpu_sessions/")]
+    assert {Path(w).name for w in session} >= {"provenance.json", "slice.json", "bench.json", "steps.txt", "manifest.json"}
+    slice_rep = json.loads((repo / session[0]).parent.joinpath("slice.json").read_text())
+    assert all(r["status"] == "done" and r["s_per_step"] > 0 for r in slice_rep)
+    assert gp.unpack(tmp_path / "out", repo) == []       # again: everything is already there
+
+
+def _stage(tmp_path, ckpt_sizes=(1000, 200_000, 3_000_000)):
+    rng = np.random.default_rng(0)
+    stage = tmp_path / "stage"
+    (stage / "results" / "paper" / "exp").mkdir(parents=True)
+    (stage / "checkpoints" / "paper" / "exp").mkdir(parents=True)
+    (stage / "steps.txt").write_text("bench rc=0 wall_s=1\n")
+    (stage / "provenance.json").write_text(json.dumps({"start": "2026-01-02T03:04:05Z"}))
+    (stage / "results" / "paper" / "exp" / "run-a.json").write_text('{"a": 1}')
+    (stage / "results" / "paper" / "exp" / "run-a.npz").write_bytes(rng.bytes(5000))
+    for i, n in enumerate(ckpt_sizes):
+        (stage / "checkpoints" / "paper" / "exp" / f"c{i}.pt").write_bytes(rng.bytes(n))
+    return stage
+
+
+def test_pack_keeps_to_the_limits_splits_the_payload_and_lists_what_stays_behind(tmp_path):
+    gp = _gpu_pack()
+    stage = _stage(tmp_path)
+    man = gp.pack(stage, tmp_path / "out", part_mib=0.1, total_mib=1.0)
+    files = _within_device_limits(tmp_path / "out", gp)
+    assert all(f.stat().st_size <= 0.1 * 2**20 for f in files if f.name.startswith("payload"))
+    assert len(man["payload_parts"]) >= 2                # the 200 kB checkpoint needs more than one part
+    assert [x["file"] for x in man["left_behind"]] == ["checkpoints/paper/exp/c2.pt"]
+    assert {x["file"] for x in man["payload"]} == {"results/paper/exp/run-a.json", "results/paper/exp/run-a.npz",
+                                                   "checkpoints/paper/exp/c0.pt", "checkpoints/paper/exp/c1.pt"}
+    repo = tmp_path / "repo"
+    gp.unpack(tmp_path / "out", repo)
+    for rel in ("results/paper/exp/run-a.npz", "checkpoints/paper/exp/c1.pt"):
+        assert (repo / "data" / rel).read_bytes() == (stage / rel).read_bytes()
+    assert (repo / "data" / "gpu_sessions" / "20260102T030405Z" / "steps.txt").exists()
+    # a smaller pack into the same folder removes the parts it no longer needs
+    (stage / "checkpoints" / "paper" / "exp" / "c1.pt").unlink()
+    man2 = gp.pack(stage, tmp_path / "out", part_mib=0.1, total_mib=1.0)
+    assert sorted(p.name for p in (tmp_path / "out").glob("payload*")) == man2["payload_parts"]
+    # --since: only files written during the session
+    old = stage / "results" / "paper" / "exp" / "run-a.json"
+    os.utime(old, (1000, 1000))
+    man3 = gp.pack(stage, tmp_path / "out3", since=2000)
+    assert "results/paper/exp/run-a.json" not in {x["file"] for x in man3["payload"]}
+    with pytest.raises(ValueError, match="part_mib=20; allowed: 0 < part_mib <= 16"):
+        gp.pack(stage, tmp_path / "o", part_mib=20)
+
+
+def test_unpack_refuses_tampered_mixed_or_escaping_packs(tmp_path):
+    import hashlib
+    import io
+    import tarfile
+    gp = _gpu_pack()
+    stage = _stage(tmp_path, ckpt_sizes=(1000,))
+    out = tmp_path / "out"
+    gp.pack(stage, out)
+    part = out / "payload.tgz.00"
+    good = part.read_bytes()
+    part.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    with pytest.raises(ValueError, match="SHA-256 differs from the manifest"):
+        gp.unpack(out, tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()              # nothing written
+    part.write_bytes(good)
+
+    def forge(member: tarfile.TarInfo, data: bytes = b"x"):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+            tf.addfile(member, io.BytesIO(data) if member.isfile() else None)
+        blob = buf.getvalue()
+        part.write_bytes(blob)
+        man = json.loads((out / "manifest.json").read_text())
+        man["files"]["payload.tgz.00"] = {"bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+        man["payload_parts"] = ["payload.tgz.00"]
+        (out / "manifest.json").write_text(json.dumps(man))
+
+    for name in ("../evil.json", "results/../../evil.json", "/tmp/evil.json", "elsewhere/x.json"):
+        info = tarfile.TarInfo(name)
+        info.size = 1
+        forge(info)
+        with pytest.raises(ValueError, match="refused payload member"):
+            gp.unpack(out, tmp_path / "repo")
+    link = tarfile.TarInfo("results/paper/exp/link.json")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    forge(link)
+    with pytest.raises(ValueError, match="not a regular file"):
+        gp.unpack(out, tmp_path / "repo")
+    # an existing file with other contents is not overwritten without --force
+    gp.pack(stage, out)
+    target = tmp_path / "repo" / "data" / "results" / "paper" / "exp" / "run-a.json"
+    target.parent.mkdir(parents=True)
+    target.write_text('{"a": 2}')
+    with pytest.raises(FileExistsError, match="pass --force"):
+        gp.unpack(out, tmp_path / "repo")
+    gp.unpack(out, tmp_path / "repo", force=True)
+    assert target.read_text() == '{"a": 1}'
+
+
+def test_gpu_slice_finish_or_skip_skips_what_would_not_finish_and_records_its_speed(tmp_path, monkeypatch):
+    import time
+
+    from rnn_mft.train import engine
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import gpu_slice
+    finally:
+        sys.path.pop(0)
+
+    class Clock:                                          # 20 s per reading, starting now
+        t = time.time()
+
+        def __call__(self):
+            self.t += 20.0
+            return self.t
+
+    monkeypatch.setattr(engine, "_clock", Clock())
+    monkeypatch.setattr(engine, "PROBE_WARMUP", 0)
+    monkeypatch.setattr(engine, "PROBE_STEPS", 1)
+    monkeypatch.setenv("RNN_MFT_RESULTS", str(tmp_path / "store"))
+    monkeypatch.setenv("RNN_MFT_DEADLINE", "")
+    monkeypatch.setenv("RNN_MFT_FINISH_BY_DEADLINE", "")
+    assert gpu_slice.main(["--budget-min", "1", "--profile", "smoke", "--out", str(tmp_path), "--archs", "gru",
+                           "--finish-or-skip"]) == 0
+    rep = json.loads((tmp_path / "slice.json").read_text())
+    # tied gru: 3 steps of 20 s projected past the 60 s budget after its first step: skipped
+    assert rep[0]["status"].startswith("skipped: would not finish before the deadline")
+    assert rep[0]["s_per_step"] == pytest.approx(20.0) and rep[0]["projected_s"] == pytest.approx(2 * 20 * 1.15)
+    assert rep[1]["status"].startswith("stopped at the budget") and "no checkpoint" in rep[1]["status"]
+    assert not list(tmp_path.rglob("*.pt"))
+    prov = json.loads((tmp_path / "provenance.json").read_text())
+    assert prov["finish_or_skip"] is True and prov["ensembles_skipped"] == 1

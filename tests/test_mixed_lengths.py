@@ -109,3 +109,28 @@ def test_experiments_train_whole_figures_as_few_ensembles():
     assert len(sequence_length.groups(sequence_length.config("paper"))) == 1        # Figure 1: one ensemble
     c = trainability.cost(trainability.config("paper"))
     assert c["sequential_steps"] < c["sequential_steps_one_ensemble_per_T"]
+
+
+@pytest.mark.parametrize("arch,untied", [("lstm", False), ("gru", True)])
+def test_checkpoint_bytes_matches_a_real_checkpoint(tmp_path, arch, untied):
+    """The stated checkpoint sizes (README, tools/estimate_paper.py --checkpoints) come from
+    checkpoint_bytes: a real checkpoint file is within 2% + 64 KiB (the format's skeleton) of it."""
+    from rnn_mft.train.ensembles import checkpoint_bytes
+    lengths = [3, 5, 5, 4]
+    th = [Theta.uniform(arch, sigma2=1.0, nu2=1.0)] * len(lengths)
+    ens = make_ensemble(arch, 784, 24, 10, [("theta", t) for t in th], lengths=lengths,
+                        untied=max(lengths) if untied else None)
+    cfg = train.TrainConfig(steps=40, batch_size=4, optimizer="adam", lr=1e-3, progress=False, device="cpu",
+                            checkpoint_every=2)
+    ck = tmp_path / "c.pt"
+
+    def stop(step, info):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(ens, _task(max(lengths)), cfg, checkpoint=ck, hook=stop)
+    real = ck.stat().st_size
+    est = checkpoint_bytes(arch, 784, 24, 10, lengths, untied, "adam", steps=40)
+    assert abs(real - est) <= 0.02 * est + 64 * 1024, (real, est)
+    print(f"{arch} untied={untied}: checkpoint {real} bytes, estimate {est}")

@@ -592,3 +592,34 @@ def test_paper_checkpoints_travel_through_git_and_others_do_not(monkeypatch):
     monkeypatch.delenv("RNN_MFT_CHECKPOINTS", raising=False)
     ck = train.ResultsStore(REPO / "data" / "results").checkpoint_path("paper", "e", "r")
     assert ck.parent == REPO / "data" / "checkpoints" / "paper" / "e"
+
+
+def test_finish_by_deadline_stops_a_run_that_cannot_finish_without_a_checkpoint(tmp_path, isolated_env, monkeypatch):
+    """Finish or skip: timed over its first steps (one clock second per step here), a run projected
+    past the deadline stops at once and writes nothing; one that fits runs to the end exactly as
+    without the option; a plain deadline (no option) still checkpoints."""
+    cfg = _cfg(steps=20, checkpoint_every=4, optimizer="sgd", lr=0.05)
+    ref = train.fit(_model("lstm"), TASK, cfg)
+    clock = _Clock()
+    monkeypatch.setattr(engine, "_clock", clock)
+    ck = tmp_path / "f.pt"
+    w, p = engine.PROBE_WARMUP, engine.PROBE_STEPS
+    with pytest.raises(train.BudgetExhausted) as ei:
+        train.fit(_model("lstm"), TASK, cfg, checkpoint=ck, deadline=clock.t + 18.5, finish_by_deadline=True)
+    e = ei.value
+    assert e.checkpoint is None and not ck.exists() and e.step == w + p and e.steps == 20
+    assert e.step_s == pytest.approx(1.0)
+    assert e.projected_s == pytest.approx((20 - w - p) * engine.PROBE_MARGIN)
+    assert e.left_s == pytest.approx(18.5 - (w + p + 1))
+    assert "would not finish before the deadline" in str(e) and "no checkpoint" in str(e)
+    # the same run with time enough (the environment switch): finishes, bitwise as without a deadline
+    monkeypatch.setenv("RNN_MFT_FINISH_BY_DEADLINE", "1")
+    res = train.fit(_model("lstm"), TASK, cfg, checkpoint=ck, deadline=clock.t + 40)
+    assert not ck.exists()
+    for k in ref.curves:
+        np.testing.assert_array_equal(res.curves[k], ref.curves[k], err_msg=k)
+    # a plain deadline (option off) keeps its checkpoint
+    monkeypatch.delenv("RNN_MFT_FINISH_BY_DEADLINE")
+    with pytest.raises(train.BudgetExhausted) as ei:
+        train.fit(_model("lstm"), TASK, cfg, checkpoint=ck, deadline=clock.t + 18.5)
+    assert ei.value.checkpoint == ck and ck.exists() and ei.value.projected_s is None

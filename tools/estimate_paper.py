@@ -18,6 +18,12 @@ start-up.
     python tools/estimate_paper.py [--ms-per-step 0.4]
     python tools/estimate_paper.py --measure [--profile paper] [--json out.json]
     python tools/estimate_paper.py --measure --profile smoke      # a quick check on a CPU
+    python tools/estimate_paper.py --checkpoints [--profile paper]  # each ensemble's checkpoint size
+
+``--checkpoints`` lists the size of each ensemble's checkpoint at its last step
+(:func:`rnn_mft.train.ensembles.checkpoint_bytes`: parameters, optimizer state and curves, checked
+against real files by the tests) and whether it can come back from a lent GPU (60 MiB in all)
+and be committed (under 50 MiB, a size that git hosts take without complaint).
 """
 from __future__ import annotations
 
@@ -88,6 +94,36 @@ def time_training_step(e: dict, device, warmup: int, timed: int) -> float:
     return statistics.median(times)
 
 
+def _ckpt_bytes(e: dict) -> int:
+    from rnn_mft.train.ensembles import checkpoint_bytes
+    return checkpoint_bytes(e["arch"], e["n_in"], e["width"], e["n_out"], e["lengths"], not e["tied"],
+                            e["optimizer"], e["steps"])
+
+
+#: what can come back from a lent GPU (tools/gpu_pack.py's payload), and what we commit
+RETURN_BYTES, COMMIT_BYTES = 60 * 2**20, 50 * 2**20
+
+
+def checkpoints(profile: str, out=print) -> dict:
+    """Each ensemble's checkpoint size at ``profile`` (estimated from shapes; see the module
+    docstring); returns ``{figure: [{name, members, bytes, returns, commits}]}``."""
+    from rnn_mft.train.ensembles import format_bytes
+    out(f"checkpoint of each ensemble at profile {profile} (parameters, optimizer state, curves; from shapes)")
+    rep = {}
+    for fig, exp in EXPERIMENTS.items():
+        out(fig)
+        rows = []
+        for e in ensembles_of(exp, profile):
+            b = _ckpt_bytes(e)
+            rows.append(dict(name=e["name"], members=e["members"], bytes=b, returns=b <= RETURN_BYTES,
+                             commits=b <= COMMIT_BYTES))
+            out(f"  {e['name']:<44s} M={e['members']:<4d} {format_bytes(b):>10s}  "
+                f"{'comes back from a lent GPU' if b <= RETURN_BYTES else 'too large to come back from a lent GPU'}"
+                f"{', can be committed' if b <= COMMIT_BYTES else ''}")
+        rep[fig] = rows
+    return rep
+
+
 def measure(profile: str, warmup: int, timed: int, only=None, out=print) -> dict:
     import torch
 
@@ -112,7 +148,7 @@ def measure(profile: str, warmup: int, timed: int, only=None, out=print) -> dict
             mem = e.get("bytes", {}).get("total")
             rows.append(dict(name=e["name"], members=e["members"], T_max=max(e["lengths"]), steps=e["steps"],
                              s_per_training_step=s, ms_per_sequential_step=1e3 * s / max(e["lengths"]),
-                             minutes=m, estimated_bytes=mem))
+                             minutes=m, estimated_bytes=mem, checkpoint_bytes=_ckpt_bytes(e)))
             out(f"  {e['name']:<44s} M={e['members']:<4d} T_max={max(e['lengths']):<5d} {1e3 * s:9.1f} ms/step "
                 f"({1e3 * s / max(e['lengths']):.3f} ms per sequential step) x {e['steps']} steps = {m:8.1f} min"
                 + (f"  (memory estimate {format_bytes(mem)})" if mem else ""))
@@ -128,7 +164,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ms-per-step", type=float, default=0.4, help="assumed time per sequential step (estimate)")
     ap.add_argument("--measure", action="store_true", help="time every ensemble's training step on this machine")
-    ap.add_argument("--profile", default="paper", help="profile whose ensembles --measure times (default paper)")
+    ap.add_argument("--checkpoints", action="store_true", help="list each ensemble's checkpoint size")
+    ap.add_argument("--profile", default="paper",
+                    help="profile whose ensembles --measure times or --checkpoints lists (default paper)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--timed", type=int, default=3)
     ap.add_argument("--only", action="append", help="only figures whose name contains this (repeatable)")
@@ -140,6 +178,12 @@ def main(argv=None) -> int:
         ap.error(f"--warmup={a.warmup} --timed={a.timed}; allowed: warmup >= 0, timed >= 1")
     if not a.ms_per_step > 0:
         ap.error(f"--ms-per-step={a.ms_per_step}; allowed: > 0")
+    if a.checkpoints:
+        rep = checkpoints(a.profile)
+        if a.json:
+            with open(a.json, "w") as fh:
+                json.dump(rep, fh, indent=1)
+        return 0
     if a.measure:
         rep = measure(a.profile, a.warmup, a.timed, a.only)
         if a.json:

@@ -1,44 +1,68 @@
 #!/usr/bin/env bash
-# One GPU session, started from the repository root on a machine with torch (and Triton) but no
-# internet and perhaps not every package:
-#   1. checks/sets up what is missing (pip install --no-index from ./wheels when present),
-#   2. benchmarks/gpu.py                       -> $OUT/bench.txt, bench.json
-#   3. tools/estimate_paper.py --measure       -> $OUT/estimate.txt, estimate.json
-#   4. tools/gpu_slice.py (Figures 2 and 6)    -> $OUT/slice.txt, slice.json, results/, provenance.json
-# A step that fails is recorded in $OUT/steps.txt and the next one still runs.
+# One GPU session under a total time budget, from the repository root, on a machine with torch
+# (and Triton) but no internet and perhaps not every package; made for a briefly lent GPU whose
+# disk is gone after the call and whose output folder ($OUT) brings back only a few files:
+#   1. setup: what is missing is installed from ./wheels without an index (numpy and torch needed)
+#   2. benchmarks/gpu.py (--bench quick: the targets' shapes, TF32 and CUDA graphs)  -> bench.*
+#   3. tools/gpu_slice.py: Figures 6 and 2 at profile paper, ensemble by ensemble, until the
+#      budget; finish or skip (an ensemble that would not finish is skipped, nothing saved)
+#   4. tools/estimate_paper.py --measure, if time is left                               -> estimate.*
+#   5. tools/gpu_pack.py after every step: $OUT gets summary.txt, logs.tgz, manifest.json and
+#      payload.tgz.NN (the new results, and checkpoints that fit), within the device tool's limits
+# Every step runs under `timeout`, inside the budget, with time kept for the last pack. A step
+# that fails is recorded in steps.txt and the next one still runs. Back here:
+#   python tools/gpu_pack.py unpack <the returned folder>      # checks hashes, writes data/...
 #
-#   tools/gpu_run.sh [--budget-min 60] [--mirror PATH] [--quick] [--smoke]
+#   tools/gpu_run.sh [--budget-min 9] [--bench quick|full|none] [--no-estimate]
+#                    [--keep-checkpoints] [--mirror PATH] [--smoke]
 #
-# --quick: a shorter session: the benchmark's quick sweep (width 256, batch 128, ensembles of 1
-# and 64, with CUDA graphs), one warm-up and two timed steps per ensemble in the estimate (how
-# long it takes on a GPU has not been measured; building the paper's untied ensembles, tens of
-# GiB of weights initialised on the CPU, is likely the longest part).
-# --mirror (or $RNN_MFT_MIRROR; else shared/data or ../shared/data): folder with mnist/ of the
-# data mirror. --smoke: everything at profile smoke on whatever device there is (a CPU check of
-# the script, a minute or two). $OUT: output folder (default _build/gpu_out). $PYTHON: the
-# interpreter (default .venv/bin/python when present, else python3).
+# --budget-min: minutes for the whole script (default 9; a lent GPU call may last 10).
+# --bench full: the whole sweep (widths 128-600, ensembles of 1-256); none: skip it.
+# --keep-checkpoints: stop a run at the budget with a checkpoint (a machine whose disk stays)
+# instead of finish-or-skip. --mirror (or $RNN_MFT_MIRROR; else shared/data or ../shared/data):
+# folder with mnist/ of the data mirror; on a lent machine only the repository travels, so copy
+# it in first: mkdir -p shared && cp -r ../shared/data shared/. --smoke: everything at profile
+# smoke on whatever device there is (a CPU check of the script, under a minute).
+# $OUT: output folder (default _build/gpu_out); $STAGE: logs (default _build/gpu_stage);
+# $RNN_MFT_RESULTS: results store (default data/results); $PYTHON: the interpreter (default
+# .venv/bin/python when present, else python3).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 
-BUDGET=60
+BUDGET=9
 SMOKE=0
-QUICK=0
+BENCH=quick
+ESTIMATE=1
+KEEP=0
 MIRROR="${RNN_MFT_MIRROR:-}"
 while [ $# -gt 0 ]; do
     case "$1" in
         --budget-min) BUDGET="${2:?--budget-min needs a number of minutes}"; shift 2 ;;
+        --bench) BENCH="${2:?--bench needs quick, full or none}"; shift 2 ;;
+        --quick) BENCH=quick; shift ;;
+        --no-estimate) ESTIMATE=0; shift ;;
+        --keep-checkpoints) KEEP=1; shift ;;
         --mirror) MIRROR="${2:?--mirror needs a folder}"; shift 2 ;;
         --smoke) SMOKE=1; shift ;;
-        --quick) QUICK=1; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
-        *) echo "gpu_run.sh: unknown argument '$1' (allowed: --budget-min N, --mirror PATH, --quick, --smoke)" >&2
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+        *) echo "gpu_run.sh: unknown argument '$1' (allowed: --budget-min N, --bench quick|full|none, --no-estimate," \
+                "--keep-checkpoints, --mirror PATH, --smoke)" >&2
            exit 2 ;;
     esac
 done
-case "$BUDGET" in ''|*[!0-9.]*) echo "gpu_run.sh: --budget-min=$BUDGET; allowed: a positive number" >&2; exit 2 ;; esac
+case "$BUDGET" in ''|*[!0-9.]*|*.*.*) echo "gpu_run.sh: --budget-min=$BUDGET; allowed: a positive number" >&2; exit 2 ;; esac
+case "$BENCH" in quick|full|none) ;; *) echo "gpu_run.sh: --bench=$BENCH; allowed: quick, full, none" >&2; exit 2 ;; esac
+
+START=$(date +%s)
+DEADLINE=$(awk -v s="$START" -v b="$BUDGET" 'BEGIN { printf "%d", s + 60 * b }')
+if [ "$DEADLINE" -le "$START" ]; then echo "gpu_run.sh: --budget-min=$BUDGET; allowed: a positive number" >&2; exit 2; fi
+RESERVE=25                                  # seconds kept for the final pack
+left() { echo $(( DEADLINE - $(date +%s) )); }
 
 OUT="${OUT:-_build/gpu_out}"
-mkdir -p "$OUT"
+STAGE="${STAGE:-_build/gpu_stage}"
+mkdir -p "$OUT" "$STAGE"
+rm -f "$STAGE"/*.txt "$STAGE"/*.json
 export OUT
 if [ -z "${PYTHON:-}" ]; then
     if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
@@ -47,14 +71,21 @@ if [ -z "$MIRROR" ]; then
     for d in shared/data ../shared/data; do [ -d "$d/mnist" ] && MIRROR="$d" && break; done
 fi
 if [ -z "$MIRROR" ] || [ ! -d "$MIRROR" ]; then
-    echo "gpu_run.sh: no data mirror (give --mirror PATH or RNN_MFT_MIRROR; looked in shared/data, ../shared/data)" >&2
+    echo "gpu_run.sh: no data mirror (give --mirror PATH or RNN_MFT_MIRROR; looked in shared/data, ../shared/data;" \
+         "on a lent machine copy it into the repository first: mkdir -p shared && cp -r ../shared/data shared/)" >&2
     exit 2
 fi
 export RNN_MFT_MIRROR="$(cd "$MIRROR" && pwd)"
 export RNN_MFT_OFFLINE=1
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-: > "$OUT/steps.txt"
-echo "python: $PYTHON; mirror: $RNN_MFT_MIRROR; out: $OUT; budget: $BUDGET min; smoke: $SMOKE" | tee "$OUT/setup.txt"
+export PYTHONUNBUFFERED=1
+RESULTS="${RNN_MFT_RESULTS:-data/results}"
+CHECKPOINTS="${RNN_MFT_CHECKPOINTS:-$(dirname "$RESULTS")/checkpoints}"
+export RNN_MFT_RESULTS="$RESULTS" RNN_MFT_CHECKPOINTS="$CHECKPOINTS"
+: > "$STAGE/steps.txt"
+echo "python: $PYTHON; mirror: $RNN_MFT_MIRROR; out: $OUT; stage: $STAGE; results: $RESULTS; budget: $BUDGET min" \
+     "(until $(date -u -d "@$DEADLINE" +%H:%M:%SZ 2>/dev/null || echo "$DEADLINE")); smoke: $SMOKE; bench: $BENCH;" \
+     "keep checkpoints: $KEEP; commit: $(git rev-parse HEAD 2>/dev/null || echo unknown)" | tee "$STAGE/setup.txt"
 
 # 1. setup: what the training code needs (numpy, torch; tqdm and pooch are optional, scipy is
 #    not needed for training), installed from ./wheels without an index when missing
@@ -64,41 +95,79 @@ print(" ".join(m for m in ("numpy", "torch", "tqdm", "pooch", "scipy") if import
 EOF
 )
 if [ -n "$missing" ]; then
-    echo "missing python packages: $missing" | tee -a "$OUT/setup.txt"
+    echo "missing python packages: $missing" | tee -a "$STAGE/setup.txt"
     if [ -d wheels ]; then
-        "$PYTHON" -m pip install --no-index --find-links wheels $missing 2>&1 | tail -3 | tee -a "$OUT/setup.txt"
+        "$PYTHON" -m pip install --no-index --find-links wheels $missing 2>&1 | tail -3 | tee -a "$STAGE/setup.txt"
     fi
 fi
-if ! "$PYTHON" -c "import numpy, torch" 2>>"$OUT/setup.txt"; then
-    echo "gpu_run.sh: numpy and torch are required and could not be imported (see $OUT/setup.txt)" >&2
+if ! "$PYTHON" -c "import numpy, torch" 2>>"$STAGE/setup.txt"; then
+    echo "gpu_run.sh: numpy and torch are required and could not be imported (see $STAGE/setup.txt)" >&2
     exit 2
 fi
-"$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" | tee -a "$OUT/setup.txt"
+"$PYTHON" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" \
+    | tee -a "$STAGE/setup.txt"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv \
+    >> "$STAGE/setup.txt" 2>&1
 
-step() {   # step NAME LOGFILE CMD...: run, tee, record the exit status
-    local name="$1" log="$2"; shift 2
-    echo "== $name: $*"
-    local t0=$(date +%s)
-    "$@" 2>&1 | tee "$OUT/$log"
-    local rc=${PIPESTATUS[0]}
-    echo "$name rc=$rc wall_s=$(( $(date +%s) - t0 ))" | tee -a "$OUT/steps.txt"
+pack() {
+    "$PYTHON" tools/gpu_pack.py pack --stage "$STAGE" --out "$OUT" --results "$RESULTS" --checkpoints "$CHECKPOINTS" \
+        --since "$START" 2>&1 | tail -1
 }
 
+step() {   # step NAME LOGFILE SECONDS CMD...: run under timeout, tee, record the exit status
+    local name="$1" log="$2" secs="$3"; shift 3
+    if [ "$secs" -le 5 ]; then
+        echo "$name rc=skipped (no time left in the budget)" | tee -a "$STAGE/steps.txt"
+        return
+    fi
+    echo "== $name (at most ${secs} s): $*"
+    local t0=$(date +%s)
+    timeout --signal=TERM --kill-after=15 "$secs" "$@" 2>&1 | tee "$STAGE/$log"
+    local rc=${PIPESTATUS[0]}
+    [ "$rc" = 124 ] && rc="124 (timed out)"
+    echo "$name rc=$rc wall_s=$(( $(date +%s) - t0 ))" | tee -a "$STAGE/steps.txt"
+}
+
+min() { [ "$1" -lt "$2" ] && echo "$1" || echo "$2"; }
+PROFILE=paper
+[ "$SMOKE" = 1 ] && PROFILE=smoke
+SLICE_ARGS=(--profile "$PROFILE" --out "$STAGE")
+[ "$KEEP" = 0 ] && SLICE_ARGS+=(--finish-or-skip)
+
+# 2. the benchmark
 if [ "$SMOKE" = 1 ]; then
-    step bench bench.txt "$PYTHON" benchmarks/gpu.py --cpu-smoke --json "$OUT/bench.json"
-    step estimate estimate.txt "$PYTHON" tools/estimate_paper.py --measure --profile smoke --timed 1 --warmup 1 \
-        --json "$OUT/estimate.json"
-    step slice slice.txt "$PYTHON" tools/gpu_slice.py --budget-min "$BUDGET" --profile smoke --out "$OUT"
-elif [ "$QUICK" = 1 ]; then
-    step bench bench.txt "$PYTHON" benchmarks/gpu.py --quick --graphs --reps 5 --json "$OUT/bench.json"
-    step estimate estimate.txt "$PYTHON" tools/estimate_paper.py --measure --profile paper --warmup 1 --timed 2 \
-        --json "$OUT/estimate.json"
-    step slice slice.txt "$PYTHON" tools/gpu_slice.py --budget-min "$BUDGET" --profile paper --out "$OUT"
-else
-    step bench bench.txt "$PYTHON" benchmarks/gpu.py --tf32 --graphs --json "$OUT/bench.json"
-    step estimate estimate.txt "$PYTHON" tools/estimate_paper.py --measure --profile paper --json "$OUT/estimate.json"
-    step slice slice.txt "$PYTHON" tools/gpu_slice.py --budget-min "$BUDGET" --profile paper --out "$OUT"
+    step bench bench.txt "$(min 120 $(( $(left) - RESERVE )))" "$PYTHON" benchmarks/gpu.py --cpu-smoke --reps 1 \
+        --json "$STAGE/bench.json"
+elif [ "$BENCH" = quick ]; then
+    step bench bench.txt "$(min 180 $(( $(left) - RESERVE )))" "$PYTHON" benchmarks/gpu.py --quick --tf32 --graphs \
+        --reps 5 --json "$STAGE/bench.json"
+elif [ "$BENCH" = full ]; then
+    step bench bench.txt "$(( $(left) / 3 ))" "$PYTHON" benchmarks/gpu.py --tf32 --graphs --json "$STAGE/bench.json"
 fi
-echo "everything is under $OUT:"; ls -la "$OUT"
-grep -q "rc=[^0]" "$OUT/steps.txt" && exit 1
+pack
+
+# 3. the slice of Figures 6 and 2: its own budget ends RESERVE seconds before the deadline
+SECS=$(( $(left) - RESERVE ))
+if [ "$SECS" -gt 30 ]; then
+    step slice slice.txt "$(( SECS + 10 ))" "$PYTHON" tools/gpu_slice.py \
+        --budget-min "$(awk -v s="$SECS" 'BEGIN { printf "%.3f", (s - 10) / 60 }')" "${SLICE_ARGS[@]}"
+else
+    echo "slice rc=skipped (no time left in the budget)" | tee -a "$STAGE/steps.txt"
+fi
+pack
+
+# 4. the measured estimate of the whole paper profile, with what time is left
+if [ "$ESTIMATE" = 1 ]; then
+    if [ "$SMOKE" = 1 ]; then
+        step estimate estimate.txt "$(( $(left) - RESERVE ))" "$PYTHON" tools/estimate_paper.py --measure \
+            --profile smoke --timed 1 --warmup 1 --json "$STAGE/estimate.json"
+    else
+        step estimate estimate.txt "$(( $(left) - RESERVE ))" "$PYTHON" tools/estimate_paper.py --measure \
+            --profile paper --warmup 1 --timed 2 --json "$STAGE/estimate.json"
+    fi
+fi
+echo "total wall_s=$(( $(date +%s) - START )) of budget $(( DEADLINE - START )) s" | tee -a "$STAGE/steps.txt"
+pack
+echo "everything that comes back is under $OUT:"; ls -la "$OUT"
+grep -q "rc=[1-9]" "$STAGE/steps.txt" && exit 1
 exit 0

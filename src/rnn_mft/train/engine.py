@@ -21,7 +21,9 @@ r"""The training engine shared by every experiment of the book.
   ``restart=True`` (or ``RNN_MFT_RESTART=1``) discards such a file and starts afresh;
 * a time budget: past ``deadline`` (seconds since the epoch; default ``$RNN_MFT_DEADLINE``)
   the run checkpoints at the current step and raises :class:`BudgetExhausted`; the same call
-  later continues from there;
+  later continues from there. With ``finish_by_deadline`` (``$RNN_MFT_FINISH_BY_DEADLINE``) a
+  run that, timed over its first steps, would not finish before the deadline stops at once,
+  without a checkpoint (finish or skip: for a machine whose checkpoints cannot travel);
 * ``device="auto"``: CUDA when present, else CPU; ``amp=True`` runs the read-out (and stock
   modules) in bfloat16 autocast on CUDA; our cells' input projection and recurrence stay in
   float32 (the projection is fused into the recurrence); ``tf32=True`` (default off) lets the
@@ -49,7 +51,7 @@ import torch.nn.functional as F
 from ..nets import flush_denormal
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .optim import OPTIMIZERS, MemberOptimizer, check_hyperparameters, clip_grad_norm_members_
-from .jobenv import checkpoint_every_from_env, deadline_from_env, restart_from_env
+from .jobenv import checkpoint_every_from_env, deadline_from_env, finish_by_deadline_from_env, restart_from_env
 from .results import RunResult, code_version
 
 __all__ = ["TrainConfig", "fit", "evaluate", "lr_scan", "ScanResult", "sweep", "default_lrs", "pick_device",
@@ -59,18 +61,33 @@ __all__ = ["TrainConfig", "fit", "evaluate", "lr_scan", "ScanResult", "sweep", "
 #: the clock the time budget is measured with (tests replace it by a counter)
 _clock = time.time
 
+#: finish or skip (``fit(finish_by_deadline=True)``): untimed steps, then timed steps, then the
+#: safety factor on the projected time of the remaining steps
+PROBE_WARMUP, PROBE_STEPS, PROBE_MARGIN = 2, 3, 1.15
+
 #: checkpoint paths whose final state is kept after the run (see :func:`keep_checkpoint`)
 _KEEP: set = set()
 
 
 class BudgetExhausted(Exception):
     """The time budget ran out: the run was checkpointed (``checkpoint``, at ``step`` of ``steps``);
-    calling the same :func:`fit` again continues from there."""
+    calling the same :func:`fit` again continues from there.
 
-    def __init__(self, checkpoint, step: int, steps: int):
+    With ``finish_by_deadline`` the run may stop before the deadline: ``projected_s`` is then the
+    time it was projected to need for its remaining steps, ``left_s`` the time that was left,
+    ``step_s`` the measured seconds per step, and ``checkpoint`` is None (nothing was saved)."""
+
+    def __init__(self, checkpoint, step: int, steps: int, projected_s: float | None = None,
+                 left_s: float | None = None, step_s: float | None = None):
         self.checkpoint, self.step, self.steps = checkpoint, step, steps
+        self.projected_s, self.left_s, self.step_s = projected_s, left_s, step_s
         where = f"checkpoint {checkpoint}" if checkpoint is not None else "no checkpoint (the run restarts)"
-        super().__init__(f"time budget exhausted at step {step} of {steps}; {where}")
+        if projected_s is None:
+            super().__init__(f"time budget exhausted at step {step} of {steps}; {where}")
+        else:
+            super().__init__(f"would not finish before the deadline: after step {step} of {steps} "
+                             f"({step_s:.3g} s per step) the remaining steps were projected to take "
+                             f"{projected_s:.0f} s with {left_s:.0f} s left; stopped, {where}")
 
 
 class keep_checkpoint:
@@ -242,7 +259,8 @@ def _state_tensors(step, model, opt, gen, elapsed, train_loss, train_acc, grad_n
 
 def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | None = None,
         hook: Callable[[int, dict], None] | None = None, labels: Sequence | None = None,
-        desc: str | None = None, *, restart: bool | None = None, deadline: float | None = None) -> RunResult:
+        desc: str | None = None, *, restart: bool | None = None, deadline: float | None = None,
+        finish_by_deadline: bool | None = None) -> RunResult:
     """Train ``model`` on ``task`` for ``cfg.steps`` steps; returns a :class:`RunResult`.
 
     Parameters
@@ -263,6 +281,14 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
     deadline : float, optional
         Seconds since the epoch (``time.time()``); default ``$RNN_MFT_DEADLINE``. Once past it,
         the run checkpoints and raises :class:`BudgetExhausted`.
+    finish_by_deadline : bool, optional
+        Finish or skip (default ``$RNN_MFT_FINISH_BY_DEADLINE``; only with a ``deadline``): after
+        ``PROBE_STEPS`` timed steps (following ``PROBE_WARMUP`` untimed ones) the run projects the
+        time of its remaining steps (times ``PROBE_MARGIN``); if that ends past the deadline it
+        stops at once and raises :class:`BudgetExhausted` without writing a checkpoint. For a
+        machine whose checkpoints cannot be carried elsewhere (a briefly lent GPU): the time
+        goes to runs that can finish there. Such a run writes no checkpoints at all (an existing
+        one is still resumed).
     hook : callable, optional
         ``hook(step, info)`` after every step (``info``: per-member losses); may raise to
         interrupt the run (used by the tests).
@@ -296,6 +322,7 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
                           betas=cfg.betas, eps=cfg.eps, alpha=cfg.alpha)
     restart = restart_from_env() if restart is None else bool(restart)
     deadline = deadline_from_env() if deadline is None else float(deadline)
+    finish = finish_by_deadline_from_env() if finish_by_deadline is None else bool(finish_by_deadline)
     settings = _run_settings(cfg, model, M, labels, task)
     gen = torch.Generator().manual_seed(int(cfg.seed))
     torch.manual_seed(int(cfg.seed))
@@ -332,14 +359,16 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
                 raise
             ckpt.unlink(missing_ok=True)
             print(f"rnn_mft: discarded checkpoint {ckpt} (restart) and started the run afresh", file=sys.stderr)
-            return fit(model, task, cfg, checkpoint, hook, labels, desc, restart=False, deadline=deadline)
+            return fit(model, task, cfg, checkpoint, hook, labels, desc, restart=False, deadline=deadline,
+                       finish_by_deadline=finish)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             model.load_state_dict(before)         # the caller's weights, not half of the checkpoint's
             err = CheckpointError(ckpt, f"does not fit this run ({type(exc).__name__}: {exc})")
             if not restart:
                 raise err from None
             ckpt.unlink(missing_ok=True)
-            return fit(model, task, cfg, checkpoint, hook, labels, desc, restart=False, deadline=deadline)
+            return fit(model, task, cfg, checkpoint, hook, labels, desc, restart=False, deadline=deadline,
+                       finish_by_deadline=finish)
 
     x_eval, y_eval = task.eval_data()
 
@@ -360,7 +389,7 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
     try:
         return _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, gen, train_loss, train_acc,
                      grad_norm, ev_step, ev_loss, ev_acc, diverged, diverged_step, start, elapsed, ckpt, do_eval,
-                     init_loss, done, settings, deadline)
+                     init_loss, done, settings, deadline, finish)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32_was
         ftz.__exit__(None, None, None)
@@ -379,7 +408,7 @@ class _NoBar:
 
 def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, gen, train_loss, train_acc, grad_norm,
           ev_step, ev_loss, ev_acc, diverged, diverged_step, start, elapsed, ckpt, do_eval, init_loss, done,
-          settings, deadline):
+          settings, deadline, finish=False):
     S = cfg.steps
     try:
         from tqdm import tqdm
@@ -398,8 +427,12 @@ def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, ge
     stopped_at = S
     if done:                                  # a finished run whose result was not yet stored
         stopped_at, start = start, S
-    if deadline is not None and start < S and _clock() >= deadline:
+    now = _clock() if deadline is not None else None
+    if deadline is not None and start < S and now >= deadline:
         raise BudgetExhausted(ckpt if ckpt is not None and ckpt.exists() else None, start, S)
+    probe_from = start + PROBE_WARMUP           # finish or skip: steps [probe_from, probe_to) are timed
+    probe_to = probe_from + PROBE_STEPS
+    probe_t0 = now
     bar = tqdm(total=S, initial=start, desc=desc, disable=not progress_enabled(cfg.progress), leave=False)
     model.train()
     for step in range(start, S):
@@ -439,16 +472,26 @@ def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, ge
             do_eval(step + 1)
         if delay > 0:
             time.sleep(delay)
-        if ckpt is not None and every and (step + 1) % every == 0 and step + 1 < S:
+        if ckpt is not None and every and not finish and (step + 1) % every == 0 and step + 1 < S:
             save(step + 1, False)
-        if deadline is not None and step + 1 < S and _clock() >= deadline:
+        if deadline is not None and step + 1 < S:
+            now = _clock()
+            if finish and step + 1 == probe_from:
+                probe_t0 = now
+            if finish and step + 1 == probe_to:
+                step_s = (now - probe_t0) / PROBE_STEPS
+                need = (S - step - 1) * step_s * PROBE_MARGIN
+                if now + need > deadline:
+                    bar.close()
+                    raise BudgetExhausted(None, step + 1, S, projected_s=need, left_s=deadline - now, step_s=step_s)
+        if deadline is not None and step + 1 < S and now >= deadline:
             bar.close()
-            if ckpt is not None:
+            if ckpt is not None and not finish:
                 save(step + 1, False)
-            raise BudgetExhausted(ckpt, step + 1, S)
+            raise BudgetExhausted(None if finish else ckpt, step + 1, S)
     bar.close()
     keep = ckpt is not None and str(ckpt.resolve()) in _KEEP
-    if keep and not done:
+    if keep and not done and not finish:
         save(stopped_at, True)                # the caller removes it once the result is written
     do_eval(stopped_at)
     wall = elapsed + time.perf_counter() - t0

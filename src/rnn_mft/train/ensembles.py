@@ -27,7 +27,7 @@ from typing import Sequence
 
 from ..theory.theta import ARCHS, check_arch
 
-__all__ = ["ensemble_bytes", "split_by_memory", "format_bytes"]
+__all__ = ["ensemble_bytes", "checkpoint_bytes", "split_by_memory", "format_bytes"]
 
 _OPT_STATE = {"adam": 2, "sgd": 1, "rmsprop": 1}
 
@@ -79,6 +79,15 @@ def ensemble_bytes(arch: str, n_in: int, width: int, n_out: int, lengths: Sequen
     out["total"] = (out["params"] + out["grads"] + out["optimizer"] + out["transient"] + out["inputs"]
                     + max(out["activations"], out["eval"]))
     return out
+
+
+def checkpoint_bytes(arch: str, n_in: int, width: int, n_out: int, lengths: Sequence[int], untied: bool,
+                     optimizer: str = "adam", steps: int = 1) -> int:
+    """Estimated size of one checkpoint of the ensemble (:mod:`rnn_mft.train.checkpoint`): the
+    parameters and the optimizer's state (float32), and the per-step curves so far (three float64
+    values per member and step, at most ``steps``). The test suite checks it against real files."""
+    b = ensemble_bytes(arch, n_in, width, n_out, lengths, 1, untied, optimizer, eval_batch_size=1)
+    return int(b["params"] + b["optimizer"] + 3 * 8 * len(lengths) * int(steps))
 
 
 def split_by_memory(Ts: Sequence[int], members_per_T: int, bytes_of, budget: float) -> list[list[int]]:

@@ -2,6 +2,9 @@
 
 * ``$RNN_MFT_DEADLINE``: a time budget (seconds since the epoch); past it a run checkpoints and
   raises :class:`~rnn_mft.train.BudgetExhausted`;
+* ``$RNN_MFT_FINISH_BY_DEADLINE``: finish or skip: a run that, timed over its first steps, would
+  not finish before ``$RNN_MFT_DEADLINE`` stops at once without a checkpoint (for a machine whose
+  checkpoints cannot be carried elsewhere, such as a briefly lent GPU);
 * ``$RNN_MFT_RESTART``: discard checkpoints that cannot be resumed;
 * ``$RNN_MFT_CHECKPOINT_EVERY``: checkpoint every that many steps (job runners, so that a killed
   job loses at most that many steps; the run's settings are unchanged).
@@ -11,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 
-__all__ = ["deadline_from_env", "restart_from_env", "checkpoint_every_from_env"]
+__all__ = ["deadline_from_env", "restart_from_env", "checkpoint_every_from_env", "finish_by_deadline_from_env"]
 
 
 def deadline_from_env() -> float | None:
@@ -42,5 +45,14 @@ def checkpoint_every_from_env(default: int) -> int:
     return n
 
 
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip() not in ("", "0", "false", "False", "no")
+
+
 def restart_from_env() -> bool:
-    return os.environ.get("RNN_MFT_RESTART", "").strip() not in ("", "0", "false", "False", "no")
+    return _flag("RNN_MFT_RESTART")
+
+
+def finish_by_deadline_from_env() -> bool:
+    """``$RNN_MFT_FINISH_BY_DEADLINE`` is set (see :func:`rnn_mft.train.fit`'s ``finish_by_deadline``)."""
+    return _flag("RNN_MFT_FINISH_BY_DEADLINE")
