@@ -259,3 +259,66 @@ def test_gpu_slice_finish_or_skip_skips_what_would_not_finish_and_records_its_sp
     assert not list(tmp_path.rglob("*.pt"))
     prov = json.loads((tmp_path / "provenance.json").read_text())
     assert prov["finish_or_skip"] is True and prov["ensembles_skipped"] == 1
+
+
+# =============================================================================== CUDA graphs of the training step
+def _graphs_check():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import gpu_graphs_check
+    finally:
+        sys.path.pop(0)
+    return gpu_graphs_check
+
+
+def test_cuda_graphs_switch_is_explicit_about_where_it_cannot_run(monkeypatch):
+    from rnn_mft import nets
+    from rnn_mft.train import engine
+    from rnn_mft.train.synthetic import TensorTask
+    g = torch.Generator().manual_seed(0)
+    task = TensorTask(torch.randn(64, 6, 3, generator=g), torch.randint(4, (64,), generator=g),
+                      torch.randn(16, 6, 3, generator=g), torch.randint(4, (16,), generator=g), n_out=4)
+    cfg = train.TrainConfig(steps=3, batch_size=8, progress=False, device="cpu")
+    torch.manual_seed(0)
+    ref = train.fit(nets.make_classifier("lstm", 3, 5, 4, members=2, lengths=[4, 6]), task, cfg)
+    assert ref.meta["cuda_graphs"] == "off"
+    monkeypatch.setenv("RNN_MFT_CUDA_GRAPHS", "1")            # the environment switch: ignored on a CPU, and said so
+    torch.manual_seed(0)
+    res = train.fit(nets.make_classifier("lstm", 3, 5, 4, members=2, lengths=[4, 6]), task, cfg)
+    assert res.meta["cuda_graphs"] == "off: needs CUDA (this run is on cpu)"
+    for k in ref.curves:
+        np.testing.assert_array_equal(res.curves[k], ref.curves[k], err_msg=k)
+    with pytest.raises(ValueError, match="cuda_graphs=True needs a CUDA device; this run is on cpu"):
+        train.fit(nets.make_classifier("lstm", 3, 5, 4), task, cfg, cuda_graphs=True)
+    cuda = torch.device("cuda")                               # the plan only (nothing runs on the device)
+    assert engine._graphs_plan(nets.make_classifier("gru", 3, 5, 4), cuda, True)["want"] is True
+    plan = engine._graphs_plan(nets.make_classifier("lstm", 3, 5, 4, h_detach=0.25), cuda, True)
+    assert plan == {"want": False, "note": "off: h-detach draws its mask on the host every step"}
+    assert engine._graphs_plan(nets.make_classifier("gru", 3, 5, 4), cuda, False)["want"] is False
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA path")
+def test_graphs_check_without_cuda_exits_3():
+    p = _run("tools/gpu_graphs_check.py")
+    assert p.returncode == 3 and "CUDA is not available" in p.stdout
+
+
+def test_graphs_agreement_check_detects_a_difference(monkeypatch):
+    """The harness of tools/gpu_graphs_check.py on the CPU: two identical runs agree bitwise; a
+    graphed run that computed anything else (here: another learning rate) fails the check."""
+    gc = _graphs_check()
+    fit = train.fit
+
+    def fake(model, task, cfg, *a, cuda_graphs=None, lr_shift=0.0, **k):
+        if cuda_graphs:
+            cfg = train.TrainConfig(**dict(cfg.to_dict(), lr=cfg.lr + lr_shift))
+        r = fit(model, task, cfg, *a, **k)
+        r.meta["cuda_graphs"] = "on" if cuda_graphs else "off"
+        return r
+
+    monkeypatch.setattr(train, "fit", fake)
+    r = gc._fit_pair("lstm", False, torch.device("cpu"), 3, 1e-5)
+    assert r["ok"] and r["bitwise"] and r["note"] == "on"
+    monkeypatch.setattr(train, "fit", lambda *a, **k: fake(*a, lr_shift=1e-4, **k))
+    r = gc._fit_pair("gru", True, torch.device("cpu"), 3, 1e-5)
+    assert not r["ok"] and r["max_rel_diff"]["parameters"] > 1e-5

@@ -202,3 +202,16 @@ def test_bad_sizes(kw):
 def test_unknown_gate():
     with pytest.raises(ValueError, match="unknown gate 'o'.*allowed gates: f, r, r2"):
         nets.make("gru", 3, 4).gate("o")
+
+
+@pytest.mark.parametrize("arch", ["lstm", "peephole_lstm", "gru"])
+@pytest.mark.parametrize("untied", [None, 7])
+def test_mixed_length_forward_and_backward_never_read_device_data_on_the_host(arch, untied):
+    """On the 'meta' device tensors hold no data, so any read-back (``.item()``, ``.tolist()``,
+    ``int(t)``) raises: a pass that runs there has no host synchronisation, which a CUDA graph
+    capture of the training step (``fit(cuda_graphs=True)``) needs."""
+    m = nets.make_classifier(arch, 5, 8, 3, members=4, lengths=[3, 7, 5, 7], untied=untied).to("meta")
+    y = m.forward_members(torch.randn(2, 7, 5, device="meta"))
+    assert y.shape == (4, 2, 3) and y.is_meta
+    y.sum().backward()
+    assert all(p.grad is not None and p.grad.is_meta for p in m.parameters())

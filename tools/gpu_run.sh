@@ -4,6 +4,8 @@
 # disk is gone after the call and whose output folder ($OUT) brings back only a few files:
 #   1. setup: what is missing is installed from ./wheels without an index (numpy and torch needed)
 #   2. benchmarks/gpu.py (--bench quick: the targets' shapes, TF32 and CUDA graphs)  -> bench.*
+#   2b. tools/gpu_graphs_check.py: CUDA-graph replay of the training step, checked against the
+#      ordinary path and timed; on success the slice runs with RNN_MFT_CUDA_GRAPHS=1 -> graphs.*
 #   3. tools/gpu_slice.py: Figures 6 and 2 at profile paper, ensemble by ensemble, until the
 #      budget; finish or skip (an ensemble that would not finish is skipped, nothing saved)
 #   4. tools/estimate_paper.py --measure, if time is left                               -> estimate.*
@@ -145,6 +147,23 @@ elif [ "$BENCH" = full ]; then
     step bench bench.txt "$(( $(left) / 3 ))" "$PYTHON" benchmarks/gpu.py --tf32 --graphs --json "$STAGE/bench.json"
 fi
 pack
+
+# 2b. CUDA graphs for the slice, if they agree with the ordinary path and are faster here
+if [ "$SMOKE" = 1 ]; then GSECS=60; else GSECS=150; fi
+GSECS=$(min "$GSECS" $(( $(left) - RESERVE - 60 )))
+if [ "$GSECS" -gt 5 ]; then
+    echo "== graphs (at most ${GSECS} s): tools/gpu_graphs_check.py"
+    t0=$(date +%s)
+    timeout --signal=TERM --kill-after=15 "$GSECS" "$PYTHON" tools/gpu_graphs_check.py --json "$STAGE/graphs.json" \
+        2>&1 | tee "$STAGE/graphs.txt"
+    rc=${PIPESTATUS[0]}
+    case "$rc" in
+        0) export RNN_MFT_CUDA_GRAPHS=1; note="CUDA graphs on for the slice" ;;
+        3) rc=0; note="no CUDA: graphs not used" ;;
+        *) note="CUDA graphs off for the slice" ;;
+    esac
+    echo "graphs rc=$rc wall_s=$(( $(date +%s) - t0 )) ($note)" | tee -a "$STAGE/steps.txt"
+fi
 
 # 3. the slice of Figures 6 and 2: its own budget ends RESERVE seconds before the deadline
 SECS=$(( $(left) - RESERVE ))

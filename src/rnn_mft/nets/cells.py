@@ -298,6 +298,15 @@ class RecurrentCell(nn.Module):
             state0 = tuple(s.unsqueeze(0) for s in state0) if self.arch == "lstm" else state0.unsqueeze(0)
         return self._run_internal(X, U, b, W, state0, self._check_detach(detach, T, X.device))
 
+    def _index_tensor(self, order: tuple, device) -> torch.Tensor:
+        """``torch.tensor(order)`` on ``device``, made once per order and device (no host-to-device
+        copy per forward pass, so that the pass can be captured in a CUDA graph)."""
+        cache = self.__dict__.setdefault("_index_cache", {})
+        key = (order, str(device))
+        if key not in cache:
+            cache[key] = torch.tensor(order, device=device)
+        return cache[key]
+
     def run_lengths(self, x: torch.Tensor, lengths: Sequence[int], detach=None):
         """States at each member's own last step: member ``m`` runs the first ``lengths[m]``
         steps of ``x``. Returns ``(s, o)``, each ``(M, B, N)`` (``o`` as ``O`` of :meth:`run`
@@ -318,13 +327,13 @@ class RecurrentCell(nn.Module):
         detach = self._check_detach(detach, max(L), X.device)
         order = sorted(range(M), key=lambda m: -L[m])        # longest first: the active set is a prefix
         ident = order == list(range(M))
-        order_t = torch.tensor(order, device=X.device)
+        order_t = None if ident else self._index_tensor(tuple(order), X.device)
         shared = x.dim() == 3
-        s_last, o_last = [None] * M, [None] * M
+        s_last, o_last = [], []                               # per segment, shortest first
         state, t0 = None, 0
         for tb in sorted(set(L)):
             n_act = sum(1 for m in order if L[m] >= tb)
-            idx = order_t[:n_act]
+            idx = None if ident else order_t[:n_act]
 
             def sel(p, _n=n_act, _idx=idx):
                 if _n == M and ident:
@@ -345,16 +354,21 @@ class RecurrentCell(nn.Module):
                 state0 = tuple(s[:n_act] for s in state) if self.arch == "lstm" else state[:n_act]
             det = None if detach is None else sel(detach[:, t0:tb])
             S, O = self._run_internal(Xs, U, b, W, state0, det)
-            for j in range(n_act):             # copies, so that a segment's outputs can be freed
-                m = order[j]
-                if L[m] == tb:
-                    s_last[m] = S[j, -1].clone()
-                    o_last[m] = None if O is None else O[j, -1].clone()
-            state = (S[:, -1].clone(), O[:, -1].clone()) if self.arch == "lstm" else S[:, -1].clone()
+            # the members that end here hold positions [n_next, n_act) of the order: one copy per
+            # segment (so that its outputs can be freed), not one per member
+            n_next = sum(1 for m in order if L[m] > tb)
+            s_last.append(S[n_next:, -1].clone())
+            o_last.append(None if O is None else O[n_next:, -1].clone())
+            state = (S[:n_next, -1].clone(), O[:n_next, -1].clone()) if self.arch == "lstm" else S[:n_next, -1].clone()
             del S, O
             t0 = tb
-        s = torch.stack(s_last)
-        o = None if o_last[0] is None else torch.stack(o_last)
+        # positions 0..M-1 of the order (the longest segment's members first), then member order
+        s = torch.cat(s_last[::-1])
+        o = None if o_last[0] is None else torch.cat(o_last[::-1])
+        if not ident:
+            inv = self._index_tensor(tuple(sorted(range(M), key=order.__getitem__)), X.device)
+            s = s.index_select(0, inv)
+            o = None if o is None else o.index_select(0, inv)
         return s, o
 
     def output(self, S: torch.Tensor, O: torch.Tensor | None) -> torch.Tensor:

@@ -50,7 +50,16 @@ class SequenceClassifier(nn.Module):
             self.register_buffer("lengths", torch.tensor(lengths, dtype=torch.long))
         else:
             self.lengths = None
+        # a host copy of the lengths: the forward pass never reads the (device) buffer back, so it
+        # has no host synchronisation and can be captured in a CUDA graph
+        self._lengths_host = None if lengths is None else tuple(lengths)
+        self.register_load_state_dict_post_hook(SequenceClassifier._refresh_lengths)
         self.reset_readout()
+
+    @staticmethod
+    def _refresh_lengths(module, incompatible_keys) -> None:
+        if module.lengths is not None:
+            module._lengths_host = tuple(int(v) for v in module.lengths.tolist())
 
     @property
     def members(self):
@@ -78,8 +87,9 @@ class SequenceClassifier(nn.Module):
     def forward_members(self, x: torch.Tensor) -> torch.Tensor:
         """Logits with the member axis always present: ``(M, batch, n_out)``."""
         T_in = x.shape[-2] if isinstance(x, torch.Tensor) and x.dim() >= 2 else None
-        if self.lengths is not None:
-            Tm = int(self.lengths.max())
+        L = self._lengths_host
+        if L is not None:
+            Tm = max(L)
             if T_in is not None and T_in < Tm:
                 raise ValueError(f"sequence length T={T_in} is shorter than the longest read-out step "
                                  f"max(lengths)={Tm}")
@@ -88,7 +98,7 @@ class SequenceClassifier(nn.Module):
             S, O = self.cell.run(x)
             s_last = S[:, -1]
             o_last = O[:, -1] if O is not None else None
-        elif self.cell.untied is not None or len(set(self.lengths.tolist())) == 1:
+        elif self.cell.untied is not None or len(set(L)) == 1:
             # untied: all members run max(lengths) steps and read out at their own step (slicing
             # the untied weights per staircase segment would make autograd build a zero-filled
             # gradient of the whole weight tensor per segment; the memory split of
@@ -99,7 +109,7 @@ class SequenceClassifier(nn.Module):
             s_last = S[ar, idx]
             o_last = O[ar, idx] if O is not None else None
         else:
-            s_last, o_last = self.cell.run_lengths(x, self.lengths.tolist())
+            s_last, o_last = self.cell.run_lengths(x, L)
         p = self.cell.output(s_last, o_last)                       # (M, B, N)
         return torch.baddbmm(self.bias_out.unsqueeze(1), p, self.weight)
 

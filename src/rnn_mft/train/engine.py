@@ -28,6 +28,11 @@ r"""The training engine shared by every experiment of the book.
   modules) in bfloat16 autocast on CUDA; our cells' input projection and recurrence stay in
   float32 (the projection is fused into the recurrence); ``tf32=True`` (default off) lets the
   matrix products on CUDA use TF32 (10-bit mantissa inputs, float32 accumulation) for the run;
+* ``cuda_graphs=True`` (or ``$RNN_MFT_CUDA_GRAPHS``; default off): on CUDA the model's training
+  forward and backward are captured once as CUDA graphs (``torch.cuda.make_graphed_callables``)
+  and replayed every step, which removes the per-kernel launch cost of the Python time loops;
+  the arithmetic is the same. Not with h-detach (its mask is drawn on the host every step); a
+  capture that fails falls back to the ordinary path. ``meta["cuda_graphs"]`` says which ran;
 * progress bars (tqdm) only on a terminal: off when stderr is not a TTY (papermill, CI logs) or
   when ``RNN_MFT_PROGRESS=0``; ``RNN_MFT_PROGRESS=1`` forces them on.
 
@@ -51,7 +56,8 @@ import torch.nn.functional as F
 from ..nets import flush_denormal
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .optim import OPTIMIZERS, MemberOptimizer, check_hyperparameters, clip_grad_norm_members_
-from .jobenv import checkpoint_every_from_env, deadline_from_env, finish_by_deadline_from_env, restart_from_env
+from .jobenv import (checkpoint_every_from_env, cuda_graphs_from_env, deadline_from_env, finish_by_deadline_from_env,
+                     restart_from_env)
 from .results import RunResult, code_version
 
 __all__ = ["TrainConfig", "fit", "evaluate", "lr_scan", "ScanResult", "sweep", "default_lrs", "pick_device",
@@ -260,7 +266,7 @@ def _state_tensors(step, model, opt, gen, elapsed, train_loss, train_acc, grad_n
 def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | None = None,
         hook: Callable[[int, dict], None] | None = None, labels: Sequence | None = None,
         desc: str | None = None, *, restart: bool | None = None, deadline: float | None = None,
-        finish_by_deadline: bool | None = None) -> RunResult:
+        finish_by_deadline: bool | None = None, cuda_graphs: bool | None = None) -> RunResult:
     """Train ``model`` on ``task`` for ``cfg.steps`` steps; returns a :class:`RunResult`.
 
     Parameters
@@ -289,6 +295,13 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
         machine whose checkpoints cannot be carried elsewhere (a briefly lent GPU): the time
         goes to runs that can finish there. Such a run writes no checkpoints at all (an existing
         one is still resumed).
+    cuda_graphs : bool, optional
+        Replay the training forward and backward as CUDA graphs (default
+        ``$RNN_MFT_CUDA_GRAPHS``, which a CPU run ignores; ``True`` on a CPU raises). Captured on
+        the first training batch; batches of another shape take the ordinary path. Off for
+        h-detach models; a failed capture falls back to the ordinary path with a warning.
+        ``meta["cuda_graphs"]``: ``"on"`` or ``"off: <why>"``. The run's settings (and so its
+        checkpoint and stored name) are the same either way.
     hook : callable, optional
         ``hook(step, info)`` after every step (``info``: per-member losses); may raise to
         interrupt the run (used by the tests).
@@ -323,6 +336,7 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
     restart = restart_from_env() if restart is None else bool(restart)
     deadline = deadline_from_env() if deadline is None else float(deadline)
     finish = finish_by_deadline_from_env() if finish_by_deadline is None else bool(finish_by_deadline)
+    graphs = _graphs_plan(model, device, cuda_graphs)
     settings = _run_settings(cfg, model, M, labels, task)
     gen = torch.Generator().manual_seed(int(cfg.seed))
     torch.manual_seed(int(cfg.seed))
@@ -360,7 +374,7 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
             ckpt.unlink(missing_ok=True)
             print(f"rnn_mft: discarded checkpoint {ckpt} (restart) and started the run afresh", file=sys.stderr)
             return fit(model, task, cfg, checkpoint, hook, labels, desc, restart=False, deadline=deadline,
-                       finish_by_deadline=finish)
+                       finish_by_deadline=finish, cuda_graphs=cuda_graphs)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             model.load_state_dict(before)         # the caller's weights, not half of the checkpoint's
             err = CheckpointError(ckpt, f"does not fit this run ({type(exc).__name__}: {exc})")
@@ -368,7 +382,7 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
                 raise err from None
             ckpt.unlink(missing_ok=True)
             return fit(model, task, cfg, checkpoint, hook, labels, desc, restart=False, deadline=deadline,
-                       finish_by_deadline=finish)
+                       finish_by_deadline=finish, cuda_graphs=cuda_graphs)
 
     x_eval, y_eval = task.eval_data()
 
@@ -389,7 +403,7 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
     try:
         return _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, gen, train_loss, train_acc,
                      grad_norm, ev_step, ev_loss, ev_acc, diverged, diverged_step, start, elapsed, ckpt, do_eval,
-                     init_loss, done, settings, deadline, finish)
+                     init_loss, done, settings, deadline, finish, graphs)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32_was
         ftz.__exit__(None, None, None)
@@ -408,8 +422,9 @@ class _NoBar:
 
 def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, gen, train_loss, train_acc, grad_norm,
           ev_step, ev_loss, ev_acc, diverged, diverged_step, start, elapsed, ckpt, do_eval, init_loss, done,
-          settings, deadline, finish=False):
+          settings, deadline, finish=False, graphs=None):
     S = cfg.steps
+    graphs = graphs if graphs is not None else {"note": "off"}
     try:
         from tqdm import tqdm
     except ImportError:              # tqdm is only for progress bars; machines without it train without them
@@ -438,8 +453,14 @@ def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, ge
     for step in range(start, S):
         x, y = task.train_batch(cfg.batch_size, gen)
         x, y = x.to(device), y.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = _logits(model, x)
+        # autocast's weight cache cannot live across graph replays
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=not graphs.get("want")):
+            if graphs.get("want") and graphs.get("fwd") is None:
+                _capture(graphs, model, x)
+            if graphs.get("fwd") is not None and x.shape == graphs["shape"]:
+                logits = graphs["fwd"](x)
+            else:
+                logits = _logits(model, x)
         losses = _per_member_ce(logits, y)                       # (M,)
         lv = losses.detach().double().cpu().numpy()
         first = np.isnan(init_loss) & np.isfinite(lv)
@@ -511,10 +532,50 @@ def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, ge
             "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
             "wall_time_s": wall, "members": M, "diverged": diverged.tolist(),
             "diverged_step": diverged_step.tolist(), "steps_run": stopped_at, "resumed_from": start,
-            "model": repr(getattr(model, "cell", model)).replace("\n", " "),
+            "model": repr(getattr(model, "cell", model)).replace("\n", " "), "cuda_graphs": graphs["note"],
             "labels": list(labels) if labels is not None else None,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     return RunResult(curves, final, cfg.to_dict(), meta)
+
+
+class _MembersForward(torch.nn.Module):
+    """``(M, B, C)`` logits of ``model`` as a module's forward (what the CUDA graph captures)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return _logits(self.model, x)
+
+
+def _graphs_plan(model, device, cuda_graphs) -> dict:
+    """Whether this run captures CUDA graphs: ``{"want": bool, "note": "on" | "off: <why>"}``."""
+    explicit = cuda_graphs is not None
+    want = bool(cuda_graphs) if explicit else cuda_graphs_from_env()
+    if not want:
+        return {"want": False, "note": "off"}
+    if device.type != "cuda":
+        if explicit:
+            raise ValueError(f"cuda_graphs=True needs a CUDA device; this run is on {device}")
+        return {"want": False, "note": f"off: needs CUDA (this run is on {device})"}
+    if any(getattr(getattr(model, "cell", None), "h_detach", ()) or ()):
+        return {"want": False, "note": "off: h-detach draws its mask on the host every step"}
+    return {"want": True, "note": "off: not captured yet", "fwd": None}
+
+
+def _capture(graphs: dict, model, x) -> None:
+    """Capture the training forward and backward on the batch ``x`` (``graphs`` updated in place);
+    a failure falls back to the ordinary path, with a warning."""
+    try:
+        graphs["fwd"] = torch.cuda.make_graphed_callables(_MembersForward(model), (x,))
+        graphs["shape"] = x.shape
+        graphs["note"] = "on"
+    except Exception as exc:                      # noqa: BLE001 (any capture failure: run without graphs)
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        graphs.update(want=False, fwd=None, note=f"off: capture failed ({type(exc).__name__}: {first})")
+        print(f"rnn_mft: CUDA graph capture failed, training without graphs: {type(exc).__name__}: {first}",
+              file=sys.stderr)
 
 
 @torch.no_grad()

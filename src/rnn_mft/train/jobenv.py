@@ -5,6 +5,8 @@
 * ``$RNN_MFT_FINISH_BY_DEADLINE``: finish or skip: a run that, timed over its first steps, would
   not finish before ``$RNN_MFT_DEADLINE`` stops at once without a checkpoint (for a machine whose
   checkpoints cannot be carried elsewhere, such as a briefly lent GPU);
+* ``$RNN_MFT_CUDA_GRAPHS``: on CUDA, replay the training forward and backward as a captured
+  CUDA graph (see :func:`rnn_mft.train.fit`'s ``cuda_graphs``; ignored on a CPU);
 * ``$RNN_MFT_RESTART``: discard checkpoints that cannot be resumed;
 * ``$RNN_MFT_CHECKPOINT_EVERY``: checkpoint every that many steps (job runners, so that a killed
   job loses at most that many steps; the run's settings are unchanged).
@@ -14,7 +16,8 @@ from __future__ import annotations
 import math
 import os
 
-__all__ = ["deadline_from_env", "restart_from_env", "checkpoint_every_from_env", "finish_by_deadline_from_env"]
+__all__ = ["deadline_from_env", "restart_from_env", "checkpoint_every_from_env", "finish_by_deadline_from_env",
+           "cuda_graphs_from_env"]
 
 
 def deadline_from_env() -> float | None:
@@ -56,3 +59,8 @@ def restart_from_env() -> bool:
 def finish_by_deadline_from_env() -> bool:
     """``$RNN_MFT_FINISH_BY_DEADLINE`` is set (see :func:`rnn_mft.train.fit`'s ``finish_by_deadline``)."""
     return _flag("RNN_MFT_FINISH_BY_DEADLINE")
+
+
+def cuda_graphs_from_env() -> bool:
+    """``$RNN_MFT_CUDA_GRAPHS`` is set (see :func:`rnn_mft.train.fit`'s ``cuda_graphs``)."""
+    return _flag("RNN_MFT_CUDA_GRAPHS")
