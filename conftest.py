@@ -19,6 +19,10 @@ _NEEDS_EXTRA = {
     "book.py": "yaml",             # extra `book`
     "cluster": "submitit",         # extra `cluster`
 }
+#: modules never imported for doctest collection: the Triton kernels (no doctests) are bound to
+#: Triton's GPU compiler when first imported unless its interpreter is on (tests/test_triton.py
+#: imports them under the interpreter)
+_NEVER_COLLECT = {"nets/_triton_kernels.py"}
 
 
 def _installed(module: str) -> bool:
@@ -33,6 +37,8 @@ def pytest_ignore_collect(collection_path, config):
         rel = Path(collection_path).resolve().relative_to(_SRC)
     except ValueError:
         return None
+    if rel.as_posix() in _NEVER_COLLECT:
+        return True
     need = _NEEDS_EXTRA.get(rel.parts[0]) if rel.parts else None
     if need is not None and not _installed(need):
         return True

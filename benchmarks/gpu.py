@@ -11,11 +11,11 @@ of a T-step sequence divided by T):
    :func:`rnn_mft.train.ensembles.ensemble_bytes`, exceeds 80% of the free GPU memory are
    skipped and listed), against 64 (or M) cuDNN runs one after another (M x one cuDNN step).
 3. **Options, measured, never switched on by default:** TF32 for the recurrent matrix products
-   (``--tf32``; ``TrainConfig(tf32=True)`` in training), and CUDA-graph capture of one fixed-shape
-   forward+backward (``torch.cuda.make_graphed_callables``, inside try/except: the line says
-   "capture failed: ..." if our Python-loop autograd Functions cannot be captured). A graphed
-   step removes the per-kernel launch cost that bounds small widths; whether to build it into
-   the engine is for the session that reads these numbers.
+   (``--tf32``; ``TrainConfig(tf32=True)`` in training), CUDA-graph capture of one fixed-shape
+   forward+backward (``--graphs``; ``torch.cuda.make_graphed_callables``, inside try/except: the
+   line says "capture failed: ..." otherwise; ``fit(cuda_graphs=True)`` in training), also of the
+   ensembles of 64, and the fused Triton steps of the two LSTMs (``--triton``;
+   ``RNN_MFT_TRITON=1`` in training), alone and inside a graph.
 
 Targets (issue 10), printed as PASS / MISS with the measured ratio:
 
@@ -28,7 +28,7 @@ Timing: ``torch.cuda.synchronize()`` and CUDA events around ``--reps`` timed rep
 ``--cpu-smoke`` runs a tiny version of everything on the CPU (wall-clock timing, numbers labelled
 as a CPU smoke run, not GPU measurements) so that tests can check that the script runs.
 
-    python benchmarks/gpu.py [--quick] [--tf32] [--graphs] [--json out.json]
+    python benchmarks/gpu.py [--quick] [--tf32] [--graphs] [--triton] [--json out.json]
     python benchmarks/gpu.py --cpu-smoke
 """
 from __future__ import annotations
@@ -97,9 +97,31 @@ def _stock(arch, n_in, width, B, T, device):
     return step
 
 
-def _graphed(arch, n_in, width, B, T, device):
+class _fused:
+    """The fused Triton LSTM steps on (``RNN_MFT_TRITON=1``; ``interpret`` in a CPU smoke run) or
+    off inside a block."""
+    mode = "1"
+
+    def __init__(self, on: bool):
+        self.on = on
+
+    def __enter__(self):
+        self.old = os.environ.get("RNN_MFT_TRITON")
+        if self.on:
+            os.environ["RNN_MFT_TRITON"] = self.mode
+        else:
+            os.environ.pop("RNN_MFT_TRITON", None)
+
+    def __exit__(self, *exc):
+        if self.old is None:
+            os.environ.pop("RNN_MFT_TRITON", None)
+        else:
+            os.environ["RNN_MFT_TRITON"] = self.old
+
+
+def _graphed(arch, n_in, width, B, T, device, members=None):
     """A CUDA-graphed forward+backward of our tied cell, or the reason it cannot be captured."""
-    m = nets.make_classifier(arch, n_in, width, 10).to(device)
+    m = nets.make_classifier(arch, n_in, width, 10, members=members).to(device)
     x = torch.randn(B, T, n_in, device=device)
     try:
         g = torch.cuda.make_graphed_callables(m, (x,))
@@ -125,6 +147,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--tf32", action="store_true", help="also measure with TF32 matrix products")
     ap.add_argument("--graphs", action="store_true", help="also try CUDA-graph capture of a fixed-shape step")
+    ap.add_argument("--triton", action="store_true", help="also measure the fused Triton LSTM steps (CUDA)")
     ap.add_argument("--json", help="write all rows to this JSON file")
     a = ap.parse_args(argv)
     for name in ("T", "n_in", "reps"):
@@ -151,8 +174,18 @@ def main(argv=None) -> int:
         print(f"device: {torch.cuda.get_device_name(0)}; torch {torch.__version__}; cuDNN "
               f"{torch.backends.cudnn.version()}")
     timer = Timer(device, warm, reps)
+    fused_ok = False
+    if a.triton:
+        if a.cpu_smoke:                  # the code paths only: the kernels in Triton's interpreter
+            os.environ["TRITON_INTERPRET"] = "1"
+            _fused.mode = "interpret"
+        from rnn_mft.nets import _triton
+        fused_ok = _triton._load() is not None
+        if not fused_ok:
+            print("--triton: Triton is not importable here; the fused steps are not measured")
     n_in = a.n_in if not a.cpu_smoke else 3
     rows = []
+    Mt = 4 if a.cpu_smoke else 64
     print(f"T = {T} steps per timed sequence, input size {n_in}; times are per recurrent step (forward + backward)")
 
     def dump():                      # after every row: a run stopped by a time limit keeps what it measured
@@ -188,8 +221,14 @@ def main(argv=None) -> int:
                         t = timer(_ours(arch, n_in, W, B, T, untied=untied, device=device)[0]) / T
                         ref = stock.get("lstm" if "lstm" in arch else "gru" if arch == "gru" else "")
                         record(what=f"ours {arch} {'untied' if untied else 'tied'} N={W} B={B}{tag}", kind="ours",
-                               arch=arch, untied=untied, width=W, batch=B, members=1, tf32=tf32,
+                               arch=arch, untied=untied, width=W, batch=B, members=1, tf32=tf32, fused=False,
                                us_per_step=t * 1e6, ratio=(t / ref) if ref else None)
+                        if fused_ok and "lstm" in arch:
+                            with _fused(True):
+                                t = timer(_ours(arch, n_in, W, B, T, untied=untied, device=device)[0]) / T
+                            record(what=f"ours {arch} {'untied' if untied else 'tied'} N={W} B={B}{tag} [fused]",
+                                   kind="ours", arch=arch, untied=untied, width=W, batch=B, members=1, tf32=tf32,
+                                   fused=True, us_per_step=t * 1e6, ratio=t / ref)
         print(f"\n2. ensembles (tied){tag}")
         free = torch.cuda.mem_get_info()[0] if device.type == "cuda" else 2**31
         shapes = ([(8, B) for B in batches] if a.cpu_smoke else [(128, 64), (256, 128)] if a.quick else
@@ -202,56 +241,74 @@ def main(argv=None) -> int:
                     if need > 0.8 * free:
                         print(f"  skipped: {arch} M={M} N={W} B={B} needs ~{need / 2**30:.1f} GiB")
                         continue
-                    step = _ours(arch, n_in, W, B, T, members=M, device=device)[0]
-                    t = timer(step) / T
-                    speed = M * stock_t / t        # throughput against M cuDNN runs one after another
-                    rows.append(dict(what=f"ensemble {arch} M={M} N={W} B={B}{tag}", kind="ensemble",
-                                     arch=arch, width=W, batch=B, members=M, tf32=tf32, us_per_step=t * 1e6,
-                                     cudnn_us_per_step=stock_t * 1e6, throughput_vs_sequential_cudnn=speed))
-                    dump()
-                    print(f"  ensemble {arch:<14s} M={M:<4d} N={W} B={B}{tag}: {t * 1e6:10.1f} us/step; "
-                          f"throughput {speed:7.2f}x that of {M} cuDNN runs one after another")
+                    for fused in ((False, True) if fused_ok and "lstm" in arch else (False,)):
+                        with _fused(fused):
+                            t = timer(_ours(arch, n_in, W, B, T, members=M, device=device)[0]) / T
+                        speed = M * stock_t / t        # throughput against M cuDNN runs one after another
+                        ftag = " [fused]" if fused else ""
+                        rows.append(dict(what=f"ensemble {arch} M={M} N={W} B={B}{tag}{ftag}", kind="ensemble",
+                                         arch=arch, width=W, batch=B, members=M, tf32=tf32, fused=fused,
+                                         us_per_step=t * 1e6, cudnn_us_per_step=stock_t * 1e6,
+                                         throughput_vs_sequential_cudnn=speed))
+                        dump()
+                        print(f"  ensemble {arch:<14s} M={M:<4d} N={W} B={B}{tag}{ftag}: {t * 1e6:10.1f} us/step; "
+                              f"throughput {speed:7.2f}x that of {M} cuDNN runs one after another")
                     if device.type == "cuda":
                         torch.cuda.empty_cache()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
 
-    if a.graphs and device.type == "cuda":
-        print("\n3. CUDA graphs (one fixed-shape forward+backward of our tied cell, captured)")
+    if a.graphs and (device.type == "cuda" or a.cpu_smoke):        # CPU smoke: capture fails, reported
+        print("\n3. CUDA graphs (one fixed-shape forward+backward of our tied cells, captured)")
         for arch in ("lstm", "gru"):
-            for W, B in ((128, 64), (256, 128)):
-                step, why = _graphed(arch, n_in, W, B, T, device)
-                if step is None:
-                    print(f"  {arch} N={W} B={B}: capture failed: {why}")
-                    rows.append(dict(what=f"graphed {arch} N={W} B={B}", kind="graphed", error=why))
-                    dump()
-                    continue
-                t = timer(step) / T
-                eager = timer(_ours(arch, n_in, W, B, T, device=device)[0]) / T
-                rows.append(dict(what=f"graphed {arch} N={W} B={B}", kind="graphed", arch=arch, width=W, batch=B,
-                                 us_per_step=t * 1e6, eager_us_per_step=eager * 1e6))
-                dump()
-                print(f"  {arch} N={W} B={B}: graphed {t * 1e6:.1f} us/step, eager {eager * 1e6:.1f} us/step "
-                      f"(x{eager / t:.2f})")
+            for W, B in ([(8, 4)] if a.cpu_smoke else [(128, 64), (256, 128)]):
+                for M in (None, Mt):
+                    stock_t = timer(_stock(arch, n_in, W, B, T, device)) / T
+                    for fused in ((False, True) if fused_ok and arch == "lstm" else (False,)):
+                        name = (f"graphed {arch}{'' if M is None else f' M={M}'} N={W} B={B}"
+                                + (" [fused]" if fused else ""))
+                        with _fused(fused):
+                            step, why = _graphed(arch, n_in, W, B, T, device, members=M)
+                            if step is None:
+                                print(f"  {name}: capture failed: {why}")
+                                rows.append(dict(what=name, kind="graphed", error=why))
+                                dump()
+                                continue
+                            t = timer(step) / T
+                        Mn = M or 1
+                        rows.append(dict(what=name, kind="graphed", arch=arch, width=W, batch=B, members=Mn,
+                                         fused=fused, us_per_step=t * 1e6, cudnn_us_per_step=stock_t * 1e6,
+                                         ratio=t / stock_t if M is None else None,
+                                         throughput_vs_sequential_cudnn=Mn * stock_t / t))
+                        dump()
+                        print(f"  {name:<40s} {t * 1e6:10.1f} us/step; "
+                              + (f"x{t / stock_t:.2f} of cuDNN's step" if M is None else
+                                 f"throughput {Mn * stock_t / t:.1f}x that of {Mn} cuDNN runs one after another"))
+                        torch.cuda.empty_cache()
     elif not a.graphs:
         print("\n3. CUDA graphs: not measured (pass --graphs)")
 
     print("\ntargets" + (" (CPU SMOKE: shapes and device are not the targets'; PASS/MISS meaningless)"
                          if a.cpu_smoke else ""))
     W1, B1 = (8, 4) if a.cpu_smoke else (256, 128)
-    ours = [r for r in rows if r["kind"] == "ours" and r["arch"] == "lstm" and not r["untied"] and r["width"] == W1
-            and r["batch"] == B1 and not r["tf32"]]
-    if ours:
-        ratio = ours[0]["ratio"]
-        print(f"  one network N={W1} B={B1}: our tied LSTM / cuDNN LSTM step time = {ratio:.2f} (target <= 1.5): "
-              f"{'PASS' if ratio <= 1.5 else 'MISS'}")
-    Mt = 4 if a.cpu_smoke else 64
+
+    def variant(r):
+        return ("graphed" if r["kind"] == "graphed" else "plain") + (" + fused" if r.get("fused") else "")
+
+    for r in rows:                    # every variant measured, without TF32 (which changes the arithmetic)
+        if "error" in r or r.get("tf32") or r["arch"] != "lstm" or r["width"] != W1 or r["batch"] != B1:
+            continue
+        if r["kind"] in ("ours", "graphed") and r["members"] == 1 and not r.get("untied"):
+            ratio = r["ratio"]
+            print(f"  one network N={W1} B={B1}, {variant(r)}: our tied LSTM / cuDNN LSTM step time = {ratio:.2f} "
+                  f"(target <= 1.5): {'PASS' if ratio <= 1.5 else 'MISS'}")
     for r in rows:
-        if r["kind"] == "ensemble" and r["members"] == Mt and r["arch"] in ("lstm", "gru") and not r["tf32"] and \
-                (a.cpu_smoke or (r["width"], r["batch"]) in ((128, 64), (256, 128))):
-            s = r["throughput_vs_sequential_cudnn"]
-            print(f"  ensemble of {Mt} {r['arch']} N={r['width']} B={r['batch']}: {s:.1f}x the throughput of {Mt} "
-                  f"cuDNN runs one after another (target >= 20): {'PASS' if s >= 20 else 'MISS'}")
+        if "error" in r or r.get("tf32") or r["kind"] not in ("ensemble", "graphed") or r["members"] != Mt:
+            continue
+        if r["arch"] in ("lstm", "gru") and (a.cpu_smoke or (r["width"], r["batch"]) in ((128, 64), (256, 128))):
+            s_ = r["throughput_vs_sequential_cudnn"]
+            print(f"  ensemble of {Mt} {r['arch']} N={r['width']} B={r['batch']}, {variant(r)}: {s_:.1f}x the "
+                  f"throughput of {Mt} cuDNN runs one after another (target >= 20): {'PASS' if s_ >= 20 else 'MISS'}")
     dump()
     return 0
 

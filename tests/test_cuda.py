@@ -1,5 +1,6 @@
 """Checks that need a CUDA device (skipped elsewhere; CI has none): CUDA-graph replay of the
-training step agrees with the ordinary path (tools/gpu_graphs_check.py's agreement checks)."""
+training step, and the fused Triton LSTM steps, agree with the ordinary path
+(tools/gpu_speed_check.py's agreement checks, with its tolerances)."""
 import sys
 from pathlib import Path
 
@@ -13,10 +14,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("arch,untied", [("lstm", False), ("peephole_lstm", False), ("gru", False), ("lstm", True)])
 def test_cuda_graphs_training_agrees_with_the_ordinary_path(arch, untied):
+    r = _check()._fit_pair(arch, untied, torch.device("cuda"), 4, 1e-5, "graphs")
+    assert r["ok"], r
+
+
+@pytest.mark.parametrize("arch,untied", [("lstm", False), ("peephole_lstm", False), ("lstm", True)])
+def test_fused_triton_steps_training_agrees_with_the_ordinary_path(arch, untied):
+    pytest.importorskip("triton")
+    r = _check()._fit_pair(arch, untied, torch.device("cuda"), 4, 1e-4, "triton")
+    assert r["ok"], r
+
+
+def _check():
     sys.path.insert(0, str(ROOT / "tools"))
     try:
-        import gpu_graphs_check
+        import gpu_speed_check
     finally:
         sys.path.pop(0)
-    r = gpu_graphs_check._fit_pair(arch, untied, torch.device("cuda"), 4, 1e-5)
-    assert r["ok"], r
+    return gpu_speed_check

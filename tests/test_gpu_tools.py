@@ -1,5 +1,6 @@
 """The GPU-session tools run on a CPU: benchmarks/gpu.py (exits 0 without CUDA; --cpu-smoke),
 tools/estimate_paper.py --measure at profile smoke, and the budgeted slice driver."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -129,7 +130,8 @@ def test_gpu_run_smoke_returns_everything_within_the_device_limits_and_unpacks(t
         rel = f.relative_to(tmp_path / "store")
         assert (repo / "data" / rel).read_bytes() == f.read_bytes(), rel
     session = [w for w in written if w.startswith("data/gpu_sessions/")]
-    assert {Path(w).name for w in session} >= {"provenance.json", "slice.json", "bench.json", "steps.txt", "manifest.json"}
+    assert {Path(w).name for w in session} >= {"provenance.json", "slice.json", "bench.json", "steps.txt",
+                                               "manifest.json"}
     slice_rep = json.loads((repo / session[0]).parent.joinpath("slice.json").read_text())
     assert all(r["status"] == "done" and r["s_per_step"] > 0 for r in slice_rep)
     assert gp.unpack(tmp_path / "out", repo) == []       # again: everything is already there
@@ -265,10 +267,10 @@ def test_gpu_slice_finish_or_skip_skips_what_would_not_finish_and_records_its_sp
 def _graphs_check():
     sys.path.insert(0, str(ROOT / "tools"))
     try:
-        import gpu_graphs_check
+        import gpu_speed_check
     finally:
         sys.path.pop(0)
-    return gpu_graphs_check
+    return gpu_speed_check
 
 
 def test_cuda_graphs_switch_is_explicit_about_where_it_cannot_run(monkeypatch):
@@ -299,12 +301,12 @@ def test_cuda_graphs_switch_is_explicit_about_where_it_cannot_run(monkeypatch):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA path")
 def test_graphs_check_without_cuda_exits_3():
-    p = _run("tools/gpu_graphs_check.py")
+    p = _run("tools/gpu_speed_check.py")
     assert p.returncode == 3 and "CUDA is not available" in p.stdout
 
 
 def test_graphs_agreement_check_detects_a_difference(monkeypatch):
-    """The harness of tools/gpu_graphs_check.py on the CPU: two identical runs agree bitwise; a
+    """The harness of tools/gpu_speed_check.py on the CPU: two identical runs agree bitwise; a
     graphed run that computed anything else (here: another learning rate) fails the check."""
     gc = _graphs_check()
     fit = train.fit
@@ -322,3 +324,35 @@ def test_graphs_agreement_check_detects_a_difference(monkeypatch):
     monkeypatch.setattr(train, "fit", lambda *a, **k: fake(*a, lr_shift=1e-4, **k))
     r = gc._fit_pair("gru", True, torch.device("cpu"), 3, 1e-5)
     assert not r["ok"] and r["max_rel_diff"]["parameters"] > 1e-5
+
+
+def test_gpu_benchmark_graph_and_fused_rows_run_their_code_on_the_cpu(tmp_path, monkeypatch):
+    """The CUDA-only branches of benchmarks/gpu.py, run on the CPU: a capture that 'succeeds'
+    (make_graphed_callables replaced by the identity, synchronize by nothing) gives graphed rows, single and ensemble,
+    each with a ratio or a throughput, and the targets name every variant."""
+    import importlib.util as iu
+    spec = iu.spec_from_file_location("bench_gpu", ROOT / "benchmarks" / "gpu.py")
+    bench = iu.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", lambda m, args: m)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    out = tmp_path / "b.json"
+    args = ["--cpu-smoke", "--reps", "1", "--graphs", "--json", str(out)]
+    if importlib.util.find_spec("triton") is not None:       # the fused rows too, in Triton's interpreter
+        from rnn_mft.nets import _triton
+        monkeypatch.setenv("TRITON_INTERPRET", "1")          # (restored afterwards; the script sets it)
+        monkeypatch.setattr(_triton, "_kernels", None)
+        monkeypatch.delitem(sys.modules, "rnn_mft.nets._triton_kernels", raising=False)
+        args.append("--triton")
+    assert bench.main(args) == 0
+    all_rows = json.loads(out.read_text())["rows"]
+    rows = [r for r in all_rows if r["kind"] == "graphed"]
+    assert {(r["arch"], r["members"]) for r in rows if not r.get("fused")} == {("lstm", 1), ("lstm", 4), ("gru", 1),
+                                                                               ("gru", 4)}
+    assert all(r["us_per_step"] > 0 and r["throughput_vs_sequential_cudnn"] > 0 for r in rows)
+    assert all(r["ratio"] > 0 for r in rows if r["members"] == 1)
+    if "--triton" in args:
+        fused = {(r["kind"], r["arch"], r["members"]) for r in all_rows if r.get("fused")}
+        assert {("ours", "lstm", 1), ("ensemble", "peephole_lstm", 4), ("graphed", "lstm", 4)} <= fused
+        _triton._kernels = None
+        sys.modules.pop("rnn_mft.nets._triton_kernels", None)

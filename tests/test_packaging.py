@@ -98,12 +98,13 @@ def test_extras_declared():
     assert "pytest" in extra_requirements("test")
     assert "submitit" in extra_requirements("cluster")
     allx = pyproject()["project"]["optional-dependencies"]["all"]
-    assert allx == ["rnn_mft[plot,book,test,cluster]"]
+    assert allx == ["rnn_mft[plot,book,test,cluster,gpu]"]
+    assert "triton" in extra_requirements("gpu")
 
 
 def test_make_setup_installs_what_the_readme_commands_need():
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r'pip install -q -e "\.\[book,test\]"', makefile), "make setup must install .[book,test]"
+    assert re.search(r'pip install -q -e "\.\[book,test,gpu\]"', makefile), "make setup must install .[book,test,gpu]"
 
 
 def test_colab_cell_installs_only_what_a_chapter_needs():

@@ -150,7 +150,8 @@ def pack(stage: Path, out: Path, results: Path | None = None, checkpoints: Path 
             start = json.loads(prov.read_text()).get("start")
         except (OSError, ValueError):
             start = None
-    manifest = {"format": "rnn_mft-gpu-pack", "version": 1, "packed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    manifest = {"format": "rnn_mft-gpu-pack", "version": 1,
+                "packed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "session_start": start,
                 "files": {k: {"bytes": len(v), "sha256": _sha256(v)} for k, v in written.items()},
                 "payload_parts": [f"{PAYLOAD}.{i:02d}" for i in range(len(parts))],

@@ -3,9 +3,9 @@
 # (and Triton) but no internet and perhaps not every package; made for a briefly lent GPU whose
 # disk is gone after the call and whose output folder ($OUT) brings back only a few files:
 #   1. setup: what is missing is installed from ./wheels without an index (numpy and torch needed)
-#   2. benchmarks/gpu.py (--bench quick: the targets' shapes, TF32 and CUDA graphs)  -> bench.*
-#   2b. tools/gpu_graphs_check.py: CUDA-graph replay of the training step, checked against the
-#      ordinary path and timed; on success the slice runs with RNN_MFT_CUDA_GRAPHS=1 -> graphs.*
+#   2. benchmarks/gpu.py (--bench quick: the targets' shapes; TF32, CUDA graphs, fused steps) -> bench.*
+#   2b. tools/gpu_speed_check.py: CUDA graphs and the fused Triton LSTM steps, each checked
+#      against the ordinary path, then timed; the slice runs with the fastest that passed -> speed.*
 #   3. tools/gpu_slice.py: Figures 6 and 2 at profile paper, ensemble by ensemble, until the
 #      budget; finish or skip (an ensemble that would not finish is skipped, nothing saved)
 #   4. tools/estimate_paper.py --measure, if time is left                               -> estimate.*
@@ -141,28 +141,30 @@ if [ "$SMOKE" = 1 ]; then
     step bench bench.txt "$(min 120 $(( $(left) - RESERVE )))" "$PYTHON" benchmarks/gpu.py --cpu-smoke --reps 1 \
         --json "$STAGE/bench.json"
 elif [ "$BENCH" = quick ]; then
-    step bench bench.txt "$(min 180 $(( $(left) - RESERVE )))" "$PYTHON" benchmarks/gpu.py --quick --tf32 --graphs \
+    step bench bench.txt "$(min 180 $(( $(left) - RESERVE )))" "$PYTHON" benchmarks/gpu.py --quick --tf32 --graphs --triton \
         --reps 5 --json "$STAGE/bench.json"
 elif [ "$BENCH" = full ]; then
-    step bench bench.txt "$(( $(left) / 3 ))" "$PYTHON" benchmarks/gpu.py --tf32 --graphs --json "$STAGE/bench.json"
+    step bench bench.txt "$(( $(left) / 3 ))" "$PYTHON" benchmarks/gpu.py --tf32 --graphs --triton --json "$STAGE/bench.json"
 fi
 pack
 
-# 2b. CUDA graphs for the slice, if they agree with the ordinary path and are faster here
-if [ "$SMOKE" = 1 ]; then GSECS=60; else GSECS=150; fi
+# 2b. the speed options for the slice: those that agree with the ordinary path, the fastest
+if [ "$SMOKE" = 1 ]; then GSECS=60; else GSECS=180; fi
 GSECS=$(min "$GSECS" $(( $(left) - RESERVE - 60 )))
 if [ "$GSECS" -gt 5 ]; then
-    echo "== graphs (at most ${GSECS} s): tools/gpu_graphs_check.py"
+    echo "== speed (at most ${GSECS} s): tools/gpu_speed_check.py"
     t0=$(date +%s)
-    timeout --signal=TERM --kill-after=15 "$GSECS" "$PYTHON" tools/gpu_graphs_check.py --json "$STAGE/graphs.json" \
-        2>&1 | tee "$STAGE/graphs.txt"
+    timeout --signal=TERM --kill-after=15 "$GSECS" "$PYTHON" tools/gpu_speed_check.py --json "$STAGE/speed.json" \
+        --env-file "$STAGE/speed.env" 2>&1 | tee "$STAGE/speed.txt"
     rc=${PIPESTATUS[0]}
-    case "$rc" in
-        0) export RNN_MFT_CUDA_GRAPHS=1; note="CUDA graphs on for the slice" ;;
-        3) rc=0; note="no CUDA: graphs not used" ;;
-        *) note="CUDA graphs off for the slice" ;;
-    esac
-    echo "graphs rc=$rc wall_s=$(( $(date +%s) - t0 )) ($note)" | tee -a "$STAGE/steps.txt"
+    note="plain path for the slice"
+    if [ "$rc" = 0 ] && [ -s "$STAGE/speed.env" ]; then
+        . "$STAGE/speed.env"
+        note="for the slice: $(sed 's/^export //' "$STAGE/speed.env" | tr '\n' ' ')"
+    elif [ "$rc" = 3 ]; then
+        rc=0; note="no CUDA: plain path"
+    fi
+    echo "speed rc=$rc wall_s=$(( $(date +%s) - t0 )) ($note)" | tee -a "$STAGE/steps.txt"
 fi
 
 # 3. the slice of Figures 6 and 2: its own budget ends RESERVE seconds before the deadline

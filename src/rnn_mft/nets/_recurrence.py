@@ -13,7 +13,9 @@ without autograd (one batched matrix product and a few element-wise operations p
 whose backward loop computes the gradients of eq. (1) by hand; the weight gradients of all time
 steps are then formed by batched matrix products over many steps at once. This keeps the
 Python/autograd overhead per step at one kernel launch per operation, which is what lets the
-tied cells run at about the speed of ``torch.nn.LSTM`` on CPU (see ``benchmarks/train.py``).
+tied cells run at about the speed of ``torch.nn.LSTM`` on CPU (see ``benchmarks/train.py``). With
+``RNN_MFT_TRITON=1`` on CUDA the two LSTMs' element-wise work of a step runs as one fused Triton
+kernel in each direction (:mod:`rnn_mft.nets._triton`, opt-in).
 
 Shapes (``M`` ensemble members, ``T`` time steps, ``B`` batch, ``N`` width, ``G`` gates):
 
@@ -43,6 +45,7 @@ import contextlib
 import torch
 
 from .. import arch as _arch
+from . import _triton
 
 __all__ = ["hard_sigmoid", "gate_sigmoid", "run", "run_projected", "project", "flush_denormal",
            "STORAGE_ORDER"]
@@ -333,11 +336,15 @@ def _lstm_forward(X, U, b, W, h0, c0, untied: bool, hard: bool, peephole: bool):
     Ss = Cs if peephole else Hx.unbind(1)
     Ws = W.unbind(1) if untied else (W,) * T
     K = _chunk_len(M, B, GN, T, X.element_size())
+    fused = _triton.enabled(Y)                   # opt-in Triton step (RNN_MFT_TRITON; CUDA)
     for t0 in range(0, T, K):
         t1 = min(T, t0 + K)
         _project(Y, X, U, b, t0, t1, untied)
         for t in range(t0, t1):
             Ys[t].baddbmm_(Ss[t], Ws[t])
+            if fused:
+                _triton.lstm_forward_step(Ys[t], Cs[t], Cs[t + 1], None if peephole else Ss[t + 1], hard)
+                continue
             _sig_(SIG[t], hard)
             G[t].tanh_()
             c = torch.mul(F[t], Cs[t], out=Cs[t + 1])
@@ -386,6 +393,13 @@ def _lstm_backward(X, U, W, Y, Cx, Hx, dOut, dC, untied: bool, hard: bool, peeph
                     for sl in (slice(0, 2), slice(None), slice(3, 4)))
     Po = P[..., 2 * N:3 * N].unbind(1)
     Qs = None if peephole else Q.unbind(1)
+    fused = _triton.enabled(Y)                   # opt-in Triton step (RNN_MFT_TRITON; CUDA)
+    if fused:
+        Pf = P.unbind(1)
+        dOut = None if dOut is None else dOut.contiguous()
+        dC = None if dC is None else dC.contiguous()
+        dOs = None if dOut is None else dOut.unbind(1)
+        dCs = None if dC is None else dC.unbind(1)
     dc = Y.new_zeros(M, B, N)                      # gradient of c_t (peephole: all of it)
     dcc = Y.new_zeros(M, B, N)                     # LSTM: carried part dc_{t+1} f_{t+1} + dC_t
     dc2 = dc.unsqueeze(2)
@@ -427,10 +441,16 @@ def _lstm_backward(X, U, W, Y, Cx, Hx, dOut, dC, untied: bool, hard: bool, peeph
         for t in range(t1 - 1, t0 - 1, -1):
             k = t - t0
             if peephole:
-                torch.mul(Ps2[k], dc2, out=Ds2[k])                # i and f blocks: dc P
-                torch.mul(Pr[k], dc2, out=Dr[k])                  # r block
+                if fused and t > 0:                               # one kernel: the else branch and dcc below
+                    _triton.lstm_backward_step(dc, None, None, Pf[k], F[t], Ds[k],
+                                               None if dC is None else dCs[t - 1], dcc)
+                else:
+                    torch.mul(Ps2[k], dc2, out=Ds2[k])            # i and f blocks: dc P
+                    torch.mul(Pr[k], dc2, out=Dr[k])              # r block
                 if t > 0:
-                    if dC is None:
+                    if fused:                                     # the kernel wrote dcc
+                        pass
+                    elif dC is None:
                         torch.mul(dc, F[t], out=dcc)
                     else:
                         torch.addcmul(dCs[t - 1], dc, F[t], out=dcc)
@@ -445,11 +465,17 @@ def _lstm_backward(X, U, W, Y, Cx, Hx, dOut, dC, untied: bool, hard: bool, peeph
                         ds0.mul_(keeps[t])
                     ds0.addcmul_(dc, F[t])
             else:
-                torch.addcmul(dcc, dh, Qs[k], out=dc)
-                torch.mul(Ps4[k], dc2, out=Ds4[k])                # all blocks: dc P ...
-                torch.mul(dh, Po[k], out=Do[k])                   # ... but the o block: dh P_o
+                if fused and t > 0:                               # one kernel: the else branch and dcc below
+                    _triton.lstm_backward_step(dcc, dh, Qs[k], Pf[k], F[t], Ds[k],
+                                               None if dC is None else dCs[t - 1], dcc)
+                else:
+                    torch.addcmul(dcc, dh, Qs[k], out=dc)
+                    torch.mul(Ps4[k], dc2, out=Ds4[k])            # all blocks: dc P ...
+                    torch.mul(dh, Po[k], out=Do[k])               # ... but the o block: dh P_o
                 if t > 0:
-                    if dC is None:
+                    if fused:                                     # the kernel wrote dcc
+                        pass
+                    elif dC is None:
                         torch.mul(dc, F[t], out=dcc)
                     else:
                         torch.addcmul(dCs[t - 1], dc, F[t], out=dcc)

@@ -28,6 +28,9 @@ r"""The training engine shared by every experiment of the book.
   modules) in bfloat16 autocast on CUDA; our cells' input projection and recurrence stay in
   float32 (the projection is fused into the recurrence); ``tf32=True`` (default off) lets the
   matrix products on CUDA use TF32 (10-bit mantissa inputs, float32 accumulation) for the run;
+* ``$RNN_MFT_TRITON=1`` (default off): the LSTMs' element-wise steps run as fused Triton kernels
+  on CUDA (:mod:`rnn_mft.nets._triton`; same float32 arithmetic up to rounding);
+  ``meta["fused_lstm_steps"]`` says whether they were on;
 * ``cuda_graphs=True`` (or ``$RNN_MFT_CUDA_GRAPHS``; default off): on CUDA the model's training
   forward and backward are captured once as CUDA graphs (``torch.cuda.make_graphed_callables``)
   and replayed every step, which removes the per-kernel launch cost of the Python time loops;
@@ -53,7 +56,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..nets import flush_denormal
+from ..nets import flush_denormal, fused_lstm_steps_on
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .optim import OPTIMIZERS, MemberOptimizer, check_hyperparameters, clip_grad_norm_members_
 from .jobenv import (checkpoint_every_from_env, cuda_graphs_from_env, deadline_from_env, finish_by_deadline_from_env,
@@ -533,6 +536,7 @@ def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, ge
             "wall_time_s": wall, "members": M, "diverged": diverged.tolist(),
             "diverged_step": diverged_step.tolist(), "steps_run": stopped_at, "resumed_from": start,
             "model": repr(getattr(model, "cell", model)).replace("\n", " "), "cuda_graphs": graphs["note"],
+            "fused_lstm_steps": "triton" if fused_lstm_steps_on(device) else "off",
             "labels": list(labels) if labels is not None else None,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     return RunResult(curves, final, cfg.to_dict(), meta)
