@@ -15,11 +15,13 @@
 # that fails is recorded in steps.txt and the next one still runs. Back here:
 #   python tools/gpu_pack.py unpack <the returned folder>      # checks hashes, writes data/...
 #
-#   tools/gpu_run.sh [--budget-min 9] [--bench quick|full|none] [--no-estimate]
+#   tools/gpu_run.sh [--budget-min 9] [--bench quick|full|none] [--no-speed-check] [--no-estimate]
 #                    [--keep-checkpoints] [--mirror PATH] [--smoke]
 #
 # --budget-min: minutes for the whole script (default 9; a lent GPU call may last 10).
 # --bench full: the whole sweep (widths 128-600, ensembles of 1-256); none: skip it.
+# --no-speed-check: skip step 2b (the slice then uses whatever RNN_MFT_CUDA_GRAPHS and
+# RNN_MFT_TRITON the caller exported, e.g. what an earlier session's check chose).
 # --keep-checkpoints: stop a run at the budget with a checkpoint (a machine whose disk stays)
 # instead of finish-or-skip. --mirror (or $RNN_MFT_MIRROR; else shared/data or ../shared/data):
 # folder with mnist/ of the data mirror; on a lent machine only the repository travels, so copy
@@ -35,6 +37,7 @@ BUDGET=9
 SMOKE=0
 BENCH=quick
 ESTIMATE=1
+SPEED=1
 KEEP=0
 MIRROR="${RNN_MFT_MIRROR:-}"
 while [ $# -gt 0 ]; do
@@ -43,12 +46,13 @@ while [ $# -gt 0 ]; do
         --bench) BENCH="${2:?--bench needs quick, full or none}"; shift 2 ;;
         --quick) BENCH=quick; shift ;;
         --no-estimate) ESTIMATE=0; shift ;;
+        --no-speed-check) SPEED=0; shift ;;
         --keep-checkpoints) KEEP=1; shift ;;
         --mirror) MIRROR="${2:?--mirror needs a folder}"; shift 2 ;;
         --smoke) SMOKE=1; shift ;;
-        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
-        *) echo "gpu_run.sh: unknown argument '$1' (allowed: --budget-min N, --bench quick|full|none, --no-estimate," \
-                "--keep-checkpoints, --mirror PATH, --smoke)" >&2
+        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+        *) echo "gpu_run.sh: unknown argument '$1' (allowed: --budget-min N, --bench quick|full|none," \
+                "--no-speed-check, --no-estimate, --keep-checkpoints, --mirror PATH, --smoke)" >&2
            exit 2 ;;
     esac
 done
@@ -137,7 +141,9 @@ SLICE_ARGS=(--profile "$PROFILE" --out "$STAGE")
 [ "$KEEP" = 0 ] && SLICE_ARGS+=(--finish-or-skip)
 
 # 2. the benchmark
-if [ "$SMOKE" = 1 ]; then
+if [ "$BENCH" = none ]; then
+    echo "bench rc=skipped (--bench none)" | tee -a "$STAGE/steps.txt"
+elif [ "$SMOKE" = 1 ]; then
     step bench bench.txt "$(min 120 $(( $(left) - RESERVE )))" "$PYTHON" benchmarks/gpu.py --cpu-smoke --reps 1 \
         --json "$STAGE/bench.json"
 elif [ "$BENCH" = quick ]; then
@@ -151,6 +157,7 @@ pack
 # 2b. the speed options for the slice: those that agree with the ordinary path, the fastest
 if [ "$SMOKE" = 1 ]; then GSECS=60; else GSECS=180; fi
 GSECS=$(min "$GSECS" $(( $(left) - RESERVE - 60 )))
+[ "$SPEED" = 0 ] && GSECS=0
 if [ "$GSECS" -gt 5 ]; then
     echo "== speed (at most ${GSECS} s): tools/gpu_speed_check.py"
     t0=$(date +%s)
