@@ -15,7 +15,7 @@ steps are then formed by batched matrix products over many steps at once. This k
 Python/autograd overhead per step at one kernel launch per operation, which is what lets the
 tied cells run at about the speed of ``torch.nn.LSTM`` on CPU (see ``benchmarks/train.py``). With
 ``RNN_MFT_TRITON=1`` on CUDA the two LSTMs' element-wise work of a step runs as one fused Triton
-kernel in each direction (:mod:`rnn_mft.nets._triton`, opt-in).
+kernel in each direction (``rnn_mft.nets._triton``, opt-in).
 
 Shapes (``M`` ensemble members, ``T`` time steps, ``B`` batch, ``N`` width, ``G`` gates):
 

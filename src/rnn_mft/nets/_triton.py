@@ -1,6 +1,6 @@
 r"""Fused element-wise steps of the two LSTM time loops, written in Triton (opt-in, for CUDA).
 
-Per time step the LSTM loops of :mod:`rnn_mft.nets._recurrence` launch one batched matrix
+Per time step the LSTM loops of ``rnn_mft.nets._recurrence`` launch one batched matrix
 product and six element-wise kernels forward (gates, cell update, output), and one product and
 four element-wise kernels backward. On a GPU each launch costs more than its arithmetic at the
 widths of the paper, so these two kernels do each direction's element-wise work in one pass:
@@ -47,7 +47,7 @@ def enabled(t: torch.Tensor) -> bool:
 
 def fused_lstm_steps_on(device) -> bool:
     """Whether the LSTMs' fused Triton steps run for float32 tensors on ``device``
-    (``RNN_MFT_TRITON``; see :mod:`rnn_mft.nets._triton`)."""
+    (``RNN_MFT_TRITON``; see ``rnn_mft.nets._triton``)."""
     return enabled(torch.empty(0, device=device))
 
 

@@ -1,4 +1,4 @@
-"""The Triton kernels of :mod:`rnn_mft.nets._triton` (imported only when they are switched on:
+"""The Triton kernels of ``rnn_mft.nets._triton`` (imported only when they are switched on:
 Triton is an optional dependency; its jit needs the kernels at module level)."""
 import triton
 import triton.language as tl

@@ -29,7 +29,7 @@ r"""The training engine shared by every experiment of the book.
   float32 (the projection is fused into the recurrence); ``tf32=True`` (default off) lets the
   matrix products on CUDA use TF32 (10-bit mantissa inputs, float32 accumulation) for the run;
 * ``$RNN_MFT_TRITON=1`` (default off): the LSTMs' element-wise steps run as fused Triton kernels
-  on CUDA (:mod:`rnn_mft.nets._triton`; same float32 arithmetic up to rounding);
+  on CUDA (``rnn_mft.nets._triton``; same float32 arithmetic up to rounding);
   ``meta["fused_lstm_steps"]`` says whether they were on;
 * ``cuda_graphs=True`` (or ``$RNN_MFT_CUDA_GRAPHS``; default off): on CUDA the model's training
   forward and backward are captured once as CUDA graphs (``torch.cuda.make_graphed_callables``)
