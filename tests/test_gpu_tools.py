@@ -356,3 +356,12 @@ def test_gpu_benchmark_graph_and_fused_rows_run_their_code_on_the_cpu(tmp_path, 
         assert {("ours", "lstm", 1), ("ensemble", "peephole_lstm", 4), ("graphed", "lstm", 4)} <= fused
         _triton._kernels = None
         sys.modules.pop("rnn_mft.nets._triton_kernels", None)
+
+
+def test_pack_filled_to_its_budget_with_incompressible_bytes_stays_within_8_files(tmp_path):
+    gp = _gpu_pack()
+    stage = _stage(tmp_path, ckpt_sizes=[7000] * 90)         # 630 kB of random bytes, more than fits
+    man = gp.pack(stage, tmp_path / "out", part_mib=0.1, total_mib=1.0)
+    files = _within_device_limits(tmp_path / "out", gp)
+    assert len(files) <= 8 and man["left_behind"] and len(man["payload_parts"]) == len(files) - 3
+    assert all(f.stat().st_size <= 0.1 * 2**20 for f in files if f.name.startswith("payload"))
