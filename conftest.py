@@ -5,13 +5,19 @@ examples of every module under ``src/`` (see ``[tool.pytest.ini_options]`` in py
 Modules that need an optional extra are not collected where that extra is not installed, so
 a core install (``pip install rnn_mft[test]``) still collects cleanly; every other import error
 in ``src/`` fails the collection, as it should.
+
+The fixture ``script`` imports a script of the repository (``tools/gpu_pack.py``,
+``benchmarks/gpu.py``) as a fresh module, for tests that call its functions.
 """
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
-_SRC = Path(__file__).resolve().parent / "src" / "rnn_mft"
+import pytest
+
+_ROOT = Path(__file__).resolve().parent
+_SRC = _ROOT / "src" / "rnn_mft"
 
 #: first path part under src/rnn_mft -> the module of the optional extra it needs
 _NEEDS_EXTRA = {
@@ -43,3 +49,15 @@ def pytest_ignore_collect(collection_path, config):
     if need is not None and not _installed(need):
         return True
     return None
+
+
+@pytest.fixture
+def script():
+    """``script("tools/gpu_pack.py")``: that script of the repository, imported as a fresh module."""
+    def load(rel: str):
+        path = _ROOT / rel
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    return load

@@ -44,6 +44,7 @@ import torch
 
 from rnn_mft import nets
 from rnn_mft.train.ensembles import ensemble_bytes
+from rnn_mft.train.jobenv import environ
 
 ARCHS = ("vanilla", "minimal", "gru", "peephole_lstm", "lstm")
 STOCK = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
@@ -97,26 +98,13 @@ def _stock(arch, n_in, width, B, T, device):
     return step
 
 
-class _fused:
-    """The fused Triton LSTM steps on (``RNN_MFT_TRITON=1``; ``interpret`` in a CPU smoke run) or
-    off inside a block."""
-    mode = "1"
+#: RNN_MFT_TRITON's value for the fused steps: "1" (CUDA), "interpret" in a CPU smoke run
+FUSED_MODE = "1"
 
-    def __init__(self, on: bool):
-        self.on = on
 
-    def __enter__(self):
-        self.old = os.environ.get("RNN_MFT_TRITON")
-        if self.on:
-            os.environ["RNN_MFT_TRITON"] = self.mode
-        else:
-            os.environ.pop("RNN_MFT_TRITON", None)
-
-    def __exit__(self, *exc):
-        if self.old is None:
-            os.environ.pop("RNN_MFT_TRITON", None)
-        else:
-            os.environ["RNN_MFT_TRITON"] = self.old
+def _fused(on: bool):
+    """The fused Triton LSTM steps on or off inside a block."""
+    return environ(RNN_MFT_TRITON=FUSED_MODE if on else None)
 
 
 def _graphed(arch, n_in, width, B, T, device, members=None):
@@ -136,6 +124,7 @@ def _graphed(arch, n_in, width, B, T, device, members=None):
 
 
 def main(argv=None) -> int:
+    global FUSED_MODE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny CPU run that only checks the script works")
     ap.add_argument("--quick", action="store_true",
@@ -178,7 +167,7 @@ def main(argv=None) -> int:
     if a.triton:
         if a.cpu_smoke:                  # the code paths only: the kernels in Triton's interpreter
             os.environ["TRITON_INTERPRET"] = "1"
-            _fused.mode = "interpret"
+            FUSED_MODE = "interpret"
         from rnn_mft.nets import _triton
         fused_ok = _triton._load() is not None
         if not fused_ok:
@@ -262,8 +251,8 @@ def main(argv=None) -> int:
         print("\n3. CUDA graphs (one fixed-shape forward+backward of our tied cells, captured)")
         for arch in ("lstm", "gru"):
             for W, B in ([(8, 4)] if a.cpu_smoke else [(128, 64), (256, 128)]):
+                stock_t = timer(_stock(arch, n_in, W, B, T, device)) / T
                 for M in (None, Mt):
-                    stock_t = timer(_stock(arch, n_in, W, B, T, device)) / T
                     for fused in ((False, True) if fused_ok and arch == "lstm" else (False,)):
                         name = (f"graphed {arch}{'' if M is None else f' M={M}'} N={W} B={B}"
                                 + (" [fused]" if fused else ""))

@@ -52,12 +52,8 @@ def test_estimate_measures_the_experiments_ensembles_on_cpu(tmp_path):
     assert bad.returncode == 2 and "--profile='huge'; allowed: smoke, ci, paper" in bad.stderr
 
 
-def test_gpu_slice_driver_at_smoke_size(tmp_path, monkeypatch):
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import gpu_slice
-    finally:
-        sys.path.pop(0)
+def test_gpu_slice_driver_at_smoke_size(tmp_path, monkeypatch, script):
+    gpu_slice = script("tools/gpu_slice.py")
     monkeypatch.setenv("RNN_MFT_RESULTS", str(tmp_path / "store"))
     # main() exports RNN_MFT_DEADLINE into os.environ: recorded here so that teardown removes it
     monkeypatch.setenv("RNN_MFT_DEADLINE", "")
@@ -81,15 +77,6 @@ def test_tf32_option_is_explicit_and_off_by_default():
 
 
 # =============================================================================== what comes back from a lent GPU
-def _gpu_pack():
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import gpu_pack
-    finally:
-        sys.path.pop(0)
-    return gpu_pack
-
-
 def _within_device_limits(out: Path, gp) -> list:
     """The device tool returns at most 8 files of at most 16 MiB (64 MiB in all), named in
     letters, digits, '.', '_', '-'; here everything lies at the top of ``out``."""
@@ -110,8 +97,8 @@ def _mirror() -> Path | None:
 
 
 @pytest.mark.skipif(_mirror() is None, reason="needs the MNIST mirror (shared/data or ../shared/data)")
-def test_gpu_run_smoke_returns_everything_within_the_device_limits_and_unpacks(tmp_path):
-    gp = _gpu_pack()
+def test_gpu_run_smoke_returns_everything_within_the_device_limits_and_unpacks(tmp_path, script):
+    gp = script("tools/gpu_pack.py")
     env = dict(os.environ, OUT=str(tmp_path / "out"), STAGE=str(tmp_path / "stage"),
                RNN_MFT_RESULTS=str(tmp_path / "store" / "results"), RNN_MFT_STORE_SMOKE="1", PYTHON=sys.executable)
     env.pop("RNN_MFT_DEADLINE", None)
@@ -151,8 +138,8 @@ def _stage(tmp_path, ckpt_sizes=(1000, 200_000, 3_000_000)):
     return stage
 
 
-def test_pack_keeps_to_the_limits_splits_the_payload_and_lists_what_stays_behind(tmp_path):
-    gp = _gpu_pack()
+def test_pack_keeps_to_the_limits_splits_the_payload_and_lists_what_stays_behind(tmp_path, script):
+    gp = script("tools/gpu_pack.py")
     stage = _stage(tmp_path)
     man = gp.pack(stage, tmp_path / "out", part_mib=0.1, total_mib=1.0)
     files = _within_device_limits(tmp_path / "out", gp)
@@ -179,11 +166,11 @@ def test_pack_keeps_to_the_limits_splits_the_payload_and_lists_what_stays_behind
         gp.pack(stage, tmp_path / "o", part_mib=20)
 
 
-def test_unpack_refuses_tampered_mixed_or_escaping_packs(tmp_path):
+def test_unpack_refuses_tampered_mixed_or_escaping_packs(tmp_path, script):
     import hashlib
     import io
     import tarfile
-    gp = _gpu_pack()
+    gp = script("tools/gpu_pack.py")
     stage = _stage(tmp_path, ckpt_sizes=(1000,))
     out = tmp_path / "out"
     gp.pack(stage, out)
@@ -228,15 +215,12 @@ def test_unpack_refuses_tampered_mixed_or_escaping_packs(tmp_path):
     assert target.read_text() == '{"a": 1}'
 
 
-def test_gpu_slice_finish_or_skip_skips_what_would_not_finish_and_records_its_speed(tmp_path, monkeypatch):
+def test_gpu_slice_finish_or_skip_skips_what_would_not_finish_and_records_its_speed(tmp_path, monkeypatch,
+                                                                                  script):
     import time
 
     from rnn_mft.train import engine
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import gpu_slice
-    finally:
-        sys.path.pop(0)
+    gpu_slice = script("tools/gpu_slice.py")
 
     class Clock:                                          # 20 s per reading, starting now
         t = time.time()
@@ -264,15 +248,6 @@ def test_gpu_slice_finish_or_skip_skips_what_would_not_finish_and_records_its_sp
 
 
 # =============================================================================== CUDA graphs of the training step
-def _graphs_check():
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import gpu_speed_check
-    finally:
-        sys.path.pop(0)
-    return gpu_speed_check
-
-
 def test_cuda_graphs_switch_is_explicit_about_where_it_cannot_run(monkeypatch):
     from rnn_mft import nets
     from rnn_mft.train import engine
@@ -305,10 +280,10 @@ def test_graphs_check_without_cuda_exits_3():
     assert p.returncode == 3 and "CUDA is not available" in p.stdout
 
 
-def test_graphs_agreement_check_detects_a_difference(monkeypatch):
+def test_graphs_agreement_check_detects_a_difference(monkeypatch, script):
     """The harness of tools/gpu_speed_check.py on the CPU: two identical runs agree bitwise; a
     graphed run that computed anything else (here: another learning rate) fails the check."""
-    gc = _graphs_check()
+    gc = script("tools/gpu_speed_check.py")
     fit = train.fit
 
     def fake(model, task, cfg, *a, cuda_graphs=None, lr_shift=0.0, **k):
@@ -326,14 +301,11 @@ def test_graphs_agreement_check_detects_a_difference(monkeypatch):
     assert not r["ok"] and r["max_rel_diff"]["parameters"] > 1e-5
 
 
-def test_gpu_benchmark_graph_and_fused_rows_run_their_code_on_the_cpu(tmp_path, monkeypatch):
+def test_gpu_benchmark_graph_and_fused_rows_run_their_code_on_the_cpu(tmp_path, monkeypatch, script):
     """The CUDA-only branches of benchmarks/gpu.py, run on the CPU: a capture that 'succeeds'
     (make_graphed_callables replaced by the identity, synchronize by nothing) gives graphed rows, single and ensemble,
     each with a ratio or a throughput, and the targets name every variant."""
-    import importlib.util as iu
-    spec = iu.spec_from_file_location("bench_gpu", ROOT / "benchmarks" / "gpu.py")
-    bench = iu.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = script("benchmarks/gpu.py")
     monkeypatch.setattr(torch.cuda, "make_graphed_callables", lambda m, args: m)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
     out = tmp_path / "b.json"
@@ -358,8 +330,8 @@ def test_gpu_benchmark_graph_and_fused_rows_run_their_code_on_the_cpu(tmp_path, 
         sys.modules.pop("rnn_mft.nets._triton_kernels", None)
 
 
-def test_pack_filled_to_its_budget_with_incompressible_bytes_stays_within_8_files(tmp_path):
-    gp = _gpu_pack()
+def test_pack_filled_to_its_budget_with_incompressible_bytes_stays_within_8_files(tmp_path, script):
+    gp = script("tools/gpu_pack.py")
     stage = _stage(tmp_path, ckpt_sizes=[7000] * 90)         # 630 kB of random bytes, more than fits
     man = gp.pack(stage, tmp_path / "out", part_mib=0.1, total_mib=1.0)
     files = _within_device_limits(tmp_path / "out", gp)

@@ -33,32 +33,10 @@ import time
 import numpy as np
 import torch
 
+from rnn_mft.train.jobenv import environ
+
 
 OPTIONS = {"graphs": "RNN_MFT_CUDA_GRAPHS", "triton": "RNN_MFT_TRITON"}
-
-
-class _env:
-    """Set environment variables for a block (``None``: unset)."""
-
-    def __init__(self, **kv):
-        self.kv, self.old = kv, {}
-
-    def __enter__(self):
-        import os
-        for k, v in self.kv.items():
-            self.old[k] = os.environ.get(k)
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-    def __exit__(self, *exc):
-        import os
-        for k, v in self.old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _fit_pair(arch: str, untied: bool, device, steps: int, rtol: float, option: str = "graphs") -> dict:
@@ -82,7 +60,7 @@ def _fit_pair(arch: str, untied: bool, device, steps: int, rtol: float, option: 
     for on in (False, True):
         ens = make_ensemble(arch, task.n_in, 32, task.n_out, [("theta", t) for t in th], seed=1, lengths=lengths,
                             untied=max(lengths) if untied else None)
-        with _env(RNN_MFT_CUDA_GRAPHS=None, RNN_MFT_TRITON="1" if on and option == "triton" else None):
+        with environ(RNN_MFT_CUDA_GRAPHS=None, RNN_MFT_TRITON="1" if on and option == "triton" else None):
             res = train.fit(ens, task, cfg, cuda_graphs=on if option == "graphs" else None)
         out[on] = (res, [p.detach().cpu().double().numpy() for p in ens.parameters()])
     (a, pa), (b, pb) = out[False], out[True]
@@ -120,7 +98,7 @@ def _time_steps(device, arch: str, members_per_T: int, Ts, width: int, batch: in
 
     cfg = train.TrainConfig(steps=timed + 2, batch_size=batch, optimizer="adam", lr=1e-3, progress=False,
                             device=str(device), eval_batch_size=8)
-    with _env(RNN_MFT_CUDA_GRAPHS=None, RNN_MFT_TRITON="1" if triton else None):
+    with environ(RNN_MFT_CUDA_GRAPHS=None, RNN_MFT_TRITON="1" if triton else None):
         train.fit(model, Task(), cfg, hook=hook, cuda_graphs=graphs)
     del model
     torch.cuda.empty_cache()

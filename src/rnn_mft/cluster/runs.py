@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .._io import atomic_write_text
 from ..experiments import check_profile
+from ..train.jobenv import environ
 
 __all__ = ["TRAINING_EXPERIMENTS", "collect_runs", "run_unit", "run_states", "jobs_dir", "UnitFailed", "unit_id",
            "read_status", "write_status"]
@@ -216,28 +217,8 @@ def run_unit(u: dict, *, log: str | None = None, budget_s: float | None = None, 
         env["RNN_MFT_RESULTS"] = str(results_root)
     if budget_s is not None:
         env["RNN_MFT_DEADLINE"] = repr(time.time() + float(budget_s))
-    with _environ(env):
+    with environ(**env):                       # restored after: the inline executor runs units in the caller's process
         return _run_unit(u, log, job_id)
-
-
-class _environ:
-    """Set environment variables for a block, then restore them (the inline executor runs units
-    in the caller's process)."""
-
-    def __init__(self, env: dict):
-        self.env, self.old = env, {}
-
-    def __enter__(self):
-        for k, v in self.env.items():
-            self.old[k] = os.environ.get(k)
-            os.environ[k] = v
-
-    def __exit__(self, *exc):
-        for k, v in self.old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _run_unit(u: dict, log, job_id) -> dict:

@@ -26,13 +26,18 @@ def _sig(x, HARD: tl.constexpr):
 
 
 @triton.jit
+def _tile(B, N, BLOCK: tl.constexpr):
+    """This program's member m, batch row b, columns col and their mask k (grid: M*B rows x
+    column blocks); 64-bit, as m * stride may pass 2**31."""
+    row = tl.program_id(0).to(tl.int64)
+    col = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    return row // B, row % B, col, col < N
+
+
+@triton.jit
 def fwd(Y, sYm, sYb, Cp, sCpm, sCpb, Co, sCom, sCob, H, sHm, sHb, B, N,
         HARD: tl.constexpr, PEEP: tl.constexpr, BLOCK: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)        # 64-bit offsets: m * stride may pass 2**31
-    m = row // B
-    b = row % B
-    col = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    k = col < N
+    m, b, col, k = _tile(B, N, BLOCK)
     y = Y + m * sYm + b * sYb + col
     i = _sig(tl.load(y, mask=k), HARD)
     f = _sig(tl.load(y + N, mask=k), HARD)
@@ -52,11 +57,7 @@ def fwd(Y, sYm, sYb, Cp, sCpm, sCpb, Co, sCom, sCob, H, sHm, sHb, B, N,
 def bwd(DC, sDCm, sDCb, DH, sDHm, sDHb, Q, sQm, sQb, P, sPm, sPb, F, sFm, sFb, D, sDm, sDb,
         DCP, sDCPm, sDCPb, OUT, sOm, sOb, B, N,
         PEEP: tl.constexpr, HAS_DCP: tl.constexpr, BLOCK: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)        # 64-bit offsets: m * stride may pass 2**31
-    m = row // B
-    b = row % B
-    col = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    k = col < N
+    m, b, col, k = _tile(B, N, BLOCK)
     dc = tl.load(DC + m * sDCm + b * sDCb + col, mask=k)
     p = P + m * sPm + b * sPb + col
     d = D + m * sDm + b * sDb + col

@@ -10,14 +10,17 @@
 * ``$RNN_MFT_RESTART``: discard checkpoints that cannot be resumed;
 * ``$RNN_MFT_CHECKPOINT_EVERY``: checkpoint every that many steps (job runners, so that a killed
   job loses at most that many steps; the run's settings are unchanged).
+
+:func:`environ` sets such variables for a block of code and restores them afterwards.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
 __all__ = ["deadline_from_env", "restart_from_env", "checkpoint_every_from_env", "finish_by_deadline_from_env",
-           "cuda_graphs_from_env"]
+           "cuda_graphs_from_env", "environ"]
 
 
 def deadline_from_env() -> float | None:
@@ -64,3 +67,24 @@ def finish_by_deadline_from_env() -> bool:
 def cuda_graphs_from_env() -> bool:
     """``$RNN_MFT_CUDA_GRAPHS`` is set (see :func:`rnn_mft.train.fit`'s ``cuda_graphs``)."""
     return _flag("RNN_MFT_CUDA_GRAPHS")
+
+
+@contextlib.contextmanager
+def environ(**values):
+    """Set environment variables for a block (a value ``None`` unsets one), then restore each of
+    them to what it was (unset ones unset again); other variables are left as the block leaves
+    them."""
+    old = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = str(v)
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
