@@ -192,23 +192,30 @@ def test_dataset_task_checkpoint_resume_is_exact(padded, tmp_path):
 
 
 def test_stored_paper_results_are_read_never_trained(tmp_path, monkeypatch):
-    from rnn_mft.experiments.training._common import paper_note, provenance, stored_paper
+    import types
+
+    from rnn_mft.experiments.training._common import paper_note, provenance, stored_paper, unit
     monkeypatch.setenv("RNN_MFT_RESULTS", str(tmp_path))
     monkeypatch.delenv("RNN_MFT_RESULTS_READONLY", raising=False)
     calls = []
 
-    def run_fn(store):
-        return store.load_or_run("paper", "exp", "run1", lambda: calls.append(1) or train.RunResult())
+    def run_one(cfg, name, store=None):
+        return store.load_or_run("paper", "exp", name, lambda: calls.append(1) or train.RunResult())
 
-    assert stored_paper(run_fn) is None and not calls          # missing: nothing trained
+    mod = types.SimpleNamespace(
+        config=lambda profile: {"profile": profile}, run_one=run_one,
+        units=lambda profile: [unit(profile, "exp", n, "m", "run_one", [n]) for n in ("run1", "run2")])
+    assemble = lambda loaded: {u["name"]: r for u, r in loaded}  # noqa: E731
+    assert stored_paper(mod, assemble) is None and not calls          # missing: nothing trained
     assert "none stored" in paper_note("ci", None)
     r = train.RunResult(final={"eval_acc": [0.5]}, meta={"device": "cuda (H100)", "code_version": "git:abc",
                                                         "torch_version": "2.x", "finished": "2026-01-01T00:00:00",
                                                         "wall_time_s": 7200.0})
     train.ResultsStore(tmp_path).save("paper", "exp", "run1", r)
-    got = stored_paper(run_fn)
-    assert got.final["eval_acc"] == [0.5] and not calls
-    text = paper_note("ci", {"a": got})
+    got = stored_paper(mod, assemble)
+    assert got.results["run1"].final["eval_acc"] == [0.5] and not calls      # run2 missing: not trained either
+    assert got.stored == ["run1"] and got.missing == ["run2"]
+    text = paper_note("ci", got.results)
     assert "1 stored runs; device cuda (H100); code git:abc" in text and "2.0 h of training" in text
     assert f"rnn_mft {__import__('rnn_mft').__version__}; torch 2.x" in text   # the store records the version
     assert provenance({}) == "no runs"

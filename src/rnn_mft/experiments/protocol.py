@@ -156,19 +156,32 @@ def show_stored_paper(exp, profile: str, draw=None):
     """The "Paper-scale results" block of a training chapter, in one place.
 
     Below profile ``paper``, loads the stored paper-profile results of the training experiment
-    module ``exp`` (``exp.stored_paper_results()``: read-only, nothing is trained), shows a note
-    saying whether they exist and where they come from (device, code version, dates), and, when
-    they exist, calls ``draw(paper, exp.config("paper"))`` to draw them. At profile ``paper`` the
-    page's own results are the paper-scale ones and only the note is shown. Returns the stored
-    results or None.
+    module ``exp`` (``exp.stored_paper_results()``: read-only, nothing is trained; a
+    :class:`~rnn_mft.experiments.training._common.StoredPaper` with whatever part of the paper
+    profile's runs is stored, or None), shows a note saying whether they exist, which runs are
+    still missing and where the stored ones come from (device, code version, dates), and, when any
+    exist, shows what ``draw(results, exp.config("paper"))`` returns (default
+    ``exp.draw_stored_paper``): a list of Markdown strings and ``(name, figure)`` pairs, each
+    figure also saved under ``name``. At profile ``paper`` the page's own results are the
+    paper-scale ones and only the note is shown. Returns the ``StoredPaper`` or None.
     """
+    import matplotlib.pyplot as plt
     from IPython.display import Markdown, display
 
+    from ..plotting import savefig
     from .training._common import paper_note
 
     check_profile(profile)
     paper = exp.stored_paper_results() if profile != "paper" else None
     display(Markdown(paper_note(profile, paper)))
+    draw = draw if draw is not None else getattr(exp, "draw_stored_paper", None)
     if paper is not None and draw is not None:
-        draw(paper, exp.config("paper"))
+        for item in draw(paper.results, exp.config("paper")) or []:
+            if isinstance(item, str):
+                display(Markdown(item))
+            else:
+                name, fig = item
+                savefig(fig, name)
+                display(fig)
+                plt.close(fig)
     return paper

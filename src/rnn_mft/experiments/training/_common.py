@@ -12,7 +12,10 @@
 * :func:`unit`: the description of one stored run (experiment, run name, and how to rebuild the
   call that trains it), what each training experiment's ``units(profile)`` lists without
   training anything, so that :mod:`rnn_mft.cluster` can submit exactly the runs the chapters
-  later load from the store.
+  later load from the store;
+* :func:`stored_units` and :class:`StoredPaper`: the paper-profile runs the results store holds,
+  as far as they exist (a lent GPU stores a figure ensemble by ensemble), for the chapters'
+  "Paper-scale results" sections; nothing is trained there.
 
 ``$RNN_MFT_STORE_SMOKE=1`` makes profile ``smoke`` use the results store as ``ci`` does (what the
 cluster executors set, so that a smoke-profile run through them can be checked against inline).
@@ -22,6 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
@@ -29,8 +34,8 @@ import torch
 from ... import nets, train
 from ...theory import Theta
 
-__all__ = ["make_ensemble", "train_cfg", "stored", "run_key", "INIT_KINDS", "load_pair", "stored_paper", "provenance",
-           "paper_note", "unit", "store_smoke"]
+__all__ = ["make_ensemble", "train_cfg", "stored", "run_key", "INIT_KINDS", "load_pair", "stored_units", "stored_paper",
+           "StoredPaper", "provenance", "paper_note", "short_name", "unit", "store_smoke"]
 
 INIT_KINDS = ("theta", "standard", "critical", "chrono")
 
@@ -155,14 +160,42 @@ def stored(profile: str, experiment: str, name: str, fn: Callable[[str | None], 
     return store.load_or_run(profile, experiment, name, lambda: fn(str(ck)), checkpoint=ck)
 
 
-def stored_paper(run_fn: Callable[[train.ResultsStore], object]):
-    """What ``run_fn(store)`` returns with a read-only results store, i.e. the stored
-    paper-profile results of an experiment, or ``None`` when any of its runs is not stored
-    (nothing is ever trained here)."""
-    try:
-        return run_fn(train.ResultsStore(readonly=True))
-    except FileNotFoundError:
+@dataclass
+class StoredPaper:
+    """The paper-profile results of a training experiment that the results store holds.
+
+    ``results``: the experiment's own structure (what its ``run`` returns) with only the stored
+    runs in it; ``stored`` and ``missing``: the names of the experiment's paper-profile runs
+    (``units("paper")``) that are stored and that are not (yet)."""
+
+    results: object
+    stored: list = field(default_factory=list)
+    missing: list = field(default_factory=list)
+
+
+def stored_units(module, profile: str = "paper", store: train.ResultsStore | None = None):
+    """``(loaded, missing)``: every run of ``module.units(profile)`` that the results store holds,
+    loaded as ``(unit, module.<call>(config, *args, store=store))``, and the units it lacks.
+    The store is read-only: nothing is ever trained here, whatever is missing."""
+    store = store or train.ResultsStore(readonly=True)
+    loaded, missing = [], []
+    for u in module.units(profile):
+        if not store.exists(u["profile"], u["experiment"], u["name"]):
+            missing.append(u)
+            continue
+        cfg = module.config(profile, **u["config"])
+        loaded.append((u, getattr(module, u["call"])(cfg, *u["args"], store=store)))
+    return loaded, missing
+
+
+def stored_paper(module, assemble: Callable[[list], object]) -> StoredPaper | None:
+    """:class:`StoredPaper` of a training experiment ``module``, or None when none of its
+    paper-profile runs is stored. ``assemble(loaded)`` builds the experiment's result structure
+    from the ``(unit, output)`` pairs of :func:`stored_units`."""
+    loaded, missing = stored_units(module, "paper")
+    if not loaded:
         return None
+    return StoredPaper(assemble(loaded), [u["name"] for u, _ in loaded], [u["name"] for u in missing])
 
 
 def _flatten(results) -> list:
@@ -177,8 +210,15 @@ def _flatten(results) -> list:
 
 def provenance(results) -> str:
     """One Markdown sentence on where stored results come from: devices, code versions, rnn_mft
-    and torch versions, dates and total wall time of every :class:`~rnn_mft.train.RunResult` inside."""
-    runs = _flatten(results)
+    and torch versions, dates and total wall time of every :class:`~rnn_mft.train.RunResult` inside.
+    Results split from one ensemble (``meta["settings"]["ensemble"]``, e.g. one per length of a
+    whole-figure ensemble) count as the one run they were, with its wall time once."""
+    runs, seen = [], set()
+    for r in _flatten(results):
+        key = (r.meta.get("settings") or {}).get("ensemble") or id(r)
+        if key not in seen:
+            seen.add(key)
+            runs.append(r)
     if not runs:
         return "no runs"
     pick = lambda key: sorted({str(r.meta.get(key, "?")) for r in runs})  # noqa: E731
@@ -189,13 +229,28 @@ def provenance(results) -> str:
             f"{wall / 3600:.1f} h of training in total.")
 
 
+def short_name(name: str) -> str:
+    """A stored run's name without its settings hash (:func:`run_key`), for prose."""
+    return re.sub(r"-[0-9a-f]{10}$", "", name)
+
+
 def paper_note(profile: str, paper) -> str:
-    """Markdown paragraph for a chapter: are stored paper-profile results shown, and from where."""
+    """Markdown paragraph for a chapter: are stored paper-profile results shown, and from where.
+    ``paper``: None, a :class:`StoredPaper` (then how many of the paper profile's runs are stored,
+    and which are not yet), or results as a chapter's ``run`` returns them."""
     if profile == "paper":
         return "This page ran at profile `paper`: the results above are the paper-scale runs."
     if paper is None:
         return ("**Paper-scale results:** none stored for this chapter yet "
                 "(`data/results/paper/` is filled by `make reproduce` on a GPU machine; see README). "
                 f"Everything above was computed at profile `{profile}`.")
-    return ("**Paper-scale results (stored, not recomputed by this page):** " + provenance(paper)
-            + " They are drawn below, marked `paper (stored)`.")
+    if not isinstance(paper, StoredPaper):
+        paper = StoredPaper(paper)
+    text = "**Paper-scale results (stored, not recomputed by this page):** " + provenance(paper.results)
+    if paper.missing:
+        n = len(paper.stored) + len(paper.missing)
+        text += (f" Of the paper profile's {n} ensemble runs, {len(paper.stored)} are stored; not yet: "
+                 + ", ".join(f"`{short_name(m)}`" for m in paper.missing)
+                 + " (a later GPU session trains them; see README, Using a GPU). What is drawn below is the"
+                   " part that exists.")
+    return text + " They are drawn below, marked `paper (stored)`."

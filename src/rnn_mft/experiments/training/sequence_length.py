@@ -18,6 +18,7 @@ Choices the paper leaves open, kept here in one place:
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,8 +29,8 @@ from ...train.ensembles import ensemble_bytes, split_by_memory
 from ..protocol import PROFILES, Config, doc
 from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
-__all__ = ["CONFIGS", "INITS", "SequenceLengthConfig", "accuracy", "comparison", "config", "cost", "ensembles", "groups",
-           "inits", "paper_note", "report", "run", "run_group", "run_one", "run_name", "stored_paper_results",
+__all__ = ["CONFIGS", "INITS", "SequenceLengthConfig", "accuracy", "comparison", "config", "cost", "draw_stored_paper",
+           "ensembles", "groups", "inits", "paper_note", "report", "run", "run_group", "run_one", "run_name", "stored_paper_results",
            "theory_table", "units"]
 
 EXPERIMENT = "sequence_length"
@@ -233,8 +234,30 @@ def report(cfg: SequenceLengthConfig, result: dict) -> dict:
 
 
 def stored_paper_results():
-    """``{T: RunResult}`` of the paper profile from the results store, or None."""
-    return stored_paper(lambda store: run(config("paper"), store))
+    """The paper profile's runs that the results store holds (nothing trained), as a
+    :class:`~rnn_mft.experiments.training._common.StoredPaper` whose ``results`` is
+    ``{T: RunResult}`` over the stored lengths, or None when none is stored."""
+    cfg = config("paper")
+
+    def assemble(loaded):
+        out = {}
+        for _, res in loaded:
+            out.update(res)
+        return {T: out[T] for T in cfg["Ts"] if T in out}
+
+    return stored_paper(sys.modules[__name__], assemble)
+
+
+def draw_stored_paper(paper: dict, cfg_p: SequenceLengthConfig) -> list:
+    """What the chapter shows of stored paper-scale results (:func:`stored_paper_results`): the
+    accuracy against the stored lengths and the comparison with the paper. A list of Markdown
+    strings and ``(figure name, figure)`` pairs."""
+    from ...plotting.training_experiments import plot_sequence_length
+
+    Ts = list(paper)
+    acc = accuracy(paper)
+    fig = plot_sequence_length(Ts, acc, title="paper (stored)")
+    return [("fig1_sequence_length_paper", fig), comparison(Ts, acc, cfg_p)]
 
 
 def cost(cfg: dict) -> dict:

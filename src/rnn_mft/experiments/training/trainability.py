@@ -36,6 +36,7 @@ Choices the paper leaves open, kept here in one place:
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,8 +48,8 @@ from ..protocol import PROFILES, Config, doc
 from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
 __all__ = ["CONFIGS", "DIRECTIONS", "TrainabilityConfig", "VERDICTS", "accuracy_map", "alphas", "comparison", "config",
-           "cost", "ensembles", "groups", "overlay", "paper_note", "region_summary", "region_table", "report", "run",
-           "run_arch", "run_group", "run_one", "run_name", "stored_paper_results", "summaries", "thetas", "units",
+           "cost", "draw_stored_paper", "ensembles", "groups", "overlay", "paper_note", "region_summary", "region_table",
+           "report", "run", "run_arch", "run_group", "run_one", "run_name", "stored_paper_results", "summaries", "thetas", "units",
            "verdict", "xi_table"]
 
 EXPERIMENT = "trainability"
@@ -254,7 +255,7 @@ def run(cfg: TrainabilityConfig, store=None) -> dict:
     and tied weights (Figure 6), whatever ``cfg.tied`` says, then the theory's overlays.
     ``{"untied": {arch: {T: RunResult}}, "tied": {...}, "overlays": {arch: overlay(cfg, arch)}}``.
     The runs come first, so that a read-only store without them raises before any theory is
-    computed (:func:`stored_paper_results`)."""
+    computed."""
     out = {kind: {arch: run_arch(cfg.replace(tied=kind == "tied"), arch, store) for arch in cfg["archs"]}
            for kind in ("untied", "tied")}
     out["overlays"] = {arch: overlay(cfg, arch) for arch in cfg["archs"]}
@@ -316,10 +317,16 @@ def report(cfg: TrainabilityConfig, result: dict) -> dict:
     return out
 
 
-def accuracy_map(results: dict) -> np.ndarray:
-    """Training accuracy ``(len(Ts), n_alpha)`` (rows in the order of ``results``); NaN where a
-    member diverged."""
-    return np.array([np.asarray(r.final["eval_acc"], float) for r in results.values()])
+def accuracy_map(results: dict, Ts=None) -> np.ndarray:
+    """Training accuracy ``(len(Ts), n_alpha)``; NaN where a member diverged. Rows in the order of
+    ``results``, or of ``Ts`` when given, with NaN rows for lengths ``results`` lacks (stored
+    paper-scale results that exist only in part)."""
+    rows = [np.asarray(r.final["eval_acc"], float) for r in results.values()]
+    if Ts is None:
+        return np.array(rows)
+    width = len(rows[0]) if rows else 0
+    return np.array([np.asarray(results[T].final["eval_acc"], float) if T in results else np.full(width, np.nan)
+                     for T in Ts])
 
 
 def region_summary(acc: np.ndarray, Ts, ov: dict, chance: float = 0.1) -> dict:
@@ -396,8 +403,46 @@ def comparison(untied: dict, tied: dict, cfg: dict) -> str:
 
 
 def stored_paper_results():
-    """:func:`run` of the paper profile from the results store (nothing trained), or None."""
-    return stored_paper(lambda store: run(config("paper"), store))
+    """The paper profile's runs that the results store holds (nothing trained), as a
+    :class:`~rnn_mft.experiments.training._common.StoredPaper` whose ``results`` has the layout
+    of :func:`run` with only the stored lengths of each architecture and weight kind (and the
+    theory's overlays of every architecture with any), or None when none is stored."""
+    cfg = config("paper")
+
+    def assemble(loaded):
+        out = {"untied": {}, "tied": {}}
+        for u, res in loaded:
+            out["tied" if u["config"].get("tied") else "untied"].setdefault(u["args"][0], {}).update(res)
+        for kind in ("untied", "tied"):
+            out[kind] = {a: {T: out[kind][a][T] for T in cfg["Ts"] if T in out[kind][a]}
+                         for a in cfg["archs"] if a in out[kind]}
+        out["overlays"] = {a: overlay(cfg, a) for a in cfg["archs"] if a in out["untied"] or a in out["tied"]}
+        return out
+
+    return stored_paper(sys.modules[__name__], assemble)
+
+
+def draw_stored_paper(paper: dict, cfg_p: TrainabilityConfig) -> list:
+    """What the chapter shows of stored paper-scale results (:func:`stored_paper_results`):
+    per weight kind with any stored runs, the maps of the architectures stored (a length not yet
+    stored is a blank row) and their region table, then the comparison with the paper. A list of
+    Markdown strings and ``(figure name, figure)`` pairs."""
+    from ...plotting.training_experiments import plot_trainability
+
+    out = []
+    summ = {}
+    for kind, fig_no in (("untied", 2), ("tied", 6)):
+        if not paper[kind]:
+            out.append(f"No {kind} run (Figure {fig_no}) is stored at profile `paper` yet.")
+            summ[kind] = {}
+            continue
+        maps = {a: accuracy_map(r, cfg_p["Ts"]) for a, r in paper[kind].items()}
+        fig = plot_trainability(maps, paper["overlays"], cfg_p["Ts"], f"{kind} weights, paper (stored)")
+        out.append((f"fig{fig_no}_trainability_{kind}_paper", fig))
+        summ[kind] = {a: region_summary(m, cfg_p["Ts"], paper["overlays"][a]) for a, m in maps.items()}
+        out.append(region_table(summ[kind]))
+    out.append(comparison(summ["untied"], summ["tied"], cfg_p))
+    return out
 
 
 def cost(cfg: dict) -> dict:

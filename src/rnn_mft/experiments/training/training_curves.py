@@ -24,6 +24,7 @@ Choices the paper leaves open, kept here in one place:
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +36,7 @@ from ..protocol import PROFILES, Config, doc
 from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
 __all__ = ["CONFIGS", "INITS", "TASKS", "TrainingCurvesConfig", "best_curves", "comparison", "config", "cost",
-           "ensembles", "lrs", "paper_note", "report", "run", "run_name", "run_one", "steps_to", "stored_paper_results",
+           "draw_stored_paper", "ensembles", "lrs", "paper_note", "report", "run", "run_name", "run_one", "steps_to", "stored_paper_results",
            "units"]
 
 EXPERIMENT = "training_curves"
@@ -179,7 +180,11 @@ def comparison(results: dict, cfg: dict) -> str:
             "critical: final (steps to half-way) |", "|---|---|---|---|---|---|"]
     for task in TASKS:
         for j, L in enumerate(cfg["lengths"][task]):
-            res = results[(task, L)]
+            res = results.get((task, L))
+            if res is None:
+                rows.append(f"| {task} | {TASKS[task]} = {L} | | {paper.get(j, '')} | not stored yet | "
+                            "not stored yet |")
+                continue
             nc = int(res.meta["task"]["num_classes"])
             level = 1 / nc + 0.5 * (1 - 1 / nc)
             bc = best_curves(res, cfg)
@@ -220,8 +225,23 @@ def report(cfg: TrainingCurvesConfig, result: dict) -> dict:
 
 
 def stored_paper_results():
-    """``{(task, length): RunResult}`` of the paper profile from the results store, or None."""
-    return stored_paper(lambda store: run(config("paper"), store))
+    """The paper profile's runs that the results store holds (nothing trained), as a
+    :class:`~rnn_mft.experiments.training._common.StoredPaper` whose ``results`` is
+    ``{(task, length): RunResult}`` over the stored panels, or None when none is stored."""
+    return stored_paper(sys.modules[__name__],
+                        lambda loaded: {(u["args"][0], u["args"][1]): res for u, res in loaded})
+
+
+def draw_stored_paper(paper: dict, cfg_p: TrainingCurvesConfig) -> list:
+    """What the chapter shows of stored paper-scale results (:func:`stored_paper_results`): the
+    curves of the stored panels and the comparison with the paper (a panel not yet stored says
+    so). A list of Markdown strings and ``(figure name, figure)`` pairs."""
+    from ...plotting.training_experiments import plot_training_curves_grid
+
+    panels = {k: {"curves": best_curves(r, cfg_p), "chance": 1 / r.meta["task"]["num_classes"]}
+              for k, r in paper.items()}
+    fig = plot_training_curves_grid(panels, [t for t in TASKS if any(k[0] == t for k in panels)])
+    return [("fig4_training_curves_paper", fig), comparison(paper, cfg_p)]
 
 
 def ensembles(cfg: dict) -> list[dict]:

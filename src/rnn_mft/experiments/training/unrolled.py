@@ -24,6 +24,7 @@ Choices the paper leaves open, kept here in one place:
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,8 +35,8 @@ from ...theory import Theta, analyze
 from ..protocol import PROFILES, Config, doc
 from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
-__all__ = ["CONFIGS", "INITS", "PAPER", "UnrolledConfig", "config", "cost", "ensembles", "inits", "members",
-           "paper_note", "report", "run", "run_name", "run_one", "stored_paper_results", "table", "theory_row", "units"]
+__all__ = ["CONFIGS", "INITS", "PAPER", "UnrolledConfig", "config", "cost", "draw_stored_paper", "ensembles", "inits",
+           "members", "paper_note", "report", "run", "run_name", "run_one", "stored_paper_results", "table", "theory_row", "units"]
 
 EXPERIMENT = "unrolled"
 INITS = ("standard", "critical", "chrono")
@@ -245,13 +246,25 @@ def report(cfg: UnrolledConfig, result: dict) -> dict:
 
 
 def stored_paper_results():
-    """``{dataset: (RunResult, None)}`` of the paper profile from the results store, or None."""
-    def fn(store):
-        out = run(config("paper"), store)
-        if any(r is None for r, _ in out.values()):
-            raise FileNotFoundError("incomplete")
-        return out
-    return stored_paper(fn)
+    """The paper profile's runs that the results store holds (nothing trained), as a
+    :class:`~rnn_mft.experiments.training._common.StoredPaper` whose ``results`` is
+    ``{dataset: (RunResult or None, reason)}`` over the paper profile's data sets (a data set
+    without a stored run has None and says why), or None when none is stored."""
+    cfg = config("paper")
+
+    def assemble(loaded):
+        got = {u["args"][0]: res for u, res in loaded}
+        return {ds: got.get(ds, (None, "no stored paper-scale run yet" + (
+            "; CIFAR-10 cannot be downloaded on this project's offline GPU machines" if ds == "cifar10" else "")))
+            for ds in cfg["datasets"]}
+
+    return stored_paper(sys.modules[__name__], assemble)
+
+
+def draw_stored_paper(paper: dict, cfg_p: UnrolledConfig) -> list:
+    """What the chapter shows of stored paper-scale results (:func:`stored_paper_results`): Table
+    2 with the stored runs beside the paper's numbers (Markdown strings in a list)."""
+    return [table(paper, cfg_p)]
 
 
 def ensembles(cfg: dict) -> list[dict]:
