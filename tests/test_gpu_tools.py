@@ -57,17 +57,80 @@ def test_gpu_slice_driver_at_smoke_size(tmp_path, monkeypatch, script):
     monkeypatch.setenv("RNN_MFT_RESULTS", str(tmp_path / "store"))
     # main() exports RNN_MFT_DEADLINE into os.environ: recorded here so that teardown removes it
     monkeypatch.setenv("RNN_MFT_DEADLINE", "")
-    assert gpu_slice.main(["--budget-min", "30", "--profile", "smoke", "--out", str(tmp_path), "--archs", "gru"]) == 0
+    assert gpu_slice.main(["--budget-min", "30", "--profile", "smoke", "--out", str(tmp_path), "--archs", "gru",
+                           "--experiments", "trainability"]) == 0
     rep = json.loads((tmp_path / "slice.json").read_text())
     assert [r["status"] for r in rep] == ["done", "done"]                      # Figure 6 then Figure 2, gru
-    assert set(rep[0]["train_acc"]) == {"2", "5"}
+    assert [r["ensemble"] for r in rep] == ["tied gru T=2,5", "untied gru T=2,5"]
+    assert set(rep[0]["final_acc"]) == {"2", "5"}
     prov = json.loads((tmp_path / "provenance.json").read_text())
     assert prov["budget_min"] == 30 and prov["end"] and prov["torch"] == torch.__version__ and "git_commit" in prov
     # a spent budget starts nothing
     assert gpu_slice.main(["--budget-min", "1e-9", "--profile", "smoke", "--out", str(tmp_path / "b"),
-                           "--archs", "gru"]) == 0
+                           "--archs", "gru", "--experiments", "trainability"]) == 0
     rep = json.loads((tmp_path / "b" / "slice.json").read_text())
     assert all(r["status"].startswith("not started") for r in rep)
+    with pytest.raises(SystemExit):
+        gpu_slice.main(["--budget-min", "1", "--experiments", "figure9"])
+
+
+def test_gpu_slice_runs_every_experiment_in_the_issue_order_and_continues_where_the_store_stops(
+        tmp_path, monkeypatch, script):
+    """Figures 6, 2, 1, Table 2, Figure 4 in that order; what the store holds is not trained
+    again, so a second slice (the next GPU session) goes on with the rest."""
+    from rnn_mft.cluster import collect_runs
+    gpu_slice = script("tools/gpu_slice.py")
+    monkeypatch.setenv("RNN_MFT_RESULTS", str(tmp_path / "store"))
+    monkeypatch.setenv("RNN_MFT_STORE_SMOKE", "1")
+    monkeypatch.setenv("RNN_MFT_DEADLINE", "")
+    plan = gpu_slice.plan("smoke")
+    exps = [u["experiment"] for _, u, _ in plan]
+    assert exps == sorted(exps, key=["trainability", "sequence_length", "unrolled", "training_curves"].index)
+    trainab = [e["tied"] for _, u, e in plan if u["experiment"] == "trainability"]
+    assert trainab == sorted(trainab, reverse=True)                          # tied (Figure 6) first
+    every = {u["name"] for u in collect_runs("smoke") if u["experiment"] != "critical_init_your_model"}
+    assert {u["name"] for _, u, _ in plan} == every                          # nothing left out, nothing twice
+    assert len(plan) == len(every)
+
+    # the first session trains Figures 6 and 2 only
+    assert gpu_slice.main(["--budget-min", "30", "--profile", "smoke", "--out", str(tmp_path / "s1"),
+                           "--experiments", "trainability"]) == 0
+    assert gpu_slice.main(["--budget-min", "30", "--profile", "smoke", "--out", str(tmp_path / "s2")]) == 0
+    rep = json.loads((tmp_path / "s2" / "slice.json").read_text())
+    assert [r["run"] for r in rep] == [u["name"] for _, u, _ in plan]
+    status = {r["experiment"]: set() for r in rep}
+    for r in rep:
+        status[r["experiment"]].add(r["status"].split(":")[0])
+    assert status == {"trainability": {"stored"}, "sequence_length": {"done"}, "unrolled": {"done"},
+                      "training_curves": {"done"}}
+    prov = json.loads((tmp_path / "s2" / "provenance.json").read_text())
+    assert prov["runs_stored_before"] == sum(e == "trainability" for e in exps)
+    assert prov["runs_done"] == len(plan) - prov["runs_stored_before"]
+
+
+def test_gpu_slice_skips_without_starting_a_run_measured_too_slow_on_this_gpu(tmp_path, monkeypatch, script):
+    gpu_slice = script("tools/gpu_slice.py")
+    plan = gpu_slice.plan("smoke", ["sequence_length"])
+    name = plan[0][1]["name"]
+    sessions = tmp_path / "sessions"
+    for folder, gpu, sps in (("2026-01-01T000000Z", "NVIDIA H200", 1e6), ("2026-01-02T000000Z", "NVIDIA A100", 1e-6)):
+        (sessions / folder).mkdir(parents=True)
+        (sessions / folder / "provenance.json").write_text(json.dumps({"gpu": gpu}))
+        (sessions / folder / "slice.json").write_text(json.dumps([{"run": name, "s_per_step": sps}]))
+    assert gpu_slice.measured_speeds(sessions, "NVIDIA H200") == {name: (1e6, "2026-01-01T000000Z")}
+    assert gpu_slice.measured_speeds(sessions, None) == {}                  # no GPU: nothing is known
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "NVIDIA H200")
+    monkeypatch.setattr(gpu_slice, "_outcome", lambda res: pytest.fail("a run measured too slow was started"))
+    monkeypatch.setenv("RNN_MFT_RESULTS", str(tmp_path / "store"))
+    monkeypatch.setenv("RNN_MFT_DEADLINE", "")
+    monkeypatch.setenv("RNN_MFT_FINISH_BY_DEADLINE", "")
+    assert gpu_slice.main(["--budget-min", "5", "--profile", "smoke", "--out", str(tmp_path / "o"),
+                           "--experiments", "sequence_length", "--finish-or-skip", "--sessions", str(sessions)]) == 0
+    rep = json.loads((tmp_path / "o" / "slice.json").read_text())
+    assert rep[0]["run"] == name and rep[0]["status"].startswith("skipped: measured earlier (1e+06 s per step on "
+                                                                 "NVIDIA H200, session 2026-01-01T000000Z)")
+    assert rep[0]["projected_s"] == pytest.approx(1.15 * 1e6 * plan[0][2]["steps"])
 
 
 def test_tf32_option_is_explicit_and_off_by_default():
@@ -110,7 +173,9 @@ def test_gpu_run_smoke_returns_everything_within_the_device_limits_and_unpacks(t
     summary = (tmp_path / "out" / "summary.txt").read_text()
     assert "bench rc=0" in summary and "slice rc=0" in summary and "estimate rc=0" in summary
     stored = sorted((tmp_path / "store" / "results").rglob("*.*"))
-    assert len(stored) == 8                               # 4 ensembles of Figures 6 and 2 at smoke, .json + .npz
+    from rnn_mft.cluster import collect_runs
+    n_runs = sum(u["experiment"] != "critical_init_your_model" for u in collect_runs("smoke"))
+    assert len(stored) == 2 * n_runs                      # every run of Figures 6, 2, 1, Table 2, 4: .json + .npz
     repo = tmp_path / "repo"
     written = gp.unpack(tmp_path / "out", repo)
     for f in stored:
@@ -236,7 +301,7 @@ def test_gpu_slice_finish_or_skip_skips_what_would_not_finish_and_records_its_sp
     monkeypatch.setenv("RNN_MFT_DEADLINE", "")
     monkeypatch.setenv("RNN_MFT_FINISH_BY_DEADLINE", "")
     assert gpu_slice.main(["--budget-min", "1", "--profile", "smoke", "--out", str(tmp_path), "--archs", "gru",
-                           "--finish-or-skip"]) == 0
+                           "--experiments", "trainability", "--finish-or-skip"]) == 0
     rep = json.loads((tmp_path / "slice.json").read_text())
     # tied gru: 3 steps of 20 s projected past the 60 s budget after its first step: skipped
     assert rep[0]["status"].startswith("skipped: would not finish before the deadline")
@@ -244,7 +309,7 @@ def test_gpu_slice_finish_or_skip_skips_what_would_not_finish_and_records_its_sp
     assert rep[1]["status"].startswith("stopped at the budget") and "no checkpoint" in rep[1]["status"]
     assert not list(tmp_path.rglob("*.pt"))
     prov = json.loads((tmp_path / "provenance.json").read_text())
-    assert prov["finish_or_skip"] is True and prov["ensembles_skipped"] == 1
+    assert prov["finish_or_skip"] is True and prov["runs_skipped"] == 1
 
 
 # =============================================================================== CUDA graphs of the training step

@@ -6,8 +6,10 @@
 #   2. benchmarks/gpu.py (--bench quick: the targets' shapes; TF32, CUDA graphs, fused steps) -> bench.*
 #   2b. tools/gpu_speed_check.py: CUDA graphs and the fused Triton LSTM steps, each checked
 #      against the ordinary path, then timed; the slice runs with the fastest that passed -> speed.*
-#   3. tools/gpu_slice.py: Figures 6 and 2 at profile paper, ensemble by ensemble, until the
-#      budget; finish or skip (an ensemble that would not finish is skipped, nothing saved)
+#   3. tools/gpu_slice.py: the paper profile's runs, ensemble by ensemble (Figures 6 and 2, then 1,
+#      Table 2, Figure 4; what data/results holds already is not trained again), until the
+#      budget; finish or skip (an ensemble that would not finish is skipped, nothing saved; one
+#      that an earlier session in data/gpu_sessions measured too slow is not even started)
 #   4. tools/estimate_paper.py --measure, if time is left                               -> estimate.*
 #   5. tools/gpu_pack.py after every step: $OUT gets summary.txt, logs.tgz, manifest.json and
 #      payload.tgz.NN (the new results, and checkpoints that fit), within the device tool's limits
@@ -174,7 +176,7 @@ if [ "$GSECS" -gt 5 ]; then
     echo "speed rc=$rc wall_s=$(( $(date +%s) - t0 )) ($note)" | tee -a "$STAGE/steps.txt"
 fi
 
-# 3. the slice of Figures 6 and 2: its own budget ends RESERVE seconds before the deadline
+# 3. the slice of the paper runs: its own budget ends RESERVE seconds before the deadline
 SECS=$(( $(left) - RESERVE ))
 if [ "$SECS" -gt 30 ]; then
     step slice slice.txt "$(( SECS + 10 ))" "$PYTHON" tools/gpu_slice.py \

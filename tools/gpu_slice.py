@@ -1,27 +1,36 @@
-"""Train a budgeted slice of Figures 2 and 6 (trainability) and write what came out, with
-provenance, under ``--out``.
+"""Train a budgeted slice of the paper profile's runs and write what came out, with provenance,
+under ``--out``.
 
-The ensembles of :func:`rnn_mft.experiments.training.trainability.ensembles` run one after another: the
-tied ones first (Figure 6: one whole-figure ensemble per architecture), then the untied groups
-of Figure 2. No new ensemble starts once ``--budget-min`` minutes have passed since the start,
-and the one in training stops at that deadline: the engine reads ``RNN_MFT_DEADLINE`` (exported
-here), checkpoints and raises ``BudgetExhausted``, recorded as "stopped at the budget". With
-profile ``paper`` that checkpoint is kept (``data/checkpoints/paper/``, or
-``$RNN_MFT_CHECKPOINTS``), so running the slice again on the same disk resumes it.
+The runs go in the order of issue 13: Figures 6 and 2 (trainability: the tied whole-figure
+ensembles first, one per architecture, then the untied groups), Figure 1 (sequence_length),
+Table 2 (unrolled: MNIST; CIFAR-10 is recorded as unavailable where its data cannot be had) and
+Figure 4 (training_curves); ``--experiments`` picks and orders them. A run that the results
+store already holds is not trained again (recorded as "stored"), so the same command on the
+next GPU continues where the last one stopped. No new run starts once ``--budget-min`` minutes
+have passed since the start, and the one in training stops at that deadline: the engine reads
+``RNN_MFT_DEADLINE`` (exported here), checkpoints and raises ``BudgetExhausted``, recorded as
+"stopped at the budget". With profile ``paper`` that checkpoint is kept
+(``data/checkpoints/paper/``, or ``$RNN_MFT_CHECKPOINTS``), so running the slice again on the
+same disk resumes it.
 
 ``--finish-or-skip`` (what ``tools/gpu_run.sh`` passes on a lent GPU, whose disk is gone after
 the call and whose outputs come back through a narrow door: a paper-scale ensemble's checkpoint
-is 1-36 GiB) exports ``RNN_MFT_FINISH_BY_DEADLINE=1``: an ensemble times its first steps and, if
+is up to 36 GiB) exports ``RNN_MFT_FINISH_BY_DEADLINE=1``: a run times its first steps and, if
 it would not finish before the deadline, stops at once without a checkpoint ("skipped: would not
 finish", with the measured seconds per step), and the slice goes on with the next one, which may
-fit. Either way every ensemble that ran records its measured seconds per training step.
+fit. A run that an earlier session (``--sessions``, default ``data/gpu_sessions``: the
+``slice.json`` files that ``tools/gpu_pack.py unpack`` commits) measured on the same GPU model is
+skipped without starting when its steps at that speed would not finish in the time left ("skipped:
+measured earlier"), so a lent GPU's minutes are not spent probing it again. Either way every run
+that trained records its measured seconds per training step.
 
 Results: ``ci``/``paper`` runs go to the results store (``$RNN_MFT_RESULTS``, default
-``<out>/results``); every profile also writes ``<out>/slice.json`` (per ensemble: status, wall
-time, final training accuracy per member) and ``<out>/provenance.json`` (git commit, device and
-GPU name, torch version, start and end time, budget).
+``<out>/results``); every profile also writes ``<out>/slice.json`` (per run: its stored name,
+status, wall time, final accuracy per member) and ``<out>/provenance.json`` (git commit, device
+and GPU name, torch version, start and end time, budget).
 
     python tools/gpu_slice.py --budget-min 60 [--profile paper] [--out _build/gpu_out]
+           [--experiments trainability sequence_length unrolled training_curves] [--archs gru ...]
 """
 from __future__ import annotations
 
@@ -48,19 +57,100 @@ def _write(path: Path, obj) -> None:
     tmp.replace(path)
 
 
+#: the order of issue 13: Figures 2 and 6, Figure 1, Table 2, Figure 4
+EXPERIMENTS = ("trainability", "sequence_length", "unrolled", "training_curves")
+MARGIN = 1.15            # what the engine's finish-or-skip projection allows (rnn_mft.train.engine)
+
+
+def plan(profile: str, experiments=EXPERIMENTS, archs=None) -> list[tuple]:
+    """``(module, unit, ensemble)`` of every run of ``experiments`` at ``profile``, in that order
+    (trainability: tied first); ``unit`` as ``units(profile)`` lists it, ``ensemble`` its shapes
+    and steps as ``ensembles(cfg)`` does. ``archs`` filters Figures 2 and 6."""
+    import importlib
+    out = []
+    for name in experiments:
+        mod = importlib.import_module(f"rnn_mft.experiments.training.{name}")
+        units = mod.units(profile)
+        if name == "trainability":
+            ens = [e for tied in (False, True) for e in mod.ensembles(mod.config(profile, tied=tied))]
+        else:
+            ens = mod.ensembles(mod.config(profile))
+        if len(ens) != len(units):
+            raise RuntimeError(f"{name}: {len(units)} units but {len(ens)} ensembles at profile {profile}")
+        rows = list(zip(units, ens))
+        for u, e in rows:                              # the two listings go in step
+            if u["args"] and isinstance(u["args"][-1], list) and sorted(e["Ts"]) != u["args"][-1]:
+                raise RuntimeError(f"{name}: unit {u['name']} paired with the ensemble of T={e['Ts']}")
+        if name == "trainability":
+            tied = [r for r in rows if r[0]["config"].get("tied")]
+            rows = tied + [r for r in rows if not r[0]["config"].get("tied")]
+            if archs:
+                rows = [r for r in rows if r[0]["args"][0] in archs]
+        out += [(mod, u, e) for u, e in rows]
+    return out
+
+
+def label(u: dict, e: dict) -> str:
+    """A short readable name of a run (its stored name without the settings hash)."""
+    if u["experiment"] == "trainability":
+        return f"{'tied' if e['tied'] else 'untied'} {e['arch']} T={','.join(map(str, e['Ts']))}"
+    import re
+    return f"{u['experiment']} {re.sub(r'-[0-9a-f]{10}$', '', u['name'])}"
+
+
+def measured_speeds(sessions: Path, gpu: str | None) -> dict:
+    """``{run name: (seconds per training step, session folder)}`` from the ``slice.json`` of
+    earlier sessions under ``sessions`` on the GPU model ``gpu`` (the newest measurement wins)."""
+    out = {}
+    if not gpu or not sessions.is_dir():
+        return out
+    for f in sorted(sessions.glob("*/slice.json")):
+        try:
+            prov = json.loads((f.parent / "provenance.json").read_text())
+            rows = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if prov.get("gpu") != gpu:
+            continue
+        for r in rows:
+            if r.get("run") and r.get("s_per_step"):
+                out[r["run"]] = (float(r["s_per_step"]), f.parent.name)
+    return out
+
+
+def _outcome(res):
+    """``(status, {key: final accuracy per member})`` of what a unit's call returned: ``{T:
+    RunResult}`` (Figures 1, 2, 6), a ``RunResult`` (Figure 4) or ``(RunResult or None, reason)``
+    (Table 2)."""
+    if isinstance(res, tuple) and len(res) == 2:
+        if res[0] is None:
+            return f"unavailable: {res[1]}", None
+        res = res[0]
+    if isinstance(res, dict):
+        return "done", {str(k): r for k, r in res.items()}
+    return "done", {"all": res}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--budget-min", type=float, required=True, help="start no new ensemble after this many minutes")
+    ap.add_argument("--budget-min", type=float, required=True, help="start no new run after this many minutes")
     ap.add_argument("--profile", default="paper", help="smoke, ci or paper (default paper)")
     ap.add_argument("--out", default=os.environ.get("OUT", "_build/gpu_out"), help="output folder")
-    ap.add_argument("--archs", nargs="*", help="only these architectures")
+    ap.add_argument("--experiments", nargs="*", default=list(EXPERIMENTS),
+                    help=f"which training experiments, in this order (default: {' '.join(EXPERIMENTS)})")
+    ap.add_argument("--archs", nargs="*", help="only these architectures (Figures 2 and 6)")
+    ap.add_argument("--sessions", default="data/gpu_sessions",
+                    help="earlier sessions' slice.json (their measured speeds; default data/gpu_sessions)")
     ap.add_argument("--finish-or-skip", action="store_true",
-                    help="skip (without a checkpoint) an ensemble that would not finish before the deadline")
+                    help="skip (without a checkpoint) a run that would not finish before the deadline")
     a = ap.parse_args(argv)
     if not a.budget_min > 0:
         ap.error(f"--budget-min={a.budget_min}; allowed: a positive number of minutes")
     if a.profile not in ("smoke", "ci", "paper"):
         ap.error(f"--profile={a.profile!r}; allowed: smoke, ci, paper")
+    bad = [e for e in a.experiments if e not in EXPERIMENTS]
+    if bad or not a.experiments:
+        ap.error(f"--experiments {' '.join(bad) or '(none)'}; allowed: one or more of {', '.join(EXPERIMENTS)}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RNN_MFT_RESULTS", str(out / "results"))
@@ -72,39 +162,49 @@ def main(argv=None) -> int:
 
     import torch
 
-    from rnn_mft.experiments.training import trainability
-    from rnn_mft.train import BudgetExhausted
+    from rnn_mft.train import BudgetExhausted, ResultsStore
     from rnn_mft.train.ensembles import format_bytes
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    prov = {"git_commit": _git_commit(), "device": dev,
-            "gpu": torch.cuda.get_device_name(0) if dev == "cuda" else None, "torch": torch.__version__,
+    gpu = torch.cuda.get_device_name(0) if dev == "cuda" else None
+    prov = {"git_commit": _git_commit(), "device": dev, "gpu": gpu, "torch": torch.__version__,
             "profile": a.profile, "budget_min": a.budget_min, "finish_or_skip": a.finish_or_skip,
-            "results_store": os.environ["RNN_MFT_RESULTS"],
+            "experiments": list(a.experiments), "results_store": os.environ["RNN_MFT_RESULTS"],
             "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)), "end": None}
     _write(out / "provenance.json", prov)
-    plan = []
-    for tied in (True, False):
-        cfg = trainability.config(a.profile, tied=tied)
-        for e in trainability.ensembles(cfg):
-            if a.archs and e["arch"] not in a.archs:
-                continue
-            plan.append((cfg, e))
+    speeds = measured_speeds(Path(a.sessions), gpu) if a.finish_or_skip else {}
+    store = ResultsStore(readonly=False)
     report = []
-    for cfg, e in plan:
-        name = f"{'tied' if e['tied'] else 'untied'} {e['arch']} T={','.join(map(str, e['Ts']))}"
-        if time.time() >= deadline:
-            print(f"not started (budget of {a.budget_min:g} min spent): {name}", flush=True)
-            report.append(dict(ensemble=name, status="not started: budget spent"))
+    for mod, u, e in plan(a.profile, a.experiments, a.archs):
+        name = label(u, e)
+        base = dict(ensemble=name, run=u["name"], experiment=u["experiment"], members=e["members"], steps=e["steps"])
+        if store.exists(u["profile"], u["experiment"], u["name"]):
+            print(f"stored already: {name}", flush=True)
+            report.append(dict(base, status="stored"))
             continue
-        print(f"training {name}: {e['members']} members, {e['steps']} steps, memory estimate "
-              f"{format_bytes(e['bytes']['total'])}", flush=True)
+        left = deadline - time.time()
+        if left <= 0:
+            print(f"not started (budget of {a.budget_min:g} min spent): {name}", flush=True)
+            report.append(dict(base, status="not started: budget spent"))
+            continue
+        if u["name"] in speeds:
+            sps, where = speeds[u["name"]]
+            need = MARGIN * sps * e["steps"]
+            if need > left:
+                status = (f"skipped: measured earlier ({sps:.3g} s per step on {gpu}, session {where}): "
+                          f"{e['steps']} steps need {need / 60:.1f} min, {left / 60:.1f} min left")
+                print(f"{name}: {status}", flush=True)
+                report.append(dict(base, status=status, s_per_step=sps, projected_s=need, left_s=left))
+                _write(out / "slice.json", report)
+                continue
+        mem = (e.get("bytes") or {}).get("total")
+        print(f"training {name}: {e['members']} members, {e['steps']} steps"
+              + (f", memory estimate {format_bytes(mem)}" if mem else ""), flush=True)
         ts = time.time()
-        extra = {}
+        extra, results = {}, None
         try:
-            res = trainability.run_group(cfg, e["arch"], e["Ts"])
-            status = "done"
+            cfg = mod.config(a.profile, **u["config"])
+            status, results = _outcome(getattr(mod, u["call"])(cfg, *u["args"]))
         except BudgetExhausted as exc:
-            res = None
             if exc.projected_s is not None:                # finish or skip: nothing saved, go on with the next
                 status = f"skipped: {' '.join(str(exc).split())}"
                 extra = dict(s_per_step=exc.step_s, projected_s=exc.projected_s, left_s=exc.left_s)
@@ -112,29 +212,31 @@ def main(argv=None) -> int:
                 status = f"stopped at the budget: {' '.join(str(exc).split())}"
             print(f"  {status}", flush=True)
         except Exception as exc:                           # noqa: BLE001 (record it, go on with the next)
-            res, status = None, f"failed: {type(exc).__name__}: {exc}"
+            status = f"failed: {type(exc).__name__}: {exc}"
             print(f"  {status}", flush=True)
-        row = dict(ensemble=name, status=status, wall_s=time.time() - ts, members=e["members"], steps=e["steps"],
-                   memory_estimate_bytes=e["bytes"]["total"], **extra)
-        if res is not None:
-            row["train_acc"] = {str(T): r.final["eval_acc"] for T, r in res.items()}
-            meta = next(iter(res.values())).meta
+        row = dict(base, status=status, wall_s=time.time() - ts, memory_estimate_bytes=mem, **extra)
+        if results:
+            row["final_acc"] = {k: r.final["eval_acc"] for k, r in results.items()}
+            meta = next(iter(results.values())).meta
             row["train_wall_s"] = meta.get("wall_time_s")
             row["s_per_step"] = (meta.get("wall_time_s") or 0.0) / max(1, meta.get("steps_run") or e["steps"])
             row["device"] = meta.get("device")
-            print(f"  done in {row['wall_s']:.0f} s; training accuracy per T (mean over alpha): "
-                  + ", ".join(f"T={T}: {sum(v) / len(v):.2f}" for T, v in row["train_acc"].items()), flush=True)
+            print(f"  done in {row['wall_s']:.0f} s; final accuracy (mean over members): "
+                  + ", ".join(f"{k}: {sum(v) / len(v):.2f}" for k, v in row["final_acc"].items()), flush=True)
+        elif status.startswith("unavailable"):
+            print(f"  {status}", flush=True)
         report.append(row)
         _write(out / "slice.json", report)
     prov["end"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     prov["wall_min"] = (time.time() - t0) / 60
-    prov["ensembles_done"] = sum(r["status"] == "done" for r in report)
-    prov["ensembles_skipped"] = sum(r["status"].startswith("skipped") for r in report)
-    prov["ensembles_planned"] = len(report)
+    for key, what in (("done", "done"), ("stored_before", "stored"), ("skipped", "skipped"),
+                      ("unavailable", "unavailable")):
+        prov[f"runs_{key}"] = sum(r["status"].startswith(what) for r in report)
+    prov["runs_planned"] = len(report)
     _write(out / "slice.json", report)
     _write(out / "provenance.json", prov)
-    print(f"slice: {prov['ensembles_done']} of {len(report)} ensembles done in {prov['wall_min']:.1f} min; "
-          f"written to {out}", flush=True)
+    print(f"slice: {prov['runs_done']} of {len(report)} runs done in {prov['wall_min']:.1f} min "
+          f"({prov['runs_stored_before']} stored before, {prov['runs_skipped']} skipped); written to {out}", flush=True)
     return 0 if all(not r["status"].startswith("failed") for r in report) else 1
 
 
