@@ -280,6 +280,97 @@ def test_unpack_refuses_tampered_mixed_or_escaping_packs(tmp_path, script):
     assert target.read_text() == '{"a": 1}'
 
 
+def test_unpack_lets_a_later_checkpoint_replace_an_earlier_and_deletes_it_when_the_run_finishes(tmp_path,
+                                                                                                 script):
+    """Session 1 stops run-b at the budget (its checkpoint comes back), session 2 goes on from
+    it and stops again (a newer checkpoint), session 3 finishes it (its result comes back and
+    the checkpoint, spent, is deleted here)."""
+    gp = script("tools/gpu_pack.py")
+    rng = np.random.default_rng(1)
+    repo = tmp_path / "repo"
+    ck = repo / "data" / "checkpoints" / "paper" / "exp" / "run-b.pt"
+    for i, what in enumerate(("checkpoint", "checkpoint", "result")):
+        stage = tmp_path / f"stage{i}"
+        (stage / "results" / "paper" / "exp").mkdir(parents=True)
+        (stage / "checkpoints" / "paper" / "exp").mkdir(parents=True)
+        (stage / "provenance.json").write_text(json.dumps({"start": f"2026-01-0{i + 1}T00:00:00Z"}))
+        if what == "checkpoint":
+            data = rng.bytes(3000)
+            (stage / "checkpoints" / "paper" / "exp" / "run-b.pt").write_bytes(data)
+        else:
+            (stage / "results" / "paper" / "exp" / "run-b.json").write_text('{"b": 1}')
+            (stage / "results" / "paper" / "exp" / "run-b.npz").write_bytes(rng.bytes(100))
+        gp.pack(stage, tmp_path / f"out{i}")
+        done = gp.unpack(tmp_path / f"out{i}", repo)       # no --force needed for a newer checkpoint
+        if what == "checkpoint":
+            assert ck.read_bytes() == data and "data/checkpoints/paper/exp/run-b.pt" in done
+    assert not ck.exists() and "deleted data/checkpoints/paper/exp/run-b.pt (its run finished)" in done
+    assert (repo / "data" / "results" / "paper" / "exp" / "run-b.json").read_text() == '{"b": 1}'
+    # a result that differs from the committed one still needs --force
+    stage = tmp_path / "stage3"
+    (stage / "results" / "paper" / "exp").mkdir(parents=True)
+    (stage / "results" / "paper" / "exp" / "run-b.json").write_text('{"b": 2}')
+    gp.pack(stage, tmp_path / "out3")
+    with pytest.raises(FileExistsError, match="run-b.json"):
+        gp.unpack(tmp_path / "out3", repo)
+
+
+def test_gpu_slice_checkpoints_at_the_deadline_a_run_whose_checkpoint_can_come_back(tmp_path, monkeypatch,
+                                                                                  script):
+    """With --finish-or-skip, a run whose checkpoint fits --checkpoint-mib is not skipped: it
+    stops at the deadline with its checkpoint (what gpu_pack brings back), and the same command
+    later resumes it and finishes."""
+    import time
+
+    from rnn_mft.train import engine
+    from rnn_mft.train.ensembles import checkpoint_bytes
+    gpu_slice = script("tools/gpu_slice.py")
+
+    class Clock:                                          # 20 s per reading, starting now
+        def __init__(self):
+            self.t = time.time()
+
+        def __call__(self):
+            self.t += 20.0
+            return self.t
+
+    monkeypatch.setattr(engine, "PROBE_WARMUP", 0)
+    monkeypatch.setattr(engine, "PROBE_STEPS", 1)
+    monkeypatch.setenv("RNN_MFT_RESULTS", str(tmp_path / "store" / "results"))
+    monkeypatch.setenv("RNN_MFT_CHECKPOINTS", str(tmp_path / "store" / "checkpoints"))
+    monkeypatch.setenv("RNN_MFT_STORE_SMOKE", "1")
+    monkeypatch.setenv("RNN_MFT_DEADLINE", "")
+    monkeypatch.setenv("RNN_MFT_FINISH_BY_DEADLINE", "")
+    args = ["--budget-min", "1", "--profile", "smoke", "--experiments", "training_curves", "--finish-or-skip"]
+    plan = gpu_slice.plan("smoke", ["training_curves"])
+    ck_mib = max(checkpoint_bytes(e["arch"], e["n_in"], e["width"], e["n_out"], e["lengths"], not e["tied"],
+                                  e["optimizer"], e["steps"]) for _, _, e in plan) / 2**20
+    # too small a limit: finish or skip, nothing saved
+    monkeypatch.setattr(engine, "_clock", Clock())
+    assert gpu_slice.main(args + ["--out", str(tmp_path / "a"), "--checkpoint-mib", str(ck_mib / 2)]) == 0
+    rep = json.loads((tmp_path / "a" / "slice.json").read_text())
+    assert rep[0]["mode"] == "finish or skip" and rep[0]["status"].startswith("skipped: would not finish")
+    assert not list((tmp_path / "store").rglob("*.pt"))
+    # a limit the checkpoint fits: stopped at the budget with its checkpoint
+    monkeypatch.setattr(engine, "_clock", Clock())
+    assert gpu_slice.main(args + ["--out", str(tmp_path / "b"), "--checkpoint-mib", str(2 * ck_mib)]) == 0
+    rep = json.loads((tmp_path / "b" / "slice.json").read_text())
+    assert rep[0]["mode"] == "checkpoint at the deadline" and rep[0]["status"].startswith("stopped at the budget")
+    first = plan[0][1]
+    ck = tmp_path / "store" / "checkpoints" / "smoke" / first["experiment"] / f"{first['name']}.pt"
+    # the estimate is the tensors at the last step; a file adds a few kB of fixed overhead
+    assert ck.is_file() and ck.stat().st_size <= rep[0]["checkpoint_bytes"] + 64 * 1024
+    # later, with time enough (the real clock): resumed from the checkpoint and finished
+    monkeypatch.setattr(engine, "_clock", time.time)
+    assert gpu_slice.main(["--budget-min", "30", "--profile", "smoke", "--experiments", "training_curves",
+                           "--finish-or-skip", "--checkpoint-mib", str(2 * ck_mib),
+                           "--out", str(tmp_path / "c")]) == 0
+    rep = json.loads((tmp_path / "c" / "slice.json").read_text())
+    assert rep[0]["status"] == "done" and not ck.exists()
+    from rnn_mft.train import ResultsStore
+    assert ResultsStore().load("smoke", first["experiment"], first["name"]).meta["resumed_from"] > 0
+
+
 def test_gpu_slice_finish_or_skip_skips_what_would_not_finish_and_records_its_speed(tmp_path, monkeypatch,
                                                                                   script):
     import time

@@ -17,9 +17,12 @@ the repository:
 
 ``unpack FOLDER`` refuses anything that does not match the manifest, any tar member that is not
 a regular file or whose path is absolute, climbs out (``..``) or lies outside ``results/`` and
-``checkpoints/``, and any existing file that differs from the incoming one (``--force``
+``checkpoints/``, and any existing result or log that differs from the incoming one (``--force``
 replaces it). It writes results to ``data/results/``, checkpoints to ``data/checkpoints/`` and
-the logs to ``data/gpu_sessions/<start>/``, each file atomically. Nothing is unpickled.
+the logs to ``data/gpu_sessions/<start>/``, each file atomically. Nothing is unpickled. A
+checkpoint replaces an older one of the same run (the run went on from it; unpack sessions in
+the order they ran), and the checkpoint of a run whose result arrives is deleted (the run
+finished from it): commit the deletion too, so that what travels to the next GPU stays small.
 
     python tools/gpu_pack.py pack --stage _build/gpu_stage --out "$OUT"
     python tools/gpu_pack.py unpack /path/to/returned/files [--repo .] [--dry-run] [--force]
@@ -218,7 +221,8 @@ def unpack(folder: Path, repo: Path, dry_run: bool = False, force: bool = False)
                 raise ValueError(f"refused log member {m.name!r}: logs are flat regular files")
             plan.append((repo / "data" / "gpu_sessions" / stamp / m.name, tf.extractfile(m).read()))
     plan.append((repo / "data" / "gpu_sessions" / stamp / "manifest.json", mpath.read_bytes()))
-    clash = [str(t) for t, b in plan if t.exists() and t.read_bytes() != b]
+    ck_root = repo / "data" / "checkpoints"
+    clash = [str(t) for t, b in plan if t.exists() and t.read_bytes() != b and ck_root not in t.parents]
     if clash and not force:
         raise FileExistsError("these files exist with other contents (pass --force to replace them): "
                               + ", ".join(clash[:5]) + (" ..." if len(clash) > 5 else ""))
@@ -229,6 +233,14 @@ def unpack(folder: Path, repo: Path, dry_run: bool = False, force: bool = False)
         if not dry_run:
             _atomic_write(target, b)
         done.append(str(target.relative_to(repo)))
+    res_root = repo / "data" / "results"
+    for target, _ in plan:                      # a result arrived: its run finished, its checkpoint is spent
+        if target.suffix == ".json" and res_root in target.parents:
+            ck = ck_root / target.parent.relative_to(res_root) / (target.stem + ".pt")
+            if ck.is_file() and all(t != ck for t, _ in plan):
+                if not dry_run:
+                    ck.unlink()
+                done.append(f"deleted {ck.relative_to(repo)} (its run finished)")
     return done
 
 

@@ -9,7 +9,9 @@
 #   3. tools/gpu_slice.py: the paper profile's runs, ensemble by ensemble (Figures 6 and 2, then 1,
 #      Table 2, Figure 4; what data/results holds already is not trained again), until the
 #      budget; finish or skip (an ensemble that would not finish is skipped, nothing saved; one
-#      that an earlier session in data/gpu_sessions measured too slow is not even started)
+#      that an earlier session in data/gpu_sessions measured too slow is not even started), except
+#      runs whose checkpoint can come back and be committed (<= 40 MiB): they stop at the budget
+#      with a checkpoint, which the next session resumes once it is committed
 #   4. tools/estimate_paper.py --measure, if time is left                               -> estimate.*
 #   5. tools/gpu_pack.py after every step: $OUT gets summary.txt, logs.tgz, manifest.json and
 #      payload.tgz.NN (the new results, and checkpoints that fit), within the device tool's limits
@@ -140,7 +142,11 @@ min() { [ "$1" -lt "$2" ] && echo "$1" || echo "$2"; }
 PROFILE=paper
 [ "$SMOKE" = 1 ] && PROFILE=smoke
 SLICE_ARGS=(--profile "$PROFILE" --out "$STAGE")
-[ "$KEEP" = 0 ] && SLICE_ARGS+=(--finish-or-skip)
+# finish or skip, except that a run whose checkpoint is at most 40 MiB (Figure 4's panels) stops at
+# the deadline with it: 40 MiB comes back (the pack's payload holds about 58 MiB) and travels with
+# the repository to the next lent GPU (its working tree may hold 64 MiB; the repository and the
+# mirror take about 3.5 MiB)
+[ "$KEEP" = 0 ] && SLICE_ARGS+=(--finish-or-skip --checkpoint-mib 40)
 
 # 2. the benchmark
 if [ "$BENCH" = none ]; then

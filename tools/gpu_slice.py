@@ -18,7 +18,10 @@ the call and whose outputs come back through a narrow door: a paper-scale ensemb
 is up to 36 GiB) exports ``RNN_MFT_FINISH_BY_DEADLINE=1``: a run times its first steps and, if
 it would not finish before the deadline, stops at once without a checkpoint ("skipped: would not
 finish", with the measured seconds per step), and the slice goes on with the next one, which may
-fit. A run that an earlier session (``--sessions``, default ``data/gpu_sessions``: the
+fit. With ``--checkpoint-mib X`` a run whose checkpoint is at most X MiB (small enough to come
+back through that door and to travel with the repository: Figure 4's panels) instead stops at
+the deadline with a checkpoint, as without ``--finish-or-skip``; ``tools/gpu_pack.py`` brings it
+back, it is committed under ``data/checkpoints/paper/``, and the next session resumes it. A run that an earlier session (``--sessions``, default ``data/gpu_sessions``: the
 ``slice.json`` files that ``tools/gpu_pack.py unpack`` commits) measured on the same GPU model is
 skipped without starting when its steps at that speed would not finish in the time left ("skipped:
 measured earlier"), so a lent GPU's minutes are not spent probing it again. Either way every run
@@ -143,7 +146,12 @@ def main(argv=None) -> int:
                     help="earlier sessions' slice.json (their measured speeds; default data/gpu_sessions)")
     ap.add_argument("--finish-or-skip", action="store_true",
                     help="skip (without a checkpoint) a run that would not finish before the deadline")
+    ap.add_argument("--checkpoint-mib", type=float, default=0.0,
+                    help="with --finish-or-skip: a run whose checkpoint is at most this many MiB stops at the "
+                         "deadline with a checkpoint instead (default 0: none does)")
     a = ap.parse_args(argv)
+    if not a.checkpoint_mib >= 0:
+        ap.error(f"--checkpoint-mib={a.checkpoint_mib}; allowed: 0 or more MiB")
     if not a.budget_min > 0:
         ap.error(f"--budget-min={a.budget_min}; allowed: a positive number of minutes")
     if a.profile not in ("smoke", "ci", "paper"):
@@ -157,17 +165,17 @@ def main(argv=None) -> int:
     t0 = time.time()
     deadline = t0 + 60 * a.budget_min
     os.environ["RNN_MFT_DEADLINE"] = str(int(deadline))
-    if a.finish_or_skip:
-        os.environ["RNN_MFT_FINISH_BY_DEADLINE"] = "1"
 
     import torch
 
     from rnn_mft.train import BudgetExhausted, ResultsStore
-    from rnn_mft.train.ensembles import format_bytes
+    from rnn_mft.train.ensembles import checkpoint_bytes, format_bytes
+    from rnn_mft.train.jobenv import environ
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     gpu = torch.cuda.get_device_name(0) if dev == "cuda" else None
     prov = {"git_commit": _git_commit(), "device": dev, "gpu": gpu, "torch": torch.__version__,
             "profile": a.profile, "budget_min": a.budget_min, "finish_or_skip": a.finish_or_skip,
+            "checkpoint_mib": a.checkpoint_mib,
             "experiments": list(a.experiments), "results_store": os.environ["RNN_MFT_RESULTS"],
             "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)), "end": None}
     _write(out / "provenance.json", prov)
@@ -181,12 +189,17 @@ def main(argv=None) -> int:
             print(f"stored already: {name}", flush=True)
             report.append(dict(base, status="stored"))
             continue
+        ck = checkpoint_bytes(e["arch"], e["n_in"], e["width"], e["n_out"], e["lengths"], not e["tied"],
+                              e["optimizer"], e["steps"])
+        # finish or skip, unless the run's checkpoint is small enough to come back and travel
+        skip_mode = a.finish_or_skip and ck > a.checkpoint_mib * 2**20
+        base.update(checkpoint_bytes=ck, mode="finish or skip" if skip_mode else "checkpoint at the deadline")
         left = deadline - time.time()
         if left <= 0:
             print(f"not started (budget of {a.budget_min:g} min spent): {name}", flush=True)
             report.append(dict(base, status="not started: budget spent"))
             continue
-        if u["name"] in speeds:
+        if skip_mode and u["name"] in speeds:
             sps, where = speeds[u["name"]]
             need = MARGIN * sps * e["steps"]
             if need > left:
@@ -198,12 +211,15 @@ def main(argv=None) -> int:
                 continue
         mem = (e.get("bytes") or {}).get("total")
         print(f"training {name}: {e['members']} members, {e['steps']} steps"
-              + (f", memory estimate {format_bytes(mem)}" if mem else ""), flush=True)
+              + (f", memory estimate {format_bytes(mem)}" if mem else "")
+              + ("" if skip_mode or not a.finish_or_skip else f"; checkpoint {format_bytes(ck)}: stops at the "
+                 "deadline with it"), flush=True)
         ts = time.time()
         extra, results = {}, None
         try:
             cfg = mod.config(a.profile, **u["config"])
-            status, results = _outcome(getattr(mod, u["call"])(cfg, *u["args"]))
+            with environ(RNN_MFT_FINISH_BY_DEADLINE="1" if skip_mode else None):
+                status, results = _outcome(getattr(mod, u["call"])(cfg, *u["args"]))
         except BudgetExhausted as exc:
             if exc.projected_s is not None:                # finish or skip: nothing saved, go on with the next
                 status = f"skipped: {' '.join(str(exc).split())}"
