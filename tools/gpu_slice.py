@@ -243,6 +243,11 @@ def main(argv=None) -> int:
             print(f"  {status}", flush=True)
         report.append(row)
         _write(out / "slice.json", report)
+        results = None
+        if dev == "cuda":                                  # the next ensemble may need most of the memory
+            import gc
+            gc.collect()
+            torch.cuda.empty_cache()
     prov["end"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     prov["wall_min"] = (time.time() - t0) / 60
     for key, what in (("done", "done"), ("stored_before", "stored"), ("skipped", "skipped"),
