@@ -15,17 +15,18 @@ same disk resumes it.
 
 ``--finish-or-skip`` (what ``tools/gpu_run.sh`` passes on a lent GPU, whose disk is gone after
 the call and whose outputs come back through a narrow door: a paper-scale ensemble's checkpoint
-is up to 36 GiB) exports ``RNN_MFT_FINISH_BY_DEADLINE=1``: a run times its first steps and, if
-it would not finish before the deadline, stops at once without a checkpoint ("skipped: would not
-finish", with the measured seconds per step), and the slice goes on with the next one, which may
-fit. With ``--checkpoint-mib X`` a run whose checkpoint is at most X MiB (small enough to come
-back through that door and to travel with the repository: Figure 4's panels) instead stops at
-the deadline with a checkpoint, as without ``--finish-or-skip``; ``tools/gpu_pack.py`` brings it
-back, it is committed under ``data/checkpoints/paper/``, and the next session resumes it. A run that an earlier session (``--sessions``, default ``data/gpu_sessions``: the
-``slice.json`` files that ``tools/gpu_pack.py unpack`` commits) measured on the same GPU model is
-skipped without starting when its steps at that speed would not finish in the time left ("skipped:
-measured earlier"), so a lent GPU's minutes are not spent probing it again. Either way every run
-that trained records its measured seconds per training step.
+is up to 36 GiB) sets ``RNN_MFT_FINISH_BY_DEADLINE=1`` for each run: it times its first steps
+and, if it would not finish before the deadline, stops at once without a checkpoint ("skipped:
+would not finish", with the measured seconds per step), and the slice goes on with the next one,
+which may fit. With ``--checkpoint-mib X`` a run whose checkpoint is at most X MiB (small enough
+to come back through that door and to travel with the repository: Figure 4's panels) instead
+stops at the deadline with a checkpoint, as without ``--finish-or-skip``; ``tools/gpu_pack.py``
+brings it back, it is committed under ``data/checkpoints/paper/``, and the next session resumes
+it. A run that an earlier session (``--sessions``, default ``data/gpu_sessions``: the
+``slice.json`` files that ``tools/gpu_pack.py unpack`` commits) measured on the same GPU model
+is skipped without starting when its steps at that speed would not finish in the time left
+("skipped: measured earlier"), so a lent GPU's minutes are not spent probing it again. Either
+way every run that trained records its measured seconds per training step.
 
 Results: ``ci``/``paper`` runs go to the results store (``$RNN_MFT_RESULTS``, default
 ``<out>/results``); every profile also writes ``<out>/slice.json`` (per run: its stored name,
@@ -40,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -97,7 +99,6 @@ def label(u: dict, e: dict) -> str:
     """A short readable name of a run (its stored name without the settings hash)."""
     if u["experiment"] == "trainability":
         return f"{'tied' if e['tied'] else 'untied'} {e['arch']} T={','.join(map(str, e['Ts']))}"
-    import re
     return f"{u['experiment']} {re.sub(r'-[0-9a-f]{10}$', '', u['name'])}"
 
 
