@@ -49,8 +49,8 @@ from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stor
 
 __all__ = ["CONFIGS", "DIRECTIONS", "TrainabilityConfig", "VERDICTS", "accuracy_map", "alphas", "comparison", "config",
            "cost", "draw_stored_paper", "ensembles", "groups", "overlay", "paper_note", "region_summary", "region_table",
-           "report", "run", "run_arch", "run_group", "run_one", "run_name", "stored_paper_results", "summaries", "thetas", "units",
-           "verdict", "xi_table"]
+           "report", "run", "run_arch", "run_group", "run_one", "run_name", "stored_paper_results", "summaries",
+           "thetas", "units", "verdict", "xi_table"]
 
 EXPERIMENT = "trainability"
 
