@@ -28,6 +28,11 @@ Timing: ``torch.cuda.synchronize()`` and CUDA events around ``--reps`` timed rep
 ``--cpu-smoke`` runs a tiny version of everything on the CPU (wall-clock timing, numbers labelled
 as a CPU smoke run, not GPU measurements) so that tests can check that the script runs.
 
+``--skip-if-measured DIR`` (what ``tools/gpu_run.sh`` passes by default) measures nothing when
+an earlier lent-GPU session committed a complete benchmark on the same GPU model
+(``DIR/<session>/bench.json``, as ``tools/gpu_pack.py unpack`` writes it), so that later
+sessions spend their minutes on the paper runs; it names that file.
+
     python benchmarks/gpu.py [--quick] [--tf32] [--graphs] [--triton] [--json out.json]
     python benchmarks/gpu.py --cpu-smoke
 """
@@ -123,6 +128,20 @@ def _graphed(arch, n_in, width, B, T, device, members=None):
         return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
 
 
+def measured_before(sessions, gpu: str):
+    """The newest ``<sessions>/<session>/bench.json`` holding a complete GPU benchmark of the GPU
+    model ``gpu`` (not a CPU smoke run, not one stopped by a time limit), or None."""
+    from pathlib import Path
+    for f in sorted(Path(sessions).glob("*/bench.json"), reverse=True):
+        try:
+            d = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if d.get("device") == gpu and d.get("complete") and not d.get("cpu_smoke"):
+            return f
+    return None
+
+
 def main(argv=None) -> int:
     global FUSED_MODE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -138,6 +157,8 @@ def main(argv=None) -> int:
     ap.add_argument("--graphs", action="store_true", help="also try CUDA-graph capture of a fixed-shape step")
     ap.add_argument("--triton", action="store_true", help="also measure the fused Triton LSTM steps (CUDA)")
     ap.add_argument("--json", help="write all rows to this JSON file")
+    ap.add_argument("--skip-if-measured", metavar="DIR",
+                    help="measure nothing if DIR/*/bench.json holds a complete benchmark of this GPU model")
     a = ap.parse_args(argv)
     for name in ("T", "n_in", "reps"):
         if getattr(a, name) < 1:
@@ -154,6 +175,12 @@ def main(argv=None) -> int:
         if not torch.cuda.is_available():
             print("benchmarks/gpu.py: CUDA is not available on this machine; nothing measured "
                   "(run it on a GPU machine, or --cpu-smoke to check that the script runs).")
+            return 0
+        earlier = measured_before(a.skip_if_measured, torch.cuda.get_device_name(0)) if a.skip_if_measured else None
+        if earlier is not None:
+            print(f"benchmarks/gpu.py: {earlier} already holds a complete benchmark of "
+                  f"{torch.cuda.get_device_name(0)}; nothing measured (run without --skip-if-measured to measure "
+                  f"again)")
             return 0
         device = torch.device("cuda")
         widths, batches = ([256], [128]) if a.quick else ([128, 256, 600], [64, 128])
@@ -177,13 +204,14 @@ def main(argv=None) -> int:
     Mt = 4 if a.cpu_smoke else 64
     print(f"T = {T} steps per timed sequence, input size {n_in}; times are per recurrent step (forward + backward)")
 
-    def dump():                      # after every row: a run stopped by a time limit keeps what it measured
+    def dump(complete=False):        # after every row: a run stopped by a time limit keeps what it measured
         if a.json:
             tmp = a.json + ".tmp"
             with open(tmp, "w") as fh:
                 json.dump({"device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(0),
-                           "torch": torch.__version__, "cpu_smoke": a.cpu_smoke, "T": T, "n_in": n_in,
-                           "tf32_measured": bool(a.tf32), "rows": rows}, fh, indent=1)
+                           "torch": torch.__version__, "cpu_smoke": a.cpu_smoke, "quick": a.quick, "T": T,
+                           "n_in": n_in, "tf32_measured": bool(a.tf32), "complete": complete, "rows": rows},
+                          fh, indent=1)
             os.replace(tmp, a.json)
 
     def record(**row):
@@ -298,7 +326,7 @@ def main(argv=None) -> int:
             s_ = r["throughput_vs_sequential_cudnn"]
             print(f"  ensemble of {Mt} {r['arch']} N={r['width']} B={r['batch']}, {variant(r)}: {s_:.1f}x the "
                   f"throughput of {Mt} cuDNN runs one after another (target >= 20): {'PASS' if s_ >= 20 else 'MISS'}")
-    dump()
+    dump(complete=True)
     return 0
 
 

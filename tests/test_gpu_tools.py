@@ -31,7 +31,9 @@ def test_gpu_benchmark_cpu_smoke_runs_and_reports_targets(tmp_path):
     p = _run("benchmarks/gpu.py", "--cpu-smoke", "--reps", "1", "--json", str(tmp_path / "b.json"))
     assert p.returncode == 0, p.stderr[-2000:]
     assert "CPU SMOKE" in p.stdout and "target <= 1.5" in p.stdout and "target >= 20" in p.stdout
-    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    rep = json.loads((tmp_path / "b.json").read_text())
+    assert rep["complete"] is True and rep["cpu_smoke"] is True
+    rows = rep["rows"]
     kinds = {r["kind"] for r in rows}
     assert {"cudnn", "ours", "ensemble"} <= kinds and all(r["us_per_step"] > 0 for r in rows if "us_per_step" in r)
 
@@ -434,6 +436,60 @@ def test_cuda_graphs_switch_is_explicit_about_where_it_cannot_run(monkeypatch):
 def test_graphs_check_without_cuda_exits_3():
     p = _run("tools/gpu_speed_check.py")
     assert p.returncode == 3 and "CUDA is not available" in p.stdout
+
+
+def _sessions(tmp_path, name, reports):
+    """``reports``: {session folder: report} written as ``<tmp>/sessions/<folder>/<name>``."""
+    root = tmp_path / "sessions"
+    for folder, rep in reports.items():
+        (root / folder).mkdir(parents=True)
+        (root / folder / name).write_text(json.dumps(rep))
+    return root
+
+
+def _fake_gpu(monkeypatch, name="NVIDIA H200"):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: name)
+
+
+def test_benchmark_is_skipped_where_a_committed_session_benchmarked_this_gpu(tmp_path, monkeypatch, script,
+                                                                           capsys):
+    bench = script("benchmarks/gpu.py")
+    root = _sessions(tmp_path, "bench.json", {
+        "2026-01-01T000000Z": {"device": "NVIDIA H200", "complete": True, "cpu_smoke": False, "rows": []},
+        "2026-01-02T000000Z": {"device": "NVIDIA H200", "complete": False, "cpu_smoke": False, "rows": []},
+        "2026-01-03T000000Z": {"device": "NVIDIA A100", "complete": True, "cpu_smoke": False, "rows": []},
+        "2026-01-04T000000Z": {"device": "cpu", "complete": True, "cpu_smoke": True, "rows": []}})
+    assert bench.measured_before(root, "NVIDIA H200") == root / "2026-01-01T000000Z" / "bench.json"
+    assert bench.measured_before(root, "NVIDIA A100").parent.name == "2026-01-03T000000Z"
+    assert bench.measured_before(root, "NVIDIA H100") is None       # another model: measure
+    assert bench.measured_before(tmp_path / "none", "NVIDIA H200") is None
+    _fake_gpu(monkeypatch)
+    monkeypatch.setattr(bench, "Timer", lambda *a: pytest.fail("measured although benchmarked before"))
+    assert bench.main(["--quick", "--skip-if-measured", str(root), "--json", str(tmp_path / "b.json")]) == 0
+    assert "2026-01-01T000000Z/bench.json already holds a complete benchmark of NVIDIA H200" in capsys.readouterr().out
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_speed_check_is_reused_only_for_the_same_gpu_torch_and_library_code(tmp_path, monkeypatch, script):
+    gc = script("tools/gpu_speed_check.py")
+    lib = gc.library_hash()
+    assert len(lib) == 64 and gc.library_hash() == lib
+    same = {"device": "NVIDIA H200", "torch": torch.__version__, "library_hash": lib, "ran": True,
+            "chosen": ["graphs"]}
+    root = _sessions(tmp_path, "speed.json", {
+        "2026-01-01T000000Z": same,
+        "2026-01-02T000000Z": dict(same, library_hash="0" * 64, chosen=["graphs", "triton"]),   # other code
+        "2026-01-03T000000Z": dict(same, ran=False, chosen=[])})                             # a check failed
+    assert gc.earlier_check(root, "NVIDIA H200", torch.__version__, lib)[0].parent.name == "2026-01-01T000000Z"
+    assert gc.earlier_check(root, "NVIDIA H200", "0.0", lib) is None
+    assert gc.earlier_check(root, "NVIDIA A100", torch.__version__, lib) is None
+    _fake_gpu(monkeypatch)
+    monkeypatch.setattr(gc, "_fit_pair", lambda *a, **k: pytest.fail("checked although checked before"))
+    env, out = tmp_path / "speed.env", tmp_path / "speed.json"
+    assert gc.main(["--reuse", str(root), "--env-file", str(env), "--json", str(out)]) == 0
+    assert env.read_text() == "export RNN_MFT_CUDA_GRAPHS=1\n"
+    assert json.loads(out.read_text())["reused_from"].endswith("2026-01-01T000000Z/speed.json")
 
 
 def test_graphs_agreement_check_detects_a_difference(monkeypatch, script):

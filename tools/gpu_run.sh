@@ -3,9 +3,11 @@
 # (and Triton) but no internet and perhaps not every package; made for a briefly lent GPU whose
 # disk is gone after the call and whose output folder ($OUT) brings back only a few files:
 #   1. setup: what is missing is installed from ./wheels without an index (numpy and torch needed)
-#   2. benchmarks/gpu.py (--bench quick: the targets' shapes; TF32, CUDA graphs, fused steps) -> bench.*
+#   2. benchmarks/gpu.py (--bench auto: the targets' shapes, with TF32, CUDA graphs and fused
+#      steps, unless an earlier session in data/gpu_sessions benchmarked this GPU model) -> bench.*
 #   2b. tools/gpu_speed_check.py: CUDA graphs and the fused Triton LSTM steps, each checked
-#      against the ordinary path, then timed; the slice runs with the fastest that passed -> speed.*
+#      against the ordinary path, then timed; the slice runs with the fastest that passed (an
+#      earlier session's check of this GPU, torch and library code is reused) -> speed.*
 #   3. tools/gpu_slice.py: the paper profile's runs, ensemble by ensemble (Figures 6 and 2, then 1,
 #      Table 2, Figure 4; what data/results holds already is not trained again), until the
 #      budget; finish or skip (an ensemble that would not finish is skipped, nothing saved; one
@@ -19,11 +21,12 @@
 # that fails is recorded in steps.txt and the next one still runs. Back here:
 #   python tools/gpu_pack.py unpack <the returned folder>      # checks hashes, writes data/...
 #
-#   tools/gpu_run.sh [--budget-min 9] [--bench quick|full|none] [--no-speed-check] [--no-estimate]
+#   tools/gpu_run.sh [--budget-min 9] [--bench auto|quick|full|none] [--no-speed-check] [--no-estimate]
 #                    [--keep-checkpoints] [--mirror PATH] [--smoke]
 #
 # --budget-min: minutes for the whole script (default 9; a lent GPU call may last 10).
-# --bench full: the whole sweep (widths 128-600, ensembles of 1-256); none: skip it.
+# --bench quick: measure even if measured before; full: the whole sweep (widths 128-600,
+# ensembles of 1-256); none: skip it.
 # --no-speed-check: skip step 2b (the slice then uses whatever RNN_MFT_CUDA_GRAPHS and
 # RNN_MFT_TRITON the caller exported, e.g. what an earlier session's check chose).
 # --keep-checkpoints: stop a run at the budget with a checkpoint (a machine whose disk stays)
@@ -39,7 +42,7 @@ cd "$(dirname "$0")/.." || exit 2
 
 BUDGET=9
 SMOKE=0
-BENCH=quick
+BENCH=auto
 ESTIMATE=1
 SPEED=1
 KEEP=0
@@ -47,21 +50,21 @@ MIRROR="${RNN_MFT_MIRROR:-}"
 while [ $# -gt 0 ]; do
     case "$1" in
         --budget-min) BUDGET="${2:?--budget-min needs a number of minutes}"; shift 2 ;;
-        --bench) BENCH="${2:?--bench needs quick, full or none}"; shift 2 ;;
+        --bench) BENCH="${2:?--bench needs auto, quick, full or none}"; shift 2 ;;
         --quick) BENCH=quick; shift ;;
         --no-estimate) ESTIMATE=0; shift ;;
         --no-speed-check) SPEED=0; shift ;;
         --keep-checkpoints) KEEP=1; shift ;;
         --mirror) MIRROR="${2:?--mirror needs a folder}"; shift 2 ;;
         --smoke) SMOKE=1; shift ;;
-        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
-        *) echo "gpu_run.sh: unknown argument '$1' (allowed: --budget-min N, --bench quick|full|none," \
+        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+        *) echo "gpu_run.sh: unknown argument '$1' (allowed: --budget-min N, --bench auto|quick|full|none," \
                 "--no-speed-check, --no-estimate, --keep-checkpoints, --mirror PATH, --smoke)" >&2
            exit 2 ;;
     esac
 done
 case "$BUDGET" in ''|*[!0-9.]*|*.*.*) echo "gpu_run.sh: --budget-min=$BUDGET; allowed: a positive number" >&2; exit 2 ;; esac
-case "$BENCH" in quick|full|none) ;; *) echo "gpu_run.sh: --bench=$BENCH; allowed: quick, full, none" >&2; exit 2 ;; esac
+case "$BENCH" in auto|quick|full|none) ;; *) echo "gpu_run.sh: --bench=$BENCH; allowed: auto, quick, full, none" >&2; exit 2 ;; esac
 
 START=$(date +%s)
 DEADLINE=$(awk -v s="$START" -v b="$BUDGET" 'BEGIN { printf "%d", s + 60 * b }')
@@ -154,9 +157,11 @@ if [ "$BENCH" = none ]; then
 elif [ "$SMOKE" = 1 ]; then
     step bench bench.txt "$(min 120 $(( $(left) - RESERVE )))" "$PYTHON" benchmarks/gpu.py --cpu-smoke --reps 1 \
         --json "$STAGE/bench.json"
-elif [ "$BENCH" = quick ]; then
+elif [ "$BENCH" = quick ] || [ "$BENCH" = auto ]; then
+    SKIP=()
+    [ "$BENCH" = auto ] && SKIP=(--skip-if-measured data/gpu_sessions)
     step bench bench.txt "$(min 180 $(( $(left) - RESERVE )))" "$PYTHON" benchmarks/gpu.py --quick --tf32 --graphs --triton \
-        --reps 5 --json "$STAGE/bench.json"
+        --reps 5 --json "$STAGE/bench.json" "${SKIP[@]}"
 elif [ "$BENCH" = full ]; then
     step bench bench.txt "$(( $(left) / 3 ))" "$PYTHON" benchmarks/gpu.py --tf32 --graphs --triton --json "$STAGE/bench.json"
 fi
@@ -170,7 +175,7 @@ if [ "$GSECS" -gt 5 ]; then
     echo "== speed (at most ${GSECS} s): tools/gpu_speed_check.py"
     t0=$(date +%s)
     timeout --signal=TERM --kill-after=15 "$GSECS" "$PYTHON" tools/gpu_speed_check.py --json "$STAGE/speed.json" \
-        --env-file "$STAGE/speed.env" 2>&1 | tee "$STAGE/speed.txt"
+        --env-file "$STAGE/speed.env" --reuse data/gpu_sessions 2>&1 | tee "$STAGE/speed.txt"
     rc=${PIPESTATUS[0]}
     note="plain path for the slice"
     if [ "$rc" = 0 ] && [ -s "$STAGE/speed.env" ]; then

@@ -20,7 +20,13 @@ The fastest passing combination is printed and, with ``--env-file``, written the
 choice may be the plain path), 1 when a check failed to run, 3 without CUDA (nothing measured).
 ``tools/gpu_run.sh`` sources the file before the paper slice.
 
+``--reuse DIR`` (what ``tools/gpu_run.sh`` passes) checks nothing when an earlier lent-GPU
+session committed a check (``DIR/<session>/speed.json``) made on the same GPU model with the same
+torch and the same library code (a SHA-256 of every ``rnn_mft`` source file, ``library_hash``):
+its choice is written to ``--env-file`` and named. Any change to the library checks again.
+
     python tools/gpu_speed_check.py [--json out.json] [--env-file speed.env] [--steps 4] [--timed 3]
+                                    [--reuse data/gpu_sessions]
 """
 from __future__ import annotations
 
@@ -105,6 +111,35 @@ def _time_steps(device, arch: str, members_per_T: int, Ts, width: int, batch: in
     return statistics.median(np.diff(marks[1:]))          # steps 2.. (the first includes the capture)
 
 
+def library_hash() -> str:
+    """SHA-256 of every source file of the installed ``rnn_mft`` (relative path and contents, in
+    path order): what a speed check's verdict depends on besides the GPU and torch."""
+    import hashlib
+    from pathlib import Path
+
+    import rnn_mft
+    root = Path(rnn_mft.__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def earlier_check(sessions, gpu: str, torch_version: str, lib: str):
+    """``(path, report)`` of the newest ``<sessions>/<session>/speed.json`` made on the GPU model
+    ``gpu`` with ``torch_version`` and library hash ``lib`` whose checks all ran, or None."""
+    from pathlib import Path
+    for f in sorted(Path(sessions).glob("*/speed.json"), reverse=True):
+        try:
+            rep = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if (rep.get("device") == gpu and rep.get("torch") == torch_version and rep.get("library_hash") == lib
+                and rep.get("ran") and "chosen" in rep):
+            return f, rep
+    return None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", help="write the report here")
@@ -114,6 +149,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rtol-fused", type=float, default=1e-4, help="fused steps: largest relative difference (1e-4)")
     ap.add_argument("--timed", type=int, default=3, help="timed steps of the paper-scale ensemble (default 3)")
     ap.add_argument("--no-timing", action="store_true", help="only the agreement checks")
+    ap.add_argument("--reuse", metavar="DIR",
+                    help="check nothing if DIR/*/speed.json holds a check of this GPU, torch and library code")
     a = ap.parse_args(argv)
     if a.steps < 1 or a.timed < 1 or not (a.rtol >= 0 and a.rtol_fused >= 0):
         ap.error(f"--steps={a.steps} --timed={a.timed} --rtol={a.rtol} --rtol-fused={a.rtol_fused}; "
@@ -125,7 +162,22 @@ def main(argv=None) -> int:
         return 3
     from rnn_mft.nets import _triton
     dev = torch.device("cuda")
-    rep = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "checks": [], "timing": {}}
+    rep = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "library_hash": library_hash(),
+           "checks": [], "timing": {}}
+    found = earlier_check(a.reuse, rep["device"], rep["torch"], rep["library_hash"]) if a.reuse else None
+    if found is not None:
+        path, old = found
+        best = tuple(old["chosen"])
+        if a.env_file and best:
+            with open(a.env_file, "w") as fh:
+                fh.write("".join(f"export {OPTIONS[o]}=1\n" for o in best))
+        if a.json:
+            with open(a.json, "w") as fh:
+                json.dump(dict(old, reused_from=str(path)), fh, indent=1)
+        print(f"gpu_speed_check.py: {path} checked this GPU ({rep['device']}), torch and library code already; "
+              f"not checked again. speed options: "
+              + (" ".join(f"{OPTIONS[o]}=1" for o in best) if best else "none (the plain path)"))
+        return 0
     passed = {"graphs": True, "triton": _triton._load() is not None}
     ran = True
     if not passed["triton"]:
@@ -163,7 +215,7 @@ def main(argv=None) -> int:
                   + (f" (x{t[()] / t[c]:.2f} of plain)" if () in t and c else ""), flush=True)
         if t:
             best = min(t, key=t.get)
-    rep["passed"], rep["chosen"] = passed, list(best)
+    rep["passed"], rep["chosen"], rep["ran"] = passed, list(best), ran
     if a.env_file and best:
         with open(a.env_file, "w") as fh:
             fh.write("".join(f"export {OPTIONS[o]}=1\n" for o in best))
