@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from rnn_mft import train
-from rnn_mft.experiments import show_stored_paper
-from rnn_mft.experiments.training import sequence_length, trainability, training_curves, unrolled
-from rnn_mft.experiments.training._common import StoredPaper, paper_note, short_name
+pytest.importorskip("matplotlib", reason="the chapters' drawing needs the plot extra")
+pytest.importorskip("IPython", reason="the chapters' sections display through IPython (the book extra)")
+
+from rnn_mft import train  # noqa: E402
+from rnn_mft.experiments import show_stored_paper  # noqa: E402
+from rnn_mft.experiments.training import sequence_length, trainability, training_curves, unrolled  # noqa: E402
+from rnn_mft.experiments.training._common import StoredPaper, paper_note, short_name  # noqa: E402
 
 torch.set_num_threads(1)
 
