@@ -325,7 +325,7 @@ def test_gpu_slice_checkpoints_at_the_deadline_a_run_whose_checkpoint_can_come_b
     import time
 
     from rnn_mft.train import engine
-    from rnn_mft.train.ensembles import checkpoint_bytes
+    from rnn_mft.train.ensembles import checkpoint_bytes_of
     gpu_slice = script("tools/gpu_slice.py")
 
     class Clock:                                          # 20 s per reading, starting now
@@ -345,8 +345,7 @@ def test_gpu_slice_checkpoints_at_the_deadline_a_run_whose_checkpoint_can_come_b
     monkeypatch.setenv("RNN_MFT_FINISH_BY_DEADLINE", "")
     args = ["--budget-min", "1", "--profile", "smoke", "--experiments", "training_curves", "--finish-or-skip"]
     plan = gpu_slice.plan("smoke", ["training_curves"])
-    ck_mib = max(checkpoint_bytes(e["arch"], e["n_in"], e["width"], e["n_out"], e["lengths"], not e["tied"],
-                                  e["optimizer"], e["steps"]) for _, _, e in plan) / 2**20
+    ck_mib = max(checkpoint_bytes_of(e) for _, _, e in plan) / 2**20
     # too small a limit: finish or skip, nothing saved
     monkeypatch.setattr(engine, "_clock", Clock())
     assert gpu_slice.main(args + ["--out", str(tmp_path / "a"), "--checkpoint-mib", str(ck_mib / 2)]) == 0

@@ -34,6 +34,7 @@ import sys
 import time
 
 from rnn_mft.experiments.training import sequence_length, trainability, training_curves, unrolled
+from rnn_mft.train.ensembles import checkpoint_bytes_of
 
 EXPERIMENTS = {"Figure 1 (sequence_length)": sequence_length, "Figures 2 and 6 (trainability)": trainability,
                "Figure 4 (training_curves)": training_curves, "Table 2 (unrolled)": unrolled}
@@ -94,12 +95,6 @@ def time_training_step(e: dict, device, warmup: int, timed: int) -> float:
     return statistics.median(times)
 
 
-def _ckpt_bytes(e: dict) -> int:
-    from rnn_mft.train.ensembles import checkpoint_bytes
-    return checkpoint_bytes(e["arch"], e["n_in"], e["width"], e["n_out"], e["lengths"], not e["tied"],
-                            e["optimizer"], e["steps"])
-
-
 #: what can come back from a lent GPU (tools/gpu_pack.py's payload), and what we commit
 RETURN_BYTES, COMMIT_BYTES = 60 * 2**20, 50 * 2**20
 
@@ -114,7 +109,7 @@ def checkpoints(profile: str, out=print) -> dict:
         out(fig)
         rows = []
         for e in ensembles_of(exp, profile):
-            b = _ckpt_bytes(e)
+            b = checkpoint_bytes_of(e)
             rows.append(dict(name=e["name"], members=e["members"], bytes=b, returns=b <= RETURN_BYTES,
                              commits=b <= COMMIT_BYTES))
             out(f"  {e['name']:<44s} M={e['members']:<4d} {format_bytes(b):>10s}  "
@@ -148,7 +143,7 @@ def measure(profile: str, warmup: int, timed: int, only=None, out=print) -> dict
             mem = e.get("bytes", {}).get("total")
             rows.append(dict(name=e["name"], members=e["members"], T_max=max(e["lengths"]), steps=e["steps"],
                              s_per_training_step=s, ms_per_sequential_step=1e3 * s / max(e["lengths"]),
-                             minutes=m, estimated_bytes=mem, checkpoint_bytes=_ckpt_bytes(e)))
+                             minutes=m, estimated_bytes=mem, checkpoint_bytes=checkpoint_bytes_of(e)))
             out(f"  {e['name']:<44s} M={e['members']:<4d} T_max={max(e['lengths']):<5d} {1e3 * s:9.1f} ms/step "
                 f"({1e3 * s / max(e['lengths']):.3f} ms per sequential step) x {e['steps']} steps = {m:8.1f} min"
                 + (f"  (memory estimate {format_bytes(mem)})" if mem else ""))

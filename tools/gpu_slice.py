@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -99,7 +98,8 @@ def label(u: dict, e: dict) -> str:
     """A short readable name of a run (its stored name without the settings hash)."""
     if u["experiment"] == "trainability":
         return f"{'tied' if e['tied'] else 'untied'} {e['arch']} T={','.join(map(str, e['Ts']))}"
-    return f"{u['experiment']} {re.sub(r'-[0-9a-f]{10}$', '', u['name'])}"
+    from rnn_mft.experiments.training._common import short_name
+    return f"{u['experiment']} {short_name(u['name'])}"
 
 
 def measured_speeds(sessions: Path, gpu: str | None) -> dict:
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     import torch
 
     from rnn_mft.train import BudgetExhausted, ResultsStore
-    from rnn_mft.train.ensembles import checkpoint_bytes, format_bytes
+    from rnn_mft.train.ensembles import checkpoint_bytes_of, format_bytes
     from rnn_mft.train.jobenv import environ
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     gpu = torch.cuda.get_device_name(0) if dev == "cuda" else None
@@ -190,8 +190,7 @@ def main(argv=None) -> int:
             print(f"stored already: {name}", flush=True)
             report.append(dict(base, status="stored"))
             continue
-        ck = checkpoint_bytes(e["arch"], e["n_in"], e["width"], e["n_out"], e["lengths"], not e["tied"],
-                              e["optimizer"], e["steps"])
+        ck = checkpoint_bytes_of(e)
         # finish or skip, unless the run's checkpoint is small enough to come back and travel
         skip_mode = a.finish_or_skip and ck > a.checkpoint_mib * 2**20
         base.update(checkpoint_bytes=ck, mode="finish or skip" if skip_mode else "checkpoint at the deadline")

@@ -27,7 +27,7 @@ from typing import Sequence
 
 from ..theory.theta import ARCHS, check_arch
 
-__all__ = ["ensemble_bytes", "checkpoint_bytes", "split_by_memory", "format_bytes"]
+__all__ = ["ensemble_bytes", "checkpoint_bytes", "checkpoint_bytes_of", "split_by_memory", "format_bytes"]
 
 _OPT_STATE = {"adam": 2, "sgd": 1, "rmsprop": 1}
 
@@ -88,6 +88,13 @@ def checkpoint_bytes(arch: str, n_in: int, width: int, n_out: int, lengths: Sequ
     values per member and step, at most ``steps``). The test suite checks it against real files."""
     b = ensemble_bytes(arch, n_in, width, n_out, lengths, 1, untied, optimizer, eval_batch_size=1)
     return int(b["params"] + b["optimizer"] + 3 * 8 * len(lengths) * int(steps))
+
+
+def checkpoint_bytes_of(e: dict) -> int:
+    """:func:`checkpoint_bytes` of an ensemble described as the experiments' ``ensembles(cfg)``
+    list them (keys ``arch, n_in, width, n_out, lengths, tied, optimizer, steps``)."""
+    return checkpoint_bytes(e["arch"], e["n_in"], e["width"], e["n_out"], e["lengths"], not e["tied"],
+                            e["optimizer"], e["steps"])
 
 
 def split_by_memory(Ts: Sequence[int], members_per_T: int, bytes_of, budget: float) -> list[list[int]]:

@@ -30,8 +30,8 @@ from ..protocol import PROFILES, Config, doc
 from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
 __all__ = ["CONFIGS", "INITS", "SequenceLengthConfig", "accuracy", "comparison", "config", "cost", "draw_stored_paper",
-           "ensembles", "groups", "inits", "paper_note", "report", "run", "run_group", "run_one", "run_name", "stored_paper_results",
-           "theory_table", "units"]
+           "ensembles", "groups", "inits", "paper_note", "report", "run", "run_group", "run_one", "run_name",
+           "stored_paper_results", "theory_table", "units"]
 
 EXPERIMENT = "sequence_length"
 INITS = ("standard", "critical", "chrono")

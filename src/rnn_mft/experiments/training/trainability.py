@@ -321,10 +321,9 @@ def accuracy_map(results: dict, Ts=None) -> np.ndarray:
     """Training accuracy ``(len(Ts), n_alpha)``; NaN where a member diverged. Rows in the order of
     ``results``, or of ``Ts`` when given, with NaN rows for lengths ``results`` lacks (stored
     paper-scale results that exist only in part)."""
-    rows = [np.asarray(r.final["eval_acc"], float) for r in results.values()]
     if Ts is None:
-        return np.array(rows)
-    width = len(rows[0]) if rows else 0
+        return np.array([np.asarray(r.final["eval_acc"], float) for r in results.values()])
+    width = len(next(iter(results.values())).final["eval_acc"]) if results else 0
     return np.array([np.asarray(results[T].final["eval_acc"], float) if T in results else np.full(width, np.nan)
                      for T in Ts])
 
