@@ -67,6 +67,7 @@ def test_gpu_slice_driver_at_smoke_size(tmp_path, monkeypatch, script):
     assert set(rep[0]["final_acc"]) == {"2", "5"}
     prov = json.loads((tmp_path / "provenance.json").read_text())
     assert prov["budget_min"] == 30 and prov["end"] and prov["torch"] == torch.__version__ and "git_commit" in prov
+    assert isinstance(prov["git_changed_files"], list) or prov["git_changed_files"] == "unknown"
     # a spent budget starts nothing
     assert gpu_slice.main(["--budget-min", "1e-9", "--profile", "smoke", "--out", str(tmp_path / "b"),
                            "--archs", "gru", "--experiments", "trainability"]) == 0

@@ -50,6 +50,30 @@ def test_optimizers_match_torch_optim(kind, ref):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("kind", ["adam", "rmsprop", "sgd"])
+def test_optimizer_keeps_every_tensor_on_the_parameters_device(kind, monkeypatch):
+    """The fused Adam kernel takes its step count as a tensor, which must sit on the parameters'
+    device (a CPU one failed every CUDA step on an H200). Checked without a GPU: parameters on
+    torch's meta device, and the fused kernel replaced by one that refuses mixed devices."""
+    from rnn_mft.train import optim
+    seen = []
+
+    def fused(*lists, **kw):
+        devs = {t.device for group in lists for t in group}
+        seen.append(devs)
+        assert devs == {torch.device("meta")}, f"fused Adam got tensors on {devs}"
+
+    monkeypatch.setattr(optim, "_FUSED_ADAM", fused)
+    ps = [torch.zeros(3, 4, device="meta", requires_grad=True), torch.zeros(3, device="meta", requires_grad=True)]
+    opt = train.MemberOptimizer(ps, kind, lr=1e-3, members=3)
+    for _ in range(2):
+        for p in ps:
+            p.grad = torch.ones_like(p)
+        opt.step()
+    assert all(v.device.type == "meta" for st in opt.state for v in st.values())
+    assert len(seen) == (4 if kind == "adam" else 0)
+
+
 def test_per_member_clipping_matches_single():
     torch.manual_seed(0)
     singles = [_model(seed=s) for s in range(3)]

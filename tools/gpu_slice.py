@@ -55,6 +55,20 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _git_changes() -> dict:
+    """What the working tree changes against the commit (tracked files only): the files and a
+    SHA-256 of ``git diff HEAD``, so that a session run from an uncommitted tree says so."""
+    import hashlib
+    here = Path(__file__).resolve().parent
+    try:
+        files = subprocess.run(["git", "diff", "HEAD", "--name-only"], capture_output=True, text=True, check=True,
+                               cwd=here).stdout.split()
+        diff = subprocess.run(["git", "diff", "HEAD"], capture_output=True, check=True, cwd=here).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {"git_changed_files": "unknown"}
+    return {"git_changed_files": files, "git_diff_sha256": hashlib.sha256(diff).hexdigest() if files else None}
+
+
 def _write(path: Path, obj) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(obj, indent=1, default=str))
@@ -174,7 +188,7 @@ def main(argv=None) -> int:
     from rnn_mft.train.jobenv import environ
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     gpu = torch.cuda.get_device_name(0) if dev == "cuda" else None
-    prov = {"git_commit": _git_commit(), "device": dev, "gpu": gpu, "torch": torch.__version__,
+    prov = {"git_commit": _git_commit(), **_git_changes(), "device": dev, "gpu": gpu, "torch": torch.__version__,
             "profile": a.profile, "budget_min": a.budget_min, "finish_or_skip": a.finish_or_skip,
             "checkpoint_mib": a.checkpoint_mib,
             "experiments": list(a.experiments), "results_store": os.environ["RNN_MFT_RESULTS"],

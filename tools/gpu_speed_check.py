@@ -72,7 +72,11 @@ def _fit_pair(arch: str, untied: bool, device, steps: int, rtol: float, option: 
     (a, pa), (b, pb) = out[False], out[True]
     diffs = {k: float(np.nanmax(np.abs(a.curves[k] - b.curves[k]) / (np.abs(a.curves[k]) + 1e-30)))
              for k in ("train_loss", "eval_loss", "grad_norm")}
-    diffs["parameters"] = max(float(np.max(np.abs(x - y) / (np.abs(x) + 1e-12))) for x, y in zip(pa, pb))
+    # parameters: largest difference relative to the tensor's scale (its largest entry), as
+    # tests/test_triton.py holds the fused steps; entry by entry, an entry near 0 turns a 1e-8
+    # rounding difference into a relative 1e-4 (the first H200 session failed on exactly that)
+    diffs["parameters"] = max(float(np.max(np.abs(x - y)) / max(float(np.max(np.abs(x))), 1e-30))
+                              for x, y in zip(pa, pb))
     worst = max(diffs.values())
     key, want = ("cuda_graphs", "on") if option == "graphs" else ("fused_lstm_steps", "triton")
     return {"option": option, "arch": arch, "untied": untied, "note": b.meta.get(key), "max_rel_diff": diffs,

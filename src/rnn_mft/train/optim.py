@@ -120,6 +120,7 @@ class MemberOptimizer:
         """One update. ``active`` (bool per member) freezes members marked False (e.g. diverged)."""
         self.step_count += 1
         t = self.step_count
+        steps: dict = {}                     # the fused kernel's step count, one tensor per device
         for p, st in zip(self.params, self.state):
             g = p.grad
             if g is None:
@@ -143,12 +144,16 @@ class MemberOptimizer:
                     p.sub_(g * lr)
             elif self.kind == "adam":
                 b1, b2 = self.betas
-                m = st.setdefault("exp_avg", torch.zeros_like(p))
-                v = st.setdefault("exp_avg_sq", torch.zeros_like(p))
+                if "exp_avg" not in st:
+                    st["exp_avg"], st["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
+                m, v = st["exp_avg"], st["exp_avg_sq"]
                 if isinstance(lr, float) and _FUSED_ADAM is not None and not frozen and p.dtype == torch.float32:
                     # the same update in one fused pass (torch's own fused Adam kernel), ~10x faster
-                    # on the large untied parameters
-                    _FUSED_ADAM([p], [g], [m], [v], [], [torch.tensor(float(t))], lr=lr, beta1=b1, beta2=b2,
+                    # on the large untied parameters. Its step count must be on the parameters'
+                    # device: a CPU tensor fails every CUDA step (seen on an H200, 2026-12-04)
+                    if p.device not in steps:
+                        steps[p.device] = torch.tensor(float(t), device=p.device)
+                    _FUSED_ADAM([p], [g], [m], [v], [], [steps[p.device]], lr=lr, beta1=b1, beta2=b2,
                                 weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
                     continue
                 m.lerp_(g, 1 - b1)
@@ -160,7 +165,9 @@ class MemberOptimizer:
                 else:
                     p.sub_(m / denom * (lr / bc1))
             else:  # rmsprop
-                sq = st.setdefault("square_avg", torch.zeros_like(p))
+                if "square_avg" not in st:
+                    st["square_avg"] = torch.zeros_like(p)
+                sq = st["square_avg"]
                 sq.mul_(self.alpha).addcmul_(g, g, value=1 - self.alpha)
                 avg = sq.sqrt().add_(self.eps)
                 if isinstance(lr, float):
