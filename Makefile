@@ -1,6 +1,14 @@
 # rnn_mft: the mean-field theory of LSTMs and GRUs, and the book that reproduces the paper.
-#   make book            set up, execute every chapter (PROFILE=ci), render the HTML
+#   make setup           create .venv and install the library with every extra (idempotent)
 #   make test            set up, run the test suite
+#   make test-kernels    the files that compute with torch, under its default and AVX2 CPU kernels
+#   make book            set up, execute every chapter (PROFILE=ci), render the HTML
+#   make chapter CH=...  execute and render one chapter (PROFILE=smoke|ci|paper)
+#   make figures         redraw every figure from the results store, without training
+#   make reproduce       train every run of a profile (default paper; EXECUTOR, BUDGET_MIN), then the book
+#   make bench           every benchmark under benchmarks/
+#   make browser-check   headless Chromium over the built book
+#   make clean           remove the build folder and caches
 # See README.md for profiles, GPU use and local data.
 
 PYTHON      ?= python3
@@ -17,10 +25,10 @@ PYTEST_ARGS ?=
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup test book chapter figures reproduce bench browser-check clean help
+.PHONY: setup test test-kernels book chapter figures reproduce bench browser-check clean help
 
 help:
-	@sed -n '2,5p' Makefile
+	@sed -n '2,13p' Makefile
 
 # Idempotent: re-runs pip only when pyproject.toml changed since the last setup.
 setup: $(STAMP)
@@ -35,6 +43,9 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-kernels: setup
+	PYTHON=$(BIN)/python BUILD=$(BUILD) bash tools/test_kernels.sh
 
 book: setup
 	$(BIN)/python tools/build_book.py --profile $(PROFILE) --build $(BUILD)
