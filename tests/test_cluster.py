@@ -14,6 +14,7 @@ import subprocess
 import time
 
 import numpy as np
+import torch
 import pytest
 
 from rnn_mft import train
@@ -132,9 +133,17 @@ def test_inline_executor_fills_the_store_the_chapter_reads(where, monkeypatch):
 
 
 def test_local_executor_two_processes_equals_inline_and_reports_a_raising_run(where, monkeypatch):
+    """Bitwise equality needs the same arithmetic: one torch thread inline and in every worker
+    (another thread count splits the products' reductions differently, e.g. under AVX-512)."""
     units = collect_runs("smoke", [SMALL])
     monkeypatch.setenv("RNN_MFT_RESULTS", str(where / "inline"))
-    execute("smoke", "inline", units=units, log=lambda *a, **k: None)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")                  # the workers (the executor keeps a set value)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        execute("smoke", "inline", units=units, log=lambda *a, **k: None)
+    finally:
+        torch.set_num_threads(threads)
     inline = train.ResultsStore(where / "inline", readonly=True)
     monkeypatch.setenv("RNN_MFT_RESULTS", str(where / "local"))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)

@@ -51,7 +51,7 @@ def test_estimate_measures_the_experiments_ensembles_on_cpu(tmp_path):
     q = _run("tools/estimate_paper.py")
     assert q.returncode == 0 and "ESTIMATE, not a measurement" in q.stdout
     bad = _run("tools/estimate_paper.py", "--measure", "--profile", "huge")
-    assert bad.returncode == 2 and "--profile='huge'; allowed: smoke, ci, paper" in bad.stderr
+    assert bad.returncode == 2 and "--profile='huge'; allowed: smoke, ci, cpu, paper" in bad.stderr
 
 
 def test_gpu_slice_driver_at_smoke_size(tmp_path, monkeypatch, script):
@@ -133,7 +133,7 @@ def test_gpu_slice_skips_without_starting_a_run_measured_too_slow_on_this_gpu(tm
     rep = json.loads((tmp_path / "o" / "slice.json").read_text())
     assert rep[0]["run"] == name and rep[0]["status"].startswith("skipped: measured earlier (1e+06 s per step on "
                                                                  "NVIDIA H200, session 2026-01-01T000000Z)")
-    assert rep[0]["projected_s"] == pytest.approx(1.15 * 1e6 * plan[0][2]["steps"])
+    assert rep[0]["projected_s"] == pytest.approx(1.15 * 1e6 * plan[0][2]["steps"])   # 2 products: rel 1e-6 >> u64
 
 
 def test_tf32_option_is_explicit_and_off_by_default():
@@ -178,7 +178,7 @@ def test_gpu_run_smoke_returns_everything_within_the_device_limits_and_unpacks(t
     stored = sorted((tmp_path / "store" / "results").rglob("*.*"))
     from rnn_mft.cluster import collect_runs
     n_runs = sum(u["experiment"] != "critical_init_your_model" for u in collect_runs("smoke"))
-    assert len(stored) == 2 * n_runs                      # every run of Figures 6, 2, 1, Table 2, 4: .json + .npz
+    assert len(stored) == 3 * n_runs      # every run of Figures 6, 2, 1, Table 2, 4: .json, .npz, .manifest
     repo = tmp_path / "repo"
     written = gp.unpack(tmp_path / "out", repo)
     for f in stored:
@@ -192,17 +192,30 @@ def test_gpu_run_smoke_returns_everything_within_the_device_limits_and_unpacks(t
     assert gp.unpack(tmp_path / "out", repo) == []       # again: everything is already there
 
 
+def sound_result(root: Path, run: str = "run-a", seed: int = 0) -> list[Path]:
+    """Store a result of ``paper/exp/<run>`` under ``root`` (what unpack verifies); its files."""
+    curves = {"train_loss": np.random.default_rng(seed).random((50, 2))}
+    train.ResultsStore(root, readonly=False).save("paper", "exp", run, train.RunResult(curves, {"seed": seed}))
+    return sorted((root / "paper" / "exp").glob(f"{run}.*"))
+
+
+def sound_checkpoint(path: Path, step: int, nbytes: int = 1000, settings: dict | None = None, seed: int = 0) -> bytes:
+    """Write a checkpoint (rnn_mft.train.checkpoint) at ``step`` holding ``nbytes`` random bytes; its bytes."""
+    from rnn_mft.train.checkpoint import save_checkpoint
+    blob = torch.from_numpy(np.frombuffer(np.random.default_rng(seed).bytes(nbytes), dtype=np.uint8).copy())
+    save_checkpoint(path, settings or {"run": "b"}, {"step": step, "blob": blob})
+    return path.read_bytes()
+
+
 def _stage(tmp_path, ckpt_sizes=(1000, 200_000, 3_000_000)):
-    rng = np.random.default_rng(0)
     stage = tmp_path / "stage"
     (stage / "results" / "paper" / "exp").mkdir(parents=True)
     (stage / "checkpoints" / "paper" / "exp").mkdir(parents=True)
     (stage / "steps.txt").write_text("bench rc=0 wall_s=1\n")
     (stage / "provenance.json").write_text(json.dumps({"start": "2026-01-02T03:04:05Z"}))
-    (stage / "results" / "paper" / "exp" / "run-a.json").write_text('{"a": 1}')
-    (stage / "results" / "paper" / "exp" / "run-a.npz").write_bytes(rng.bytes(5000))
+    sound_result(stage / "results")
     for i, n in enumerate(ckpt_sizes):
-        (stage / "checkpoints" / "paper" / "exp" / f"c{i}.pt").write_bytes(rng.bytes(n))
+        sound_checkpoint(stage / "checkpoints" / "paper" / "exp" / f"c{i}.pt", 1, n, seed=i)
     return stage
 
 
@@ -214,8 +227,8 @@ def test_pack_keeps_to_the_limits_splits_the_payload_and_lists_what_stays_behind
     assert all(f.stat().st_size <= 0.1 * 2**20 for f in files if f.name.startswith("payload"))
     assert len(man["payload_parts"]) >= 2                # the 200 kB checkpoint needs more than one part
     assert [x["file"] for x in man["left_behind"]] == ["checkpoints/paper/exp/c2.pt"]
-    assert {x["file"] for x in man["payload"]} == {"results/paper/exp/run-a.json", "results/paper/exp/run-a.npz",
-                                                   "checkpoints/paper/exp/c0.pt", "checkpoints/paper/exp/c1.pt"}
+    stored = {f"results/paper/exp/{p.name}" for p in (stage / "results" / "paper" / "exp").iterdir()}
+    assert {x["file"] for x in man["payload"]} == stored | {f"checkpoints/paper/exp/c{i}.pt" for i in (0, 1)}
     repo = tmp_path / "repo"
     gp.unpack(tmp_path / "out", repo)
     for rel in ("results/paper/exp/run-a.npz", "checkpoints/paper/exp/c1.pt"):
@@ -280,7 +293,7 @@ def test_unpack_refuses_tampered_mixed_or_escaping_packs(tmp_path, script):
     with pytest.raises(FileExistsError, match="pass --force"):
         gp.unpack(out, tmp_path / "repo")
     gp.unpack(out, tmp_path / "repo", force=True)
-    assert target.read_text() == '{"a": 1}'
+    assert target.read_bytes() == (stage / "results" / "paper" / "exp" / "run-a.json").read_bytes()
 
 
 def test_unpack_lets_a_later_checkpoint_replace_an_earlier_and_deletes_it_when_the_run_finishes(tmp_path,
@@ -289,7 +302,6 @@ def test_unpack_lets_a_later_checkpoint_replace_an_earlier_and_deletes_it_when_t
     it and stops again (a newer checkpoint), session 3 finishes it (its result comes back and
     the checkpoint, spent, is deleted here)."""
     gp = script("tools/gpu_pack.py")
-    rng = np.random.default_rng(1)
     repo = tmp_path / "repo"
     ck = repo / "data" / "checkpoints" / "paper" / "exp" / "run-b.pt"
     for i, what in enumerate(("checkpoint", "checkpoint", "result")):
@@ -298,21 +310,19 @@ def test_unpack_lets_a_later_checkpoint_replace_an_earlier_and_deletes_it_when_t
         (stage / "checkpoints" / "paper" / "exp").mkdir(parents=True)
         (stage / "provenance.json").write_text(json.dumps({"start": f"2026-01-0{i + 1}T00:00:00Z"}))
         if what == "checkpoint":
-            data = rng.bytes(3000)
-            (stage / "checkpoints" / "paper" / "exp" / "run-b.pt").write_bytes(data)
+            data = sound_checkpoint(stage / "checkpoints" / "paper" / "exp" / "run-b.pt", step=10 * (i + 1), seed=i)
         else:
-            (stage / "results" / "paper" / "exp" / "run-b.json").write_text('{"b": 1}')
-            (stage / "results" / "paper" / "exp" / "run-b.npz").write_bytes(rng.bytes(100))
+            files = sound_result(stage / "results", "run-b", seed=1)
         gp.pack(stage, tmp_path / f"out{i}")
         done = gp.unpack(tmp_path / f"out{i}", repo)       # no --force needed for a newer checkpoint
         if what == "checkpoint":
             assert ck.read_bytes() == data and "data/checkpoints/paper/exp/run-b.pt" in done
     assert not ck.exists() and "deleted data/checkpoints/paper/exp/run-b.pt (its run finished)" in done
-    assert (repo / "data" / "results" / "paper" / "exp" / "run-b.json").read_text() == '{"b": 1}'
+    for f in files:
+        assert (repo / "data" / "results" / "paper" / "exp" / f.name).read_bytes() == f.read_bytes()
     # a result that differs from the committed one still needs --force
     stage = tmp_path / "stage3"
-    (stage / "results" / "paper" / "exp").mkdir(parents=True)
-    (stage / "results" / "paper" / "exp" / "run-b.json").write_text('{"b": 2}')
+    sound_result(stage / "results", "run-b", seed=2)
     gp.pack(stage, tmp_path / "out3")
     with pytest.raises(FileExistsError, match="run-b.json"):
         gp.unpack(tmp_path / "out3", repo)
@@ -397,6 +407,7 @@ def test_gpu_slice_finish_or_skip_skips_what_would_not_finish_and_records_its_sp
                            "--experiments", "trainability", "--finish-or-skip"]) == 0
     rep = json.loads((tmp_path / "slice.json").read_text())
     # tied gru: 3 steps of 20 s projected past the 60 s budget after its first step: skipped
+    # (a counter clock and two products: approx's default rel 1e-6 >> float64 rounding)
     assert rep[0]["status"].startswith("skipped: would not finish before the deadline")
     assert rep[0]["s_per_step"] == pytest.approx(20.0) and rep[0]["projected_s"] == pytest.approx(2 * 20 * 1.15)
     assert rep[1]["status"].startswith("stopped at the budget") and "no checkpoint" in rep[1]["status"]

@@ -1,4 +1,11 @@
-"""Cells: gradients (finite differences), tied/untied semantics, ensembles, bad input."""
+"""Cells: gradients (finite differences), tied/untied semantics, ensembles, bad input.
+
+Tolerances (float64, u64 = 2**-53): gradcheck's central differences with eps = 1e-6 are off by
+O(eps^2) ~ 1e-12 (truncation) plus u64 |f| / eps ~ 1e-10 (rounding), far inside atol = 1e-6,
+rtol = 1e-5, while a wrong backward term is O(1e-2) or more. Two groupings of the same float64
+forward/backward (chunks, tied vs untied, members vs singles) differ by reordered sums: T <= 7
+steps of N + n_in <= 7 terms of O(1), batch <= 4, so <= ~200 u64 ~ 2e-14; atol = 1e-12.
+"""
 import numpy as np
 import pytest
 import torch
@@ -93,6 +100,7 @@ def test_lstm_chunking_does_not_change_results(arch, monkeypatch):
 
 def test_hard_sigmoid_is_keras():
     u = torch.tensor([-10.0, -2.5, 0.0, 1.0, 2.5, 10.0])
+    # float32: 0.2 * 1.0 + 0.5 rounds twice, <= 2 u32 0.7 ~ 8e-8 off the float64 0.7
     np.testing.assert_allclose(nets.hard_sigmoid(u).numpy(), [0, 0, 0.5, 0.7, 1, 1], atol=1e-7)
 
 
@@ -189,6 +197,34 @@ def test_mismatched_input_size():
         m(torch.randn(6, 3))
     with pytest.raises(ValueError, match="members=2"):
         nets.make("lstm", 3, 4, members=2)(torch.randn(3, 2, 6, 3))
+
+
+def test_lstm_state0_is_an_h_c_pair_of_the_right_shape():
+    """A plain tensor (B, N) as the LSTM's state0 was unpacked along its first axis as (h, c);
+    now every state0 that is not an (h, c) pair of (batch, N) tensors is refused, naming it."""
+    cell = nets.make("lstm", 3, 5)
+    x = torch.randn(2, 4, 3)
+    h, c = torch.randn(2, 5), torch.randn(2, 5)
+    P, _ = cell(x, (h, c))
+    torch.testing.assert_close(cell(x, [h, c])[0], P)                      # a list is a pair too
+    assert not torch.allclose(P, cell(x)[0])                               # the state is used
+    pair = (r"allowed for arch='lstm': an \(h, c\) pair \(tuple or list\) of two tensors of shape "
+            r"\(batch, N\) = \(2, 5\)")
+    t25 = r"a tensor of shape \(2, 5\)"
+    for bad, given in [(torch.zeros(2, 5), t25),
+                       ((h,), rf"a tuple of 1 \({t25}\)"),
+                       ((h, c, c), rf"a tuple of 3 \({t25}, {t25}, {t25}\)"),
+                       ((h, torch.zeros(5)), rf"a tuple of 2 \({t25}, a tensor of shape \(5,\)\)"),
+                       ([h, torch.zeros(3, 5)], rf"a list of 2 \({t25}, a tensor of shape \(3, 5\)\)"),
+                       ((h, 0.0), rf"a tuple of 2 \({t25}, a float\)")]:
+        with pytest.raises(ValueError, match=f"^state0 is {given}; {pair}$"):
+            cell(x, bad)
+    ens = nets.make("lstm", 3, 5, members=2)
+    with pytest.raises(ValueError, match=r"state0 is a tuple of 2 .*shape \(members, batch, N\) = \(2, 2, 5\)"):
+        ens(x, (h, c))
+    assert ens(x, (torch.zeros(2, 2, 5), torch.zeros(2, 2, 5)))[0].shape == (2, 2, 4, 5)
+    with pytest.raises(ValueError, match=r"state0 is a tuple of 2 .*allowed for arch='gru': a tensor of shape"):
+        nets.make("gru", 3, 5)(x, (h, c))
 
 
 @pytest.mark.parametrize("kw", [dict(n_hidden=0), dict(n_in=-1), dict(untied=0), dict(members=1.5)])

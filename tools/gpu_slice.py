@@ -169,8 +169,9 @@ def main(argv=None) -> int:
         ap.error(f"--checkpoint-mib={a.checkpoint_mib}; allowed: 0 or more MiB")
     if not a.budget_min > 0:
         ap.error(f"--budget-min={a.budget_min}; allowed: a positive number of minutes")
-    if a.profile not in ("smoke", "ci", "paper"):
-        ap.error(f"--profile={a.profile!r}; allowed: smoke, ci, paper")
+    from rnn_mft.experiments import PROFILES
+    if a.profile not in PROFILES:
+        ap.error(f"--profile={a.profile!r}; allowed: {', '.join(PROFILES)}")
     bad = [e for e in a.experiments if e not in EXPERIMENTS]
     if bad or not a.experiments:
         ap.error(f"--experiments {' '.join(bad) or '(none)'}; allowed: one or more of {', '.join(EXPERIMENTS)}")
@@ -195,7 +196,11 @@ def main(argv=None) -> int:
             "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)), "end": None}
     _write(out / "provenance.json", prov)
     speeds = measured_speeds(Path(a.sessions), gpu) if a.finish_or_skip else {}
-    store = ResultsStore(readonly=False)
+    store = ResultsStore()
+    if store.readonly:
+        print("gpu_slice: RNN_MFT_RESULTS_READONLY is set, and this tool trains into the results store; nothing "
+              "was trained (unset it to train)", file=sys.stderr)
+        return 2
     report = []
     for mod, u, e in plan(a.profile, a.experiments, a.archs):
         name = label(u, e)

@@ -10,16 +10,18 @@ processes), or as one SLURM job array through submitit, and wait for them.
   before it (``$RNN_MFT_DEADLINE``), checkpoints, and submits its continuation itself, until
   the run is done. ``submitit-local``: the same through submitit's local executor (no SLURM).
 
-Runs already in the store are skipped, and so are runs whose job is alive (two jobs never write
-the same run; a lock on each run makes sure). Every run ends ``done``, ``failed`` (with its log
-path), ``missing`` (stopped by a budget or data not available: said so) or is still ``running``
-(``wait=False``); nothing is dropped silently. See README, "Running on a cluster".
+Runs already in the store (done: complete and verified) are skipped, and so are runs whose job is
+alive (two jobs never write the same run; a lock on each run makes sure); broken runs are trained
+again. Every run ends ``done``, ``failed`` (with its log path), ``broken``, ``missing`` (stopped
+by a budget or data not available: said so) or is still ``running`` (``wait=False``); nothing
+is dropped silently. See README, "Running on a cluster".
 """
 from __future__ import annotations
 
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -27,11 +29,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runs import UnitFailed, collect_runs, jobs_dir, run_states, run_unit, unit_id, write_status
+from .runs import STATES, UnitFailed, collect_runs, jobs_dir, run_states, run_unit, unit_id, write_status
 
 __all__ = ["EXECUTORS", "SlurmSettings", "Report", "execute", "visible_gpus"]
 
 EXECUTORS = ("inline", "local", "slurm", "submitit-local")
+
+
+#: partition, account, qos, job name: letters, digits and ``_ . , : + = @ -`` (a name, or names
+#: joined by commas)
+SLURM_NAME = re.compile(r"^[A-Za-z0-9_.,:+=@-]+$")
+#: constraint: the same and SLURM's feature operators ``& | [ ] * ( )`` (e.g. ``a100&(ib|eth)``,
+#: ``[rack1*2&rack2*4]``)
+SLURM_CONSTRAINT = re.compile(r"^[A-Za-z0-9_.,:+=@&|\[\]*()-]+$")
+#: characters a setup line may not hold (one line is one shell command of the job script)
+_NOT_IN_SETUP = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass
@@ -39,7 +51,20 @@ class SlurmSettings:
     """What each job asks SLURM for; every field also comes from ``$RNN_MFT_SLURM_<FIELD>``
     (e.g. ``RNN_MFT_SLURM_PARTITION=gpu``). ``time_min``: the job's time limit in minutes (a run
     that needs longer checkpoints and resubmits itself); ``array_parallelism``: at most that many
-    jobs of the array at once."""
+    jobs of the array at once.
+
+    Every value that reaches the job script is checked when the settings are made (a
+    ``ValueError`` names the value and what is allowed): ``partition``, ``account``, ``qos`` and
+    ``job_name`` must match :data:`SLURM_NAME`, ``constraint`` :data:`SLURM_CONSTRAINT`. These go
+    to ``#SBATCH --<option>=<value>`` lines, which the shell reads as comments and sbatch splits
+    at whitespace and quotes only: the patterns leave out whitespace, quotes, ``$ ` ; # \\`` and
+    every control character, so that no value can start another line or another option.
+
+    ``setup``: lines the job script runs **as shell commands** before the job (submitit's
+    ``slurm_setup``, e.g. ``module load cuda/12``), in order. They are taken only from this
+    argument, ``tools/reproduce.py --slurm-setup LINE`` (repeatable) or ``$RNN_MFT_SLURM_SETUP``
+    (one command per line: lines separated by newlines); each must be a single line (no newline,
+    carriage return, NUL or other control character but tab)."""
 
     partition: str | None = None
     gpus: int = 0
@@ -48,27 +73,45 @@ class SlurmSettings:
     array_parallelism: int = 64
     mem_gb: float | None = None
     budget_min: float | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    job_name: str = "rnn_mft"
+    setup: tuple = ()
+
+    #: field -> type of its ``$RNN_MFT_SLURM_<FIELD>`` value (setup: newline-separated lines)
+    _ENV = {"partition": str, "gpus": int, "cpus": int, "time_min": int, "array_parallelism": int,
+            "mem_gb": float, "budget_min": float, "account": str, "qos": str, "constraint": str,
+            "job_name": str, "setup": tuple}
+
+    def __post_init__(self):
+        if isinstance(self.setup, list):
+            self.setup = tuple(self.setup)
+        for name in self._ENV:
+            _check_slurm_option(name, getattr(self, name), f"slurm {name}")
+        if self.budget_min is not None and not self.budget_min <= self.time_min:
+            raise ValueError(f"slurm budget_min={self.budget_min!r} must be in (0, time_min={self.time_min}]")
 
     @classmethod
     def from_env(cls, **over) -> "SlurmSettings":
+        """Settings from ``$RNN_MFT_SLURM_<FIELD>``, overridden by the ``over`` that are not None."""
         kw = {}
-        for name, typ in (("partition", str), ("gpus", int), ("cpus", int), ("time_min", int),
-                          ("array_parallelism", int), ("mem_gb", float), ("budget_min", float)):
-            v = os.environ.get(f"RNN_MFT_SLURM_{name.upper()}", "").strip()
-            if v:
+        for name, typ in cls._ENV.items():
+            var = f"RNN_MFT_SLURM_{name.upper()}"
+            raw = os.environ.get(var, "").strip()
+            if not raw:
+                continue
+            if typ is tuple:                            # setup: one shell command per line
+                v = tuple(line for line in raw.split("\n") if line.strip())
+            else:
                 try:
-                    kw[name] = typ(v)
+                    v = typ(raw)
                 except ValueError:
-                    raise ValueError(f"RNN_MFT_SLURM_{name.upper()}={v!r} must be a {typ.__name__}") from None
+                    raise ValueError(f"{var}={raw!r} must be a {typ.__name__}") from None
+            _check_slurm_option(name, v, var)
+            kw[name] = v
         kw.update({k: v for k, v in over.items() if v is not None})
-        s = cls(**kw)
-        for name in ("gpus", "cpus", "time_min", "array_parallelism"):
-            lo = 0 if name == "gpus" else 1
-            if getattr(s, name) < lo:
-                raise ValueError(f"slurm {name}={getattr(s, name)!r} must be at least {lo}")
-        if s.budget_min is not None and not 0 < s.budget_min <= s.time_min:
-            raise ValueError(f"slurm budget_min={s.budget_min!r} must be in (0, time_min={s.time_min}]")
-        return s
+        return cls(**kw)
 
     def budget_s(self) -> float:
         """Seconds a job trains before it checkpoints and resubmits itself: ``budget_min``, or the
@@ -80,15 +123,46 @@ class SlurmSettings:
         return t - min(300.0, max(30.0, 0.1 * t))
 
     def submitit_parameters(self) -> dict:
-        p = dict(timeout_min=int(self.time_min), cpus_per_task=int(self.cpus), name="rnn_mft",
+        """The parameters of submitit's ``AutoExecutor.update_parameters`` (checked values only)."""
+        p = dict(timeout_min=int(self.time_min), cpus_per_task=int(self.cpus), name=self.job_name,
                  slurm_array_parallelism=int(self.array_parallelism))
         if self.gpus:
             p["gpus_per_node"] = int(self.gpus)
-        if self.partition:
-            p["slurm_partition"] = self.partition
         if self.mem_gb:
             p["mem_gb"] = float(self.mem_gb)
+        for name in ("partition", "account", "qos", "constraint"):
+            if getattr(self, name):
+                p[f"slurm_{name}"] = getattr(self, name)
+        if self.setup:
+            p["slurm_setup"] = list(self.setup)
         return p
+
+
+def _check_slurm_option(name: str, v, where: str) -> None:
+    """``ValueError`` naming ``where`` (``slurm <field>`` or the environment variable), the value
+    and what is allowed, unless ``v`` is a valid value of the :class:`SlurmSettings` field ``name``."""
+    if name in ("gpus", "cpus", "time_min", "array_parallelism"):
+        lo = 0 if name == "gpus" else 1
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ValueError(f"{where}={v!r} must be an int (at least {lo})")
+        if v < lo:
+            raise ValueError(f"{where}={v!r} must be at least {lo}")
+    elif name in ("mem_gb", "budget_min"):
+        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v < float("inf")):
+            raise ValueError(f"{where}={v!r} must be a number > 0")
+    elif name == "setup":
+        if not isinstance(v, tuple) or not all(isinstance(line, str) for line in v):
+            raise ValueError(f"{where}={v!r} must be a list of lines (str), one shell command each")
+        for line in v:
+            if _NOT_IN_SETUP.search(line):
+                raise ValueError(f"{where}: the line {line!r} holds a newline, carriage return, NUL or other "
+                                 f"control character; allowed: one shell command per line (each line is run "
+                                 f"as shell by the job script)")
+    elif v is not None or name == "job_name":
+        pattern = SLURM_CONSTRAINT if name == "constraint" else SLURM_NAME
+        if not isinstance(v, str) or not pattern.fullmatch(v):
+            raise ValueError(f"{where}={v!r} is refused; allowed: {pattern.pattern} (no whitespace, quotes, "
+                             f"newlines or shell characters: it goes into the job script)")
 
 
 @dataclass
@@ -113,7 +187,7 @@ class Report:
     def summary(self) -> str:
         lines = [f"{self.executor}: {self.total} runs at profile {self.profile}: {self.stored_before} already "
                  f"stored, {self.submitted} submitted; now "
-                 + ", ".join(f"{len(self.by_state(s))} {s}" for s in ("done", "running", "failed", "missing"))]
+                 + ", ".join(f"{len(self.by_state(s))} {s}" for s in STATES)]
         for s in self.states:
             if s["state"] != "done":
                 lines.append(f"  {s['state'].upper():8s} {s['experiment']}/{s['name']}"
@@ -185,7 +259,7 @@ def _wait(profile, units, store, log, poll_s):
     while True:
         st = run_states(profile, store, units)
         running = [s for s in st if s["state"] == "running"]
-        counts = {k: sum(1 for s in st if s["state"] == k) for k in ("done", "running", "failed", "missing")}
+        counts = {k: sum(1 for s in st if s["state"] == k) for k in STATES}
         if counts != last:
             log("  " + ", ".join(f"{v} {k}" for k, v in counts.items()), flush=True)
             last = counts

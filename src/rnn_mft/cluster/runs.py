@@ -5,13 +5,16 @@
   trains it), without training anything;
 * :func:`run_unit`: what one job does: train (or find already stored) one run, under an
   exclusive lock on the run (two jobs never write the same run), with a status record beside the
-  store saying running / failed (with the log and the error) / stopped by its time budget;
-* :func:`run_states`: each run of a profile as ``done``, ``running``, ``failed`` or ``missing``
-  (``rnn-mft runs``).
+  store saying running / failed (with the log and the error) / stopped by its time budget; in a
+  read-only store (``$RNN_MFT_RESULTS_READONLY``) it trains nothing and fails, saying so;
+* :func:`run_states`: each run of a profile as ``done``, ``running``, ``failed``, ``broken`` or
+  ``missing`` (``rnn-mft runs``).
 
-The results store is the only meeting point: a run is done when its ``.json`` is in the store
-(written atomically, :class:`rnn_mft.train.ResultsStore`); status records and locks live in
-``<jobs>/<profile>/`` (``$RNN_MFT_JOBS``, default ``data/jobs`` beside ``data/results``).
+The results store is the only meeting point: a run is done when its files are complete, verified
+and agree with its name (:meth:`rnn_mft.train.ResultsStore.check`, the verdict the book's
+``load_or_run`` goes by too); a run with files that are not is broken, and a job trains it again.
+Status records and locks live in ``<jobs>/<profile>/`` (``$RNN_MFT_JOBS``, default ``data/jobs``
+beside ``data/results``; a file in its place is an error naming it).
 """
 from __future__ import annotations
 
@@ -25,16 +28,20 @@ import time
 import traceback
 from pathlib import Path
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, check_folder
 from ..experiments import check_profile
+from ..experiments.protocol import ProfileNotDeclared
 from ..train.jobenv import environ
 
-__all__ = ["TRAINING_EXPERIMENTS", "collect_runs", "run_unit", "run_states", "jobs_dir", "UnitFailed", "unit_id",
-           "read_status", "write_status"]
+__all__ = ["TRAINING_EXPERIMENTS", "STATES", "collect_runs", "run_unit", "run_states", "jobs_dir", "UnitFailed",
+           "unit_id", "read_status", "write_status"]
 
 #: the training experiments whose runs go through the results store (module names in
 #: :mod:`rnn_mft.experiments.training`)
 TRAINING_EXPERIMENTS = ("sequence_length", "trainability", "training_curves", "unrolled", "critical_init_your_model")
+
+#: the states of :func:`run_states`, in the order reports count them
+STATES = ("done", "running", "failed", "broken", "missing")
 
 
 def _module(name: str):
@@ -55,9 +62,10 @@ def jobs_dir(profile: str, store=None) -> Path:
     logs and submitit's folder."""
     from ..train import ResultsStore
     check_profile(profile)
-    store = store or ResultsStore()
-    base = Path(os.environ.get("RNN_MFT_JOBS") or store.root.parent / "jobs")
-    return base / profile
+    env = os.environ.get("RNN_MFT_JOBS")
+    if env:
+        return check_folder(env, "RNN_MFT_JOBS") / profile
+    return (store or ResultsStore()).root.parent / "jobs" / profile
 
 
 def unit_id(u: dict) -> str:
@@ -76,7 +84,11 @@ def collect_runs(profile: str, experiments=None) -> list[dict]:
     out, seen = [], set()
     for e in names:
         mod = _module(f"rnn_mft.experiments.training.{e}")
-        for u in mod.units(profile):
+        try:
+            units = mod.units(profile)
+        except ProfileNotDeclared:              # an optional profile (cpu) this chapter does not have
+            continue
+        for u in units:
             if unit_id(u) not in seen:          # one job per run: two jobs never write the same run
                 seen.add(unit_id(u))
                 out.append(u)
@@ -152,26 +164,32 @@ def _alive(rec: dict, u: dict, store=None) -> bool:
 
 
 def run_states(profile: str, store=None, units: list | None = None) -> list[dict]:
-    """Each run of ``profile``: ``dict(experiment, name, state, detail)`` with ``state`` one of
-    ``done`` (in the store), ``running`` (queued or training: its job is alive), ``failed``
-    (raised, or its job ended without a result: killed, cancelled, out of memory; ``detail``
-    names the log) and ``missing`` (never submitted, stopped by its time budget, or its data are
-    not available here)."""
+    """Each run of ``profile``: ``dict(experiment, name, state, detail, log)`` with ``state`` one
+    of :data:`STATES`: ``done`` (complete and verified in the store,
+    :meth:`~rnn_mft.train.ResultsStore.check`), ``running`` (queued or training: its job is
+    alive), ``failed`` (raised, or its job ended without a result: killed, cancelled, out of
+    memory; ``detail`` names the log), ``broken`` (files in the store that are not a complete run
+    of this name: ``detail`` names the file and what is wrong; ``tools/reproduce.py`` trains it
+    again) and ``missing`` (never submitted, stopped by its time budget, or its data are not
+    available here)."""
     from ..train import ResultsStore
     store = store or ResultsStore()
     out = []
     for u in (collect_runs(profile) if units is None else units):
         rec = read_status(u, store) or {}
         log = rec.get("log")
-        if store.exists(profile, u["experiment"], u["name"]):
+        stored = store.check(profile, u["experiment"], u["name"])
+        queued = rec.get("state") in ("queued", "running")
+        if stored.state == "done":
             state, detail = "done", ""
-        elif rec.get("state") in ("queued", "running"):
-            if _alive(rec, u, store):
-                state, detail = "running", f"{rec['state']}" + (f", job {rec['job_id']}" if rec.get("job_id") else "")
-            else:
-                state = "failed"
-                detail = (f"its job {rec.get('job_id', '?')} ended without a result (killed, cancelled or out of "
-                          f"memory); log: {log or '?'}; resubmit to resume from its checkpoint")
+        elif queued and _alive(rec, u, store):
+            state, detail = "running", f"{rec['state']}" + (f", job {rec['job_id']}" if rec.get("job_id") else "")
+        elif stored.state == "broken":
+            state, detail = "broken", stored.reason
+        elif queued:
+            state = "failed"
+            detail = (f"its job {rec.get('job_id', '?')} ended without a result (killed, cancelled or out of "
+                      f"memory); log: {log or '?'}; resubmit to resume from its checkpoint")
         elif rec.get("state") == "failed":
             state, detail = "failed", f"{rec.get('error', '?')}; log: {log or '?'}"
         elif rec.get("state") == "budget":
@@ -209,10 +227,12 @@ def run_unit(u: dict, *, log: str | None = None, budget_s: float | None = None, 
     job holds its lock: two jobs never write the same run), ``budget`` (``budget_s`` seconds ran
     out: the run checkpointed, and the same unit later continues from there) or ``unavailable``
     (its data cannot be had here). A run that raises is recorded as failed with ``log`` and the
-    error, and :class:`UnitFailed` is raised. Profile ``smoke`` uses the store here too
-    (``$RNN_MFT_STORE_SMOKE``).
+    error, and :class:`UnitFailed` is raised; so is a run that a read-only store
+    (``$RNN_MFT_RESULTS_READONLY``) lacks, before anything is trained or written there. A broken run
+    (:meth:`~rnn_mft.train.ResultsStore.check`) is trained again. Profile ``smoke`` uses the
+    store here too (``$RNN_MFT_STORE_SMOKE``).
     """
-    env = {"RNN_MFT_STORE_SMOKE": "1", "RNN_MFT_RESULTS_READONLY": "0"}
+    env = {"RNN_MFT_STORE_SMOKE": "1"}      # $RNN_MFT_RESULTS_READONLY is left as it is: a read-only store stays so
     if results_root:
         env["RNN_MFT_RESULTS"] = str(results_root)
     if budget_s is not None:
@@ -223,11 +243,16 @@ def run_unit(u: dict, *, log: str | None = None, budget_s: float | None = None, 
 
 def _run_unit(u: dict, log, job_id) -> dict:
     from .. import train
-    store = train.ResultsStore(readonly=False)
+    store = train.ResultsStore()
     profile, exp, name = u["profile"], u["experiment"], u["name"]
     rid = unit_id(u)
     if store.exists(profile, exp, name):
         return {"state": "stored", "run": rid}
+    if store.readonly:          # the status record lives in the jobs folder, not in the store
+        err = (f"not trained: the results store {store.root} is read-only (RNN_MFT_RESULTS_READONLY="
+               f"{os.environ.get('RNN_MFT_RESULTS_READONLY')}); unset it to train")
+        write_status(u, "failed", store, log=log, error=err, **_job_info())
+        raise UnitFailed(f"run {rid} {err}")
     lock = _lock_path(u, store)
     lock.parent.mkdir(parents=True, exist_ok=True)
     fh = open(lock, "a")

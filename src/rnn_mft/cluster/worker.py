@@ -25,7 +25,8 @@ def main(argv=None) -> int:
         from ..train import ResultsStore
         from .executors import _local_pool
         spec = json.loads(open(a.pool).read())
-        _local_pool(spec["units"], spec["slots"], ResultsStore(a.results, readonly=False), spec.get("deadline"))
+        # $RNN_MFT_RESULTS_READONLY holds here too: a read-only store's units refuse to train (run_unit)
+        _local_pool(spec["units"], spec["slots"], ResultsStore(a.results), spec.get("deadline"))
         return 0
     from .runs import UnitFailed, run_unit
     u = json.loads(a.unit)

@@ -292,11 +292,31 @@ class RecurrentCell(nn.Module):
         M, T, B, _ = X.shape
         U, b = self._input_weights(T)
         W = self.weight_hh if self.untied is None else self.weight_hh[:, :T]
-        if state0 is None:
-            state0 = self._zero_state(X, M)
-        elif not self.is_ensemble:
-            state0 = tuple(s.unsqueeze(0) for s in state0) if self.arch == "lstm" else state0.unsqueeze(0)
+        state0 = self._zero_state(X, M) if state0 is None else self._check_state0(state0, M, B)
         return self._run_internal(X, U, b, W, state0, self._check_detach(detach, T, X.device))
+
+    def _check_state0(self, state0, M: int, B: int):
+        """``state0`` in the internal layout ``(M, B, N)`` after checking it: a tensor ``(B, N)``
+        (``(members, B, N)`` for an ensemble); for the LSTM an ``(h, c)`` pair (tuple or list) of two
+        such tensors. Anything else is a ``ValueError`` naming what was given and what is allowed."""
+        shape = (M, B, self.n_hidden) if self.is_ensemble else (B, self.n_hidden)
+        lstm = self.arch == "lstm"
+        pair = isinstance(state0, (tuple, list)) and len(state0) == 2
+        parts = tuple(state0) if lstm and pair else (state0,)
+        if (lstm and not pair) or not all(isinstance(s, torch.Tensor) and tuple(s.shape) == shape for s in parts):
+            def describe(s):
+                if isinstance(s, torch.Tensor):
+                    return f"a tensor of shape {tuple(s.shape)}"
+                if isinstance(s, (tuple, list)):
+                    return f"a {type(s).__name__} of {len(s)} ({', '.join(describe(v) for v in s)})"
+                return f"a {type(s).__name__}"
+            dims = "(members, batch, N)" if self.is_ensemble else "(batch, N)"
+            want = "an (h, c) pair (tuple or list) of two tensors" if lstm else "a tensor"
+            raise ValueError(f"state0 is {describe(state0)}; allowed for arch={self.arch!r}: {want} of shape "
+                             f"{dims} = {shape}")
+        if not self.is_ensemble:
+            parts = tuple(s.unsqueeze(0) for s in parts)
+        return parts if lstm else parts[0]
 
     def _index_tensor(self, order: tuple, device) -> torch.Tensor:
         """``torch.tensor(order)`` on ``device``, made once per order and device (no host-to-device
@@ -383,7 +403,8 @@ class RecurrentCell(nn.Module):
         ``x`` is ``(batch, T, n_in)`` (for an ensemble also ``(members, batch, T, n_in)``,
         one input per member). Returns ``(p, s_T)``: the outputs :math:`p^t` of Table 1 for all
         steps, ``(batch, T, N)`` (``(members, batch, T, N)`` for an ensemble), and the last state
-        (``(h_T, c_T)`` for the LSTM).
+        (``(h_T, c_T)`` for the LSTM). ``state0``: the initial state (default zeros), ``(batch, N)``
+        (``(members, batch, N)`` for an ensemble); for the LSTM an ``(h, c)`` pair of them.
         """
         S, O = self.run(x, state0)
         P = self.output(S, O).transpose(1, 2)

@@ -12,11 +12,11 @@ from .engine import (BudgetExhausted, TrainConfig, default_lrs, evaluate, fit, p
                      progress_enabled)
 from .sweep import ScanResult, lr_scan, sweep
 from .optim import OPTIMIZERS, MemberOptimizer, clip_grad_norm_members_
-from .results import ResultsStore, RunResult, StoredResultError, code_version, results_root
+from .results import ResultsStore, RunCheck, RunResult, StoredResultError, code_version, results_root, settings_key
 from .datatask import DatasetTask
 from .synthetic import CopyMemoryTask, TensorTask
 
 __all__ = ["TrainConfig", "fit", "evaluate", "lr_scan", "ScanResult", "sweep", "default_lrs", "pick_device",
            "progress_enabled", "MemberOptimizer", "clip_grad_norm_members_", "OPTIMIZERS", "ResultsStore",
            "RunResult", "code_version", "results_root", "CopyMemoryTask", "TensorTask", "DatasetTask",
-           "CheckpointError", "BudgetExhausted", "StoredResultError"]
+           "CheckpointError", "BudgetExhausted", "StoredResultError", "RunCheck", "settings_key"]

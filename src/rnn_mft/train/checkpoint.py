@@ -13,7 +13,9 @@ planted or corrupted file can never run code. Inside the file:
   dtype and shape) and the JSON of all the rest; checked on load.
 
 Every problem (unreadable, truncated, empty, not ours, hash or settings mismatch) raises
-:class:`CheckpointError` (a ``ValueError``) naming the file and saying how to discard it.
+:class:`CheckpointError` (a ``ValueError``) naming the file and saying how to discard it. A path
+where no checkpoint can be written (a folder, or under a file) is a ``ValueError`` naming it from
+:func:`check_checkpoint_path`, which :func:`rnn_mft.train.fit` calls before its first step.
 """
 from __future__ import annotations
 
@@ -26,10 +28,10 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_write_bytes
+from .._io import atomic_write_bytes, check_folder
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "content_hash", "FORMAT", "VERSION",
-           "DISCARD_HINT"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "content_hash", "check_checkpoint_path",
+           "FORMAT", "VERSION", "DISCARD_HINT"]
 
 FORMAT = "rnn_mft-checkpoint"
 VERSION = 1
@@ -81,6 +83,18 @@ def content_hash(payload: dict) -> str:
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def check_checkpoint_path(path) -> Path:
+    """``path`` as a :class:`~pathlib.Path` when a checkpoint file can be kept there; a
+    ``ValueError`` naming it when it is a folder or its folder lies under a file (what would
+    otherwise fail only at the first checkpoint, or when a restart deletes it). Nothing is created."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"checkpoint={str(path)!r} is a folder; allowed: the path of a file (made there, "
+                         f"in an existing folder or one that can be made)")
+    check_folder(path.parent, f"checkpoint={str(path)!r}: its folder")
+    return path
 
 
 def save_checkpoint(path, settings: dict, state: dict) -> Path:

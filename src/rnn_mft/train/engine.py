@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 
 from ..nets import flush_denormal, fused_lstm_steps_on
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, check_checkpoint_path, load_checkpoint, save_checkpoint
 from .optim import OPTIMIZERS, MemberOptimizer, check_hyperparameters, clip_grad_norm_members_
 from .jobenv import (checkpoint_every_from_env, cuda_graphs_from_env, deadline_from_env, finish_by_deadline_from_env,
                      restart_from_env)
@@ -282,7 +282,8 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
         Checkpoint file; an existing one is resumed (after checking its hash and that it holds
         this run's settings: else :class:`CheckpointError`). Written every
         ``cfg.checkpoint_every`` steps and when the time budget runs out; deleted when the run
-        completes (kept, in its final state, inside :class:`keep_checkpoint`).
+        completes (kept, in its final state, inside :class:`keep_checkpoint`). A path that is a
+        folder, or whose folder lies under a file, is a ``ValueError`` naming it, before any step.
     restart : bool, optional
         Discard a checkpoint that cannot be resumed (corrupt, truncated, other settings) and
         start afresh instead of raising. Default ``$RNN_MFT_RESTART``. A sound checkpoint of
@@ -322,6 +323,7 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
     if not hasattr(task, "train_batch") or not hasattr(task, "eval_data"):
         raise ValueError(f"task must provide train_batch(batch_size, generator) and eval_data(); got "
                          f"{type(task).__name__}")
+    ckpt = check_checkpoint_path(checkpoint) if checkpoint is not None else None     # before any step
     device = pick_device(cfg.device)
     amp = bool(cfg.amp and device.type == "cuda")
     model.to(device)
@@ -354,7 +356,6 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
     init_loss = np.full(M, np.nan)
     start, elapsed, done = 0, 0.0, False
 
-    ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.exists():
         before = {k: v.detach().clone() for k, v in model.state_dict().items()}
         try:
