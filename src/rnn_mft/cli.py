@@ -1,12 +1,16 @@
 """``rnn-mft``: the mean-field theory from the command line.
 
 ``rnn-mft theory --arch ARCH --theta FILE.json --sigma-z S [--json]``
-    prints the fixed point (mu*, Q*, C*), chi (eq. 8), xi (eq. 9), m1, m2 and var (eqs. 11-14).
+    prints the fixed point (mu*, Q*, C*), chi (eq. 8), xi (eq. 9), m1, m2 and var (eqs. 11-14),
+    and how well xi is resolved (1 - chi, its float64 error, Algorithm 1's Monte Carlo error; in
+    the JSON object the keys of ``rnn_mft.theory.analysis.RESOLUTION_KEYS``; NaN and infinity are
+    null there).
 ``rnn-mft solve --arch ARCH (--xi X | --chi C) [--bounds JSON]``
     prints a Theta (JSON) with that time scale and the smallest Jacobian variance.
 ``rnn-mft runs --profile PROFILE [--json] [--state STATE]``
     lists each training run the book's chapters need at PROFILE as done, running, failed (with
-    its log) or missing (:func:`rnn_mft.cluster.run_states`); exit 1 when any failed.
+    its log), broken (stored files that are not a complete run of its name, with the reason) or
+    missing (:func:`rnn_mft.cluster.run_states`); exit 1 when any failed or is broken.
 
 Bad input gives a one-line message on stderr and exit status 2.
 """
@@ -79,16 +83,17 @@ def _parser():
     s.add_argument("--method", choices=("two_state", "paper"), default=None,
                    help="LSTM: the theory whose xi is matched (default two_state; see 'theory --help')")
     s.add_argument("--verbose", action="store_true", help="also print what the Theta achieves (on stderr)")
-    r = sub.add_parser("runs", help="each training run of a profile: done, running, failed or missing")
-    r.add_argument("--profile", default="paper", choices=("smoke", "ci", "paper"), help="default paper")
-    r.add_argument("--state", choices=("done", "running", "failed", "missing"), default=None,
+    from .experiments.protocol import PROFILES      # numpy only; the training experiments are not imported
+    r = sub.add_parser("runs", help="each training run of a profile: done, running, failed, broken or missing")
+    r.add_argument("--profile", default="paper", choices=PROFILES, help="default paper")
+    r.add_argument("--state", choices=("done", "running", "failed", "broken", "missing"), default=None,
                    help="list only runs in this state")
     r.add_argument("--json", action="store_true", help="print one JSON list")
     return p
 
 
 def _runs(a) -> int:
-    from .cluster import run_states
+    from .cluster.runs import STATES, run_states
     states = run_states(a.profile)
     shown = [s for s in states if a.state is None or s["state"] == a.state]
     if a.json:
@@ -96,9 +101,9 @@ def _runs(a) -> int:
     else:
         for s in shown:
             print(f"{s['state']:8s} {s['experiment']}/{s['name']}" + (f"  {s['detail']}" if s["detail"] else ""))
-        counts = {k: sum(1 for s in states if s["state"] == k) for k in ("done", "running", "failed", "missing")}
+        counts = {k: sum(1 for s in states if s["state"] == k) for k in STATES}
         print(f"profile {a.profile}: {len(states)} runs; " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-    return 1 if any(s["state"] == "failed" for s in states) else 0
+    return 1 if any(s["state"] in ("failed", "broken") for s in states) else 0
 
 
 def _fmt(x):
@@ -129,11 +134,12 @@ def _theory(a):
         warnings.simplefilter("ignore", RuntimeWarning)
         r = analyze(a.arch, theta, a.sigma_z, a.R, n_s=a.n_s, n_iters=a.n_iters, seed=a.seed,
                     **({"method": a.method} if a.method else {}))
-    d = r.to_dict()
+    d = r.to_dict(resolution=True)
     meth = str(r.info.get("methods", ""))
     if meth.startswith("not covered"):
-        print(f"rnn-mft: note: {meth}: the two-state LSTM theory gives no time scale at an unstable "
-              "fixed point; --method paper gives Algorithm 1 and A.2.3", file=sys.stderr)
+        why = ("its joint discretisation gives no correlation in [-1, 1] here" if "outside [-1, 1]" in meth
+               else "the two-state LSTM theory gives no time scale at an unstable fixed point")
+        print(f"rnn-mft: note: {meth}: {why}; --method paper gives Algorithm 1 and A.2.3", file=sys.stderr)
     if a.json:
         print(json.dumps(d))
     else:
@@ -143,6 +149,10 @@ def _theory(a):
                   ("m2", "m2   (free prob.)"), ("var", "var = m2 - m1^2"), ("converged", "converged")]
         for k, lab in labels:
             print(f"{lab:<18} {_fmt(d[k])}")
+        print(f"{'1 - chi':<18} {_fmt(d['one_minus_chi'])} +- {_fmt(d['one_minus_chi_err'])} (float64)"
+              + (f", Monte Carlo s.e. of chi {_fmt(d['chi_stderr'])}" if d["chi_stderr"] else ""))
+        print(f"{'xi resolved':<18} {_fmt(d['xi_resolved'])}" + (f"  ({d['xi_note']})" if d["xi_note"] else
+                                                                  f"  (relative error {_fmt(d['xi_rel_err'])})"))
         if a.arch == "lstm" and a.method != "paper":
             print(f"{'method':<18} {r.info['methods']} (m1, m2: the 2N x 2N Jacobian of (h, c))")
         else:
@@ -201,7 +211,8 @@ def _solve(a):
                             **({"method": a.method} if a.method else {}))
     print(r.theta.to_json())
     if a.verbose:
-        print(f"chi={r.chi:.10g} xi={r.xi:.10g} m1={r.m1:.10g} m2={r.m2:.10g} var={r.var:.6g}", file=sys.stderr)
+        print(f"chi={r.chi:.10g} 1-chi={r.one_minus_chi:.10g} xi={r.xi:.10g} (relative error {r.xi_rel_err:.2g}) "
+              f"m1={r.m1:.10g} m2={r.m2:.10g} var={r.var:.6g}", file=sys.stderr)
     return 0
 
 

@@ -71,6 +71,7 @@ class PairSeries:
 
     def __init__(self, fa, ga, v1, d1):
         self.p = np.asarray(fa) * np.asarray(ga)
+        self.v1, self.d1 = v1, d1                  # the exact value and slope at C = 1
         M = self.p.shape[-1] - 1
         self.M = M
         t0 = np.asarray(v1) - self.p.sum(-1)
@@ -84,6 +85,7 @@ class PairSeries:
         out = object.__new__(PairSeries)
         out.p, out.M = self.p[idx], self.M
         out.A, out.B = np.broadcast_to(self.A, self.p.shape[:-1])[idx], np.broadcast_to(self.B, self.p.shape[:-1])[idx]
+        out.v1, out.d1 = (np.broadcast_to(v, self.p.shape[:-1])[idx] for v in (self.v1, self.d1))
         return out
 
     def __call__(self, C, deriv: bool = False):

@@ -255,7 +255,11 @@ def _fpi(theta, q_h, za, R):
 
 @dataclass(frozen=True)
 class LSTMFixedPoint:
-    """Fixed point of the sampled LSTM map and chi (Appendix A.2.3); NaN where not converged."""
+    """Fixed point of the sampled LSTM map and chi (Appendix A.2.3); NaN where not converged.
+
+    ``chi_stderr``: the Monte Carlo standard error of chi, ``std(X) / sqrt(n_s)`` of the per-sample
+    terms X_j whose mean is chi (NaN with ``n_s = 1``). It is the error of the sample mean at the
+    fixed point found; that (mu*, Q*, C*) come from the same samples adds to it (not included)."""
 
     mu_s: np.ndarray
     q_s: np.ndarray
@@ -267,6 +271,8 @@ class LSTMFixedPoint:
     converged: np.ndarray
     residual: np.ndarray
     iterations: int
+    chi_stderr: np.ndarray | None = None
+    n_s: int | None = None
 
 
 def _solve_q(theta, za, R, tol, max_iter):
@@ -348,9 +354,14 @@ def _pair_quantities(theta, mu, q, c_h, sz, za, zb, R, a_cache, o_series):
     inner = (theta["f"].sigma2[..., None] * ca * cb * fa * (1 - fa) * fb * (1 - fb)
              + theta["i"].sigma2[..., None] * ia * (1 - ia) * ib * (1 - ib) * ra * rb
              + theta["r"].sigma2[..., None] * ia * ib * (1 - ra**2) * (1 - rb**2))
-    chi = ((fa * fb).mean(-1) + theta["o"].sigma2 * dSoo * (ta * tb).mean(-1)
-           + Soo * (dt * inner).mean(-1))
-    return Ehh, chi
+    # chi is the sample mean of X_j (one term per sample): its Monte Carlo standard error is
+    # std(X) / sqrt(n_s) (NaN for one sample: no estimate of the spread)
+    X = fa * fb + (theta["o"].sigma2 * dSoo)[..., None] * (ta * tb) + Soo[..., None] * (dt * inner)
+    chi = X.mean(-1)
+    n = X.shape[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se = X.std(-1, ddof=1) / np.sqrt(n) if n > 1 else np.full(chi.shape, np.nan)
+    return Ehh, chi, se
 
 
 def algorithm1_jacobian_moments(theta: Theta, q, za, R=1.0, chain=None):
@@ -420,14 +431,14 @@ def algorithm1_fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, n_s: int =
     def Mc(c, idx):
         th = _take(th_full, idx)
         a_cache = (ca[idx], tuple(x[idx] for x in lst))
-        Ehh, chi = _pair_quantities(th, mu[idx], q[idx], c, szf[idx], za, zb, R, a_cache,
-                                    tuple(o.take(idx) for o in o_ser))
+        Ehh, chi, se = _pair_quantities(th, mu[idx], q[idx], c, szf[idx], za, zb, R, a_cache,
+                                        tuple(o.take(idx) for o in o_ser))
         with np.errstate(divide="ignore", invalid="ignore"):
-            return (Ehh - mu[idx] ** 2) / var[idx], chi
+            return (Ehh - mu[idx] ** 2) / var[idx], chi, se
 
     Pn = szf.size
     allidx = np.arange(Pn)
-    m_one, chi_one = Mc(np.ones(Pn), allidx)
+    m_one, chi_one, se_one = Mc(np.ones(Pn), allidx)
     at_one = (szf == 1.0) & (chi_one <= 1.0)
     # Illinois on r(c) = M(c) - c in [0, 1]: r(0) >= 0 (Lemma 2), r(1) <= 0; at Sigma_z = 1 with
     # chi(1) > 1, C = 1 is the unstable root and the stable one is bracketed below it
@@ -477,21 +488,23 @@ def algorithm1_fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, n_s: int =
         done = (np.abs(rn) < tol) | (hi_a - lo_a < 1e-10) | ~np.isfinite(rn)
         active = a[~done]
     chi = chi_one.copy()                      # at C* = 1 chi is already known
+    se = se_one.copy()
     res_c = np.zeros(Pn)
     rest = allidx[~at_one]
     if rest.size:
-        mc_r, chi_r = Mc(c[rest], rest)
-        chi[rest] = chi_r
+        mc_r, chi_r, se_r = Mc(c[rest], rest)
+        chi[rest], se[rest] = chi_r, se_r
         res_c[rest] = np.abs(mc_r - c[rest])
     res = np.maximum(res_q, res_c)
     conv = (res < max(tol, 1e-8)) & np.isfinite(chi) & np.isfinite(q) & (q > 0)
-    mu, q, c, chi, res, conv = (np.reshape(x, shape) for x in (mu, q, c, chi, res, conv))
+    mu, q, c, chi, se, res, conv = (np.reshape(x, shape) for x in (mu, q, c, chi, se, res, conv))
     ch = None
     if shape == theta.shape:                  # copy a's chain is the one the moments need
         ch = (ca.reshape(shape + ca.shape[-1:]), tuple(x.reshape(shape + x.shape[-1:]) for x in lst))
     m1, m2, m2p = jacobian_moments(theta, q_q.reshape(theta.shape), za, R, chain=ch)
     nan = lambda a: np.where(conv, np.broadcast_to(a, shape), np.nan)  # noqa: E731
-    return LSTMFixedPoint(nan(mu), nan(q), nan(c), nan(chi), nan(m1), nan(m2), nan(m2p), conv, res, it)
+    return LSTMFixedPoint(nan(mu), nan(q), nan(c), nan(chi), nan(m1), nan(m2), nan(m2p), conv, res, it,
+                          nan(se), n_s)
 
 
 #: historical names (the paper's Algorithm 1; see the module docstring)

@@ -81,6 +81,8 @@ from .quadrature import gauss_hermite, sigmoid as _sig
 
 __all__ = ["JointSettings", "JOINT_DEFAULT", "JointPoint", "solve_joint"]
 
+_EPS = float(np.finfo(float).eps)
+
 
 @dataclass(frozen=True)
 class JointSettings:
@@ -275,6 +277,11 @@ class JointPoint:
     residual: float
     converged: bool
     boundary_mass: float
+    #: C* lies in [-1, 1] up to its float64 rounding and the S iteration's tolerance (then it is
+    #: clipped there); False: a correlation outside [-1, 1], which the discretisation produced
+    #: (the tensor grid cannot follow the law onto the diagonal as Sigma_z -> 1), and
+    #: ``converged`` is False
+    c_in_range: bool = True
 
     @property
     def stable(self) -> bool:
@@ -284,6 +291,9 @@ class JointPoint:
     @property
     def method(self) -> str:
         """How :func:`rnn_mft.theory.analyze` names this point in ``info["methods"]``."""
+        if not self.c_in_range:
+            return (f"not covered (joint C* = {self.c_star:.6g} outside [-1, 1]: the tensor grid does not "
+                    f"resolve the law of (c_a, c_b) this close to the diagonal)")
         return "two-state joint (c_a, c_b)" if self.stable else "not covered (joint C* unstable)"
 
 
@@ -323,8 +333,17 @@ def solve_joint(th, sigma_z, R=1.0, *, settings: JointSettings = JOINT_DEFAULT, 
     chi, free = _chi(P, v, jt.T, Eo, alpha, jt.I, jt.J)
     bmass = float(np.abs(pi[(jt.I < 2) | (jt.J >= settings.n - 2) | (jt.J < 2) | (jt.I >= settings.n - 2)]).sum())
     c_star = (S - mu_h**2) / (q - mu_h**2)
-    return JointPoint(float(S), float(c_star), float(chi), float(q), float(mu_h), float(free), float(res), conv,
-                      bmass)
+    # C* is a correlation: outside [-1, 1] by more than the error of S and Q_h (the S iteration's
+    # tolerance tol * q, and float64 rounding gamma_N of the sums behind S, Q_h, mu_h^2 with N
+    # the reduced operator's size, n(n+1)/2) it is not a solution, and not called converged
+    N = settings.n * (settings.n + 1) // 2 + settings.n_q
+    gam = N * _EPS / (1.0 - N * _EPS)
+    c_tol = (tol * q + gam * (abs(S) + abs(q) + 2.0 * mu_h**2)) / abs(q - mu_h**2)
+    in_range = bool(abs(c_star) <= 1.0 + c_tol)
+    if in_range:
+        c_star = float(np.clip(c_star, -1.0, 1.0))
+    return JointPoint(float(S), float(c_star), float(chi), float(q), float(mu_h), float(free), float(res),
+                      conv and in_range, bmass, in_range)
 
 
 def _chi(P, v, T, Eo, alpha, I, J, k=6):

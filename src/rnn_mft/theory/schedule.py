@@ -98,11 +98,11 @@ def solve_grid(theta, sz, R, tol, order):
     if len(groups) == 1:
         return solve_whole(theta, sz, R, tol, order, q_init=q0.reshape(shape))
     szs = np.reshape(sz, ())
-    fields = ("mu_s", "q_s", "c_s", "chi", "residual")
+    fields = ("mu_s", "q_s", "c_s", "chi", "residual", "one_minus_chi", "one_minus_chi_err")
     out = {f: np.full(P, np.nan) for f in fields}
     conv = np.zeros(P, dtype=bool)
     m1, m2, m2p = np.full(P, np.nan), np.full(P, np.nan), np.full(P, np.nan)
-    its, nqs = 0, []
+    its, nqs, direct = 0, [], False
 
     def solve(idx):
         return solve_whole(_mf._take(flat, idx), szs, R, tol, None, q_init=q0[idx])
@@ -115,7 +115,9 @@ def solve_grid(theta, sz, R, tol, order):
         m1[idx], m2[idx], m2p[idx] = a1, a2, a2p
         its = max(its, fp.iterations)
         nqs.append(nq)
+        direct = fp.direct
     r = lambda a: a.reshape(shape)  # noqa: E731
     fp = _mf.FixedPointResult(r(out["mu_s"]), r(out["q_s"]), r(out["c_s"]), r(out["chi"]), r(conv),
-                              r(out["residual"]), its, None)
+                              r(out["residual"]), its, None, r(out["one_minus_chi"]), r(out["one_minus_chi_err"]),
+                              direct)
     return fp, r(m1), r(m2), r(m2p), max(nqs)

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import lstm as _lstm
 from . import meanfield as _mf
-from .analysis import analyze, xi_from_chi
+from .analysis import analyze, xi_from_one_minus_chi
 from .theta import ARCHS, FIELDS, Theta, check_arch
 
 __all__ = ["SolveResult", "solve_for_timescale"]
@@ -30,7 +30,11 @@ __all__ = ["SolveResult", "solve_for_timescale"]
 
 @dataclass(frozen=True)
 class SolveResult:
-    """The chosen Theta and what it achieves (chi, xi, m1, m2, var); ``target_chi`` is the goal."""
+    """The chosen Theta and what it achieves (chi, xi, m1, m2, var); ``target_chi`` is the goal.
+
+    ``one_minus_chi`` (1 - chi without cancellation where the architecture allows, see
+    :func:`rnn_mft.theory.analyze`), ``xi_rel_err`` (the relative error of the achieved xi from
+    float64 rounding and, for Algorithm 1, one Monte Carlo standard error) and ``target_xi``."""
 
     theta: Theta
     chi: float
@@ -40,6 +44,9 @@ class SolveResult:
     var: float
     target_chi: float
     params: dict
+    one_minus_chi: float = float("nan")
+    xi_rel_err: float = float("nan")
+    target_xi: float = float("nan")
 
     def __iter__(self):            # allows ``theta, info = solve_for_timescale(...)``-free use
         return iter((self.theta, self))
@@ -101,8 +108,13 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
     xi_rtol : float
         Largest relative error ``|xi_achieved / xi - 1|`` accepted (default 1e-4; relative in
         xi, so that long time scales, where chi is within 1/xi of 1, are held to the same
-        standard as short ones). A target that the method cannot resolve that well raises
-        ``ValueError`` naming the range of xi it does reach.
+        standard as short ones). The search works on 1 - chi (computed without cancellation
+        where the architecture allows: minimal, GRU, peephole LSTM reach any xi their bounds
+        reach), and the target's 1 - chi = -expm1(-1/xi) is exact. A target that the method cannot
+        meet that well, because float64 does not resolve 1 - chi there to ``xi_rtol`` (vanilla,
+        the LSTM: beyond xi ~ xi_rtol / (1e-13)) or the search missed it, raises ``ValueError``
+        naming the target and the largest xi the setting resolves; one outside the bounds' reach
+        names the range of xi it does reach.
     method : {"two_state", "paper"}, optional
         LSTM only: the theory whose chi is matched (see :func:`analyze`). The default, the
         two-state theory, is deterministic and agrees with simulated networks; ``"paper"`` uses
@@ -137,11 +149,13 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
         xi = float(xi)
         if not np.isfinite(xi) or xi <= 0:
             raise ValueError(f"xi={xi!r} must be a finite number > 0")
-        target = float(np.exp(-1.0 / xi))
+        omc_t = float(-np.expm1(-1.0 / xi))          # 1 - chi of the target, exact (chi itself rounds)
     else:
-        target = float(chi)
-        if not np.isfinite(target) or not 0 < target < 1:
+        c = float(chi)
+        if not np.isfinite(c) or not 0 < c < 1:
             raise ValueError(f"chi={chi!r} must lie in (0, 1)")
+        omc_t = 1.0 - c
+    target = 1.0 - omc_t
     base = Theta.critical(arch) if base is None else base
     if not isinstance(base, Theta) or base.arch != arch or base.shape != ():
         raise ValueError("base must be a scalar Theta of the same architecture")
@@ -169,15 +183,29 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
     grid = Theta.grid(base, axes) if axes else base
     shape = grid.shape
 
-    def chi_of(kv):
+    def omc_of(kv):
+        """1 - chi along the key (NaN where the theory has no converged fixed point)."""
         th = grid.replace({key: kv})
-        if arch == "lstm":
-            return analyze(arch, th, sigma_z, R, n_s=n_s, n_iters=n_iters, seed=seed, method=method).chi
-        return _mf.fixed_point(th, sigma_z, R=R).chi
+        if arch == "lstm":         # Algorithm 1's estimate is matched as the (CRN) function of Theta it is
+            return analyze(arch, th, sigma_z, R, n_s=n_s, n_iters=n_iters, seed=seed, method=method,
+                           mc_rtol=np.inf, xi_rtol=np.inf).one_minus_chi
+        return _mf.fixed_point(th, sigma_z, R=R).one_minus_chi
+
+    # the search runs on F = log(1 - chi_t) - log(1 - chi), which has the sign of chi - chi_t and is
+    # about linear in mu_f (1 - chi ~ exp(-mu_f)); chi >= 1 counts as far above the target
+    log_t = float(np.log(omc_t))
+
+    def fval(kv):
+        d = omc_of(kv)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(d > 0, log_t - np.log(np.where(d > 0, d, 1.0)), np.where(np.isnan(d), np.nan, 1e3))
+
+    def omc_from_f(f):
+        return np.exp(log_t - f)
 
     lo = np.full(shape, bounds[key][0])
     hi = np.full(shape, bounds[key][1])
-    flo, fhi = chi_of(lo) - target, chi_of(hi) - target
+    flo, fhi = fval(lo), fval(hi)
     # an end of the box may have no converged fixed point (e.g. an LSTM memory longer than
     # Algorithm 1's n_iters): pull that end towards the other until the theory converges there
     for _ in range(40):
@@ -186,23 +214,25 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
             break
         hi = np.where(bad_hi, lo + 0.8 * (hi - lo), hi)
         lo = np.where(bad_lo & ~bad_hi, hi + 0.8 * (lo - hi), lo)
-        flo, fhi = chi_of(lo) - target, chi_of(hi) - target
+        flo, fhi = fval(lo), fval(hi)
     # the direction of monotonicity may be either way: orient so that f(lo) < 0 < f(hi)
     swap = flo > fhi
     lo, hi = np.where(swap, hi, lo), np.where(swap, lo, hi)
     flo, fhi = np.where(swap, fhi, flo), np.where(swap, flo, fhi)
-    ends = np.concatenate([np.ravel(flo), np.ravel(fhi)]) + target
-    ends = ends[np.isfinite(ends)]
-    # the stopping tolerance in chi that is xi_rtol / 10 in xi: dxi / xi = dchi / (chi |log chi|)
-    ctol = min(tol, 0.1 * xi_rtol * target * -np.log(target))
+    fends = np.concatenate([np.ravel(flo), np.ravel(fhi)])
+    ends = omc_from_f(fends[np.isfinite(fends)])                   # 1 - chi at the ends
+    # the stopping tolerance in F that is xi_rtol / 10 in xi (d xi / xi = d omc / ((1 - omc) |log(1 - omc)|),
+    # d F = d omc / omc) and tol in chi
+    ctol = min(tol / omc_t, 0.1 * xi_rtol * (1.0 - omc_t) * -np.log1p(-omc_t) / omc_t)
     feasible = (flo <= 0) & (fhi >= 0) & np.isfinite(flo) & np.isfinite(fhi)
+    asked = f"xi={xi:.6g}" if xi is not None else f"chi={float(chi):.12g}"
+    asked += f" (1 - chi = {omc_t:.6g}" + (f", xi = {float(xi_from_one_minus_chi(omc_t)):.6g})" if xi is None else ")")
     if not np.any(feasible):
-        reach = np.concatenate([np.ravel(flo), np.ravel(fhi)]) + target
-        reach = reach[np.isfinite(reach)]
-        rng = (f"chi in [{reach.min():.6g}, {reach.max():.6g}] (xi in [{float(xi_from_chi(reach.min())):.4g}, "
-               f"{float(xi_from_chi(reach.max())):.4g}])") if reach.size else "nothing (no fixed point converged)"
-        raise ValueError(f"target chi={target:.12g} (xi={float(xi_from_chi(target)):.6g}) is not reachable "
-                         f"within bounds {bounds}; reachable: {rng}")
+        rng = (f"chi in [{1 - ends.max():.6g}, {1 - ends.min():.6g}] (1 - chi in [{ends.min():.6g}, {ends.max():.6g}], "
+               f"xi in [{float(xi_from_one_minus_chi(ends.max())):.4g}, "
+               f"{float(xi_from_one_minus_chi(ends.min())):.4g}])") if ends.size else \
+            "nothing (no fixed point converged)"
+        raise ValueError(f"target {asked} is not reachable within bounds {bounds}; reachable: {rng}")
     x = np.where(feasible, 0.5 * (lo + hi), np.nan)
     side = np.zeros(shape)
     for _ in range(80):
@@ -210,7 +240,7 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
             xs = (lo * fhi - hi * flo) / (fhi - flo)
         xs = np.where(np.isfinite(xs) & (np.minimum(lo, hi) < xs) & (xs < np.maximum(lo, hi)), xs, 0.5 * (lo + hi))
         xs = np.where(feasible, xs, lo)
-        fx = chi_of(xs) - target
+        fx = fval(xs)
         # no converged fixed point there: treat as beyond the target (long memories fail first)
         fx = np.where(np.isfinite(fx), fx, np.where(swap, -1.0, 1.0))
         left = fx < 0
@@ -225,31 +255,39 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
             break
     xsafe = np.where(feasible, x, bounds[key][0])
     th = grid.replace({key: xsafe})
-    r = analyze(arch, th, sigma_z, R, n_s=n_s, n_iters=n_iters, seed=seed,
-                **({"method": method} if arch == "lstm" else {}))
+    # Algorithm 1: its estimate is matched (mc_rtol = inf), its Monte Carlo error reported in the result
+    r = analyze(arch, th, sigma_z, R, n_s=n_s, n_iters=n_iters, seed=seed, xi_rtol=xi_rtol,
+                **({"method": method, "mc_rtol": np.inf} if arch == "lstm" else {}))
     loss = r.var + m1_weight * (r.m1 - 1.0) ** 2
-    xi_t = float(xi_from_chi(target))
+    xi_t = float(xi_from_one_minus_chi(omc_t))
+    # float64 rounding of 1 - chi alone (not Algorithm 1's Monte Carlo error: its estimate is the function matched)
+    rel_round = np.asarray(r.one_minus_chi_err, float) / np.abs(np.asarray(r.one_minus_chi, float))
     with np.errstate(all="ignore"):
         rel = np.abs(np.asarray(r.xi, float) / xi_t - 1.0)
-    ok = feasible & np.isfinite(loss) & (rel <= xi_rtol)
+    # r.xi is NaN where float64 does not resolve it to xi_rtol (analyze's xi_rtol)
+    ok = feasible & np.isfinite(loss) & (rel <= xi_rtol) & (rel_round <= xi_rtol)
     if not np.any(ok):
         got = np.where(feasible & np.isfinite(r.xi), r.xi, np.nan)
         near = (f"; the closest solution found has xi={float(np.nanmin(np.where(rel == np.nanmin(rel), got, np.inf))):.6g} "
                 f"({float(np.nanmin(rel)):.2%} off)") if np.any(np.isfinite(got) & np.isfinite(rel)) else ""
-        # float64 resolves chi near 1 to ~eps, i.e. xi to eps * xi relative: beyond xi_rtol / eps
-        # no method on doubles can hit xi to xi_rtol
-        xi_cap = xi_rtol / np.finfo(float).eps
-        reach = (f"xi in [{float(xi_from_chi(ends.min())):.6g}, "
-                 f"{min(float(xi_from_chi(ends.max())), xi_cap):.6g}]") if ends.size else "nothing"
+        # the largest xi float64 resolves to xi_rtol here: 1 - chi at least err / xi_rtol, with err the float64
+        # error bound of 1 - chi at the points found (about the same along the key)
+        err = np.asarray(r.one_minus_chi_err, float)[feasible & np.isfinite(r.one_minus_chi_err)]
+        cap = float(xi_from_one_minus_chi(float(err.min()) / xi_rtol)) if err.size else np.inf
+        top = float(xi_from_one_minus_chi(ends.min())) if ends.size else np.nan
+        why = (f"float64 resolves 1 - chi here only to {float(err.min()):.2g}: the largest xi it resolves to "
+               f"xi_rtol={xi_rtol:g} is about {cap:.4g}") if err.size else "no converged solution"
+        reach = (f"xi in [{float(xi_from_one_minus_chi(ends.max())):.6g}, {min(top, cap):.6g}]" if ends.size
+                 else "nothing")
         extra = (" (Algorithm 1's Monte-Carlo chi, n_s={}, n_iters={}, resolves xi only up to about "
                  "sqrt(n_s) and n_iters)".format(n_s, n_iters)) if arch == "lstm" and method == "paper" else ""
-        asked = f"xi={xi:.6g}" if xi is not None else f"chi={target:.12g} (xi={xi_t:.6g})"
-        raise ValueError(f"target {asked} is beyond what the method resolves within bounds {bounds} to relative "
-                         f"accuracy xi_rtol={xi_rtol:g}{near}; reachable to that accuracy: {reach}{extra}")
+        raise ValueError(f"target {asked} cannot be met to relative accuracy xi_rtol={xi_rtol:g} within bounds "
+                         f"{bounds}: {why}{near}; reachable to that accuracy: {reach}{extra}")
     j = np.unravel_index(np.argmin(np.where(ok, loss, np.inf)), shape) if shape else ()
     best = th.index(j) if shape else th
     pick = lambda a: float(np.asarray(a)[j]) if shape else float(a)  # noqa: E731
     params = {key: pick(xsafe)}
     params.update({k: pick(np.broadcast_to(getattr(best[k.split('.')[0]], k.split('.')[1]), ())) if not shape
                    else float(getattr(best[k.split('.')[0]], k.split('.')[1])) for k in others})
-    return SolveResult(best, pick(r.chi), pick(r.xi), pick(r.m1), pick(r.m2), pick(r.var), target, params)
+    return SolveResult(best, pick(r.chi), pick(r.xi), pick(r.m1), pick(r.m2), pick(r.var), target, params,
+                       pick(r.one_minus_chi), pick(r.xi_rel_err), xi_t)

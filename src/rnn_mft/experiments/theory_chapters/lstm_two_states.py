@@ -111,9 +111,17 @@ def thetas(cfg: dict) -> dict:
     return out
 
 
+def _paper_xi(r) -> float:
+    """Algorithm 1 with A.2.3's xi as the chapter shows it: the number where it converged, NaN
+    where its Monte Carlo error is too large to give one at the chapter's ``n_s`` (``xi_note``
+    says so), inf where it finds no stable fixed point."""
+    if bool(r.converged):
+        return float(r.xi)
+    return float("nan") if "Monte Carlo" in str(r.xi_note) else float("inf")
+
+
 def _xi_paper(th, cfg, sz=1.0):
-    r = analyze("lstm", th, sz, n_s=cfg["n_s"], n_iters=cfg["n_iters"], method="paper")
-    return float(r.xi) if bool(r.converged) else float("inf")
+    return _paper_xi(analyze("lstm", th, sz, n_s=cfg["n_s"], n_iters=cfg["n_iters"], method="paper"))
 
 
 def run(cfg: TwoStatesConfig, store=None) -> dict:
@@ -238,7 +246,7 @@ def stored_corr_ground_truth(cfg: dict, path: Path | None = None) -> dict | None
                    seconds=dt)
         if cfg["solve_paper"]:
             ap = analyze("lstm", th, sz, n_s=cfg["n_s"], n_iters=cfg["n_iters"], method="paper")
-            row.update(c_paper=float(ap.c_s), xi_paper=float(ap.xi) if bool(ap.converged) else float("inf"))
+            row.update(c_paper=float(ap.c_s), xi_paper=_paper_xi(ap))
         rows.append(row)
     runs = []
     for r in d["rows"]:
@@ -266,7 +274,8 @@ def report(cfg: TwoStatesConfig, res: dict) -> dict:
     """The numbers of the page's prose: at Sigma_z = 1, how many of the Thetas have the two-state
     xi inside the network's 2-SE interval (``inside``, of ``n_table``), the largest relative
     difference (``max_rel``), the range of A.2.3's xi over the network's (``paper_ratio_min``,
-    ``paper_ratio_max``) and how many Thetas A.2.3 calls unstable (``paper_unstable``); the two-state xi
+    ``paper_ratio_max``), how many Thetas A.2.3 calls unstable (``paper_unstable``) and at how many
+    Algorithm 1's Monte Carlo error is too large for a xi at this profile's n_s (``paper_noisy``); the two-state xi
     of C.4's own LSTM initialization (``xi_c4``, mu_f = 1); and the run time."""
     t = res["table"]
     fin = [r for r in t if np.isfinite(r["xi_paper"])]
@@ -276,7 +285,8 @@ def report(cfg: TwoStatesConfig, res: dict) -> dict:
             "max_rel": max(abs(r["xi_two_state"] / r["xi_sim"] - 1) for r in t),
             "paper_ratio_min": min(ratio) if ratio else float("nan"),
             "paper_ratio_max": max(ratio) if ratio else float("nan"),
-            "paper_unstable": len(t) - len(fin),
+            "paper_unstable": sum(r["xi_paper"] == np.inf for r in t),
+            "paper_noisy": sum(bool(np.isnan(r["xi_paper"])) for r in t),
             "xi_c4": float(c4[0]["xi_two_state"]) if c4 else
             float(analyze("lstm", Theta.critical("lstm").replace({"f.mu": 1.0}), 1.0).xi),
             "seconds": float(res["seconds"])}

@@ -25,7 +25,12 @@ __all__ = ["FixedPointResult", "closed_form_fixed_point", "fixed_point"]
 
 @dataclass(frozen=True)
 class FixedPointResult:
-    """Fixed point (mu*, Q*, C*), chi at C* and diagnostics; NaN where not converged."""
+    """Fixed point (mu*, Q*, C*), chi at C* and diagnostics; NaN where not converged.
+
+    ``one_minus_chi`` is 1 - chi computed without cancellation where the architecture allows
+    (:meth:`CMap.one_minus_chi`; ``chi`` is then ``1 - one_minus_chi``, correctly rounded), and
+    ``one_minus_chi_err`` its float64 error bound; ``direct`` says where the cancellation-free
+    form was used (else ``one_minus_chi = 1 - chi``)."""
 
     mu_s: np.ndarray
     q_s: np.ndarray
@@ -35,6 +40,9 @@ class FixedPointResult:
     residual: np.ndarray
     iterations: int
     cmap: CMap | None = None
+    one_minus_chi: np.ndarray | None = None
+    one_minus_chi_err: np.ndarray | None = None
+    direct: np.ndarray | bool = False
 
 
 def closed_form_fixed_point(theta: Theta, sigma_z=1.0, R=1.0, tol: float = 1e-10, n: int | None = None,
@@ -56,12 +64,18 @@ def closed_form_fixed_point(theta: Theta, sigma_z=1.0, R=1.0, tol: float = 1e-10
     ok_var = var_s > 1e-14 * np.maximum(1.0, q)
     q_safe = np.where(ok_var, q, np.maximum(q, mu**2) + 1e-12)
     cm = CMap(theta, mu, q_safe, sz, R, M=M, nq=n)
-    c, chi, res_c, it_c = solve_c(cm, tol=min(tol, 1e-12))
+    cinfo: dict = {}
+    c, chi, res_c, it_c = solve_c(cm, tol=min(tol, 1e-12), info=cinfo)
     shape = c.shape
+    omc, omc_err = cinfo["one_minus_chi"], cinfo["one_minus_chi_err"]
+    direct = cm.om is not None
+    if direct:                          # chi correctly rounded from the cancellation-free 1 - chi
+        chi = np.where(np.isfinite(omc), 1.0 - omc, chi)
     res = np.maximum(np.broadcast_to(res_q, shape), res_c)
     conv = (res < tol) & np.isfinite(c) & np.isfinite(chi) & np.broadcast_to(np.isfinite(q) & (q >= 0) & q_ok, shape)
     nan = lambda a: np.where(conv, np.broadcast_to(a, shape), np.nan)  # noqa: E731
-    return FixedPointResult(nan(mu), nan(q), nan(c), nan(chi), conv, res, max(it_q, it_c), cm)
+    return FixedPointResult(nan(mu), nan(q), nan(c), nan(chi), conv, res, max(it_q, it_c), cm, nan(omc), nan(omc_err),
+                            direct)
 
 
 #: the historical name of :func:`closed_form_fixed_point`

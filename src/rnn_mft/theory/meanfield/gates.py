@@ -17,7 +17,7 @@ from ..quadrature import expect, expect2
 from ...arch import SPECS
 from ..theta import ARCHS, Theta
 from .algebra import _sig
-from .gauss import nodes_for
+from .gauss import finite_max, nodes_for
 
 __all__ = ["check_sigma_z", "check_R", "gate_moment", "gate_stats"]
 
@@ -112,8 +112,8 @@ def _max_var(theta, q, R):
     v = 0.0
     for k in ARCHS[theta.arch]:
         p = theta[k]
-        vk = np.asarray(gate_moment(p, q, R), float)
-        v = max(v, float(np.nanmax(vk, initial=0.0)) if vk.size else 0.0)
+        vk = finite_max(gate_moment(p, q, R))          # a diverged point does not set the order
+        v = max(v, vk) if np.isfinite(vk) else v
     return v
 
 

@@ -14,12 +14,27 @@ import numpy as np
 from ..quadrature import gauss_hermite
 from .algebra import _base, _derived, _Dual
 
-__all__ = ["nodes_for", "node_rule", "Q_ORDER_FACTOR", "C_NODES_FACTOR", "C_MIN_ORDER", "MAX_NODES"]
+__all__ = ["nodes_for", "node_rule", "finite_max", "Q_ORDER_FACTOR", "C_NODES_FACTOR", "C_MIN_ORDER", "MAX_NODES"]
 
 
 def node_rule(var):
     """:func:`nodes_for`'s rule point by point: ``clip(ceil(24 + 40 var), 48, 400)`` (float array)."""
     return np.clip(np.ceil(24 + 40 * np.asarray(var, float)), 48, 400)
+
+
+def finite_max(*arrays) -> float:
+    """The largest finite entry of ``arrays`` (NaN if none). The node rules take the largest
+    variance *of the points that have one*: a diverged point (Q* = inf, variance inf or NaN)
+    must not set the order of its grid (with ``inf``, :func:`nodes_for` fell back to variance 1,
+    and every other point of the grid was integrated at the lowest order)."""
+    best = -np.inf
+    for a in arrays:
+        a = np.asarray(a, float)
+        if a.size:
+            f = a[np.isfinite(a)]
+            if f.size:
+                best = max(best, float(f.max()))
+    return best if best > -np.inf else float("nan")
 
 
 def nodes_for(var_max: float, order=None) -> int:

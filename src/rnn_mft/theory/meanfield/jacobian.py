@@ -18,7 +18,7 @@ from ...arch import SPECS, Spec, get as _get_arch
 from ...arch import monomial as _mono
 from ..theta import ARCHS, Theta
 from .gates import gate_moment
-from .gauss import _Gauss1, nodes_for
+from .gauss import _Gauss1, finite_max, nodes_for
 
 __all__ = ["jacobian_terms", "state_moments", "closed_form_jacobian_moments", "jacobian_moments"]
 
@@ -109,7 +109,7 @@ def closed_form_jacobian_moments(theta: Theta, mu, q, R=1.0, n: int | None = Non
             continue
         p = theta[k]
         means[k], vars_[k] = p.mu, gate_moment(p, q, R)
-    nn = nodes_for(max(float(np.nanmax(v)) if np.any(np.isfinite(v)) else 1.0 for v in vars_.values()), n)
+    nn = nodes_for(finite_max(*vars_.values()), n)         # a diverged point does not set the order
     G = _Gauss1(means, vars_, nn)
     if values:
         G.vals.update(values)
