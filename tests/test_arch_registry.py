@@ -6,6 +6,12 @@ finite-width Jacobian and ``analyze``. The theory is checked against things it d
 itself: the fixed point against a scipy.integrate evaluation of the map eq. (6), chi against a
 finite difference of the direct-quadrature map, and (mu*, Q*, C*), m1 against simulated untied
 networks with the tolerances of tests/test_sim_theory.py (5 standard errors plus 2/N).
+
+Numerical tolerances (float64, u64 = 2**-53): the reference update against the same formula by
+hand is rounding of N + n = 12-term products, <= ~30 u64 ~ 3e-15 (allowed 1e-14; the torch step
+1e-12); the theory against scipy.integrate (1e-13) is the library's quadrature (~1e-9 here, at
+variances <= 2) times the fixed point's conditioning; the central difference for chi has
+O(h^2) ~ 1e-10 truncation and u64/h ~ 1e-11 rounding.
 """
 import importlib.util
 from pathlib import Path
@@ -145,11 +151,14 @@ def test_toy_analyze_against_independent_integration(toy):
     h = 1e-5
     fd = (float(mf.step(th, m, q, c + h, 0.4, n=200)[2]) - float(mf.step(th, m, q, c - h, 0.4, n=200)[2])) / (2 * h)
     assert abs(fd - float(r.chi)) < 1e-7
-    # Lemma 1: at Sigma_z = 1 (C* = 1) the Jacobian's m1 equals chi
+    # Lemma 1: at Sigma_z = 1 (C* = 1) the Jacobian's m1 equals chi (two formulas on the same nodes:
+    # rounding, ~1e-15; 1e-10 leaves room for either's quadrature order)
     r1 = analyze(toy, th, sigma_z=1.0)
     assert float(r1.c_s) == 1.0 and abs(float(r1.m1) - float(r1.chi)) < 1e-10
     # a grid goes through the scheduled path (two halves on two threads) with the same numbers
     grid = th.replace({"f.sigma2": np.full(2048, 1.2)})
+    # (the same points solved as a grid: the same quadrature order, rounding and the solver's
+    # residual tolerance 1e-10 times 1/(1 - chi): rtol 1e-9; measured 2e-12)
     rg = analyze(toy, grid, sigma_z=0.4)
     assert np.allclose(rg.chi, float(r.chi), rtol=1e-9, atol=0) and rg.converged.all()
 

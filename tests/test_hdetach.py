@@ -98,6 +98,8 @@ def test_hdetach_p0_equals_plain_cell(arch):
     for a, b in zip(grads[1], grads[0]):
         assert torch.equal(a, b)
     for a, b in zip(grads[2], grads[0]):
+        # another rounding order of the same float64 sums (T = 7 steps of N + n_in = 8 terms, batch 4):
+        # <= ~100 u64 ~ 1e-14 of O(1) gradients
         torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
 
 
@@ -212,4 +214,7 @@ def test_hdetach_training_resumes_exactly_from_a_checkpoint(tmp_path):
     assert resumed.meta["resumed_from"] == 3
     np.testing.assert_array_equal(full.curves["train_loss"], resumed.curves["train_loss"])
     plain = train.fit(nets.stack([model().member(1)]), task, cfg)      # the p = 0 member alone
-    np.testing.assert_allclose(full.curves["train_loss"][:, 1], plain.curves["train_loss"][:, 0], rtol=1e-5)
+    # float32 (u32 = 2**-24), Adam: the losses only (tests/test_train.py); each of T steps reduces over
+    # N + n_in terms, so a regrouped run is off by <= T (N + n_in) u32 relative (6e-6; measured: bitwise)
+    rtol = task.T * (6 + task.n_in) * 2.0 ** -24
+    np.testing.assert_allclose(full.curves["train_loss"][:, 1], plain.curves["train_loss"][:, 0], rtol=rtol)

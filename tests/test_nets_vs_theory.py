@@ -2,8 +2,12 @@
 (:func:`rnn_mft.theory.architectures.reference_step`): same weights, same inputs, same states.
 
 Weights are drawn from a Theta with O(1) variances in every field so that every term of every
-update matters; the comparison is in float64 at 1e-10 (the two differ only by summation order).
+update matters; the comparison is in float64 at 1e-10 (the two differ only by summation order:
+T = 7 steps of N + N_IN = 9-term products of O(1) values, <= ~100 u64 ~ 1e-14 with u64 = 2**-53,
+even through a recurrence that amplified it 1e4-fold; measured 1e-15).
 """
+import zlib
+
 import numpy as np
 import pytest
 import torch
@@ -40,7 +44,8 @@ def _run_reference(cell, x, member=0):
 @pytest.mark.parametrize("untied", [None, T])
 @pytest.mark.parametrize("hard", [False, True])
 def test_cell_matches_reference_step(arch, untied, hard):
-    g = torch.Generator().manual_seed(hash((arch, untied, hard)) % 2**31)
+    # a seed that is the same in every run (hash() of strings changes with PYTHONHASHSEED)
+    g = torch.Generator().manual_seed(zlib.crc32(repr((arch, untied, hard)).encode()))
     cell = nets.make(arch, N_IN, N, untied=untied, hard_sigmoid=hard).double()
     nets.init_(cell, _theta(arch), generator=g)
     x = torch.randn(B, T, N_IN, generator=g, dtype=torch.float64)

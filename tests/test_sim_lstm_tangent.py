@@ -37,7 +37,7 @@ def test_no_recurrence_is_a_product_of_forget_gates():
     se_dc = r.chi_se  # same order as the SE of chi_dc (both from 8 seeds of the same windows)
     assert abs(r.chi_dc - exact) < 4 * se_dc + 2e-4, (r.chi_dc, exact, se_dc)
     assert abs(r.chi - exact) < 4 * r.chi_se + 2e-4, (r.chi, exact, r.chi_se)
-    assert r.xi == pytest.approx(-1 / math.log(r.chi))
+    assert -1 / r.xi == pytest.approx(math.log(r.chi), abs=1e-12)    # eq. (9), in log chi: one log, one division
     assert r.xi_lo < r.xi < r.xi_hi
 
 
@@ -86,7 +86,11 @@ def test_norms_agree_asymptotically():
     """|dh|^2, |dc|^2 and their sum decay at one rate once the direction is aligned."""
     th = Theta.critical("lstm", mu_f=3.0)
     r = tangent_decay(th, 2000, n_seeds=4, t_burn=100, t_align=40, t_window=30, n_windows=4)
-    assert r.chi_dh == pytest.approx(r.chi, abs=5e-3) and r.chi_dc == pytest.approx(r.chi, abs=5e-3)
+    # three estimates from the same windows of the same seeds: their differences scatter less than
+    # one estimate does, so 4 of its SE (5.4e-4 here; measured difference 5.6e-5); the faster modes
+    # have decayed over t_align = 40 steps by (their rate / chi)^40, nothing
+    tol = 4 * r.chi_se
+    assert r.chi_dh == pytest.approx(r.chi, abs=tol) and r.chi_dc == pytest.approx(r.chi, abs=tol)
 
 
 @pytest.mark.parametrize("bad, match", [
