@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnn_mft.experiments import PROFILES, Config, doc
+from rnn_mft.experiments import BOOK_PROFILES, PROFILES, Config, ProfileNotDeclared, doc
 from rnn_mft.experiments.theory_chapters import MODULES
 
 THEORY = [importlib.import_module(f"rnn_mft.experiments.theory_chapters.{m}") for m in MODULES]
@@ -24,7 +24,13 @@ def test_theory_chapter_modules_follow_the_protocol(exp):
     assert inspect.signature(exp.run).parameters["store"].default is None
     params = list(inspect.signature(exp.report).parameters)
     assert len(params) == 2 and params[0] == "cfg", params
+    declared = type(exp.config("ci")).profiles()
+    assert set(BOOK_PROFILES) <= set(declared) <= set(PROFILES)
     for p in PROFILES:
+        if p not in declared:                        # an optional profile (cpu) the chapter does not have
+            with pytest.raises(ProfileNotDeclared, match=f"no profile '{p}'.*allowed here: smoke, ci, paper"):
+                exp.config(p)
+            continue
         cfg = exp.config(p)
         assert isinstance(cfg, Config) and dataclasses.is_dataclass(cfg)
         assert cfg.profile == p and cfg["profile"] == p
@@ -32,7 +38,7 @@ def test_theory_chapter_modules_follow_the_protocol(exp):
             assert f.metadata.get("doc"), f"{exp.__name__}: field {f.name} has no documentation"
         with pytest.raises(dataclasses.FrozenInstanceError):
             cfg.profile = "ci"
-    with pytest.raises(ValueError, match="unknown profile='huge'.*smoke, ci, paper"):
+    with pytest.raises(ValueError, match="unknown profile='huge'.*smoke, ci, cpu, paper"):
         exp.config("huge")
 
 
@@ -107,7 +113,7 @@ def test_training_configs_reject_misspelt_settings(exp):
     test_a_misspelt_setting_is_an_error_that_names_the_allowed_ones(exp)
 
 
-@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("profile", BOOK_PROFILES)          # the profiles the record was made of
 def test_run_names_are_those_of_the_old_dict_configs(profile):
     """The stored results and checkpoints are found by hashes of the settings: the dataclass
     configs give every run of every profile the name the old dictionaries gave it."""
@@ -155,6 +161,7 @@ def test_trainability_report_reads_verdicts_off_the_regions():
               "overlays": {a: ov for a in cfg.archs}}
     rep = exp.report(cfg, result)
     assert rep["n_agree_untied"] == rep["n_archs"] == len(cfg.archs)
+    # means and ratios of a few exact inputs: approx's default rel 1e-6 >> their float64 rounding
     assert rep["acc_below_3xi_untied"] == pytest.approx(0.9) and rep["acc_beyond_6xi_untied"] == pytest.approx(0.1)
     assert rep["verdicts_untied"] == "; ".join(f"{a}: *agrees*" for a in cfg.archs)
     assert rep["n_agree_tied"] == 0 and "same direction, softer" in rep["verdicts_tied"]   # 0.9 against 0.5
@@ -169,6 +176,7 @@ def test_sequence_length_report_reads_the_accuracies():
     cfg = exp.config("smoke")                                # Ts = [3, 6]; members: standard, critical, chrono
     rep = exp.report(cfg, {3: _rr([0.8, 0.7, 0.6]), 6: _rr([0.2, 0.55, float("nan")])})
     assert (rep["T_min"], rep["T_max"]) == (3, 6)
+    # read off the inputs (at most a mean of a few): approx's default rel 1e-6 >> float64 rounding
     assert rep["acc_critical_longest"] == pytest.approx(0.55) and rep["acc_standard_shortest"] == pytest.approx(0.8)
     assert rep["reach_standard"] == "$T = 3$" and rep["reach_critical"] == "$T = 6$"
     assert rep["order_longest"] == "the critical initialization is ahead"

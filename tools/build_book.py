@@ -18,7 +18,7 @@ from rnn_mft.train import CheckpointError
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--profile", default="ci", help="smoke, ci or paper (default ci)")
+    ap.add_argument("--profile", default="ci", help="smoke, ci or paper (default ci; cpu is shown by the ci book)")
     ap.add_argument("--build", default="_build", type=Path, help="build folder (default _build)")
     ap.add_argument("--only", action="append", help="execute and render only this chapter (repeatable)")
     ap.add_argument("--no-html", action="store_true", help="execute the chapters but do not render HTML")

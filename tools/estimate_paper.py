@@ -41,7 +41,13 @@ EXPERIMENTS = {"Figure 1 (sequence_length)": sequence_length, "Figures 2 and 6 (
 
 
 def ensembles_of(exp, profile: str) -> list[dict]:
-    """The ensembles an experiment trains at ``profile`` (Figures 2 and 6: both)."""
+    """The ensembles an experiment trains at ``profile`` (Figures 2 and 6: both); none where the
+    experiment does not declare an optional profile (``cpu``)."""
+    from rnn_mft.experiments.protocol import ProfileNotDeclared
+    try:
+        exp.config(profile)
+    except ProfileNotDeclared:
+        return []
     if exp is trainability:
         return [dict(e, name=f"{'tied' if tied else 'untied'} {e['arch']} T={','.join(map(str, e['Ts']))}")
                 for tied in (False, True) for e in trainability.ensembles(trainability.config(profile, tied=tied))]
@@ -167,8 +173,9 @@ def main(argv=None) -> int:
     ap.add_argument("--only", action="append", help="only figures whose name contains this (repeatable)")
     ap.add_argument("--json", help="write the measurement to this JSON file")
     a = ap.parse_args(argv)
-    if a.profile not in ("smoke", "ci", "paper"):
-        ap.error(f"--profile={a.profile!r}; allowed: smoke, ci, paper")
+    from rnn_mft.experiments import PROFILES
+    if a.profile not in PROFILES:
+        ap.error(f"--profile={a.profile!r}; allowed: {', '.join(PROFILES)}")
     if a.warmup < 0 or a.timed < 1:
         ap.error(f"--warmup={a.warmup} --timed={a.timed}; allowed: warmup >= 0, timed >= 1")
     if not a.ms_per_step > 0:

@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from ._io import atomic_write_text
-from .experiments import check_profile
+from .experiments import BOOK_PROFILES, check_profile
 
 __all__ = ["REPO_ROOT", "BOOK_DIR", "ChapterError", "BudgetExhausted", "chapters", "pages", "execute_chapter", "build",
            "check_build"]
@@ -244,6 +244,10 @@ def build(profile: str = "ci", build_dir: Path = Path("_build"), *, only: list[s
     chapters (unusable checkpoints are discarded and their runs start afresh).
     """
     check_profile(profile)
+    if profile not in BOOK_PROFILES:
+        raise ValueError(f"profile={profile!r} is not a book profile (allowed: {', '.join(BOOK_PROFILES)}): "
+                         f"profile {profile!r} covers only the chapters that declare it, is trained by "
+                         f"tools/cpu_slice.py and is shown by the ci book")
     if budget_min is not None:
         b = float(budget_min)
         if not (b > 0 and b < float("inf")):

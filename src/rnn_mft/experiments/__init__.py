@@ -3,13 +3,17 @@
 ``report(cfg, result)`` (the numbers the page's prose shows).
 
 Profiles (DESIGN.md): ``smoke`` (seconds, used by the tests), ``ci`` (the whole book in well
-under 45 minutes on 2 CPU cores), ``paper`` (the paper's scale, needs a GPU).
+under 45 minutes on 2 CPU cores), ``cpu`` (only the chapters that declare it, Table 2 and Figure
+1: trained once on a CPU in budgeted slices, committed, and shown by the ci book), ``paper`` (the
+paper's scale, needs a GPU).
 """
 from __future__ import annotations
 
-from .protocol import PROFILES, Config, check_profile, doc, glue_report, show_stored_paper
+from .protocol import (BOOK_PROFILES, PROFILES, Config, ProfileNotDeclared, check_profile, doc, glue_report,
+                       show_stored, show_stored_paper)
 
-__all__ = ["PROFILES", "Config", "check_profile", "doc", "glue_report", "show_stored_paper"]
+__all__ = ["BOOK_PROFILES", "PROFILES", "Config", "ProfileNotDeclared", "check_profile", "doc", "glue_report",
+           "show_stored", "show_stored_paper"]
 
 
 def __getattr__(name: str):

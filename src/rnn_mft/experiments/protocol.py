@@ -3,7 +3,8 @@
 Every module behind a chapter exposes three functions:
 
 ``config(profile) -> Config``
-    The chapter's settings at a profile (``smoke``, ``ci``, ``paper``), as a *frozen* dataclass
+    The chapter's settings at a profile (``smoke``, ``ci``, ``paper``, and ``cpu`` where the chapter
+    declares it), as a *frozen* dataclass
     whose fields carry their documentation (``cfg.describe()`` prints them). A misspelt field is an
     error, not a silently ignored key: ``cfg.replace(N=500)`` or ``cfg | {"N": 500}`` returns a
     new, validated config, and ``cfg["Nn"]`` raises a ``KeyError`` naming the allowed fields.
@@ -44,9 +45,21 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["PROFILES", "check_profile", "Config", "doc", "glue_report", "show_stored_paper"]
+__all__ = ["PROFILES", "BOOK_PROFILES", "OPTIONAL_PROFILES", "ProfileNotDeclared", "check_profile", "Config", "doc",
+           "glue_report", "show_stored_paper", "show_stored"]
 
-PROFILES = ("smoke", "ci", "paper")
+#: every profile, smallest first: ``smoke`` (seconds, the tests), ``ci`` (the CPU book), ``cpu``
+#: (trained once on a CPU in budgeted slices and committed, for the chapters where ``ci`` is too
+#: small to show anything: Table 2's MNIST row and Figure 1), ``paper`` (the paper's scale, a GPU)
+PROFILES = ("smoke", "ci", "cpu", "paper")
+#: profiles a chapter has only where its config declares them (``Config.PROFILES``)
+OPTIONAL_PROFILES = ("cpu",)
+#: the profiles a whole book is built at (``cpu`` is a stored profile: the ci book shows it)
+BOOK_PROFILES = ("smoke", "ci", "paper")
+
+
+class ProfileNotDeclared(ValueError):
+    """An optional profile (``cpu``) asked of a chapter that does not declare it."""
 
 
 def check_profile(profile: str) -> str:
@@ -72,7 +85,8 @@ class Config(Mapping):
     profile the values that differ from the defaults.
     """
 
-    profile: str = doc("ci", "smoke (seconds, the tests), ci (the CPU book) or paper (the paper's scale)")
+    profile: str = doc("ci", "smoke (seconds, the tests), ci (the CPU book), cpu (stored CPU-scale runs, where "
+                             "declared) or paper (the paper's scale)")
     PROFILES: ClassVar[dict] = {}
 
     def __post_init__(self):
@@ -80,9 +94,18 @@ class Config(Mapping):
 
     @classmethod
     def for_profile(cls, profile: str) -> "Config":
-        """The settings at ``profile``."""
+        """The settings at ``profile``; an optional profile the class does not declare raises
+        :class:`ProfileNotDeclared`."""
         check_profile(profile)
+        if profile not in cls.profiles():
+            raise ProfileNotDeclared(f"{cls.__name__} has no profile {profile!r} (it is declared only by the "
+                                     f"chapters that need it); allowed here: {', '.join(cls.profiles())}")
         return cls(profile=profile, **cls.PROFILES.get(profile, {}))
+
+    @classmethod
+    def profiles(cls) -> list[str]:
+        """The profiles this chapter has: every profile but an optional one it does not declare."""
+        return [p for p in PROFILES if p not in OPTIONAL_PROFILES or p in cls.PROFILES]
 
     # -- reading -------------------------------------------------------------------------------
     @classmethod
@@ -165,10 +188,8 @@ def show_stored_paper(exp, profile: str, draw=None):
     figure also saved under ``name``. At profile ``paper`` the page's own results are the
     paper-scale ones and only the note is shown. Returns the ``StoredPaper`` or None.
     """
-    import matplotlib.pyplot as plt
     from IPython.display import Markdown, display
 
-    from ..plotting import savefig
     from .training._common import paper_note
 
     check_profile(profile)
@@ -176,12 +197,45 @@ def show_stored_paper(exp, profile: str, draw=None):
     display(Markdown(paper_note(profile, paper)))
     draw = draw if draw is not None else getattr(exp, "draw_stored_paper", None)
     if paper is not None and draw is not None:
-        for item in draw(paper.results, exp.config("paper")) or []:
-            if isinstance(item, str):
-                display(Markdown(item))
-            else:
-                name, fig = item
-                savefig(fig, name)
-                display(fig)
-                plt.close(fig)
+        _show_items(draw(paper.results, exp.config("paper")))
     return paper
+
+
+def show_stored(exp, profile: str):
+    """The "CPU-scale results" block of a training chapter that declares profile ``cpu``: its
+    stored runs (``exp.stored_results("cpu")``, read-only, nothing trained), a note on their
+    provenance and on the runs still missing (with the step a run in progress has reached), and
+    what ``exp.draw_stored(results, exp.config("cpu"))`` draws. On a page run at profile ``cpu``
+    itself only the note is shown. Returns the
+    :class:`~rnn_mft.experiments.training._common.StoredPaper` or None."""
+    from IPython.display import Markdown, display
+
+    from .training._common import cpu_note
+
+    check_profile(profile)
+    if profile == "cpu":
+        display(Markdown("This page ran at profile `cpu`: the results above are its runs."))
+        return None
+    got = exp.stored_results("cpu")
+    display(Markdown(cpu_note(profile, got, exp)))
+    if got is not None:
+        _show_items(exp.draw_stored(got.results, exp.config("cpu")))
+    return got
+
+
+def _show_items(items) -> None:
+    """Display a chapter block's Markdown strings and ``(name, figure)`` pairs (each figure also
+    saved under ``name``)."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Markdown, display
+
+    from ..plotting import savefig
+
+    for item in items or []:
+        if isinstance(item, str):
+            display(Markdown(item))
+        else:
+            name, fig = item
+            savefig(fig, name)
+            display(fig)
+            plt.close(fig)

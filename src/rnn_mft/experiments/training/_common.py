@@ -22,8 +22,6 @@ cluster executors set, so that a smoke-profile run through them can be checked a
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -35,7 +33,7 @@ from ... import nets, train
 from ...theory import Theta
 
 __all__ = ["make_ensemble", "train_cfg", "stored", "run_key", "INIT_KINDS", "load_pair", "stored_units", "stored_paper",
-           "StoredPaper", "provenance", "paper_note", "short_name", "unit", "store_smoke"]
+           "stored_profile", "StoredPaper", "provenance", "paper_note", "cpu_note", "short_name", "unit", "store_smoke"]
 
 INIT_KINDS = ("theta", "standard", "critical", "chrono")
 
@@ -61,9 +59,10 @@ def load_pair(name: str, **kwargs):
 
 
 def run_key(settings: dict) -> str:
-    """10 hex digits of the SHA-1 of ``settings`` (JSON, sorted keys; ``profile`` excluded)."""
-    d = {k: v for k, v in settings.items() if k != "profile"}
-    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    """10 hex digits of the SHA-1 of ``settings`` (JSON, sorted keys; ``profile`` excluded):
+    :func:`rnn_mft.train.results.settings_key`, which the results store checks stored settings
+    against when it reads a run."""
+    return train.results.settings_key(settings)
 
 
 def store_smoke() -> bool:
@@ -162,7 +161,8 @@ def stored(profile: str, experiment: str, name: str, fn: Callable[[str | None], 
 
 @dataclass
 class StoredPaper:
-    """The paper-profile results of a training experiment that the results store holds.
+    """The results of a training experiment at a stored profile (``paper``, ``cpu``) that the
+    results store holds.
 
     ``results``: the experiment's own structure (what its ``run`` returns) with only the stored
     runs in it; ``stored`` and ``missing``: the names of the experiment's paper-profile runs
@@ -171,6 +171,7 @@ class StoredPaper:
     results: object
     stored: list = field(default_factory=list)
     missing: list = field(default_factory=list)
+    in_progress: dict = field(default_factory=dict)      #: missing run -> step its checkpoint reached
 
 
 def stored_units(module, profile: str = "paper", store: train.ResultsStore | None = None):
@@ -188,14 +189,40 @@ def stored_units(module, profile: str = "paper", store: train.ResultsStore | Non
     return loaded, missing
 
 
-def stored_paper(module, assemble: Callable[[list], object]) -> StoredPaper | None:
-    """:class:`StoredPaper` of a training experiment ``module``, or None when none of its
-    paper-profile runs is stored. ``assemble(loaded)`` builds the experiment's result structure
-    from the ``(unit, output)`` pairs of :func:`stored_units`."""
-    loaded, missing = stored_units(module, "paper")
+def stored_profile(module, profile: str, assemble: Callable[[list], object],
+                   store: train.ResultsStore | None = None) -> StoredPaper | None:
+    """:class:`StoredPaper` of a training experiment ``module`` at a stored ``profile`` (``paper``,
+    ``cpu``), or None when none of its runs there is stored. ``assemble(loaded)`` builds the
+    experiment's result structure from the ``(unit, output)`` pairs of :func:`stored_units`.
+    A run not stored yet whose checkpoint is (a run trained in budgeted slices) is named with the
+    step it has reached in ``in_progress``."""
+    loaded, missing = stored_units(module, profile, store)
     if not loaded:
         return None
-    return StoredPaper(assemble(loaded), [u["name"] for u, _ in loaded], [u["name"] for u in missing])
+    out = StoredPaper(assemble(loaded), [u["name"] for u, _ in loaded], [u["name"] for u in missing])
+    out.in_progress = _in_progress(missing, store)
+    return out
+
+
+def stored_paper(module, assemble: Callable[[list], object]) -> StoredPaper | None:
+    """:func:`stored_profile` at profile ``paper``."""
+    return stored_profile(module, "paper", assemble)
+
+
+def _in_progress(missing: list, store=None) -> dict:
+    """``{run name: training step}`` of the missing runs whose checkpoint the store holds (read
+    with the safe loader: tensors and plain data only); an unreadable checkpoint is left out."""
+    from ...train.checkpoint import CheckpointError, load_checkpoint
+    store = store or train.ResultsStore(readonly=True)
+    out = {}
+    for u in missing:
+        ck = store.checkpoint_path(u["profile"], u["experiment"], u["name"])
+        if ck.is_file():
+            try:
+                out[u["name"]] = int(load_checkpoint(ck)["step"])
+            except CheckpointError:
+                pass
+    return out
 
 
 def _flatten(results) -> list:
@@ -232,6 +259,29 @@ def provenance(results) -> str:
 def short_name(name: str) -> str:
     """A stored run's name without its settings hash (:func:`run_key`), for prose."""
     return re.sub(r"-[0-9a-f]{10}$", "", name)
+
+
+def cpu_note(profile: str, cpu, module=None) -> str:
+    """Markdown paragraph for a chapter: are stored ``cpu``-profile results shown, and from where
+    (``cpu``: None or a :class:`StoredPaper` of that profile). ``module``: the experiment, for the
+    total steps of a run in progress."""
+    if cpu is None:
+        return ("**CPU-scale results (profile `cpu`):** none stored for this chapter yet (`tools/cpu_slice.py` "
+                "trains them in budgeted slices on a CPU; see README, The cpu profile). "
+                f"Everything above was computed at profile `{profile}`.")
+    steps = module.config("cpu").steps if module is not None else None
+    text = ("**CPU-scale results (profile `cpu`, stored, not recomputed by this page):** "
+            + provenance(cpu.results))
+    if cpu.missing:
+        n = len(cpu.stored) + len(cpu.missing)
+        parts = []
+        for m in cpu.missing:
+            at = cpu.in_progress.get(m)
+            parts.append(f"`{short_name(m)}`" + (f" (in progress: step {at}" + (f" of {steps}" if steps else "")
+                                                 + ", checkpoint committed)" if at is not None else ""))
+        text += (f" Of the cpu profile's {n} runs, {len(cpu.stored)} are stored; not yet: " + ", ".join(parts)
+                 + ". What is drawn below is the part that exists.")
+    return text + " They are drawn below, marked `cpu (stored)`."
 
 
 def paper_note(profile: str, paper) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ... import nets, theory, train
-from ..protocol import PROFILES, Config, doc
+from ..protocol import Config, doc
 from ._common import store_smoke, unit
 
 __all__ = ["CONFIGS", "MODELS", "CriticalInitConfig", "config", "make_task", "make_models", "analyze_models", "run",
@@ -50,7 +50,7 @@ class CriticalInitConfig(Config):
 
 
 #: the settings of every profile, as plain dictionaries
-CONFIGS = {p: {k: v for k, v in CriticalInitConfig.for_profile(p).items() if k != "profile"} for p in PROFILES}
+CONFIGS = {p: {k: v for k, v in CriticalInitConfig.for_profile(p).items() if k != "profile"} for p in CriticalInitConfig.profiles()}
 
 
 def config(profile: str) -> CriticalInitConfig:

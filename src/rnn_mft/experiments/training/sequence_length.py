@@ -26,12 +26,12 @@ import numpy as np
 from ... import train
 from ...theory import Theta, analyze
 from ...train.ensembles import ensemble_bytes, split_by_memory
-from ..protocol import PROFILES, Config, doc
-from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
+from ..protocol import Config, doc
+from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_profile, train_cfg, unit
 
-__all__ = ["CONFIGS", "INITS", "SequenceLengthConfig", "accuracy", "comparison", "config", "cost", "draw_stored_paper",
-           "ensembles", "groups", "inits", "paper_note", "report", "run", "run_group", "run_one", "run_name",
-           "stored_paper_results", "theory_table", "units"]
+__all__ = ["CONFIGS", "INITS", "SequenceLengthConfig", "accuracy", "comparison", "config", "cost", "draw_stored",
+           "draw_stored_paper", "ensembles", "groups", "inits", "paper_note", "report", "run", "run_group", "run_one",
+           "run_name", "stored_paper_results", "stored_results", "theory_table", "units", "verdict"]
 
 EXPERIMENT = "sequence_length"
 INITS = ("standard", "critical", "chrono")
@@ -58,17 +58,19 @@ class SequenceLengthConfig(Config):
     PROFILES = {
         "smoke": dict(Ts=[3, 6], width=8, batch_size=8, steps=3, n_eval=32, eval_every=0, ensemble_gib=1.0),
         "ci": {},
+        # trained once on a 2-core CPU in budgeted slices and committed (README, "The cpu profile")
+        "cpu": dict(Ts=[10, 30, 100, 200, 400], steps=1500, n_eval=2000, eval_every=100, ensemble_gib=4.0),
         "paper": dict(Ts=[10, 30, 100, 200, 400, 600, 800, 1000], width=256, batch_size=64, steps=8000, n_eval=2000,
                       eval_every=500, ensemble_gib=64.0),
     }
 
 
 #: the settings of every profile, as plain dictionaries
-CONFIGS = {p: {k: v for k, v in SequenceLengthConfig.for_profile(p).items() if k != "profile"} for p in PROFILES}
+CONFIGS = {p: {k: v for k, v in SequenceLengthConfig.for_profile(p).items() if k != "profile"} for p in SequenceLengthConfig.profiles()}
 
 
 def config(profile: str) -> SequenceLengthConfig:
-    """The settings at ``profile`` (smoke, ci or paper)."""
+    """The settings at ``profile`` (smoke, ci, cpu or paper)."""
     return SequenceLengthConfig.for_profile(profile)
 
 
@@ -149,7 +151,7 @@ def run_group(cfg: dict, Ts, store=None) -> dict:
         model = make_ensemble(ARCH, task.n_in, cfg["width"], task.n_out, specs, seed=cfg["seed"],
                               lengths=[T for T in Ts for _ in range(n)],
                               member_seeds=[i for _ in Ts for i in range(n)])
-        tc = train_cfg(s, checkpoint_every=250 if cfg["profile"] == "paper" else 0)
+        tc = train_cfg(s, checkpoint_every=250 if cfg["profile"] in ("cpu", "paper") else 0)
         res = train.fit(model, task, tc, checkpoint=ckpt, labels=[f"T={T}, {i}" for T in Ts for i in INITS],
                         desc=f"T={','.join(map(str, Ts))}")
         res.meta["settings"] = s
@@ -233,11 +235,11 @@ def report(cfg: SequenceLengthConfig, result: dict) -> dict:
     return out
 
 
-def stored_paper_results():
-    """The paper profile's runs that the results store holds (nothing trained), as a
-    :class:`~rnn_mft.experiments.training._common.StoredPaper` whose ``results`` is
+def stored_results(profile: str = "paper", store=None):
+    """The runs of a stored profile (``paper``, ``cpu``) that the results store holds (nothing
+    trained), as a :class:`~rnn_mft.experiments.training._common.StoredPaper` whose ``results`` is
     ``{T: RunResult}`` over the stored lengths, or None when none is stored."""
-    cfg = config("paper")
+    cfg = config(profile)
 
     def assemble(loaded):
         out = {}
@@ -245,19 +247,46 @@ def stored_paper_results():
             out.update(res)
         return {T: out[T] for T in cfg["Ts"] if T in out}
 
-    return stored_paper(sys.modules[__name__], assemble)
+    return stored_profile(sys.modules[__name__], profile, assemble, store)
+
+
+def stored_paper_results():
+    """:func:`stored_results` at profile ``paper``."""
+    return stored_results("paper")
+
+
+def verdict(results: dict) -> str:
+    """Markdown: the paper's Figure 1 claim (the critical initialization stays trainable at
+    lengths where the standard one fails) read off ``{T: RunResult}``, whatever it says: the
+    longest length each reaches 0.5 held-out accuracy, and who is ahead at the longest length."""
+    Ts = list(results)
+    acc = accuracy(results)
+    reach = {n: _longest(Ts, acc[n]) for n in INITS}
+    s, c = acc["standard"][-1], acc["critical"][-1]
+    rs, rc = reach["standard"] or 0, reach["critical"] or 0
+    holds = ("holds here" if rc > rs else
+             "does not hold here: the critical initialization reaches no longer length than the standard one")
+    return (f"Accuracy 0.5 is reached up to $T$ = {reach['standard'] or 'none'} (standard), "
+            f"{reach['critical'] or 'none'} (critical) and {reach['chrono'] or 'none'} (chrono); at the longest "
+            f"stored length $T = {Ts[-1]}$: standard {s:.2f}, critical {c:.2f}, chrono {acc['chrono'][-1]:.2f}. "
+            f"The paper's claim (critical trainable where standard fails) {holds}.")
+
+
+def draw_stored(results: dict, cfg: SequenceLengthConfig) -> list:
+    """What the chapter shows of a stored profile's results (:func:`stored_results`): the
+    accuracy against the stored lengths, the comparison with the paper and its claim read off
+    them. A list of Markdown strings and ``(figure name, figure)`` pairs."""
+    from ...plotting.training_experiments import plot_sequence_length
+
+    Ts = list(results)
+    acc = accuracy(results)
+    fig = plot_sequence_length(Ts, acc, title=f"{cfg.profile} (stored)")
+    return [(f"fig1_sequence_length_{cfg.profile}", fig), comparison(Ts, acc, cfg), verdict(results)]
 
 
 def draw_stored_paper(paper: dict, cfg_p: SequenceLengthConfig) -> list:
-    """What the chapter shows of stored paper-scale results (:func:`stored_paper_results`): the
-    accuracy against the stored lengths and the comparison with the paper. A list of Markdown
-    strings and ``(figure name, figure)`` pairs."""
-    from ...plotting.training_experiments import plot_sequence_length
-
-    Ts = list(paper)
-    acc = accuracy(paper)
-    fig = plot_sequence_length(Ts, acc, title="paper (stored)")
-    return [("fig1_sequence_length_paper", fig), comparison(Ts, acc, cfg_p)]
+    """:func:`draw_stored` of the paper profile."""
+    return draw_stored(paper, cfg_p)
 
 
 def cost(cfg: dict) -> dict:

@@ -44,7 +44,7 @@ import numpy as np
 from ... import train
 from ...theory import Theta, analyze
 from ...train.ensembles import ensemble_bytes, split_by_memory
-from ..protocol import PROFILES, Config, doc
+from ..protocol import Config, doc
 from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
 __all__ = ["CONFIGS", "DIRECTIONS", "TrainabilityConfig", "VERDICTS", "accuracy_map", "alphas", "comparison", "config",
@@ -98,7 +98,7 @@ class TrainabilityConfig(Config):
 
 #: the settings of every profile (untied), as plain dictionaries
 CONFIGS = {p: {k: v for k, v in TrainabilityConfig.for_profile(p).items() if k not in ("profile", "tied")}
-           for p in PROFILES}
+           for p in TrainabilityConfig.profiles()}
 
 
 def config(profile: str, tied: bool = False) -> TrainabilityConfig:

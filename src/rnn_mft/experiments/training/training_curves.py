@@ -32,7 +32,7 @@ import numpy as np
 from ... import train
 from ...theory import Theta
 from ...train import default_lrs
-from ..protocol import PROFILES, Config, doc
+from ..protocol import Config, doc
 from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
 
 __all__ = ["CONFIGS", "INITS", "TASKS", "TrainingCurvesConfig", "best_curves", "comparison", "config", "cost",
@@ -76,7 +76,7 @@ class TrainingCurvesConfig(Config):
 
 
 #: the settings of every profile, as plain dictionaries
-CONFIGS = {p: {k: v for k, v in TrainingCurvesConfig.for_profile(p).items() if k != "profile"} for p in PROFILES}
+CONFIGS = {p: {k: v for k, v in TrainingCurvesConfig.for_profile(p).items() if k != "profile"} for p in TrainingCurvesConfig.profiles()}
 
 
 def config(profile: str) -> TrainingCurvesConfig:

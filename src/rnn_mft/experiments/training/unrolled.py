@@ -32,11 +32,12 @@ import numpy as np
 from ... import train
 from ...data.sources import DataUnavailableError
 from ...theory import Theta, analyze
-from ..protocol import PROFILES, Config, doc
-from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
+from ..protocol import Config, doc
+from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_profile, train_cfg, unit
 
-__all__ = ["CONFIGS", "INITS", "PAPER", "UnrolledConfig", "config", "cost", "draw_stored_paper", "ensembles", "inits",
-           "members", "paper_note", "report", "run", "run_name", "run_one", "stored_paper_results", "table", "theory_row", "units"]
+__all__ = ["CONFIGS", "INITS", "PAPER", "UnrolledConfig", "config", "cost", "draw_stored", "draw_stored_paper", "ensembles",
+           "inits", "members", "paper_note", "report", "run", "run_name", "run_one", "stored_paper_results", "stored_results",
+           "table", "theory_row", "units", "verdict"]
 
 EXPERIMENT = "unrolled"
 INITS = ("standard", "critical", "chrono")
@@ -68,16 +69,19 @@ class UnrolledConfig(Config):
     PROFILES = {
         "smoke": dict(datasets=["mnist"], width=8, batch_size=8, steps=2, n_eval=16, eval_every=0),
         "ci": {},
+        # trained once on a 2-core CPU in budgeted slices and committed (README, "The cpu profile"):
+        # h-detach's width (Arpit et al. 2018), the MNIST row only (CIFAR-10 cannot be had offline)
+        "cpu": dict(datasets=["mnist"], width=100, batch_size=32, steps=8000, n_eval=2000, eval_every=250),
         "paper": dict(width=600, batch_size=128, steps=20000, n_eval=10000, eval_every=1000),
     }
 
 
 #: the settings of every profile, as plain dictionaries
-CONFIGS = {p: {k: v for k, v in UnrolledConfig.for_profile(p).items() if k != "profile"} for p in PROFILES}
+CONFIGS = {p: {k: v for k, v in UnrolledConfig.for_profile(p).items() if k != "profile"} for p in UnrolledConfig.profiles()}
 
 
 def config(profile: str) -> UnrolledConfig:
-    """The settings at ``profile`` (smoke, ci or paper)."""
+    """The settings at ``profile`` (smoke, ci, cpu or paper)."""
     return UnrolledConfig.for_profile(profile)
 
 
@@ -149,7 +153,7 @@ def run_one(cfg: dict, dataset: str, store=None):
                               hard_sigmoid=d["hard_sigmoid"], seed=cfg["seed"], h_detach=h,
                               # an extra member starts from the very weights of its initialization's member
                               member_seeds=list(range(len(INITS))) + [INITS.index(i) for _, i in EXTRA[dataset]])
-        tc = train_cfg(s, checkpoint_every=500 if cfg["profile"] == "paper" else 0)
+        tc = train_cfg(s, checkpoint_every=500 if cfg["profile"] in ("cpu", "paper") else 0)
         res = train.fit(model, task, tc, checkpoint=ckpt, labels=members(dataset, cfg), desc=dataset)
         res.meta["settings"] = s
         res.meta["task"] = {k: v for k, v in te.describe().items()
@@ -245,26 +249,67 @@ def report(cfg: UnrolledConfig, result: dict) -> dict:
     return out
 
 
-def stored_paper_results():
-    """The paper profile's runs that the results store holds (nothing trained), as a
-    :class:`~rnn_mft.experiments.training._common.StoredPaper` whose ``results`` is
-    ``{dataset: (RunResult or None, reason)}`` over the paper profile's data sets (a data set
-    without a stored run has None and says why), or None when none is stored."""
-    cfg = config("paper")
+def stored_results(profile: str = "paper", store=None):
+    """The runs of a stored profile (``paper``, or ``cpu``: MNIST only) that the results store
+    holds (nothing trained), as a :class:`~rnn_mft.experiments.training._common.StoredPaper` whose
+    ``results`` is ``{dataset: (RunResult or None, reason)}`` over the profile's data sets (a data
+    set without a stored run has None and says why), or None when none is stored."""
+    cfg = config(profile)
+    where = "on a CPU in budgeted slices (tools/cpu_slice.py)" if profile == "cpu" else "on a GPU"
 
     def assemble(loaded):
         got = {u["args"][0]: res for u, res in loaded}
-        return {ds: got.get(ds, (None, "no stored paper-scale run yet" + (
+        scale = "paper-scale" if profile == "paper" else f"{profile}-profile"
+        return {ds: got.get(ds, (None, f"no stored {scale} run yet (trained {where})" + (
             "; CIFAR-10 cannot be downloaded on this project's offline GPU machines" if ds == "cifar10" else "")))
             for ds in cfg["datasets"]}
 
-    return stored_paper(sys.modules[__name__], assemble)
+    return stored_profile(sys.modules[__name__], profile, assemble, store)
+
+
+def stored_paper_results():
+    """:func:`stored_results` at profile ``paper``."""
+    return stored_results("paper")
+
+
+def verdict(results: dict, cfg: UnrolledConfig) -> str:
+    """Markdown: the paper's claim for Table 2 (critical above standard) read off ``results``
+    (``{dataset: (RunResult or None, reason)}``), data set by data set, computed from the final
+    test accuracies, whatever they say; and whether any initialization passes 90%."""
+    out = []
+    for ds, (res, why) in results.items():
+        label = "MNIST" if ds == "mnist" else "CIFAR-10"
+        if res is None:
+            out.append(f"- {label}: no run ({why}).")
+            continue
+        names = res.meta.get("labels") or members(ds, cfg)
+        acc = {n: float(res.final["eval_acc"][i]) for i, n in enumerate(names)}
+        s, c = acc.get("standard", float("nan")), acc.get("critical", float("nan"))
+        if not (np.isfinite(s) and np.isfinite(c)):
+            claim = "cannot be read (a member diverged)"
+        else:
+            d = 100 * (c - s)
+            claim = (f"critical {100 * c:.1f}% against standard {100 * s:.1f}%: "
+                     + (f"critical ahead by {d:.1f} points, as the paper reports ({PAPER[ds]['critical'] - PAPER[ds]['standard']:.1f})"
+                        if d > 0 else f"critical not ahead ({d:+.1f} points), unlike the paper" if d < 0
+                        else "level, unlike the paper"))
+        best = max((a, n) for n, a in acc.items() if np.isfinite(a)) if any(np.isfinite(list(acc.values()))) else None
+        pass90 = (f"; best: {best[1]} {100 * best[0]:.1f}%, " + ("above" if best[0] >= 0.9 else "below")
+                  + " 90%") if best else ""
+        out.append(f"- {label} (profile `{cfg.profile}`, {res.config.get('steps')} steps): {claim}{pass90}.")
+    return "\n".join(out)
+
+
+def draw_stored(results: dict, cfg: UnrolledConfig) -> list:
+    """What the chapter shows of a stored profile's results (:func:`stored_results`): Table 2 with
+    the stored runs beside the paper's numbers, and the paper's claim read off them (Markdown
+    strings in a list)."""
+    return [table(results, cfg), verdict(results, cfg)]
 
 
 def draw_stored_paper(paper: dict, cfg_p: UnrolledConfig) -> list:
-    """What the chapter shows of stored paper-scale results (:func:`stored_paper_results`): Table
-    2 with the stored runs beside the paper's numbers (Markdown strings in a list)."""
-    return [table(paper, cfg_p)]
+    """:func:`draw_stored` of the paper profile."""
+    return draw_stored(paper, cfg_p)
 
 
 def ensembles(cfg: dict) -> list[dict]:

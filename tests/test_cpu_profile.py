@@ -1,0 +1,152 @@
+"""The ``cpu`` profile (issue 27): Table 2's MNIST row and Figure 1 trained once on a CPU in
+budgeted slices, committed, and shown by the ci book beside ``ci`` and the paper.
+
+The display tests store real runs trained at the smoke profile's sizes under the cpu profile's
+names (``config("cpu")`` patched to the smoke settings), as tests/test_paper_display.py does for
+the paper profile, so the drawing path the ci book takes runs against results of the real layout.
+"""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("matplotlib", reason="the chapters' drawing needs the plot extra")
+pytest.importorskip("IPython", reason="the chapters' sections display through IPython (the book extra)")
+
+from rnn_mft import train  # noqa: E402
+from rnn_mft.cluster import collect_runs  # noqa: E402
+from rnn_mft.experiments import PROFILES, ProfileNotDeclared, show_stored  # noqa: E402
+from rnn_mft.experiments.training import sequence_length, trainability, unrolled  # noqa: E402
+from rnn_mft.experiments.training._common import StoredPaper, cpu_note, short_name  # noqa: E402
+from rnn_mft.train.checkpoint import save_checkpoint  # noqa: E402
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parent.parent
+#: what the whole cpu profile may cost on the project's 2-core machine (issue 27): about 6 CPU-hours
+BUDGET_CPU_H = 6.0
+
+
+def test_cpu_profile_covers_table2_mnist_and_figure1_only():
+    assert PROFILES.index("ci") < PROFILES.index("cpu") < PROFILES.index("paper")
+    units = collect_runs("cpu")
+    assert sorted(u["experiment"] for u in units) == ["sequence_length", "unrolled"]
+    assert [u["args"] for u in units if u["experiment"] == "unrolled"] == [["mnist"]]
+    with pytest.raises(ProfileNotDeclared, match="allowed here: smoke, ci, paper"):
+        trainability.config("cpu")
+    for exp in (unrolled, sequence_length):
+        c, ci, paper = exp.config("cpu"), exp.config("ci"), exp.config("paper")
+        assert ci.steps < c.steps <= paper.steps and c.profile == "cpu"
+    assert unrolled.config("cpu").width == 100                         # h-detach's width
+    s = sequence_length.config("cpu")
+    assert max(s.Ts) > max(sequence_length.config("ci").Ts) and len(sequence_length.groups(s)) == 1
+
+
+def test_cpu_profile_fits_its_budget_as_measured_by_its_slices():
+    """Every committed slice records the CPU seconds it used and the steps it trained; each run's
+    measured CPU seconds per step times its steps, summed, must stay within the budget. CPU time,
+    not wall time: the slices run under `nice` beside other work, which stretches their wall time
+    but not (much) the work they do."""
+    log = ROOT / "data" / "cpu_sessions" / "slices.jsonl"
+    if not log.is_file():
+        pytest.skip("no cpu-profile slice committed yet")
+    steps = {f"{u['experiment']}/{u['name']}": (unrolled if u["experiment"] == "unrolled" else sequence_length)
+             .config("cpu").steps for u in collect_runs("cpu")}
+    rate = {}
+    for line in log.read_text().splitlines():
+        r = json.loads(line)
+        if r["run"] not in steps:
+            continue                                  # a run of earlier cpu settings
+        after = r["step_after"]
+        if after is None:                             # finished in this slice: its checkpoint is gone
+            after = steps[r["run"]] if r["outcome"] == "done" else None
+        n = None if after is None else after - (r["step_before"] or 0)
+        if n:
+            c, k = rate.get(r["run"], (0.0, 0))
+            rate[r["run"]] = (c + r["cpu_s"], k + n)
+    measured = {run: c / k for run, (c, k) in rate.items()}
+    assert measured, "the slice log names no run of the current cpu profile"
+    total_h = sum(measured[r] * steps[r] for r in measured) / 3600
+    assert total_h <= BUDGET_CPU_H, f"measured {measured} CPU s/step: {total_h:.1f} CPU-h > {BUDGET_CPU_H}"
+
+
+@pytest.fixture
+def cpu_store(tmp_path, monkeypatch):
+    """A writable store in tmp_path; returns a function that patches ``exp.config("cpu", ...)``
+    to the smoke settings (with ``changes``) named ``cpu``."""
+    monkeypatch.setenv("RNN_MFT_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("RNN_MFT_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.setenv("RNN_MFT_FIGURES_DIR", str(tmp_path / "figures"))
+    monkeypatch.delenv("RNN_MFT_RESULTS_READONLY", raising=False)
+    monkeypatch.delenv("RNN_MFT_STORE_SMOKE", raising=False)
+
+    def patch(exp, **changes):
+        real = exp.config
+
+        def config(profile, **kw):
+            if profile == "cpu":
+                return real("smoke", **kw).replace(profile="cpu", **changes)
+            return real(profile, **kw)
+        monkeypatch.setattr(exp, "config", config)
+        return exp.config("cpu")
+    return patch
+
+
+def _show(exp, monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+
+    def no_training(*a, **k):
+        raise AssertionError("the CPU-scale section trained a network")
+    monkeypatch.setattr(train, "fit", no_training)
+    return show_stored(exp, "ci"), shown
+
+
+def _markdown(shown):
+    return "\n".join(o.data for o in shown if hasattr(o, "data") and isinstance(o.data, str))
+
+
+def test_nothing_stored_says_so(cpu_store, monkeypatch):
+    cpu_store(unrolled)
+    got, shown = _show(unrolled, monkeypatch)
+    assert got is None and "none stored for this chapter yet" in _markdown(shown)
+
+
+def test_unrolled_cpu_row_and_verdict(cpu_store, monkeypatch):
+    cfg = cpu_store(unrolled, datasets=["mnist"])
+    res, _ = unrolled.run_one(cfg, "mnist")
+    got, shown = _show(unrolled, monkeypatch)
+    assert isinstance(got, StoredPaper) and not got.missing
+    text = _markdown(shown)
+    assert "CPU-scale results (profile `cpu`" in text and "| MNIST | critical |" in text
+    acc = dict(zip(res.meta["labels"], res.final["eval_acc"]))
+    c, s = 100 * acc["critical"], 100 * acc["standard"]
+    assert f"critical {c:.1f}% against standard {s:.1f}%" in text                  # computed, not typed
+    best = max(acc.values())
+    assert ("above 90%" if best >= 0.9 else "below 90%") in text
+
+
+def test_sequence_length_partial_cpu_store_names_the_run_in_progress(cpu_store, monkeypatch):
+    cfg = cpu_store(sequence_length, ensemble_gib=1e-9)            # one ensemble per length
+    units = sequence_length.units("cpu")
+    sequence_length.run(cfg)
+    gone = [u for u in units if u["args"] == [[max(cfg["Ts"])]]][0]
+    store = train.ResultsStore()
+    path = store.path(gone["profile"], gone["experiment"], gone["name"])
+    for p in path.parent.glob(path.name + ".*"):
+        p.unlink()
+    ck = store.checkpoint_path("cpu", gone["experiment"], gone["name"])
+    save_checkpoint(ck, {"run": gone["name"]}, {"step": 2, "done": False})
+    got, shown = _show(sequence_length, monkeypatch)
+    assert got.missing == [gone["name"]] and got.in_progress == {gone["name"]: 2}
+    text = _markdown(shown)
+    assert f"`{short_name(gone['name'])}` (in progress: step 2 of {cfg.steps}, checkpoint committed)" in text
+    assert "The paper's claim (critical trainable where standard fails)" in text
+    assert list(got.results) == [T for T in cfg["Ts"] if T != max(cfg["Ts"])]
+
+
+def test_cpu_note_forms():
+    assert "none stored" in cpu_note("ci", None)
+    r = train.RunResult(final={"eval_acc": [0.5]}, meta={"device": "cpu", "finished": "2026-12-04T00:00:00",
+                                                        "wall_time_s": 3600.0})
+    assert "1 stored runs; device cpu" in cpu_note("ci", StoredPaper({"a": r}, stored=["a-0123456789"]))
