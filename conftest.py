@@ -7,7 +7,9 @@ a core install (``pip install rnn_mft[test]``) still collects cleanly; every oth
 in ``src/`` fails the collection, as it should.
 
 The fixture ``script`` imports a script of the repository (``tools/gpu_pack.py``,
-``benchmarks/gpu.py``) as a fresh module, for tests that call its functions.
+``benchmarks/gpu.py``) as a fresh module, for tests that call its functions. The fixture
+``profile_store`` gives a stored profile's runs (``paper``, ``cpu``) smoke sizes in a results store
+under the test's tmp_path, for the chapters' stored-results sections.
 """
 from __future__ import annotations
 
@@ -61,3 +63,27 @@ def script():
         spec.loader.exec_module(mod)
         return mod
     return load
+
+
+@pytest.fixture
+def profile_store(tmp_path, monkeypatch):
+    """A writable results store, checkpoints and figures under tmp_path; returns
+    ``patch(exp, profile, **changes)``, which makes ``exp.config(profile, ...)`` the smoke
+    settings (with ``changes``) named ``profile``, so that real runs of smoke sizes are stored
+    under a stored profile's run names (what a GPU or CPU slice leaves), and returns that config."""
+    monkeypatch.setenv("RNN_MFT_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("RNN_MFT_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.setenv("RNN_MFT_FIGURES_DIR", str(tmp_path / "figures"))
+    monkeypatch.delenv("RNN_MFT_RESULTS_READONLY", raising=False)
+    monkeypatch.delenv("RNN_MFT_STORE_SMOKE", raising=False)
+
+    def patch(exp, profile, **changes):
+        real = exp.config
+
+        def config(p, **kw):
+            if p == profile:
+                return real("smoke", **kw).replace(profile=profile, **changes)
+            return real(p, **kw)
+        monkeypatch.setattr(exp, "config", config)
+        return exp.config(profile)
+    return patch

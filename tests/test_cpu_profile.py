@@ -71,25 +71,10 @@ def test_cpu_profile_fits_its_budget_as_measured_by_its_slices():
 
 
 @pytest.fixture
-def cpu_store(tmp_path, monkeypatch):
-    """A writable store in tmp_path; returns a function that patches ``exp.config("cpu", ...)``
-    to the smoke settings (with ``changes``) named ``cpu``."""
-    monkeypatch.setenv("RNN_MFT_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("RNN_MFT_CHECKPOINTS", str(tmp_path / "checkpoints"))
-    monkeypatch.setenv("RNN_MFT_FIGURES_DIR", str(tmp_path / "figures"))
-    monkeypatch.delenv("RNN_MFT_RESULTS_READONLY", raising=False)
-    monkeypatch.delenv("RNN_MFT_STORE_SMOKE", raising=False)
-
-    def patch(exp, **changes):
-        real = exp.config
-
-        def config(profile, **kw):
-            if profile == "cpu":
-                return real("smoke", **kw).replace(profile="cpu", **changes)
-            return real(profile, **kw)
-        monkeypatch.setattr(exp, "config", config)
-        return exp.config("cpu")
-    return patch
+def cpu_store(profile_store):
+    """``cpu_store(exp, **changes)``: ``exp.config("cpu")`` patched to the smoke settings named
+    ``cpu``, in a store under tmp_path (conftest's ``profile_store``)."""
+    return lambda exp, **changes: profile_store(exp, "cpu", **changes)
 
 
 def _show(exp, monkeypatch):

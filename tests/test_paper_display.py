@@ -23,25 +23,10 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture
-def paper_store(tmp_path, monkeypatch):
-    """A writable results store in tmp_path, figures there too; returns a function that patches
-    ``exp.config("paper", ...)`` to the smoke settings (with ``changes``) named ``paper``."""
-    monkeypatch.setenv("RNN_MFT_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("RNN_MFT_CHECKPOINTS", str(tmp_path / "checkpoints"))
-    monkeypatch.setenv("RNN_MFT_FIGURES_DIR", str(tmp_path / "figures"))
-    monkeypatch.delenv("RNN_MFT_RESULTS_READONLY", raising=False)
-    monkeypatch.delenv("RNN_MFT_STORE_SMOKE", raising=False)
-
-    def patch(exp, **changes):
-        real = exp.config
-
-        def config(profile, **kw):
-            if profile == "paper":
-                return real("smoke", **kw).replace(profile="paper", **changes)
-            return real(profile, **kw)
-        monkeypatch.setattr(exp, "config", config)
-        return exp.config("paper")
-    return patch
+def paper_store(profile_store):
+    """``paper_store(exp, **changes)``: ``exp.config("paper")`` patched to the smoke settings
+    named ``paper``, in a store under tmp_path (conftest's ``profile_store``)."""
+    return lambda exp, **changes: profile_store(exp, "paper", **changes)
 
 
 def _drop(unit_):
