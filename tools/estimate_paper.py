@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -178,8 +179,12 @@ def main(argv=None) -> int:
         ap.error(f"--profile={a.profile!r}; allowed: {', '.join(PROFILES)}")
     if a.warmup < 0 or a.timed < 1:
         ap.error(f"--warmup={a.warmup} --timed={a.timed}; allowed: warmup >= 0, timed >= 1")
-    if not a.ms_per_step > 0:
-        ap.error(f"--ms-per-step={a.ms_per_step}; allowed: > 0")
+    if not (math.isfinite(a.ms_per_step) and a.ms_per_step > 0):
+        ap.error(f"--ms-per-step={a.ms_per_step}; allowed: a finite number > 0")
+    if a.json is not None and not (a.measure or a.checkpoints):
+        ap.error(f"--json={a.json!r} applies to --measure or --checkpoints only")
+    if a.only is not None and not a.measure:
+        ap.error(f"--only={a.only!r} applies to --measure only")
     if a.checkpoints:
         rep = checkpoints(a.profile)
         if a.json:

@@ -239,6 +239,9 @@ def _read_pack(folder: Path) -> tuple[dict, dict]:
     """``(manifest, {file name: bytes})`` of the pack in ``folder``, every file checked against the
     manifest (size and SHA-256) and the device tool's limits before it is read."""
     mpath = folder / "manifest.json"
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise FileNotFoundError(f"{folder} {what}; allowed: the folder of a packed GPU session (with manifest.json)")
     if not mpath.is_file():
         raise FileNotFoundError(f"{mpath} not found: no packed GPU session in {folder}")
     if mpath.stat().st_size > MAX_FILE_MIB * 2**20:

@@ -165,7 +165,8 @@ def _read(path):
         with open(path) as fh:
             return fh.read()
     except OSError as exc:
-        raise ValueError(f"cannot read --theta file {path!r}: {exc.strerror}") from None
+        raise ValueError(f"cannot read --theta file {path!r}: {exc.strerror}; --theta takes a JSON object "
+                         f"(text starting with '{{') or the name of a JSON file") from None
     except UnicodeDecodeError:
         raise ValueError(f"--theta file {path!r} is not text") from None
 

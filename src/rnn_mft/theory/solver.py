@@ -16,6 +16,7 @@ grid lines at once; the best line wins. Default: ``base = Theta.critical(arch)``
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +53,19 @@ class SolveResult:
         return iter((self.theta, self))
 
 
+def _real(v):
+    """``float(v)``, or None when ``v`` is not a real number (a bool or a text is not)."""
+    if isinstance(v, (bool, np.bool_, str, bytes)):
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
 def _check_bounds(arch, bounds):
+    if not isinstance(bounds, Mapping):
+        raise ValueError(f'bounds={bounds!r} must be a mapping {{"gate.field": (lo, hi)}}')
     out = {}
     for key, b in bounds.items():
         gate, _, fld = str(key).partition(".")
@@ -141,10 +154,15 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
         xi_rtol = float("nan")
     if not (np.isfinite(xi_rtol) and 0 < xi_rtol < 1):
         raise ValueError(f"xi_rtol={xi_rtol!r} must lie in (0, 1)")
+    if _real(tol) is None or not (np.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol={tol!r} must be a finite number > 0")
     n_s = _lstm.DEFAULT_NS if n_s is None else n_s
     n_iters = _lstm.DEFAULT_ITERS if n_iters is None else n_iters
     if (xi is None) == (chi is None):
         raise ValueError("give exactly one of xi (> 0) and chi (in (0, 1))")
+    for name, v in (("xi", xi), ("chi", chi)):
+        if v is not None and _real(v) is None:
+            raise ValueError(f"{name}={v!r} must be a number " + ("> 0" if name == "xi" else "in (0, 1)"))
     if xi is not None:
         xi = float(xi)
         if not np.isfinite(xi) or xi <= 0:
@@ -223,7 +241,8 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
     ends = omc_from_f(fends[np.isfinite(fends)])                   # 1 - chi at the ends
     # the stopping tolerance in F that is xi_rtol / 10 in xi (d xi / xi = d omc / ((1 - omc) |log(1 - omc)|),
     # d F = d omc / omc) and tol in chi
-    ctol = min(tol / omc_t, 0.1 * xi_rtol * (1.0 - omc_t) * -np.log1p(-omc_t) / omc_t)
+    with np.errstate(divide="ignore", invalid="ignore"):       # omc_t = 1 (xi -> 0): the chi tolerance rules
+        ctol = min(tol / omc_t, 0.1 * xi_rtol * (1.0 - omc_t) * -np.log1p(-omc_t) / omc_t)
     feasible = (flo <= 0) & (fhi >= 0) & np.isfinite(flo) & np.isfinite(fhi)
     asked = f"xi={xi:.6g}" if xi is not None else f"chi={float(chi):.12g}"
     asked += f" (1 - chi = {omc_t:.6g}" + (f", xi = {float(xi_from_one_minus_chi(omc_t)):.6g})" if xi is None else ")")

@@ -43,7 +43,13 @@ def check_arch(arch: str) -> str:
 
 
 def _field(gate: str, name: str, value) -> np.ndarray:
-    arr = np.asarray(value, dtype=float)
+    try:
+        # bool, text, bytes, complex: not a real number
+        arr = None if np.asarray(value).dtype.kind in "bUSc" else np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None:
+        raise ValueError(f"Theta[{gate!r}].{name}={value!r} must be a real number (or an array of them)")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"Theta[{gate!r}].{name}={value!r} must be finite")
     if name in _NONNEG and np.any(arr < 0):
@@ -109,8 +115,13 @@ class Theta:
                 raise ValueError(f"unknown field {bad[0]!r} in gate {g!r}; allowed fields: {', '.join(FIELDS)}")
             params[g] = GateParams(**{f: _field(g, f, fields.get(f, 0.0)) for f in FIELDS})
         self.gates: dict[str, GateParams] = params
-        # Fails early (with numpy's message) if the fields do not broadcast together.
-        self.shape = np.broadcast_shapes(*(getattr(p, f).shape for p in params.values() for f in FIELDS))
+        # Fails early if the fields do not broadcast together.
+        try:
+            self.shape = np.broadcast_shapes(*(getattr(p, f).shape for p in params.values() for f in FIELDS))
+        except ValueError:
+            shapes = ", ".join(f"{g}.{f}: {getattr(p, f).shape}" for g, p in params.items() for f in FIELDS
+                               if getattr(p, f).shape != ())
+            raise ValueError(f"the fields of Theta({arch!r}) must broadcast to one shape; got {shapes}") from None
 
     # -- access ---------------------------------------------------------------------------
     def __getitem__(self, gate: str) -> GateParams:
@@ -161,6 +172,8 @@ class Theta:
         for g, over in per_gate.items():
             if g not in gates:
                 raise ValueError(f"unknown gate {g!r} for arch={arch!r}; allowed gates: {', '.join(gates)}")
+            if not isinstance(over, Mapping):
+                raise ValueError(f"{g}={over!r} must map fields ({', '.join(FIELDS)}) to numbers")
             gates[g].update(over)
         return cls(arch, gates)
 
@@ -171,6 +184,9 @@ class Theta:
         The result's fields have shape ``(len(v1), len(v2), ...)`` (``indexing="ij"``).
         """
         names = list(axes)
+        for k in names:
+            if isinstance(axes[k], (str, bytes)) or not isinstance(axes[k], (Iterable, np.ndarray)):
+                raise ValueError(f"axes[{k!r}]={axes[k]!r} must be a sequence of values")
         vals = [np.asarray(list(axes[k]) if not isinstance(axes[k], np.ndarray) else axes[k], dtype=float)
                 for k in names]
         mesh = np.meshgrid(*vals, indexing="ij") if vals else []
@@ -247,7 +263,10 @@ class Theta:
         ``mu_f`` overrides the forget-gate bias mean; ``sigma2`` the small recurrent variance.
         """
         check_arch(arch)
-        s2 = float(sigma2)
+        try:
+            s2 = float(sigma2)
+        except (TypeError, ValueError):
+            raise ValueError(f"sigma2={sigma2!r} must be a finite number >= 0") from None
         if arch == "vanilla":
             return cls.uniform("vanilla", sigma2=1.0, nu2=1e-4)
         if arch == "lstm":
@@ -270,8 +289,9 @@ class Theta:
         try:
             text = raw if raw.lstrip().startswith("{") else Path(raw).read_text()
             data = json.loads(text)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"cannot read Theta JSON from {str(path_or_text)!r}: {exc}") from None
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            hint = "" if raw.lstrip().startswith("{") else " (text not starting with '{' is read as a file name)"
+            raise ValueError(f"cannot read Theta JSON from {str(path_or_text)!r}: {exc}{hint}") from None
         if not isinstance(data, dict):
             raise ValueError(f"Theta JSON must map gate names to objects, got {type(data).__name__}")
         return cls(arch, data)

@@ -50,7 +50,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -167,16 +167,30 @@ class TrainConfig:
     tf32: bool = False
 
     def __post_init__(self):
-        if not (isinstance(self.steps, int) and self.steps >= 1):
-            raise ValueError(f"steps={self.steps!r} must be a positive int")
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
-            raise ValueError(f"batch_size={self.batch_size!r} must be a positive int")
+        for name in ("steps", "batch_size", "eval_batch_size"):
+            v = getattr(self, name)
+            ok = (int, np.integer) if name == "eval_batch_size" else int
+            if isinstance(v, bool) or not (isinstance(v, ok) and v >= 1):
+                raise ValueError(f"{name}={v!r} must be a positive int")
+        if isinstance(self.seed, bool) or not (isinstance(self.seed, (int, np.integer)) and self.seed >= 0):
+            raise ValueError(f"seed={self.seed!r} must be an int >= 0")
+        if self.device != "auto":
+            pick_device(self.device)            # a ValueError naming the device and the allowed ones
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer={self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
-        if self.clip is not None and not self.clip > 0:
+        try:
+            lrs = None if np.asarray(self.lr).dtype.kind in "bUSc" else np.asarray(self.lr, dtype=float)
+        except (TypeError, ValueError):
+            lrs = None
+        if lrs is None or lrs.ndim > 1 or lrs.size == 0 or not np.all(np.isfinite(lrs)) or np.any(lrs < 0):
+            raise ValueError(f"lr={self.lr!r} must be a finite number >= 0, or a list of them (one per member)")
+        if self.clip is not None and (isinstance(self.clip, (bool, str, bytes)) or not self.clip > 0):
             raise ValueError(f"clip={self.clip!r} must be None or > 0")
-        if not isinstance(self.tf32, bool):
-            raise ValueError(f"tf32={self.tf32!r}; allowed: True or False")
+        for name in ("tf32", "amp"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r}; allowed: True or False")
+        if self.progress is not None and not isinstance(self.progress, bool):
+            raise ValueError(f"progress={self.progress!r}; allowed: None, True or False")
         for name in ("eval_every", "checkpoint_every"):
             v = getattr(self, name)
             if not (isinstance(v, int) and v >= 0):
@@ -191,6 +205,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        if not isinstance(d, Mapping):
+            raise ValueError(f"training settings must be a mapping name -> value, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         bad = [k for k in d if k not in known]
         if bad:

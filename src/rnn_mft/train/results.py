@@ -246,6 +246,9 @@ class ResultsStore:
     a file in its place is a ``ValueError`` naming it."""
 
     def __init__(self, root: str | os.PathLike | None = None, readonly: bool | None = None):
+        if root is not None and (not isinstance(root, (str, os.PathLike)) or not os.fspath(root)):
+            raise ValueError(f"root={root!r} must be a folder path (str or os.PathLike, not empty) or None "
+                             f"(then $RNN_MFT_RESULTS)")
         self.root = check_folder(root, "root") if root is not None else results_root()
         self.readonly = readonly_from_env() if readonly is None else bool(readonly)
 
@@ -311,6 +314,8 @@ class ResultsStore:
             raise PermissionError(f"the results store {self.root} is read-only (RNN_MFT_RESULTS_READONLY); "
                                   f"not writing {profile}/{experiment}/{run}")
         js, npz, man = self.files(profile, experiment, run)
+        if not isinstance(result, RunResult):
+            raise ValueError(f"result must be a rnn_mft.train.RunResult, got {type(result).__name__}")
         result.meta.setdefault("rnn_mft_version", __import__("rnn_mft").__version__)  # provenance
         doc = dict(result.to_json_dict(), format=FORMAT, format_version=FORMAT_VERSION)
         bad = _disagreements(run, doc)

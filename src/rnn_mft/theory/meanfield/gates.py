@@ -47,7 +47,10 @@ def gate_moment(p, m, R, sigma_z=1.0, gain=None):
 
 def check_sigma_z(sigma_z) -> np.ndarray:
     """Validate the input correlation :math:`\\Sigma_z \\in [0, 1]` (Section 4.2)."""
-    sz = np.asarray(sigma_z, dtype=float)
+    try:
+        sz = np.asarray(sigma_z, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"sigma_z={sigma_z!r} must lie in [0, 1]") from None
     if not np.all(np.isfinite(sz)) or np.any(sz < 0) or np.any(sz > 1):
         raise ValueError(f"sigma_z={sigma_z!r} must lie in [0, 1]")
     return sz
