@@ -91,10 +91,17 @@ def _markdown(shown):
     return "\n".join(o.data for o in shown if hasattr(o, "data") and isinstance(o.data, str))
 
 
-def test_nothing_stored_says_so(cpu_store, monkeypatch):
-    cpu_store(unrolled)
+def test_nothing_stored_says_so_and_names_a_run_in_progress(cpu_store, monkeypatch):
+    cfg = cpu_store(unrolled)
     got, shown = _show(unrolled, monkeypatch)
-    assert got is None and "none stored for this chapter yet" in _markdown(shown)
+    assert got is None and "none stored for this chapter yet (" in _markdown(shown)
+    u = unrolled.units("cpu")[0]
+    save_checkpoint(train.ResultsStore().checkpoint_path("cpu", u["experiment"], u["name"]), {"run": u["name"]},
+                    {"step": 3, "done": False})
+    got, shown = _show(unrolled, monkeypatch)
+    assert got is None
+    assert (f"none stored for this chapter yet; in progress: `{short_name(u['name'])}` (step 3 of {cfg.steps}, "
+            "checkpoint committed)") in _markdown(shown)
 
 
 def test_unrolled_cpu_row_and_verdict(cpu_store, monkeypatch):

@@ -265,11 +265,14 @@ def cpu_note(profile: str, cpu, module=None) -> str:
     """Markdown paragraph for a chapter: are stored ``cpu``-profile results shown, and from where
     (``cpu``: None or a :class:`StoredPaper` of that profile). ``module``: the experiment, for the
     total steps of a run in progress."""
-    if cpu is None:
-        return ("**CPU-scale results (profile `cpu`):** none stored for this chapter yet (`tools/cpu_slice.py` "
-                "trains them in budgeted slices on a CPU; see README, The cpu profile). "
-                f"Everything above was computed at profile `{profile}`.")
     steps = module.config("cpu").steps if module is not None else None
+    if cpu is None:
+        prog = _in_progress(module.units("cpu")) if module is not None else {}
+        going = ("; in progress: " + ", ".join(f"`{short_name(m)}` (step {k} of {steps}, checkpoint committed)"
+                                               for m, k in prog.items())) if prog else ""
+        return ("**CPU-scale results (profile `cpu`):** none stored for this chapter yet" + going
+                + " (`tools/cpu_slice.py` trains them in budgeted slices on a CPU; see README, The cpu profile). "
+                f"Everything above was computed at profile `{profile}`.")
     text = ("**CPU-scale results (profile `cpu`, stored, not recomputed by this page):** "
             + provenance(cpu.results))
     if cpu.missing:
