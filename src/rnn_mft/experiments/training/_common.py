@@ -212,15 +212,14 @@ def stored_paper(module, assemble: Callable[[list], object]) -> StoredPaper | No
 def _in_progress(missing: list, store=None) -> dict:
     """``{run name: training step}`` of the missing runs whose checkpoint the store holds (read
     with the safe loader: tensors and plain data only); an unreadable checkpoint is left out."""
-    from ...train.checkpoint import CheckpointError, load_checkpoint
     store = store or train.ResultsStore(readonly=True)
     out = {}
     for u in missing:
         ck = store.checkpoint_path(u["profile"], u["experiment"], u["name"])
         if ck.is_file():
             try:
-                out[u["name"]] = int(load_checkpoint(ck)["step"])
-            except CheckpointError:
+                out[u["name"]] = int(train.checkpoint.load_checkpoint(ck)["step"])
+            except train.CheckpointError:
                 pass
     return out
 
