@@ -29,7 +29,7 @@ the repository:
   every member is streamed to a temporary file in chunks, never read whole;
 * every incoming result loads (``rnn_mft.train.ResultsStore.load``: its JSON parses, its
   ``.npz``, from the pack or already here, opens with ``allow_pickle=False``, ...), and every
-  incoming checkpoint is a sound one (``rnn_mft.train.checkpoint.load_checkpoint``: tensors and
+  incoming checkpoint is a sound one (``rnn_mft.train.checkpoint.read_checkpoint``: tensors and
   plain data, hash checked; nothing is unpickled);
 * an existing result or log that differs from the incoming one is a clash (``--force``
   replaces it).
@@ -427,17 +427,14 @@ def _verify_results(plan: list, res_root: Path, tmp: Path) -> None:
 
 def _checkpoint(path: Path) -> tuple[int, dict]:
     """``(step, settings)`` of the sound checkpoint at ``path``, else ``CheckpointError``: format,
-    version and hash checked by ``rnn_mft.train.checkpoint.load_checkpoint`` (tensors and plain
+    version and hash checked by ``rnn_mft.train.checkpoint.read_checkpoint`` (tensors and plain
     data only: nothing is unpickled beyond them)."""
-    import torch
-    from rnn_mft.train.checkpoint import CheckpointError, load_checkpoint
-    state = load_checkpoint(path)
+    from rnn_mft.train.checkpoint import CheckpointError, read_checkpoint
+    settings, state = read_checkpoint(path)
     step = state.get("step")
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise CheckpointError(path, f"holds no step count (step={step!r})")
-    # the settings, which load_checkpoint compares but does not return: the same safe loader, on
-    # the file it has just verified
-    return step, torch.load(path, map_location="cpu", weights_only=True)["settings"]
+    return step, settings
 
 
 def _checkpoint_verdict(name: str, src: Path, target: Path, shown: str) -> tuple[str, str]:

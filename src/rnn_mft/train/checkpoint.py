@@ -30,7 +30,7 @@ import torch
 
 from .._io import atomic_write_bytes, check_folder
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "content_hash", "check_checkpoint_path",
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint", "content_hash", "check_checkpoint_path",
            "FORMAT", "VERSION", "DISCARD_HINT"]
 
 FORMAT = "rnn_mft-checkpoint"
@@ -128,6 +128,12 @@ def load_checkpoint(path, settings: dict | None = None) -> dict:
     Raises :class:`CheckpointError` for anything that is not a sound checkpoint of these settings.
     Nothing in the file is unpickled beyond tensors and plain data (``weights_only=True``).
     """
+    return read_checkpoint(path, settings)[1]
+
+
+def read_checkpoint(path, settings: dict | None = None) -> tuple[dict, dict]:
+    """``(settings, state)`` of the checkpoint at ``path``, checked as :func:`load_checkpoint`
+    checks it (one read of the file)."""
     path = Path(path)
     try:
         size = os.path.getsize(path)
@@ -162,4 +168,4 @@ def load_checkpoint(path, settings: dict | None = None) -> dict:
             keys = sorted(set(want) | set(have))
             diff = [f"{k}: checkpoint {have.get(k)!r}, now {want.get(k)!r}" for k in keys if want.get(k) != have.get(k)]
             raise CheckpointError(path, "was written with other settings (" + "; ".join(diff)[:600] + ")")
-    return doc["state"]
+    return doc["settings"], doc["state"]
