@@ -19,7 +19,7 @@ rho^2 = 0.1, means 0), Sigma_z = 0.5 (so C* < 1 has to be found).
   timed and the time is extrapolated to 10^4 points (printed as such).
 * lstm: the two-state theory (deterministic, Sigma_z = 1), timed per Theta on a random subset of
   the grid points (each alone, one thread) and on the whole grid through ``analyze`` (the
-  batched path of ``rnn_mft.theory.lstm_twostate_batch``, two threads; wall-clock and CPU
+  batched path of ``rnn_mft.theory.lstm_twostate.fixed_point_batched``, two threads; wall-clock and CPU
   time); its error is chi against a much finer discretisation, which is what resolves
   xi = 1000 to 0.1 % (target 1e-6). The paper's Algorithm 1 (n_s = 100, n_iters = 100, Monte
   Carlo) is timed on the whole grid for comparison.
@@ -36,7 +36,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np
 from scipy import integrate
 
-from rnn_mft.theory import Theta, analyze, lstm_twostate, meanfield as mf
+from rnn_mft.theory import Theta, analyze, lstm_cellstate, lstm_twostate, meanfield as mf
 
 N_GRID = 100
 
@@ -190,7 +190,7 @@ def lstm_two_state(th, rng, n_pts=16):
     (batched, two threads; wall-clock and CPU seconds, the machine being shared), the
     single-point reference path (n = 201, cubic stencils) for comparison, and chi against a
     much finer discretisation."""
-    fine = lstm_twostate.Settings(n=801, n_f=160, n_g=200, n_o=300, n_c=40, width=18.0)
+    fine = lstm_cellstate.Settings(n=801, n_f=160, n_g=200, n_o=300, n_c=40, width=18.0)
     idx = [tuple(rng.integers(0, N_GRID, 2)) for _ in range(n_pts)]
     times, cpu, ref_times = [], [], []
     for k, i in enumerate(idx):

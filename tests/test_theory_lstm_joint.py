@@ -10,7 +10,8 @@ import pytest
 from rnn_mft.theory import analyze
 from rnn_mft.theory.lstm_joint import JointSettings, _Joint, _bivariate, solve_joint
 from rnn_mft.theory.quadrature import sigmoid as _sig
-from rnn_mft.theory.lstm_twostate import _theta_point, solve_point
+from rnn_mft.theory.lstm_cellstate import theta_point
+from rnn_mft.theory.lstm_twostate import solve_point
 from rnn_mft.theory.theta import Theta
 
 FIG2 = Theta.uniform("lstm", sigma2=1.0, nu2=1.0).replace({"f.mu": 3.8})
@@ -21,11 +22,11 @@ GT = Path(__file__).resolve().parents[1] / "data" / "lstm_corr_ground_truth.json
                          ids=["fig2 mu_f=3.8", "C.4 mu_f=3"])
 def test_sigma_z_zero_reproduces_the_renewal_equation(theta):
     """At Sigma_z = 0 with rho2 = 0 and mu_h* = 0 the copies are independent (C* = 0) and chi_{C*}
-    solves the renewal equation of lstm_twostate (n = 201 grid, chi to 1e-7). The joint theory
+    solves the renewal equation of lstm_tangent (n = 201 grid, chi to 1e-7). The joint theory
     with its default discretisation (n = 35, 10-point stencils, n_q = 40) agrees to its
     discretisation error (measured 1.1e-7 at the Fig. 2 Theta; allowed 5e-7; the cubic n = 41
     grid with n_q = 24 of earlier versions was 2e-5 off), and its free rate is (E F)^2."""
-    th = _theta_point(theta)
+    th = theta_point(theta)
     ren = solve_point(th, 0.0)
     assert ren.method == "two-state, C*=0"
     jp = solve_joint(th, 0.0)
@@ -39,7 +40,7 @@ def test_stationary_joint_law_has_the_one_copy_marginal_and_the_fixed_point():
     of pi_2 is the 1-D stationary law on the same grid (up to the grid's discretisation error,
     which depends on the quadrature rules: 3.7e-4 measured at n = 31), and
     E[sigma(u_o)^2] <marginal, tanh^2> = Q_h* of the n = 201 one-copy theory."""
-    th = _theta_point(FIG2)
+    th = theta_point(FIG2)
     ren = solve_point(th, 1.0)
     jt = _Joint(th, ren.q_s, ren.mu_s, 1.0, 0.6, JointSettings(n=31))
     P = jt.operator(0.4 * ren.q_s)
@@ -62,7 +63,7 @@ def test_stationary_joint_law_has_the_one_copy_marginal_and_the_fixed_point():
 
 @pytest.mark.slow
 def test_correlated_inputs_give_a_correlation_between_zero_and_one_and_a_slower_chi():
-    th = _theta_point(FIG2)
+    th = theta_point(FIG2)
     lo = solve_joint(th, 0.3, settings=JointSettings(n=31))
     hi = solve_joint(th, 0.6, settings=JointSettings(n=31))
     assert 0 < lo.c_star < hi.c_star < 1
@@ -75,7 +76,7 @@ def test_default_discretisation_is_within_1e6_of_a_finer_one():
     """Issue 11's accuracy target (chi to 1e-6) at 0 < C* < 1: the default joint discretisation
     against 45 points per axis and 56-point pair rules at the Fig. 2 Theta, Sigma_z = 0.6
     (measured 2026-11-28: 7e-8)."""
-    th = _theta_point(FIG2)
+    th = theta_point(FIG2)
     a = solve_joint(th, 0.6)
     b = solve_joint(th, 0.6, settings=JointSettings(n=45, n_q=56))
     assert abs(a.chi - b.chi) < 1e-6
@@ -87,7 +88,7 @@ def test_chi_approaches_the_sigma_z_one_theory():
     """As Sigma_z -> 1 the joint law collapses onto the diagonal and chi_{C*} rises to the
     Sigma_z = 1 chi of lstm_twostate (measured on the Fig. 2 Theta: 0.9437, 0.9464, 0.9475 at
     Sigma_z = 0.9, 0.97, 0.99 against 0.9480; the gap is about 0.05 (1 - Sigma_z))."""
-    th = _theta_point(FIG2)
+    th = theta_point(FIG2)
     one = solve_point(th, 1.0).chi
     a = solve_joint(th, 0.9)
     b = solve_joint(th, 0.99)
@@ -97,7 +98,7 @@ def test_chi_approaches_the_sigma_z_one_theory():
 
 
 def test_bad_input_is_refused():
-    th = _theta_point(FIG2)
+    th = theta_point(FIG2)
     with pytest.raises(ValueError, match="sigma_z"):
         solve_joint(th, 1.0)
     with pytest.raises(ValueError, match="sigma_z"):

@@ -1,5 +1,6 @@
-"""The two-state LSTM theory (rnn_mft.theory.lstm_twostate): closed forms, discretisation,
-determinism, the solver, and agreement with finite-width networks.
+"""The two-state LSTM theory (rnn_mft.theory.lstm_twostate, with lstm_cellstate, lstm_tangent, lstm_grid
+and gauss_rules): closed forms, discretisation, determinism, the solver, and agreement with
+finite-width networks.
 
 Simulation tolerances: the tangent decay rate of an untied network of width N, averaged over
 ``n_seeds`` seeds, has a standard error (SE) that the simulation reports; the tests allow
@@ -18,10 +19,11 @@ import numpy as np
 import pytest
 from scipy import integrate, optimize, stats
 
-from rnn_mft.theory import Theta, analyze, lstm_twostate as L2, solve_for_timescale, xi_from_chi
+from rnn_mft.theory import Theta, analyze, solve_for_timescale, xi_from_chi
+from rnn_mft.theory import gauss_rules as GR, lstm_cellstate as CS, lstm_grid as LG, lstm_twostate as L2
 from rnn_mft.theory.quadrature import sigmoid
 
-FINE = L2.Settings(n=801, n_f=160, n_g=200, n_o=300, n_c=40, width=18.0)
+FINE = CS.Settings(n=801, n_f=160, n_g=200, n_o=300, n_c=40, width=18.0)
 U64 = 2.0 ** -53                              # float64 unit roundoff
 
 
@@ -75,7 +77,7 @@ def test_stationary_law_has_the_perpetuity_moments():
     E c^2 = (E G^2 + 2 E F E G E c)/(1 - E F^2): the grid law must reproduce both."""
     th = Theta.uniform("lstm", sigma2=0.3, nu2=1.0).replace({"f.mu": 3.0, "r.mu": 0.4, "i.mu": -0.5})
     q = 0.2
-    c, p = L2.stationary_law(th, q_h=q)
+    c, p = CS.stationary_law(th, q_h=q)
     v = {k: 0.3 * q + 1.0 for k in "ifr"}
     EF = _E(sigmoid, 3.0, v["f"])
     EF2 = _E(lambda u: sigmoid(u) ** 2, 3.0, v["f"])
@@ -196,7 +198,7 @@ def test_critical_init_of_a_stock_lstm_has_its_time_scale_in_the_network():
     assert sim.xi_lo * 0.9 <= 30.0 <= sim.xi_hi * 1.1, (sim.xi, sim.xi_lo, sim.xi_hi)
 
 
-# --- the batched grid path (rnn_mft.theory.lstm_twostate_batch) --------------------------------
+# --- the batched grid path (rnn_mft.theory.lstm_twostate.fixed_point_batched) ---------------------
 
 def _batch_points():
     """A diverse set: the C.4 line, the Figure 2 direction, sigma_o^2 in {0, 0.5, 1}, rho2 > 0,
@@ -217,17 +219,16 @@ def test_batched_grid_equals_the_single_point_reference_path():
     """fixed_point (batched, FAST) against solve_point with the same discretisation (the
     point's Gauss-Hermite orders from point_orders) point by point, at Sigma_z = 1 and at
     Sigma_z = 0 (independent copies: the renewal equation): the same numbers to 1e-9."""
-    from rnn_mft.theory import lstm_twostate_batch as LB
     pts = _batch_points()
     th = _stack(pts)
     for sz in (1.0, 0.0):
         d = L2.fixed_point(th, sz)
         flat = {g: {f: np.atleast_1d(np.asarray(getattr(th[g], f), float)) for f in ("sigma2", "nu2", "rho2", "mu")}
                 for g in "ifro"}
-        of, og, oo = LB.point_orders(flat, 1.0, L2.FAST)
+        of, og, oo = L2.point_orders(flat, 1.0, CS.FAST)
         for i, p in enumerate(pts):
-            st = L2.Settings(n=L2.FAST.n, n_f=int(of[i]), n_g=int(og[i]), n_o=int(oo[i]), n_c=L2.FAST.n_c,
-                             width=L2.FAST.width, order=L2.FAST.order)
+            st = CS.Settings(n=CS.FAST.n, n_f=int(of[i]), n_g=int(og[i]), n_o=int(oo[i]), n_c=CS.FAST.n_c,
+                             width=CS.FAST.width, order=CS.FAST.order)
             ref = L2.solve_point(p, sz, settings=st)
             assert d["method"][i] == ref.method
             assert bool(d["converged"][i]) == ref.converged
@@ -275,13 +276,12 @@ def test_fast_discretisation_is_within_the_target_of_a_fine_one():
 def test_batched_gauss_rule_matches_the_single_rule():
     """The batched Lanczos rule integrates the same polynomials as the single-point one,
     including a one-point measure (breakdown) and a zero measure."""
-    from rnn_mft.theory import lstm_twostate_batch as LB
     rng = np.random.default_rng(3)
     x = np.stack([rng.uniform(-1, 1, 60), np.full(60, 0.3), rng.normal(0, 2, 60)])
     w = np.stack([rng.uniform(0, 1, 60), rng.uniform(0, 1, 60), np.zeros(60)])
-    nb, wb = LB.gauss_rule_batch(x, w, 8)
+    nb, wb = GR.gauss_rule_batch(x, w, 8)
     for r in range(2):
-        ns, ws = L2._gauss_rule(x[r], w[r], 8)
+        ns, ws = GR.gauss_rule(x[r], w[r], 8)
         # two float64 Lanczos runs over 60 points with |x| <~ 6: moments to ~u64 times the moment's
         # condition sum|w x^k| / |sum w x^k| (< 1e4 here): 1e-10 relative (measured 1e-14)
         for k in range(16):
@@ -296,7 +296,6 @@ def test_product_rule_equals_the_rule_of_the_product_of_factor_rules():
     of the explicit product of the factor Gauss rules (the construction it replaces), for
     sigmoid and tanh laws from mild to saturated, a one-point factor (breakdown) and a term
     with zero weight."""
-    from rnn_mft.theory import lstm_twostate_chi as LC
     from rnn_mft.theory.quadrature import gauss_hermite, sigmoid
     rng = np.random.default_rng(11)
     z, wz = gauss_hermite(96)
@@ -310,17 +309,17 @@ def test_product_rule_equals_the_rule_of_the_product_of_factor_rules():
     WY = wz * (1 - Y**2) ** rng.integers(0, 3, (T, B, 1))
     coef = rng.uniform(0, 2, (T, B))
     coef[1, 1] = 0.0
-    fx = [v.reshape((T, B) + v.shape[1:]) for v in LC.jacobi_batch(X.reshape(T * B, -1), WX.reshape(T * B, -1), m)]
-    fy = [v.reshape((T, B) + v.shape[1:]) for v in LC.jacobi_batch(Y.reshape(T * B, -1), WY.reshape(T * B, -1), m)]
-    g, w = LC.product_gauss_rule(coef, fx, fy, m)
+    fx = [v.reshape((T, B) + v.shape[1:]) for v in GR.jacobi_batch(X.reshape(T * B, -1), WX.reshape(T * B, -1), m)]
+    fy = [v.reshape((T, B) + v.shape[1:]) for v in GR.jacobi_batch(Y.reshape(T * B, -1), WY.reshape(T * B, -1), m)]
+    g, w = GR.product_gauss_rule(coef, fx, fy, m)
     # the explicit construction: factor rules, their products, one final compression
-    nx, wx = LC.gauss_rule_batch(X.reshape(T * B, -1), WX.reshape(T * B, -1), m)
-    ny, wy = LC.gauss_rule_batch(Y.reshape(T * B, -1), WY.reshape(T * B, -1), m)
+    nx, wx = GR.gauss_rule_batch(X.reshape(T * B, -1), WX.reshape(T * B, -1), m)
+    ny, wy = GR.gauss_rule_batch(Y.reshape(T * B, -1), WY.reshape(T * B, -1), m)
     pts = np.concatenate([(nx.reshape(T, B, m)[t][:, :, None] * ny.reshape(T, B, m)[t][:, None, :]).reshape(B, -1)
                           for t in range(T)], 1)
     pw = np.concatenate([(coef[t][:, None, None] * wx.reshape(T, B, m)[t][:, :, None]
                           * wy.reshape(T, B, m)[t][:, None, :]).reshape(B, -1) for t in range(T)], 1)
-    g0, w0 = LC.gauss_rule_batch(pts, pw, m)
+    g0, w0 = GR.gauss_rule_batch(pts, pw, m)
     # the exact moments of the GH-discretised measure. |X|, |Y| <= 1, so every term is bounded by
     # its weight: 96-term sums and O(m) Lanczos steps round to ~100 u64 scale ~ 1e-14 scale
     # (allowed 1e-12 scale; measured 1e-15); the two rules agree to 1e-9 relative (measured 1e-13)
@@ -335,16 +334,15 @@ def test_batched_stencils_and_pruned_rules():
     """The blocked, in-place Lagrange weights equal the reference ones (also at exact nodes,
     for p = 4 and 10), and dropping Gauss-Hermite nodes below 1e-30 of the largest weight
     changes no bounded expectation beyond rounding."""
-    from rnn_mft.theory import lstm_twostate_batch as LB
     from rnn_mft.theory.quadrature import gauss_hermite, sigmoid
     rng = np.random.default_rng(2)
     for p in (4, 10):
         n = 35
         s = np.concatenate([rng.uniform(0, n - 1, 500), np.arange(n, dtype=float)])
-        idx, ref = L2.lagrange_weights(s, n, p)
+        idx, ref = LG.lagrange_weights(s, n, p)
         i0 = np.clip(np.floor(s).astype(np.int64) - (p // 2 - 1), 0, n - p)
         out = np.empty((p, s.size))
-        LB._lagrange(s - i0, p, out)
+        LG.lagrange_into(s - i0, p, out)
         np.testing.assert_array_equal(idx[:, 0], i0)
         # products of p factors, each rounded (relative p u64), of weights |l| <~ 10: 2 p u64 10 ~ 2e-14
         np.testing.assert_allclose(out.T, ref, rtol=0, atol=1e-13)
@@ -353,8 +351,8 @@ def test_batched_stencils_and_pruned_rules():
         np.testing.assert_allclose(out.T[exact].max(-1), 1.0, atol=p * U64)
     for n in (48, 160, 400):
         x, w = gauss_hermite(n)
-        xp, wp = LB._gh(n)
-        assert xp.size < n and wp.min() >= LB.PRUNE * w.max()
+        xp, wp = CS.pruned_gauss_hermite(n)
+        assert xp.size < n and wp.min() >= CS.PRUNE * w.max()
         for mu, var in ((0.0, 1.0), (8.0, 5.0), (-3.0, 0.01)):
             f = lambda u: sigmoid(u) * (1 - sigmoid(u))  # noqa: E731
             full = w @ f(mu + np.sqrt(var) * x)
@@ -367,14 +365,13 @@ def test_batched_stencils_and_pruned_rules():
 def test_odd_points_give_a_centrosymmetric_operator():
     """A_F: the points F_k c_j are odd in j on the odd grid, so the mirrored stencils and the
     half scatter give the operator of the full computation."""
-    from rnn_mft.theory import lstm_twostate_batch as LB
     th = Theta.critical("lstm").replace({"f.mu": np.array([0.5, 3.0, 6.0]), "i.sigma2": 1.0,
                                          "f.sigma2": np.array([0.1, 1.0, 2.0]), "r.sigma2": 1.0})
     pts = {k: {f: np.array(np.broadcast_to(getattr(th[k], f), (3,)), float) for f in ("sigma2", "nu2", "rho2", "mu")}
            for k in "ifro"}
     for n in (35, 36):
-        st = L2.Settings(n=n, n_c=8, order=10)
-        mod = LB._BModel(pts, np.array([0.2, 0.5, 0.8]), 1.0, st, (24, 96, 96))
+        st = CS.Settings(n=n, n_c=8, order=10)
+        mod = CS.BatchCellStateModel(pts, np.array([0.2, 0.5, 0.8]), 1.0, st, (24, 96, 96))
         c = mod.grid.c
         np.testing.assert_array_equal(c, -c[:, ::-1])
         full = mod.grid.weights(c[:, :, None] * mod.F[:, None, :])
@@ -397,7 +394,7 @@ def test_batched_path_rejects_bad_input():
     with pytest.raises(ValueError, match="arch='lstm'"):
         L2.fixed_point(Theta.standard("gru"), 1.0)
     with pytest.raises(ValueError, match="order=5"):
-        L2.Settings(order=5)
+        CS.Settings(order=5)
 
 
 def test_fast_discretisation_at_large_input_variance():
@@ -405,7 +402,7 @@ def test_fast_discretisation_at_large_input_variance():
     Gauss-Hermite orders follow each point's variance bound (u_f's rule: 16 nodes put 2e-5 into
     chi at this Theta; the rule's 48 give 1.5e-8). Against an even finer reference (the fine one
     above is itself off by 2.5e-7 here): chi within 5e-7 (measured: 1.5e-8 and 3.6e-7)."""
-    finer = L2.Settings(n=801, n_f=300, n_g=400, n_o=400, n_c=40, width=18.0)
+    finer = CS.Settings(n=801, n_f=300, n_g=400, n_o=400, n_c=40, width=18.0)
     pts = [Theta.uniform("lstm", sigma2=2.0, nu2=2.0, rho2=0.3).replace({"f.mu": 3.0}),
            Theta.critical("lstm", mu_f=-3.0)]
     d = L2.fixed_point(_stack(pts), 1.0, R=2.0)

@@ -19,7 +19,10 @@ registry :mod:`rnn_mft.arch`. Which copy is which:
   (old name ``meanfield.jacobian_moments``, arguments ``(theta, mu, q)``);
 * ``rnn_mft.theory.gru``: the GRU's map written out by hand for the Figure 5 chapter, with its
   own solver ``gru.direct_fixed_point`` (old name ``gru.fixed_point``), tested against the above;
-* the LSTM: :mod:`rnn_mft.theory.lstm_twostate` (the default of :func:`analyze`) and the paper's
+* the LSTM: the two-state theory (the default of :func:`analyze`), assembled in
+  :mod:`rnn_mft.theory.lstm_twostate` from the cell-state law (:mod:`rnn_mft.theory.lstm_cellstate`),
+  the tangent's time scale and Jacobian moments (:mod:`rnn_mft.theory.lstm_tangent`) and the joint
+  law of two copies (:mod:`rnn_mft.theory.lstm_joint`), and the paper's
   Algorithm 1 in ``rnn_mft.theory.lstm`` (``lstm.algorithm1_fixed_point`` and
   ``lstm.algorithm1_jacobian_moments``, old names ``lstm.fixed_point`` / ``lstm.jacobian_moments``,
   the latter taking the common random numbers ``za``);
@@ -28,13 +31,14 @@ registry :mod:`rnn_mft.arch`. Which copy is which:
 """
 from .quadrature import expect, expect2, gauss_hermite, sigmoid, dsigmoid, dtanh
 from .theta import ARCHS, FIELDS, GateParams, Theta, check_arch
-from . import gru, meanfield, lstm, lstm_twostate, architectures
+from . import gru, meanfield, lstm, lstm_cellstate, lstm_tangent, lstm_joint, lstm_twostate, architectures
 from .analysis import AnalysisResult, analyze, xi_from_chi, xi_from_one_minus_chi
 from .lstm import sample_cell_state, fixed_point_iteration
 from .architectures import reference_step, TABLE1
 from .solver import solve_for_timescale, SolveResult
 
 __all__ = ["ARCHS", "FIELDS", "GateParams", "Theta", "check_arch", "expect", "expect2",
-           "gauss_hermite", "sigmoid", "dsigmoid", "dtanh", "gru", "meanfield", "lstm", "lstm_twostate", "architectures",
+           "gauss_hermite", "sigmoid", "dsigmoid", "dtanh", "gru", "meanfield", "lstm", "lstm_twostate", "lstm_cellstate",
+           "lstm_tangent", "lstm_joint", "architectures",
            "AnalysisResult", "analyze", "xi_from_chi", "sample_cell_state", "fixed_point_iteration",
            "reference_step", "TABLE1", "solve_for_timescale", "SolveResult"]

@@ -39,13 +39,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .meanfield import _flat, _sig, _take, check_R, check_sigma_z, gate_moment, nodes_for
-from .quadrature import expect
+from . import hermite as _h
+from .meanfield import _flat, _take, check_R, check_sigma_z, gate_moment, nodes_for
+from .quadrature import dsigmoid, expect, sigmoid as _sig
 from .theta import Theta
 
 __all__ = ["sample_cell_state", "fixed_point_iteration", "LSTMFixedPoint", "fixed_point",
            "algorithm1_fixed_point", "jacobian_moments", "algorithm1_jacobian_moments", "DEFAULT_NS",
-           "DEFAULT_ITERS"]
+           "DEFAULT_ITERS", "thread_pool"]
 
 DEFAULT_NS = 1000
 DEFAULT_ITERS = 200
@@ -88,7 +89,9 @@ _BLOCK = 256
 _POOL = None
 
 
-def _pool():
+def thread_pool():
+    """The theory's pool of (at most) two threads, made on first use and shared by every solver that
+    splits a grid (numpy releases the GIL)."""
     global _POOL
     if _POOL is None:
         from concurrent.futures import ThreadPoolExecutor
@@ -162,7 +165,7 @@ def _chain(theta, q_h, za, zb=None, corr=None, R=1.0, last=False):
 
     starts = range(0, P, _BLOCK)
     if P > _BLOCK:
-        list(_pool().map(block, starts))
+        list(thread_pool().map(block, starts))
     else:
         block(0)
     oshape = gshape + (n_s,)
@@ -321,7 +324,6 @@ def _solve_q(theta, za, R, tol, max_iter):
 def _o_series(theta, q, R):
     """Mehler series of E[sigma(u_oa) sigma(u_ob)] and E[sigma'(u_oa) sigma'(u_ob)] in C_o
     (the output gate is independent of the cell state: its pair expectations are 1-D work)."""
-    from . import hermite as _h
     po = theta["o"]
     vo = np.asarray(gate_moment(po, q, R), float)
     mo = np.broadcast_to(np.asarray(po.mu, float), vo.shape)
@@ -384,10 +386,9 @@ def algorithm1_jacobian_moments(theta: Theta, q, za, R=1.0, chain=None):
     po = theta["o"]
     vo = gate_moment(po, q, R)
     nn = nodes_for(np.max(vo))
-    dsg = lambda u: _sig(u) * (1 - _sig(u))  # noqa: E731
     Eo = {key: expect(fn, po.mu, vo, n=nn)[..., None] for key, fn in (
-        ("s2", lambda u: _sig(u) ** 2), ("s4", lambda u: _sig(u) ** 4), ("d2", lambda u: dsg(u) ** 2),
-        ("d4", lambda u: dsg(u) ** 4), ("s2d2", lambda u: _sig(u) ** 2 * dsg(u) ** 2))}
+        ("s2", lambda u: _sig(u) ** 2), ("s4", lambda u: _sig(u) ** 4), ("d2", lambda u: dsigmoid(u) ** 2),
+        ("d4", lambda u: dsigmoid(u) ** 4), ("s2d2", lambda u: _sig(u) ** 2 * dsigmoid(u) ** 2))}
     a0 = f**2
     A1 = Xo2 * Eo["d2"] + Y * Eo["s2"]                     # E_o[sum_k a_k]
     A2 = Xo2**2 * Eo["d4"] + Y**2 * Eo["s4"] + 2 * Xo2 * Y * Eo["s2d2"]   # E_o[(sum_k a_k)^2]

@@ -9,7 +9,7 @@ the pair :math:`(c_a, c_b)`. At every step the gate pre-activation pairs
 .. math:: c_k = \sigma_k^2 S + \nu_k^2 R\,\Sigma_z + \rho_k^2,\qquad S = \mathbb{E}[h_a h_b]
 
 (the raw cross moment; ``Q_h``, :math:`\mu_h` from the one-copy theory
-:mod:`rnn_mft.theory.lstm_twostate`). Each unit's pair is the Markov chain
+:mod:`rnn_mft.theory.lstm_cellstate`). Each unit's pair is the Markov chain
 :math:`c^x{}' = F^x c^x + G^x` (:math:`x = a, b`), :math:`F = \sigma(u_f)`,
 :math:`G = \sigma(u_i)\tanh(u_r)`, with :math:`(F^a, F^b)` and :math:`(G^a, G^b)` correlated.
 
@@ -51,7 +51,7 @@ largest real root (the perturbation of ``correlation_decay`` in :mod:`rnn_mft.si
 excites every mode; the slowest one dominates the response); :math:`v\,\partial P/\partial S`
 is taken by a central difference in :math:`S`, the resolvent through one eigen-decomposition of
 the reduced :math:`P`. At :math:`\Sigma_z = 0` with :math:`C^* = 0` this reproduces the renewal
-equation of :mod:`rnn_mft.theory.lstm_twostate` (tested), and as :math:`\Sigma_z \to 1` it rises
+equation of :mod:`rnn_mft.theory.lstm_tangent` (tested), and as :math:`\Sigma_z \to 1` it rises
 continuously to the :math:`\Sigma_z = 1` chi (tested; the tensor grid cannot follow the law onto the
 diagonal at :math:`\Sigma_z = 1` itself).
 
@@ -75,9 +75,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sl
 
-from .lstm_twostate import DEFAULT as _DEFAULT1, Settings as _Settings1, _Grid, _Model, _solve_q, stationary_vector
+from .gauss_rules import gauss_rules_shared_weights
+from .lstm_cellstate import DEFAULT as CELLSTATE_DEFAULT, CellStateModel, Settings as CellStateSettings, solve_q
+from .lstm_grid import Grid, stationary_vector
 from .meanfield import gate_moment
-from .quadrature import gauss_hermite, sigmoid as _sig
+from .quadrature import gauss_hermite, sigmoid
 
 __all__ = ["JointSettings", "JOINT_DEFAULT", "JointPoint", "solve_joint"]
 
@@ -107,44 +109,12 @@ class JointSettings:
                 raise ValueError(f"{name}={v!r} must be an integer >= 8")
         if not (np.isfinite(self.width) and self.width >= 4):
             raise ValueError(f"width={self.width!r} must be a number >= 4")
-        _Settings1(n=self.n, order=self.order)          # the one-copy grid's check of the order
+        CellStateSettings(n=self.n, order=self.order)   # the one-copy grid's check of the order
         if self.order > self.n:
             raise ValueError(f"order={self.order!r} must not exceed n={self.n!r}")
 
 
 JOINT_DEFAULT = JointSettings()
-
-
-def _gauss_rules(x, w, m):
-    """Batched m-point Gauss rules of the measures sum_j w_j delta(x[b, j]) (w >= 0, one weight
-    vector for every row b): Lanczos with full reorthogonalisation on each row at once; after a
-    breakdown (a measure with fewer than m points of support) the remaining nodes get weight 0."""
-    x = np.asarray(x, float)
-    w = np.asarray(w, float) / np.sum(w)
-    B = x.shape[0]
-    shift = x @ w
-    xs = x - shift[:, None]
-    scale = 1.0 + np.abs(xs).max(1)
-    V = np.zeros((B, m, x.shape[1]))
-    a, b = np.zeros((B, m)), np.zeros((B, m - 1))
-    V[:, 0] = np.sqrt(w)[None, :]
-    for k in range(m):
-        y = xs * V[:, k]
-        a[:, k] = np.einsum("bj,bj->b", V[:, k], y)
-        for _ in range(2):
-            y -= np.einsum("bkj,bk->bj", V[:, : k + 1], np.einsum("bkj,bj->bk", V[:, : k + 1], y))
-        if k + 1 < m:
-            nb = np.linalg.norm(y, axis=1)
-            ok = nb > 1e-12 * scale
-            b[:, k] = np.where(ok, nb, 0.0)
-            V[:, k + 1] = np.where(ok[:, None], y / np.where(ok, nb, 1.0)[:, None], 0.0)
-    Jm = np.zeros((B, m, m))
-    idx = np.arange(m)
-    Jm[:, idx, idx] = a
-    Jm[:, idx[:-1], idx[1:]] = b
-    Jm[:, idx[1:], idx[:-1]] = b
-    lam, U = np.linalg.eigh(Jm)
-    return lam + shift[:, None], U[:, 0, :] ** 2
 
 
 def _bivariate(mu, var, cov, n_q):
@@ -165,8 +135,8 @@ class _Joint:
         self.th, self.q, self.mu_h, self.R, self.sz, self.st = th, q, mu_h, R, sz, st
         self.var = {k: gate_moment(th[k], q, R) for k in "ifro"}                 # eq. (4a)
         # one-copy grid (the 1-D theory's construction, with this module's width)
-        mod = _Model(th, q, R, _Settings1(n=st.n, width=st.width, order=st.order))
-        self.grid: _Grid = mod.grid
+        mod = CellStateModel(th, q, R, CellStateSettings(n=st.n, width=st.width, order=st.order))
+        self.grid: Grid = mod.grid
         self.pi1 = mod.stationary()
         n = st.n
         self.I, self.J = np.triu_indices(n)        # symmetric functions: values at (i <= j)
@@ -229,17 +199,17 @@ class _Joint:
         flip = np.arange(xz.size)[::-1]
         ident = np.arange(xz.size)
         mu, a, b, neg = self._split("f", S)
-        F = _sig(mu + a * xz[:, None] + b * x[None, :])            # (z, e)
+        F = sigmoid(mu + a * xz[:, None] + b * x[None, :])            # (z, e)
         y = F[:, :, None] * c[None, None, :]                         # (z, e, n)
         K = np.einsum("e,zejk->zjk", w, self._interp(y.reshape(-1, c.size)).reshape(xz.size, x.size, c.size, c.size))
         AF = self._reduced(K, wz, flip if neg else ident)
         mi, ai, bi, negi = self._split("i", S)
         mr, ar, br, negr = self._split("r", S)
-        X = _sig(mi + ai * xz[:, None] + bi * x[None, :])             # (zi, ei)
+        X = sigmoid(mi + ai * xz[:, None] + bi * x[None, :])             # (zi, ei)
         Y = np.tanh(mr + ar * xz[:, None] + br * x[None, :])          # (zr, er)
         nz, n = xz.size, c.size
         g = (X[:, None, :, None] * Y[None, :, None, :]).reshape(nz * nz, -1)     # (zi zr, ei er)
-        gn, gw = _gauss_rules(g, np.outer(w, w).ravel(), st.m)                    # (zi zr, m)
+        gn, gw = gauss_rules_shared_weights(g, np.outer(w, w).ravel(), st.m)                    # (zi zr, m)
         S_ = self._interp((c[None, :] + gn.reshape(-1)[:, None])).reshape(nz * nz, st.m, n, n)
         Ks = np.einsum("tp,tpjk->tjk", gw, S_)
         ws = np.outer(wz, wz).ravel()
@@ -253,7 +223,7 @@ class _Joint:
         """E[sigma(u_o^a) sigma(u_o^b)] and E[sigma'(u_o^a) sigma'(u_o^b)]."""
         th = self.th["o"]
         ua, ub, wj = _bivariate(th["mu"], self.var["o"], self.cov("o", S), self.st.n_q)
-        sa, sb = _sig(ua), _sig(ub)
+        sa, sb = sigmoid(ua), sigmoid(ub)
         return float(wj @ (sa * sb)), float(wj @ (sa * (1 - sa) * sb * (1 - sb)))
 
     stationary = staticmethod(stationary_vector)
@@ -304,7 +274,7 @@ def solve_joint(th, sigma_z, R=1.0, *, settings: JointSettings = JOINT_DEFAULT, 
     if not (0.0 <= sz < 1.0):
         raise ValueError(f"sigma_z={sigma_z!r} must be in [0, 1) (sigma_z = 1: lstm_twostate)")
     if q is None or mu_h is None:
-        q, mod, pi, _, _ = _solve_q(th, R, _DEFAULT1, 1e-13, 60)
+        q, mod, pi, _, _ = solve_q(th, R, CELLSTATE_DEFAULT, 1e-13, 60)
         mu_h = mod.Eo["s"] * float(pi @ np.tanh(mod.grid.c))
     jt = _Joint(th, q, mu_h, R, sz, settings)
     S = mu_h**2 + sz * (q - mu_h**2) if s0 is None else float(s0)

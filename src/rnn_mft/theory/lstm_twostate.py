@@ -1,74 +1,68 @@
-r"""The LSTM as a two-state network: a deterministic mean-field theory of :math:`(h, c)`.
+r"""The LSTM as a two-state network: the deterministic mean-field theory of :math:`(h, c)`, assembled.
 
 The paper (Appendix A.2.3) treats the LSTM as a one-state network in :math:`h`, through the
 *hidden-state approximation* :math:`c = \tanh^{-1}(h/\sigma(u_o))` with
 :math:`\sigma(u_o^t)/\sigma(u_o^{t-1}) \approx 1`. The network carries two states, and a
 perturbation of the cell state :math:`\delta c` is remembered by each unit through the forget
-gate, while :math:`\delta h` only reaches the next step through the random weights. This module
-is the large-N theory of that pair, without the approximation (the book's chapter *The LSTM has
-two states* derives it; ``rnn_mft.theory.lstm`` keeps the paper's method, :func:`rnn_mft.theory.sample_cell_state`, for
-comparison).
+gate, while :math:`\delta h` only reaches the next step through the random weights. The
+two-state theory is the large-N theory of that pair, without the approximation (the book's
+chapter *The LSTM has two states* derives it; ``rnn_mft.theory.lstm`` keeps the paper's method,
+:func:`rnn_mft.theory.sample_cell_state`, for comparison). It lives in modules by concept:
 
-**Stationary cell-state law.** With untied weights the pre-activations :math:`u_k` are fresh
-Gaussians at every step (eqs. (3)-(4) with :math:`s = h`), so each unit's cell state is the
-Markov chain (16), :math:`c' = F c + G` with :math:`F = \sigma(u_f)` independent of
-:math:`G = \sigma(u_i)\tanh(u_r)`. Its transition operator on functions,
-:math:`(P\varphi)(c) = \mathbb{E}\,\varphi(Fc + G)`, is discretised on a grid
-:math:`c_j = a\sinh(t_j)` (uniform :math:`t_j`, dense where :math:`\tanh` bends, sparse in the
-tails) with local cubic Lagrange interpolation in :math:`t` and Gauss-Hermite rules for
-:math:`u_f` and :math:`(u_i, u_r)`: :math:`P = A_F A_G`. The stationary law is the left Perron
-vector :math:`\pi P = \pi` (a linear solve, no sampling), and
+* :mod:`rnn_mft.theory.lstm_cellstate`: one copy's cell-state chain :math:`c' = Fc + G`, its
+  stationary law and the fixed point :math:`Q_h^*` of eq. (6);
+* :mod:`rnn_mft.theory.lstm_tangent`: :math:`\chi` at :math:`\Sigma_z = 1` and at
+  :math:`\Sigma_z = 0` with independent copies, and the Jacobian moments :math:`m_1, m_2`;
+* :mod:`rnn_mft.theory.lstm_joint`: the joint law of :math:`(c_a, c_b)`, :math:`C^*` and
+  :math:`\chi_{C^*}` at the other :math:`\Sigma_z < 1`;
+* :mod:`rnn_mft.theory.lstm_grid` and :mod:`rnn_mft.theory.gauss_rules`: the numerics (the sinh
+  grid, interpolation and Perron vectors; Gauss rules of discrete measures).
 
-.. math:: \mu_h = \mathbb{E}\sigma(u_o)\,\langle\pi, \tanh c\rangle,\qquad
-          Q_h = \mathbb{E}\sigma(u_o)^2\,\langle\pi, \tanh^2 c\rangle
+This module puts them together: :func:`solve_point` (one Theta, the method chosen by
+:math:`\Sigma_z`), :func:`fixed_point` (a grid of Thetas, the default of
+``analyze("lstm", ...)``) and its batched path (:func:`solve_batch`,
+:func:`fixed_point_batched`, :func:`point_orders`).
 
-is solved for :math:`Q_h` (eq. (6)) by a secant iteration.
+**The batched grid path.** The same equations as :func:`solve_point`, vectorised across grid
+points:
 
-**The time scale at** :math:`\Sigma_z = 1`. Two copies with identical inputs whose states differ
-by a small :math:`(\delta h, \delta c)` evolve (exactly, to first order) by
+* the operators :math:`A_F, A_G` of B points are (B, n, n) stacks built by one scatter each
+  (:class:`~rnn_mft.theory.lstm_cellstate.BatchCellStateModel`); the stationary law
+  :math:`\pi P = \pi` is one stacked ``np.linalg.solve``;
+* :math:`Q_h^* = G(Q_h^*)` is the safeguarded secant iteration of
+  :func:`~rnn_mft.theory.lstm_cellstate.solve_q` under a per-point mask, started from a
+  Gaussian-cell-state estimate (``_q_guess``), whose slope makes the first step a Newton step;
+  a point leaves when its residual is below ``tol``, and its outputs are computed from the
+  model of that last evaluation;
+* :math:`\chi` at :math:`\Sigma_z = 1` is the root of :math:`1 = \alpha/\chi + \beta\langle
+  a_p, (\chi - P_2)^{-1} w\rangle` by a bracketed secant iteration per point (masked;
+  :func:`~rnn_mft.theory.lstm_tangent.chi_identical_inputs_batch`); :math:`m_1, m_2` by stacked
+  vector-operator products (:func:`~rnn_mft.theory.lstm_tangent.jacobian_moments_batch`); the
+  F-operator products of the stationary law they share are made once
+  (:meth:`~rnn_mft.theory.lstm_cellstate.BatchCellStateModel.pi_products`);
+* the law of :math:`G = \sigma(u_i)\tanh(u_r)` (weighted by 1, B or B^2) is compressed to an
+  ``n_c``-point Gauss rule by a Lanczos run on the Kronecker products of the factors' Jacobi
+  matrices (:func:`~rnn_mft.theory.gauss_rules.product_gauss_rule`), which gives the rule of the
+  product of the factor Gauss rules without forming it.
 
-.. math::
-    \delta c' = F\,\delta c + \textstyle\sum_{k\in\{i,f,r\}} \beta_k\,\delta u_k,\qquad
-    \delta h' = \sigma'(u_o)\tanh(c')\,\delta u_o + \gamma\,\delta c',
+Cost (a 100 x 100 grid, ``benchmarks/theory.py``): the stencils, their scatters and the Lanczos
+runs work on blocks of points (:data:`rnn_mft.theory.lstm_grid.BLOCK_ELEMS`), whose temporaries
+stay in cache; whole-batch temporaries made them several times slower on the development
+machines. Gauss-Hermite nodes of negligible weight are dropped
+(:data:`rnn_mft.theory.lstm_cellstate.PRUNE`).
 
-with :math:`\delta u_k = W_k\delta h` (Gaussian, variance :math:`\sigma_k^2 q`,
-:math:`q = \langle\delta h^2\rangle`), :math:`\beta_f = \sigma'(u_f)c`,
-:math:`\beta_i = \sigma'(u_i)\tanh u_r`, :math:`\beta_r = \sigma(u_i)\tanh'(u_r)` and
-:math:`\gamma = \sigma(u_o)\tanh'(c')`. The unit-level second moment
-:math:`m(c) = \mathbb{E}[\delta c^2 \mid c]\,p(c)` and the population :math:`q` obey a closed
-*linear* system,
+The discretisation is a :class:`~rnn_mft.theory.lstm_cellstate.Settings`
+(``lstm_cellstate.FAST`` on the grid path: 35 nodes and 10-point Lagrange stencils, which are as
+accurate as 201 nodes with cubic ones). Each point's Gauss-Hermite orders come from its own
+variance bound (:func:`point_orders`), and points are grouped by them, so a point's numbers
+depend on that point only: a grid gives the numbers of the points one by one, up to the
+rounding of stacked BLAS kernels (tested: 1e-11), and to 1e-9 those of :func:`solve_point` with
+the same settings. The same call gives the same bits.
 
-.. math::
-    m' = m P_2 + q\,a_p,\qquad q' = \alpha q + \beta\,\langle m', w\rangle,
-
-with :math:`P_2` the transition weighted by :math:`F^2`, :math:`a_p` the law of :math:`c'`
-weighted by :math:`A = \sum_k \sigma_k^2\beta_k^2`, :math:`w = \tanh'(c)^2`,
-:math:`\alpha = \sigma_o^2\mathbb{E}\sigma'(u_o)^2\langle\pi,\tanh^2\rangle` and
-:math:`\beta = \mathbb{E}\sigma(u_o)^2`. :math:`1 - C` of the two copies, and the squared norm
-of the tangent, decay by its Perron root :math:`\chi`, the root above
-:math:`\rho(P_2) = \mathbb{E}F^2` of
-
-.. math:: 1 = \frac{\alpha}{\chi} + \beta\,\langle a_p, (\chi - P_2)^{-1} w\rangle .
-
-**The time scale at** :math:`\Sigma_z = 0`. When the two copies are independent at the fixed
-point (:math:`C^* = 0`: :math:`\Sigma_z = 0`, every :math:`\rho_k^2 = 0` and :math:`\mu_h^* = 0`),
-the first-order cross moment :math:`S = \mathbb{E}[h_a h_b]` obeys a renewal equation (Mehler's
-first term at every step): :math:`\chi` solves
-:math:`\chi = (\mathbb{E}\sigma(u_o))^2 \sum_k \sigma_k^2 \sum_{\tau\ge0} \chi^{-\tau} d_k(\tau)^2`,
-:math:`d_k(\tau) = \mathbb{E}[\tanh'(c^{t+\tau}) F^{t+1}\cdots F^{t+\tau}\beta_k^t]`.
-Other :math:`\Sigma_z < 1` (where :math:`0 < C^* < 1`) need the joint law of :math:`(c_a, c_b)`:
-:mod:`rnn_mft.theory.lstm_joint`; :func:`rnn_mft.theory.analyze` says which method each point used.
-
-**Jacobian moments.** The state-to-state Jacobian of :math:`(h, c)` is a 2N x 2N matrix; at
-large N (normalised trace over 2N)
-
-.. math::
-    m_1 = \tfrac12\,\mathbb{E}[(1+\gamma^2)S + O],\qquad
-    m_2 = \tfrac12\,\mathbb{E}[(1+\gamma^2)^2S^2 + 2\gamma^2 S O + O^2]
-          + \tfrac12\,(\mathbb{E}[(1+\gamma^2)A + O])^2,
-
-with :math:`S = F^2 + A` and :math:`O = \sigma_o^2\sigma'(u_o)^2\tanh^2(c')`. Lemma 1 does not
-hold for two states: :math:`m_1 \ne \chi` in general.
+:math:`\chi` at :math:`\Sigma_z = 0` (the renewal equation,
+:func:`~rnn_mft.theory.lstm_tangent.chi_independent_copies`) and the joint theory stay per
+point: :func:`fixed_point_batched` evaluates them with the single-point code at the batch's
+:math:`Q_h^*`.
 """
 from __future__ import annotations
 
@@ -76,305 +70,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .quadrature import gauss_hermite, sigmoid as _sig
-from .meanfield import check_R, check_sigma_z, gate_moment, nodes_for
+from .lstm import thread_pool
+from .lstm_cellstate import (DEFAULT, FAST, BatchCellStateModel, CellStateModel, Settings, check_theta_point,
+                             solve_q, sub_points, theta_point)
+from .lstm_joint import solve_joint
+from .lstm_tangent import (chi_identical_inputs, chi_identical_inputs_batch, chi_independent_copies,
+                           jacobian_moments, jacobian_moments_batch)
+from .meanfield import check_R, check_sigma_z, gate_moment, node_rule
+from .quadrature import gauss_hermite, sigmoid
 from .theta import Theta
-from .lstm_twostate_chi import _chi_one, _chi_zero, _moments  # noqa: F401  (importable from here)
 
-__all__ = ["Settings", "DEFAULT", "FAST", "TwoStatePoint", "solve_point", "fixed_point", "stationary_law"]
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Discretisation of the two-state theory (the defaults give chi to 1e-7 or better, tested).
-
-    n : number of cell-state grid points; n_f : Gauss-Hermite nodes for u_f; n_g : nodes per
-    dimension for (u_i, u_r) (None: chosen from the gate variances, as everywhere in the library); n_c : nodes of the Gauss rule to which the law of
-    G = sigma(u_i) tanh(u_r) is compressed; n_o : nodes for u_o; width : half-width of the grid in standard
-    deviations of the stationary cell state (plus its mean and 2); order : points of the local
-    Lagrange stencil in t (4: cubic; :data:`FAST`'s 8 reaches the same accuracy on a 5x coarser
-    grid, see ``rnn_mft.theory.lstm_twostate_batch``).
-    """
-
-    n: int = 201
-    n_f: int | None = None
-    n_g: int | None = None
-    n_o: int | None = None
-    n_c: int = 20
-    width: float = 14.0
-    order: int = 4
-
-    def __post_init__(self):
-        if isinstance(self.order, bool) or not isinstance(self.order, (int, np.integer)) \
-                or self.order not in (4, 6, 8, 10):
-            raise ValueError(f"order={self.order!r} must be one of 4, 6, 8, 10 (points of the Lagrange stencil)")
-        if not (np.isfinite(self.width) and self.width >= 4):
-            raise ValueError(f"width={self.width!r} must be a number >= 4")
-        for name in ("n", "n_f", "n_g", "n_o", "n_c"):
-            v = getattr(self, name)
-            if v is None and name in ("n_f", "n_g", "n_o"):
-                continue
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 8:
-                raise ValueError(f"{name}={v!r} must be an integer >= 8" + (" or None" if name in ("n_f", "n_g", "n_o") else ""))
-
-    def nodes(self, name, var):
-        """Gauss-Hermite order for a gate of variance ``var``: the fixed setting, or the
-        library's rule for tanh/sigmoid expectations (:func:`meanfield.nodes_for`, at least 48)."""
-        v = getattr(self, name)
-        return int(v) if v is not None else max(48, nodes_for(var))
-
-
-DEFAULT = Settings()
-#: the discretisation of the batched grid path (:func:`fixed_point`, ``analyze("lstm", ...)``): a
-#: 35-point grid with 10-point Lagrange stencils and 8-node G rules; the Gauss-Hermite orders
-#: per point from its variance bound (``rnn_mft.theory.lstm_twostate_batch.point_orders``).
-#: Measured against ``Settings(n=801, n_f=300, n_g=400, n_o=400, n_c=40, width=18)`` on the
-#: test sets of ``tests/test_theory_lstm_twostate.py`` and of the benchmark grid, at R = 1 and 2:
-#: max |chi error| below 5e-7 (target 1e-6).
-FAST = Settings(n=35, n_c=8, order=10)
-
-
-def _dsig(u):
-    s = _sig(u)
-    return s * (1.0 - s)
-
-
-def _gauss_rule(x, w, m):
-    """An ``m``-point Gauss rule for the discrete measure ``sum_b w_b delta(x_b)`` (w >= 0):
-    nodes and weights that integrate polynomials of degree < 2m exactly (Lanczos with full
-    reorthogonalisation on diag(x), i.e. the Stieltjes procedure). Fewer nodes where the
-    measure has fewer points of support."""
-    w = np.asarray(w, float)
-    tot = w.sum()
-    if not tot > 0:
-        return np.zeros(0), np.zeros(0)
-    x = np.asarray(x, float)
-    shift = float(w @ x) / tot
-    xs = x - shift
-    v = np.sqrt(w / tot)
-    V = np.zeros((m, x.size))
-    a, b = np.zeros(m), np.zeros(m)
-    V[0] = v
-    k_used = m
-    for k in range(m):
-        y = xs * V[k]
-        a[k] = V[k] @ y
-        y -= V[: k + 1].T @ (V[: k + 1] @ y)
-        y -= V[: k + 1].T @ (V[: k + 1] @ y)
-        if k + 1 < m:
-            nb = float(np.linalg.norm(y))
-            if nb <= 1e-13 * (1.0 + np.abs(xs).max()):
-                k_used = k + 1
-                break
-            b[k] = nb
-            V[k + 1] = y / nb
-    J = np.diag(a[:k_used]) + np.diag(b[: k_used - 1], 1) + np.diag(b[: k_used - 1], -1)
-    lam, U = np.linalg.eigh(J)
-    return lam + shift, tot * U[0] ** 2
-
-
-def lagrange_weights(s, n, p):
-    """Stencil indices (..., p) and weights (..., p) of p-point Lagrange interpolation at the
-    fractional node positions ``s`` (0 <= s <= n - 1), the stencil centred on s."""
-    i0 = np.clip(np.floor(s).astype(np.int64) - (p // 2 - 1), 0, n - p)
-    u = s - i0
-    # w_k(u) = prod_{j != k} (u - j) / (k - j): prefix and suffix products of (u - j)
-    d = u[..., None] - np.arange(p, dtype=float)
-    left = np.ones_like(d)
-    right = np.ones_like(d)
-    for k in range(1, p):
-        left[..., k] = left[..., k - 1] * d[..., k - 1]
-        right[..., p - 1 - k] = right[..., p - k] * d[..., p - k]
-    den = np.array([np.prod([k - j for j in range(p) if j != k]) for k in range(p)], float)
-    return i0[..., None] + np.arange(p), left * right / den
-
-
-class _Grid:
-    """Cell-state nodes c_j = a sinh(t_j) and local Lagrange interpolation in t (``order``
-    points: 4 is cubic)."""
-
-    def __init__(self, L, a, n, order=4):
-        self.a, self.n, self.order = a, n, order
-        self.T = np.arcsinh(L / a)
-        self.t = np.linspace(-self.T, self.T, n)
-        self.dt = self.t[1] - self.t[0]
-        self.c = a * np.sinh(self.t)
-        self.L = L
-
-    def weights(self, y):
-        """Indices (..., p) and Lagrange weights (..., p) of the values at ``y`` (clamped to the
-        grid), p = ``order``."""
-        s = (np.arcsinh(np.clip(y, -self.L, self.L) / self.a) + self.T) / self.dt
-        if self.order != 4:
-            return lagrange_weights(s, self.n, self.order)
-        i0 = np.clip(np.floor(s).astype(np.int64) - 1, 0, self.n - 4)
-        u = s - i0
-        u1, u2, u3 = u - 1.0, u - 2.0, u - 3.0
-        w = np.stack([-u1 * u2 * u3 / 6.0, u * u2 * u3 / 2.0, -u * u1 * u3 / 2.0, u * u1 * u2 / 6.0], axis=-1)
-        idx = i0[..., None] + np.arange(4)
-        return idx, w
-
-    def operator(self, y, wq):
-        """Dense matrix M with (M phi)_j = sum_b wq[j, b] phi(y[j, b]) (phi interpolated)."""
-        idx, w = self.weights(y)
-        n = self.n
-        rows = np.broadcast_to(np.arange(n)[:, None, None], idx.shape)
-        vals = w * np.broadcast_to(wq, y.shape)[..., None]
-        return np.bincount((rows * n + idx).ravel(), weights=vals.ravel(), minlength=n * n).reshape(n, n)
-
-
-def stationary_vector(P):
-    """The left Perron vector of a stochastic matrix ``P``: ``pi P = pi``, ``sum(pi) = 1``
-    (one linear solve, the last equation replaced by the normalisation); a stack of matrices
-    (..., n, n) gives the stack of vectors (..., n)."""
-    n = P.shape[-1]
-    M = np.swapaxes(P, -1, -2) - np.eye(n)
-    M[..., -1, :] = 1.0
-    rhs = np.zeros(P.shape[:-1] + (1,))
-    rhs[..., -1, 0] = 1.0
-    return np.linalg.solve(M, rhs)[..., 0]
-
-
-class _Model:
-    """Gate laws and the discretised transition at one Theta point and one Q_h."""
-
-    def __init__(self, th, q, R, st: Settings):
-        self.th, self.q, self.R, self.st = th, q, R, st
-        var = {k: gate_moment(th[k], q, R) for k in "ifro"}                      # eq. (4a)
-        self.var = var
-        xf, wf = gauss_hermite(st.nodes("n_f", var["f"]))
-        uf = th["f"]["mu"] + np.sqrt(var["f"]) * xf
-        self.F, self.dF, self.wf = _sig(uf), _dsig(uf), np.asarray(wf)
-        xg, wg = gauss_hermite(st.nodes("n_g", max(var["i"], var["r"])))
-        ui = th["i"]["mu"] + np.sqrt(var["i"]) * xg
-        ur = th["r"]["mu"] + np.sqrt(var["r"]) * xg
-        si, dsi = _sig(ui)[:, None], _dsig(ui)[:, None]
-        tr = np.tanh(ur)[None, :]
-        dtr = 1.0 - tr**2
-        self.G = (si * tr).ravel()
-        self.wg = np.outer(wg, wg).ravel()
-        # G = X Y with X = sigma(u_i) and Y = tanh(u_r) independent: the (weighted) laws of G are
-        # sums of products of one-dimensional laws, compressed factor by factor (see _grule_key)
-        self._X = (si.ravel(), dsi.ravel(), np.asarray(wg))
-        self._Y = (tr.ravel(), dtr.ravel(), np.asarray(wg))
-        # the (u_i, u_r) rule has n_g^2 points; the operators only need the law of G (and its
-        # B-weighted versions) as measures on the line: compress each to an n_c-point Gauss rule
-        self._grules = {}
-        xo, wo = gauss_hermite(st.nodes("n_o", var["o"]))
-        uo = th["o"]["mu"] + np.sqrt(var["o"]) * xo
-        so, dso = _sig(uo), _dsig(uo)
-        E = lambda v: float(np.dot(wo, v))  # noqa: E731
-        self.Eo = {"s": E(so), "s2": E(so**2), "s4": E(so**4), "d2": E(dso**2), "d4": E(dso**4),
-                   "s2d2": E(so**2 * dso**2)}
-        # moments of the perpetuity c' = F c + G (F, G independent) set the grid
-        EF, EF2 = float(wf @ self.F), float(wf @ self.F**2)
-        EG, EG2 = float(self.wg @ self.G), float(self.wg @ self.G**2)
-        self.EF, self.EF2 = EF, EF2
-        m = EG / (1.0 - EF)
-        c2 = (EG2 + 2.0 * EF * EG * m) / (1.0 - EF2)
-        sd = float(np.sqrt(max(c2 - m * m, 0.0)))
-        L = abs(m) + st.width * sd + 2.0
-        self.grid = _Grid(L, min(1.0, max(sd, 0.05)), st.n, st.order)
-        self._AF, self._AG = {}, {}
-
-    def AF(self, key):
-        """(A_F phi)(c_j) = sum_a w_a f_key(u_f,a) phi(F_a c_j)."""
-        if key not in self._AF:
-            fw = {"1": 1.0, "F": self.F, "F2": self.F**2, "F4": self.F**4, "d2": self.dF**2,
-                  "d4": self.dF**4, "F2d2": self.F**2 * self.dF**2}[key]
-            c = self.grid.c
-            self._AF[key] = self.grid.operator(c[:, None] * self.F[None, :], (self.wf * fw)[None, :])
-        return self._AF[key]
-
-    def grule(self, gw):
-        """Gauss rule (nodes, weights) of the measure sum_b v_b gw_b delta(G_b), gw >= 0."""
-        return _gauss_rule(self.G, self.wg * gw, self.st.n_c)
-
-    def _grule_key(self, key):
-        """Gauss rule of the law of G weighted by 1, B or B^2. Each is a sum of terms
-        coef * [law of X weighted by fx(u_i)] x [law of Y weighted by fy(u_r)]; every factor is
-        compressed to an m-point Gauss rule (m = n_c + 4, exact for the moments of degree < 2m
-        that the final n_c-point rule uses), the products laid out on m x m points, and the sum
-        compressed once more. This is exact in the same moments as compressing the n_g^2-point
-        tensor rule directly, at a fraction of the cost."""
-        si, dsi, wx = self._X
-        tr, dtr, wy = self._Y
-        s2i, s2r = self.th["i"]["sigma2"], self.th["r"]["sigma2"]
-        terms = {"1": [(1.0, 1.0, 1.0)],
-                 "B": [(s2i, dsi**2, tr**2), (s2r, si**2, dtr**2)],
-                 "B2": [(s2i**2, dsi**4, tr**4), (2 * s2i * s2r, dsi**2 * si**2, tr**2 * dtr**2),
-                        (s2r**2, si**4, dtr**4)]}[key]
-        m = self.st.n_c + 4
-        pts, wts = [], []
-        for coef, fx, fy in terms:
-            if coef <= 0:
-                continue
-            xa, wa = _gauss_rule(si, wx * fx, m)
-            yb, wb = _gauss_rule(tr, wy * fy, m)
-            if xa.size == 0 or yb.size == 0:
-                continue
-            pts.append(np.multiply.outer(xa, yb).ravel())
-            wts.append(coef * np.multiply.outer(wa, wb).ravel())
-        if not pts:
-            return np.zeros(0), np.zeros(0)
-        return _gauss_rule(np.concatenate(pts), np.concatenate(wts), self.st.n_c)
-
-    def AG(self, key):
-        """(A_G phi)(c_j) = sum_b v_b g_key(u_i, u_r)_b phi(c_j + G_b)."""
-        if key not in self._AG:
-            g, wgt = self._grule_key(key)
-            c = self.grid.c
-            if g.size == 0:
-                self._AG[key] = np.zeros((c.size, c.size))
-            else:
-                self._AG[key] = self.grid.operator(c[:, None] + g[None, :], wgt[None, :])
-        return self._AG[key]
-
-    def stationary(self):
-        """Left Perron vector pi of P = A_F A_G, normalised to sum 1."""
-        return stationary_vector(self.AF("1") @ self.AG("1"))
-
-
-def _theta_point(theta: Theta, idx=()):
-    return {k: {f: float(np.broadcast_to(getattr(theta[k], f), theta.shape)[idx])
-                for f in ("sigma2", "nu2", "rho2", "mu")} for k in "ifro"}
-
-
-def _check_theta(th):
-    for k in "ifro":
-        for f in ("sigma2", "nu2", "rho2", "mu"):
-            v = th[k][f]
-            if not np.isfinite(v) or (f != "mu" and v < 0):
-                raise ValueError(f"{k}.{f}={v!r} must be finite" + (" and >= 0" if f != "mu" else ""))
-
-
-def _q_map(th, q, R, st):
-    mod = _Model(th, q, R, st)
-    pi = mod.stationary()
-    tc = np.tanh(mod.grid.c)
-    return mod.Eo["s2"] * float(pi @ tc**2), mod, pi
-
-
-def _solve_q(th, R, st, tol, max_iter, q0=None):
-    """Q_h = G(Q_h) by a safeguarded secant iteration (G is increasing and bounded by 1)."""
-    q = 0.25 if q0 is None else float(q0)
-    g, mod, pi = _q_map(th, q, R, st)
-    best = (abs(g - q), q, mod, pi)
-    q_prev, r_prev = q, g - q
-    q = g
-    for it in range(max_iter):
-        g, mod, pi = _q_map(th, q, R, st)
-        r = g - q
-        if abs(r) < best[0]:
-            best = (abs(r), q, mod, pi)
-        if abs(r) <= tol * max(1.0, q):
-            return q, mod, pi, abs(r), it + 2
-        d = (r - r_prev) / (q - q_prev) if q != q_prev else 0.0
-        qn = q - r / d if d < 0 else g
-        if not (np.isfinite(qn) and qn > 0):
-            qn = g
-        q_prev, r_prev, q = q, r, qn
-    return best[1], best[2], best[3], best[0], max_iter + 1
+__all__ = ["TwoStatePoint", "solve_point", "fixed_point", "solve_batch", "fixed_point_batched", "point_orders",
+           "CHUNK", "NF_PER_VAR", "NG_FACTOR"]
 
 
 @dataclass(frozen=True)
@@ -402,49 +109,35 @@ def solve_point(theta, sigma_z=1.0, R=1.0, *, settings: Settings = DEFAULT, tol=
     ``"two-state joint (c_a, c_b)"`` at other Sigma_z < 1 (:mod:`rnn_mft.theory.lstm_joint`), or
     ``"not covered"`` (an unstable fixed point), with NaN chi.
     """
-    th = _theta_point(theta) if isinstance(theta, Theta) else theta
-    _check_theta(th)
+    th = theta_point(theta) if isinstance(theta, Theta) else theta
+    check_theta_point(th)
     R = check_R(R)
     sz = float(check_sigma_z(sigma_z))
-    q, mod, pi, res, _ = _solve_q(th, R, settings, tol, max_iter, q0)
+    q, mod, pi, res, _ = solve_q(th, R, settings, tol, max_iter, q0)
     conv = bool(res <= max(tol, 1e-10) * max(1.0, q) and np.isfinite(q) and q > 0)
     tc = np.tanh(mod.grid.c)
     mu = mod.Eo["s"] * float(pi @ tc)
     # mass on the two outermost nodes on each side: the clamped boundary must hold (almost) none
     bmass = float(np.abs(pi[:2]).sum() + np.abs(pi[-2:]).sum())
-    m1, m2 = _moments(mod, pi, th)
+    m1, m2 = jacobian_moments(mod, pi, th)
     nan = float("nan")
     if sz == 1.0:
-        chi = _chi_one(mod, pi, th)
+        chi = chi_identical_inputs(mod, pi, th)
         if chi <= 1.0:
             return TwoStatePoint(mu, q, 1.0, chi, m1, m2, conv, res, "two-state, C*=1", bmass)
         return TwoStatePoint(mu, q, nan, nan, m1, m2, False, res, "not covered (C*=1 unstable)", bmass)
     indep = sz == 0.0 and all(th[k]["rho2"] == 0 for k in "ifro") and abs(mu) < 1e-9
     if indep:
-        chi = _chi_zero(mod, pi, th)
+        chi = chi_independent_copies(mod, pi, th)
         if chi < 1.0:
             return TwoStatePoint(mu, q, 0.0, chi, m1, m2, conv, res, "two-state, C*=0", bmass)
         return TwoStatePoint(mu, q, nan, nan, m1, m2, False, res, "not covered (C*=0 unstable)", bmass)
-    from .lstm_joint import solve_joint         # 0 <= Sigma_z < 1, 0 < C* < 1: the joint (c_a, c_b) law
+    # 0 <= Sigma_z < 1, 0 < C* < 1: the joint (c_a, c_b) law
     jp = solve_joint(th, sz, R, q=q, mu_h=mu)
     if jp.stable:
         return TwoStatePoint(mu, q, jp.c_star, jp.chi, m1, m2, conv and jp.converged, max(res, jp.residual),
                              jp.method, max(bmass, jp.boundary_mass))
     return TwoStatePoint(mu, q, jp.c_star, nan, m1, m2, False, res, jp.method, bmass)
-
-
-def stationary_law(theta, q_h=None, R=1.0, *, settings: Settings = DEFAULT):
-    """Nodes ``c`` and probability weights ``p`` of the stationary cell-state law (at the fixed
-    point Q_h* unless ``q_h`` is given); ``sum(p * f(c))`` approximates E f(c)."""
-    th = _theta_point(theta) if isinstance(theta, Theta) else theta
-    _check_theta(th)
-    R = check_R(R)
-    if q_h is None:
-        _, mod, pi, _, _ = _solve_q(th, R, settings, 1e-12, 60)
-    else:
-        mod = _Model(th, float(q_h), R, settings)
-        pi = mod.stationary()
-    return mod.grid.c.copy(), pi
 
 
 def fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, *, settings: Settings | None = None,
@@ -453,20 +146,19 @@ def fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, *, settings: Settings
     ``mu_s, q_s, c_s, chi, m1, m2, converged, residual, method``.
 
     ``batched`` (default): all grid points at once with stacked linear algebra
-    (``rnn_mft.theory.lstm_twostate_batch.fixed_point_batched``, discretisation ``settings``,
-    default :data:`FAST`; Q* to a residual ``tol`` = 1e-9, which moves chi by < 1e-10 against
-    1e-12 on the grid of ``benchmarks/theory.py``, measured);
-    each point's numbers depend on that point only. ``batched=False``: the single-point
-    reference path, :func:`solve_point` point by point (default :data:`DEFAULT`, ``tol`` =
-    1e-12), in two halves on two threads, each starting its Q-iteration from the previous
-    point's Q*."""
+    (:func:`fixed_point_batched`, discretisation ``settings``, default
+    :data:`~rnn_mft.theory.lstm_cellstate.FAST`; Q* to a residual ``tol`` = 1e-9, which moves
+    chi by < 1e-10 against 1e-12 on the grid of ``benchmarks/theory.py``, measured); each
+    point's numbers depend on that point only. ``batched=False``: the single-point reference
+    path, :func:`solve_point` point by point (default
+    :data:`~rnn_mft.theory.lstm_cellstate.DEFAULT`, ``tol`` = 1e-12), in two halves on two
+    threads, each starting its Q-iteration from the previous point's Q*."""
     if not isinstance(theta, Theta) or theta.arch != "lstm":
         raise ValueError("theta must be a Theta for arch='lstm'")
     sz = check_sigma_z(sigma_z)
     R = check_R(R)
     shape = np.broadcast_shapes(theta.shape, sz.shape)
     if batched:
-        from .lstm_twostate_batch import fixed_point_batched
         pts = {k: {f: np.array(np.broadcast_to(getattr(theta[k], f), shape), float).ravel()
                    for f in ("sigma2", "nu2", "rho2", "mu")} for k in "ifro"}
         out = fixed_point_batched(pts, np.array(np.broadcast_to(sz, shape), float).ravel(), R,
@@ -489,16 +181,15 @@ def fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, *, settings: Settings
     def work(chunk):
         res, q0 = [], None
         for idx in chunk:
-            p = solve_point(_theta_point(theta, tidx(idx)), float(szb[idx]), R, settings=settings, tol=tol,
+            p = solve_point(theta_point(theta, tidx(idx)), float(szb[idx]), R, settings=settings, tol=tol,
                             q0=q0)
             q0 = p.q_s if np.isfinite(p.q_s) else None
             res.append((idx, p))
         return res
 
     if len(pts) >= 8:
-        from .lstm import _pool
         chunks = [pts[: len(pts) // 2], pts[len(pts) // 2:]]
-        results = [r for part in _pool().map(work, chunks) for r in part]
+        results = [r for part in thread_pool().map(work, chunks) for r in part]
     else:
         results = work(pts)
     for idx, p in results:
@@ -506,4 +197,228 @@ def fixed_point(theta: Theta, sigma_z=1.0, R: float = 1.0, *, settings: Settings
             out[k][idx] = getattr(p, k)
         out["converged"][idx] = p.converged
         out["method"][idx] = p.method
+    return out
+
+
+#: points per stacked evaluation (memory: ~B n max(n_f, n_c) order doubles per operator)
+CHUNK = 256
+
+
+def _gauss_G(th, q, R, nodes=24):
+    """Eq. (6)'s G(Q_h) with the cell state replaced by a Gaussian of the perpetuity's mean and
+    variance (no grid): the cheap model behind :func:`_q_guess`."""
+    xf, wf = xg, wg = xo, wo = xz, wz = gauss_hermite(nodes)
+    v = {k: np.sqrt(gate_moment(th[k], q, R))[:, None] for k in "ifro"}
+    F = sigmoid(th["f"]["mu"][:, None] + v["f"] * xf)
+    EF, EF2 = F @ wf, F**2 @ wf
+    X = sigmoid(th["i"]["mu"][:, None] + v["i"] * xg)
+    Y = np.tanh(th["r"]["mu"][:, None] + v["r"] * xg)
+    EG, EG2 = (X @ wg) * (Y @ wg), (X**2 @ wg) * (Y**2 @ wg)
+    m = EG / (1.0 - EF)
+    sd = np.sqrt(np.maximum((EG2 + 2.0 * EF * EG * m) / (1.0 - EF2) - m * m, 0.0))
+    so2 = sigmoid(th["o"]["mu"][:, None] + v["o"] * xo) ** 2 @ wo
+    return so2 * (np.tanh(m[:, None] + sd[:, None] * xz) ** 2 @ wz)
+
+
+def _q_guess(th, R, iters=12, h=1e-4):
+    """A cheap start for the Q-iteration, by a few Picard steps of :func:`_gauss_G`, and that
+    model's slope dG/dQ there (a central difference), which the first step of
+    :func:`solve_batch` uses in place of the true one. Only a start: the secant iteration
+    removes its error."""
+    q = np.full(th["f"]["mu"].shape, 0.25)
+    for _ in range(iters):
+        q = _gauss_G(th, q, R)
+    q = np.clip(q, 1e-12, 1.0)
+    lo, hi = np.maximum(q - h, 1e-12), np.minimum(q + h, 1.0)
+    slope = (_gauss_G(th, hi, R) - _gauss_G(th, lo, R)) / (hi - lo)
+    return q, slope
+
+
+def solve_batch(th, R, st, *, tol=1e-12, max_iter=60, q0=None, chi_mask=None, orders=None):
+    """The two-state theory at B points ``th = {gate: {field: array (B,)}}``.
+
+    Q_h* = G(Q_h*) (eq. (6)) by the safeguarded secant iteration of
+    :func:`~rnn_mft.theory.lstm_cellstate.solve_q`, point by point under a mask: a point leaves
+    the iteration when its residual |G(q) - q| <= tol max(1, q), and its fixed point, moments and chi are
+    computed from the model of that last evaluation (no rebuild). Returns a dict of arrays
+    (B,): ``q_s, mu_s, residual, converged, m1, m2, boundary_mass`` and ``chi`` (the Perron root
+    at Sigma_z = 1, before the chi <= 1 check of the caller; NaN where ``chi_mask`` is False).
+    Orders (n_f, n_g, n_o) of the Gauss-Hermite rules: ``orders``, or the largest of
+    :func:`point_orders` over the batch; start ``q0``, or :func:`_q_guess`."""
+    B = th["f"]["mu"].shape[0]
+    orders = orders or tuple(int(np.max(o)) for o in point_orders(th, R, st))
+    slope = None
+    if q0 is None:
+        q0, slope = _q_guess(th, R)
+    want_chi = np.ones(B, bool) if chi_mask is None else np.asarray(chi_mask, bool)
+    out = {k: np.full(B, np.nan) for k in ("q_s", "mu_s", "residual", "m1", "m2", "boundary_mass", "chi")}
+    out["converged"] = np.zeros(B, bool)
+
+    def finish(ix, mod, pi, r):
+        """Outputs of the points ix (indices into the batch) from their model and law."""
+        q = mod.q
+        out["q_s"][ix], out["residual"][ix] = q, np.abs(r)
+        out["converged"][ix] = (np.abs(r) <= max(tol, 1e-10) * np.maximum(1.0, q)) & np.isfinite(q) & (q > 0)
+        out["mu_s"][ix] = mod.Eo["s"] * np.einsum("bj,bj->b", pi, np.tanh(mod.grid.c))
+        out["boundary_mass"][ix] = np.abs(pi[:, :2]).sum(-1) + np.abs(pi[:, -2:]).sum(-1)
+        out["m1"][ix], out["m2"][ix] = jacobian_moments_batch(mod, pi, mod.th)
+        wc = want_chi[ix]
+        if wc.all():
+            out["chi"][ix] = chi_identical_inputs_batch(mod, pi, mod.th)
+        elif wc.any():
+            sub = mod.take(wc)
+            out["chi"][ix[wc]] = chi_identical_inputs_batch(sub, pi[wc], sub.th)
+
+    def evaluate(ix, q):
+        mod = BatchCellStateModel(sub_points(th, ix), q, R, st, orders)
+        pi = mod.stationary()
+        g = mod.Eo["s2"] * np.einsum("bj,bj->b", pi, np.tanh(mod.grid.c) ** 2)
+        return mod, pi, g
+
+    q = np.array(np.broadcast_to(q0, (B,)), float)
+    ix = np.arange(B)
+    mod, pi, g = evaluate(ix, q)
+    best_r, best_q = np.abs(g - q), q.copy()
+    q_prev, r_prev = q.copy(), g - q
+    # the first step: Newton's with the Gaussian model's slope where it is below 1 (the fixed
+    # point attracts), else a Picard step, as the single-point path; the secant steps follow
+    q = g.copy()
+    if slope is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            qn = q_prev + r_prev / (1.0 - slope)
+        use = (slope < 0.98) & np.isfinite(qn) & (qn > 0) & (qn <= 1.0)
+        q[use] = qn[use]
+    for _ in range(max_iter):
+        if ix.size == 0:
+            break
+        qa = q[ix]
+        mod, pi, g = evaluate(ix, qa)
+        r = g - qa
+        better = np.abs(r) < best_r[ix]
+        best_r[ix[better]], best_q[ix[better]] = np.abs(r)[better], qa[better]
+        conv = np.abs(r) <= tol * np.maximum(1.0, qa)
+        if conv.any():
+            sub = mod if conv.all() else mod.take(conv)
+            finish(ix[conv], sub, pi[conv], r[conv])
+        qp, rp = q_prev[ix], r_prev[ix]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.where(qa != qp, (r - rp) / (qa - qp), 0.0)
+            qn = np.where(d < 0, qa - r / d, g)
+        qn = np.where(np.isfinite(qn) & (qn > 0), qn, g)
+        q_prev[ix], r_prev[ix], q[ix] = qa, r, qn
+        ix = ix[~conv]
+    if ix.size:                                   # not converged: the best iterate
+        mod, pi, g = evaluate(ix, best_q[ix])
+        finish(ix, mod, pi, g - best_q[ix])
+    return out
+
+
+#: Gauss-Hermite orders are rounded up to these levels, so that a point's orders (and with them
+#: its numbers) depend on that point only, whichever batch it is solved in
+_LEVELS = (48, 64, 96, 128, 160, 192, 256, 320, 400)
+
+
+_LEVELS_F = (16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 400)
+
+
+def _level(n, levels=_LEVELS):
+    """The smallest level >= n, elementwise (beyond the last level: ceil(n))."""
+    n = np.asarray(n, float)
+    lv = np.asarray(levels)
+    i = np.searchsorted(lv, n, side="left")
+    return np.where(i < lv.size, lv[np.minimum(i, lv.size - 1)], np.ceil(n)).astype(int)
+
+
+#: u_f's rule weighs phi(F c) at every grid node; its order grows with the variance bound of
+#: u_f: at least 16 and NF_PER_VAR per unit of variance (measured: 16 nodes at variance 6.3 put
+#: 2e-5 into chi, 48 nodes 1.5e-8; at variance 3 and below 16 nodes give 2e-8)
+NF_PER_VAR = 6.0
+
+
+#: the (u_i, u_r) rule is compressed to the law of G, whose high moments need more nodes than
+#: one expectation: n_g follows nodes_for at this multiple of the variance bound (1: the bound at
+#: Q_h = 1 and the rounding up to a level leave enough margin on the test set)
+NG_FACTOR = 1.0
+
+
+def point_orders(th, R, st):
+    """Gauss-Hermite orders (n_f, n_g, n_o) of each point (arrays (B,)): the fixed settings, or
+    the library's rule (:func:`meanfield.nodes_for`, at least 48) at the largest variance the
+    point can reach (Q_h <= 1), rounded up to a level of ``_LEVELS``."""
+    vmax = {k: gate_moment(th[k], 1.0, R) for k in "ifro"}            # eq. (4a) at the bound Q_h <= 1
+    vg = np.maximum(vmax["i"], vmax["r"])
+
+    def rule(name, v):
+        fixed = getattr(st, name)
+        v = np.asarray(v, float)
+        if fixed is not None:
+            return np.full(v.shape, int(fixed))
+        v = np.where(np.isfinite(v), v, 1.0)                           # as meanfield.nodes_for
+        if name == "n_f":
+            return _level(np.maximum(16.0, NF_PER_VAR * v), _LEVELS_F)
+        return _level(np.maximum(48.0, node_rule(v)))
+
+    return rule("n_f", vmax["f"]), rule("n_g", NG_FACTOR * vg), rule("n_o", vmax["o"])
+
+
+def fixed_point_batched(pts, sz, R, st, tol=1e-12, max_iter=60):
+    """The two-state theory at P points ``pts = {gate: {field: array (P,)}}`` with input
+    correlations ``sz`` (P,): the points are grouped by their Gauss-Hermite orders
+    (:func:`point_orders`), solved in stacked chunks of :data:`CHUNK` on the library's two
+    threads, and checked as :func:`solve_point` checks one point. Returns a dict of arrays (P,) ``mu_s, q_s, c_s, chi, m1, m2, converged, residual, method``."""
+    P = sz.shape[0]
+    of, og, oo = point_orders(pts, R, st)
+    keys = np.stack([of, og, oo], 1)
+    groups = {}
+    for i, kk in enumerate(map(tuple, keys)):
+        groups.setdefault(kk, []).append(i)
+    # the costliest orders first, so that the pool's last tasks are the cheapest
+    tasks = [(kk, np.array(ix[s:s + CHUNK])) for kk, ix in sorted(groups.items(), key=lambda g: g[0][::-1], reverse=True)
+             for s in range(0, len(ix), CHUNK)]
+    need_chi = sz == 1.0
+
+    def work(task):
+        kk, ix = task
+        return ix, solve_batch(sub_points(pts, ix), R, st, tol=tol, max_iter=max_iter,
+                               orders=tuple(int(x) for x in kk), chi_mask=need_chi[ix])
+
+    results = list(thread_pool().map(work, tasks)) if len(tasks) > 1 else [work(t) for t in tasks]
+    nan = np.nan
+    out = {k: np.full(P, nan) for k in ("mu_s", "q_s", "c_s", "chi", "m1", "m2", "residual")}
+    out["converged"] = np.zeros(P, bool)
+    out["method"] = np.empty(P, dtype=object)
+    for ix, r in results:
+        for k in ("mu_s", "q_s", "m1", "m2", "residual", "chi"):
+            out[k][ix] = r[k]
+        out["converged"][ix] = r["converged"]
+    # Sigma_z = 1: C* = 1 is the stable fixed point where chi <= 1
+    one = sz == 1.0
+    ok = one & (out["chi"] <= 1.0)
+    out["c_s"][ok], out["method"][ok] = 1.0, "two-state, C*=1"
+    bad = one & ~ok
+    out["chi"][bad], out["converged"][bad], out["method"][bad] = nan, False, "not covered (C*=1 unstable)"
+    out["chi"][~one] = nan
+    for i in np.flatnonzero(~one):
+        th = {k: {f: float(v[i]) for f, v in d.items()} for k, d in pts.items()}
+        indep = sz[i] == 0.0 and all(th[k]["rho2"] == 0 for k in "ifro") and abs(out["mu_s"][i]) < 1e-9
+        if indep:
+            # the renewal equation stays per point, at the batch's Q*
+            so = Settings(n=st.n, n_f=int(keys[i, 0]), n_g=int(keys[i, 1]), n_o=int(keys[i, 2]),
+                          n_c=st.n_c, width=st.width, order=st.order)
+            mod = CellStateModel(th, float(out["q_s"][i]), R, so)
+            chi = chi_independent_copies(mod, mod.stationary(), th)
+            if chi < 1.0:
+                out["c_s"][i], out["chi"][i], out["method"][i] = 0.0, chi, "two-state, C*=0"
+            else:
+                out["converged"][i], out["method"][i] = False, "not covered (C*=0 unstable)"
+        else:
+            # 0 <= Sigma_z < 1, 0 < C* < 1: the joint (c_a, c_b) law, per point, at the batch's Q*
+            jp = solve_joint(th, float(sz[i]), R, q=float(out["q_s"][i]), mu_h=float(out["mu_s"][i]))
+            out["c_s"][i], out["method"][i] = jp.c_star, jp.method
+            if jp.stable:
+                out["chi"][i] = jp.chi
+                out["converged"][i] = out["converged"][i] and jp.converged
+                out["residual"][i] = max(out["residual"][i], jp.residual)
+            else:
+                out["converged"][i] = False
     return out

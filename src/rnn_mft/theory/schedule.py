@@ -77,7 +77,7 @@ def solve_grid(theta, sz, R, tol, order):
     if order is not None or np.size(sz) != 1 or P < SMALL:
         return solve_whole(theta, sz, R, tol, order)
     flat = _mf._flat(theta, shape)
-    pool = _lstm._pool()
+    pool = _lstm.thread_pool()
     halves = np.array_split(np.arange(P), 2) if P >= SPLIT_MIN else [np.arange(P)]
 
     def low_order(idx):

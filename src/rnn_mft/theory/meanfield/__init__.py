@@ -51,7 +51,7 @@ from __future__ import annotations
 # The private names below are re-exported on purpose: the single module this package replaced had
 # them, and gru.py, lstm.py, the tests and benchmarks/theory.py use them (``mf._q_map``, ``mf._Gauss1``, ...).
 from ...arch import DERIV, SPECS, Spec  # noqa: F401
-from .algebra import FUNCS, _base, _derived, _dsig, _Dual, _nodes, _sig
+from .algebra import FUNCS, _base, _derived, _Dual, _nodes, _sig
 from .gauss import (C_MIN_ORDER, C_NODES_FACTOR, MAX_NODES, Q_ORDER_FACTOR, _Gauss1, _q_nodes, _stein_weights,
                     node_rule, nodes_for)
 from .gates import (_flat, _gate_var_max, _max_var, _safe_corr, _take, _var_corr, check_R, check_sigma_z,
@@ -61,6 +61,7 @@ from .cmap import _AFFINE, CMap, _bases, solve_c
 from .fixedpoint import FixedPointResult, closed_form_fixed_point, fixed_point
 from .jacobian import (_expect, _prod, closed_form_jacobian_moments, jacobian_moments, jacobian_terms,
                        state_moments)
+from ...arch import BUILTIN as _BUILTIN
 from ...arch import monomial as _mono
 
 __all__ = ["CLOSED_FORM", "Spec", "SPECS", "check_sigma_z", "check_R", "nodes_for", "node_rule", "gate_moment",
@@ -69,5 +70,5 @@ __all__ = ["CLOSED_FORM", "Spec", "SPECS", "check_sigma_z", "check_R", "nodes_fo
            "state_moments", "FixedPointResult", "FUNCS", "DERIV", "Q_ORDER_FACTOR", "C_NODES_FACTOR",
            "C_MIN_ORDER", "MAX_NODES", "Q_DIST_TOL", "VAR_RESOLVED", "q_converged"]
 
-#: the Table 1 architectures with a closed-form map (registered ones with a ``spec`` are in :data:`SPECS`)
-CLOSED_FORM = ("vanilla", "minimal", "gru", "peephole_lstm")
+#: the Table 1 architectures with a closed-form map (every registered one with a ``spec`` is in :data:`SPECS`)
+CLOSED_FORM = tuple(n for n in _BUILTIN if n in SPECS)

@@ -13,23 +13,17 @@ from __future__ import annotations
 import numpy as np
 
 from ...arch import DERIV
-from ..quadrature import sigmoid
+from ..quadrature import dsigmoid, sigmoid
 
 __all__ = ["FUNCS", "DERIV"]
 
 _sig = sigmoid                       # the logistic function, numerically stable
 
-
-def _dsig(u):
-    s = _sig(u)
-    return s * (1.0 - s)
-
-
 FUNCS = {
     "sig": _sig,
-    "dsig": _dsig,
+    "dsig": dsigmoid,
     "omsig": lambda u: _sig(-u),
-    "ndsig": lambda u: -_dsig(u),
+    "ndsig": lambda u: -dsigmoid(u),
     "tanh": np.tanh,
     "dtanh": lambda u: 1.0 - np.tanh(u) ** 2,
     "one": lambda u: np.ones_like(u),

@@ -1,37 +1,81 @@
-r"""chi and the Jacobian moments of the two-state LSTM theory, given the discretised model.
+r"""The tangent of the LSTM's two-state theory: the time scale :math:`\chi` and the Jacobian moments.
 
-The equations are those of :mod:`rnn_mft.theory.lstm_twostate` (its module docstring and the
-book's chapter *The LSTM has two states*):
+Given the one-copy cell-state chain of :mod:`rnn_mft.theory.lstm_cellstate` (its discretised
+operators ``mod`` and stationary law ``pi``, at the fixed point :math:`Q_h^*`), this module
+computes how a perturbation of :math:`(h, c)` evolves: :math:`\chi` at :math:`\Sigma_z = 1`
+(:math:`C^* = 1`), :math:`\chi` at :math:`\Sigma_z = 0` with independent copies
+(:math:`C^* = 0`), and the moments :math:`m_1, m_2` of the state-to-state Jacobian; the book's
+chapter *The LSTM has two states* derives them.
 
-* :func:`_chi_one`: chi at Sigma_z = 1 (C* = 1), the Perron root of the (m, q) system, the root
-  above rho(P_2) = E F^2 of ``1 = alpha/chi + beta <a_p, (chi - P_2)^{-1} w>``;
-* :func:`_chi_zero`: chi at Sigma_z = 0 with independent copies (C* = 0), the renewal equation;
-* :func:`_moments`: m1, m2 of the 2N x 2N Jacobian of (h, c);
-* :func:`_chi_one_batch`, :func:`_moments_batch`: the same for a stack of points
-  (:mod:`rnn_mft.theory.lstm_twostate_batch`), chi by a bracketed secant iteration per point
-  under a mask;
-* :func:`jacobi_batch`, :func:`gauss_rule_batch`: the stacked Lanczos (Stieltjes) procedure
-  for the Jacobi matrices and Gauss rules of discrete measures, and
-  :func:`product_gauss_rule`, which compresses the laws of G = sigma(u_i) tanh(u_r) to Gauss
-  rules on the batched path from the Jacobi matrices of the two factors.
+**The time scale at** :math:`\Sigma_z = 1`. Two copies with identical inputs whose states differ
+by a small :math:`(\delta h, \delta c)` evolve (exactly, to first order) by
 
-``mod`` is a ``lstm_twostate._Model`` (one point) or a ``lstm_twostate_batch._BModel`` (a
-stack), ``pi`` its stationary cell-state law.
+.. math::
+    \delta c' = F\,\delta c + \textstyle\sum_{k\in\{i,f,r\}} \beta_k\,\delta u_k,\qquad
+    \delta h' = \sigma'(u_o)\tanh(c')\,\delta u_o + \gamma\,\delta c',
+
+with :math:`\delta u_k = W_k\delta h` (Gaussian, variance :math:`\sigma_k^2 q`,
+:math:`q = \langle\delta h^2\rangle`), :math:`\beta_f = \sigma'(u_f)c`,
+:math:`\beta_i = \sigma'(u_i)\tanh u_r`, :math:`\beta_r = \sigma(u_i)\tanh'(u_r)` and
+:math:`\gamma = \sigma(u_o)\tanh'(c')`. The unit-level second moment
+:math:`m(c) = \mathbb{E}[\delta c^2 \mid c]\,p(c)` and the population :math:`q` obey a closed
+*linear* system,
+
+.. math::
+    m' = m P_2 + q\,a_p,\qquad q' = \alpha q + \beta\,\langle m', w\rangle,
+
+with :math:`P_2` the transition weighted by :math:`F^2`, :math:`a_p` the law of :math:`c'`
+weighted by :math:`A = \sum_k \sigma_k^2\beta_k^2`, :math:`w = \tanh'(c)^2`,
+:math:`\alpha = \sigma_o^2\mathbb{E}\sigma'(u_o)^2\langle\pi,\tanh^2\rangle` and
+:math:`\beta = \mathbb{E}\sigma(u_o)^2`. :math:`1 - C` of the two copies, and the squared norm
+of the tangent, decay by its Perron root :math:`\chi`, the root above
+:math:`\rho(P_2) = \mathbb{E}F^2` of
+
+.. math:: 1 = \frac{\alpha}{\chi} + \beta\,\langle a_p, (\chi - P_2)^{-1} w\rangle .
+
+**The time scale at** :math:`\Sigma_z = 0`. When the two copies are independent at the fixed
+point (:math:`C^* = 0`: :math:`\Sigma_z = 0`, every :math:`\rho_k^2 = 0` and :math:`\mu_h^* = 0`),
+the first-order cross moment :math:`S = \mathbb{E}[h_a h_b]` obeys a renewal equation (Mehler's
+first term at every step): :math:`\chi` solves
+:math:`\chi = (\mathbb{E}\sigma(u_o))^2 \sum_k \sigma_k^2 \sum_{\tau\ge0} \chi^{-\tau} d_k(\tau)^2`,
+:math:`d_k(\tau) = \mathbb{E}[\tanh'(c^{t+\tau}) F^{t+1}\cdots F^{t+\tau}\beta_k^t]`.
+Other :math:`\Sigma_z < 1` (where :math:`0 < C^* < 1`) need the joint law of :math:`(c_a, c_b)`:
+:mod:`rnn_mft.theory.lstm_joint`; :func:`rnn_mft.theory.analyze` says which method each point used.
+
+**Jacobian moments.** The state-to-state Jacobian of :math:`(h, c)` is a 2N x 2N matrix; at
+large N (normalised trace over 2N)
+
+.. math::
+    m_1 = \tfrac12\,\mathbb{E}[(1+\gamma^2)S + O],\qquad
+    m_2 = \tfrac12\,\mathbb{E}[(1+\gamma^2)^2S^2 + 2\gamma^2 S O + O^2]
+          + \tfrac12\,(\mathbb{E}[(1+\gamma^2)A + O])^2,
+
+with :math:`S = F^2 + A` and :math:`O = \sigma_o^2\sigma'(u_o)^2\tanh^2(c')`. Lemma 1 does not
+hold for two states: :math:`m_1 \ne \chi` in general.
+
+Functions (``mod`` a :class:`~rnn_mft.theory.lstm_cellstate.CellStateModel` for one point or a
+:class:`~rnn_mft.theory.lstm_cellstate.BatchCellStateModel` for a stack, ``th`` its point(s)):
+
+* :func:`chi_identical_inputs`: :math:`\chi` at :math:`\Sigma_z = 1`, the Perron root of the
+  :math:`(m, q)` system (Newton in a bracket); :func:`chi_identical_inputs_batch` for a stack
+  (a bracketed secant iteration per point, under a mask);
+* :func:`chi_independent_copies`: :math:`\chi` at :math:`\Sigma_z = 0`, :math:`C^* = 0`, the
+  renewal equation (one point);
+* :func:`jacobian_moments`, :func:`jacobian_moments_batch`: :math:`m_1, m_2` of the
+  :math:`2N \times 2N` Jacobian of :math:`(h, c)`.
 """
 from __future__ import annotations
 
 import numpy as np
 import scipy.linalg as sl
 
-from .quadrature import gauss_hermite, sigmoid as _sig
+from .quadrature import dsigmoid, gauss_hermite, sigmoid
+
+__all__ = ["chi_identical_inputs", "chi_independent_copies", "jacobian_moments", "chi_identical_inputs_batch",
+           "jacobian_moments_batch", "ROOT_RTOL"]
 
 
-def _dsig(u):
-    s = _sig(u)
-    return s * (1.0 - s)
-
-
-def _chi_one(mod, pi, th):
+def chi_identical_inputs(mod, pi, th):
     """chi at Sigma_z = 1, C* = 1: Perron root of the (m, q) system (module docstring)."""
     c = mod.grid.c
     tc = np.tanh(c)
@@ -92,7 +136,7 @@ def _chi_one(mod, pi, th):
     return float(chi)
 
 
-def _chi_zero(mod, pi, th, tol=1e-13, max_lag=200000):
+def chi_independent_copies(mod, pi, th, tol=1e-13, max_lag=200000):
     """chi at Sigma_z = 0 when C* = 0 (independent copies): the renewal equation of the module
     docstring, with the lag sum continued geometrically once d_k(tau + 1)/d_k(tau) has settled
     at its limit E F (the Perron root of the F-weighted transition)."""
@@ -107,8 +151,8 @@ def _chi_zero(mod, pi, th, tol=1e-13, max_lag=200000):
     xg, wg = gauss_hermite(mod.st.nodes("n_g", max(mod.var["i"], mod.var["r"])))
     ui = th["i"]["mu"] + np.sqrt(mod.var["i"]) * xg
     ur = th["r"]["mu"] + np.sqrt(mod.var["r"]) * xg
-    bi = (_dsig(ui)[:, None] * np.tanh(ur)[None, :]).ravel()
-    br = (_sig(ui)[:, None] * (1.0 - np.tanh(ur) ** 2)[None, :]).ravel()
+    bi = (dsigmoid(ui)[:, None] * np.tanh(ur)[None, :]).ravel()
+    br = (sigmoid(ui)[:, None] * (1.0 - np.tanh(ur) ** 2)[None, :]).ravel()
     nus = {}
     if th["f"]["sigma2"] > 0:
         Ad = mod.grid.operator(c[:, None] * mod.F[None, :], (mod.wf * mod.dF)[None, :])
@@ -186,7 +230,7 @@ def _chi_zero(mod, pi, th, tol=1e-13, max_lag=200000):
     return float(0.5 * (lo + hi))
 
 
-def _moments(mod, pi, th):
+def jacobian_moments(mod, pi, th):
     """m1, m2 of the 2N x 2N Jacobian of (h, c) (module docstring), exact given the grid law."""
     c = mod.grid.c
     tc = np.tanh(c)
@@ -220,8 +264,8 @@ def _moments(mod, pi, th):
 ROOT_RTOL = 1e-10
 
 
-def _chi_one_batch(mod, pi, th):
-    """Batched :func:`lstm_twostate._chi_one`: the Perron root of the (m, q) system, the root of
+def chi_identical_inputs_batch(mod, pi, th):
+    """Batched :func:`chi_identical_inputs`: the Perron root of the (m, q) system, the root of
     the convex decreasing f(x) = alpha / x + beta <a_p, (x - P_2)^{-1} w> - 1 on (rho, inf), by a
     bracketed secant iteration per point (masked) from a start that f's value and slope at the
     upper bracket give."""
@@ -319,8 +363,8 @@ def _chi_one_batch(mod, pi, th):
     return out
 
 
-def _moments_batch(mod, pi, th):
-    """Batched :func:`lstm_twostate._moments` (m1, m2 of the 2N x 2N Jacobian)."""
+def jacobian_moments_batch(mod, pi, th):
+    """Batched :func:`jacobian_moments` (m1, m2 of the 2N x 2N Jacobian)."""
     c = mod.grid.c
     tc = np.tanh(c)
     t2, dt2 = tc**2, (1.0 - tc**2) ** 2
@@ -343,137 +387,3 @@ def _moments_batch(mod, pi, th):
           + 2 * so * Eo["s2d2"] * dot(mS, dt2 * t2) + so**2 * Eo["d4"] * dot(law, t2**2))
     off = mA.sum(-1) + Eo["s2"] * dot(mA, dt2) + so * Eo["d2"] * dot(law, t2)
     return m1, 0.5 * on + 0.5 * off**2
-
-
-#: Lanczos vectors (rows x nodes x steps) per block of rows in :func:`jacobi_batch` (measured:
-#: blocks of ~2 MB run 15 % faster than one stack of 15 MB)
-LANCZOS_ELEMS = 1 << 18
-
-
-def _lanczos(apply, v0, m, thr):
-    """Batched Lanczos with full (classical Gram-Schmidt) reorthogonalisation: the Jacobi
-    matrices, diagonals ``a`` (B, m) and off-diagonals ``b`` (B, m - 1), of the symmetric
-    operators ``apply`` (a stack of row vectors (B, N) to (B, N)) on the Krylov spaces of the
-    unit start vectors ``v0`` (B, N). A row whose recurrence breaks down (b <= thr; a zero
-    start at once) keeps zeros from there on."""
-    B, N = v0.shape
-    V = np.zeros((m, B, N))                       # Lanczos vectors, each a contiguous block
-    V[0] = v0
-    a, b = np.zeros((B, m)), np.zeros((B, m - 1))
-    alive = np.einsum("bn,bn->b", v0, v0) > 0
-    for k in range(m):
-        # three-term recurrence, then one full reorthogonalisation
-        y = apply(V[k])
-        if k:
-            y -= b[:, k - 1, None] * V[k - 1]
-        a[:, k] = np.einsum("bn,bn->b", V[k], y)
-        y -= a[:, k, None] * V[k]
-        Vk = V[: k + 1]
-        y -= np.einsum("kb,kbn->bn", np.einsum("kbn,bn->kb", Vk, y), Vk)
-        if k + 1 < m:
-            nb = np.sqrt(np.einsum("bn,bn->b", y, y))
-            alive &= nb > thr
-            b[:, k] = np.where(alive, nb, 0.0)
-            V[k + 1] = y * np.where(alive, 1.0 / np.where(alive, nb, 1.0), 0.0)[:, None]
-    # a broken-down recursion (b = 0) leaves zero rows: their eigenvectors carry no weight; keep
-    # the surplus diagonal at the mean (the shift) so every node stays inside the support's hull
-    a = np.where(np.concatenate([np.ones((B, 1), bool), np.cumprod(b != 0, axis=1).astype(bool)], axis=1), a, 0.0)
-    return a, b
-
-
-def _gauss_from_jacobi(a, b):
-    """Nodes (eigenvalues) and weights (summing to one) of the Gauss rules of Jacobi matrices
-    (a (B, m), b (B, m - 1)): the weights (Golub-Welsch: squared first eigenvector components)
-    as Christoffel numbers 1 / sum_j p_j(node)^2 of the orthonormal polynomials of the
-    recurrence (cheaper than eigenvectors); a broken-down recurrence (some b = 0) takes the
-    eigenvectors."""
-    B, m = a.shape
-    J = np.zeros((B, m, m))
-    ii = np.arange(m)
-    J[:, ii, ii] = a
-    J[:, ii[:-1], ii[1:]] = b
-    J[:, ii[1:], ii[:-1]] = b
-    lam = np.linalg.eigvalsh(J)
-    full = np.all(b > 0, axis=1)
-    wts = np.empty((B, m))
-    if full.any():
-        L, A, Bc = lam[full], a[full], b[full]
-        p_prev, p_cur = np.zeros_like(L), np.ones_like(L)
-        ssum = np.ones_like(L)
-        for k in range(m - 1):
-            p_next = ((L - A[:, k, None]) * p_cur - (Bc[:, k - 1, None] * p_prev if k else 0.0)) / Bc[:, k, None]
-            ssum += p_next**2
-            p_prev, p_cur = p_cur, p_next
-        wts[full] = 1.0 / ssum
-    if not full.all():
-        lam_b, U = np.linalg.eigh(J[~full])
-        lam[~full], wts[~full] = lam_b, U[:, 0, :] ** 2
-    return lam, wts
-
-
-def jacobi_batch(x, w, m):
-    """For each row b, the m x m Jacobi matrix of the discrete measure ``sum_j w[b, j]
-    delta(x[b, j])`` (w >= 0), normalised and centred: ``(a, b, shift, tot)`` with the
-    recurrence coefficients a (B, m), b (B, m - 1) of x - shift, the mean ``shift`` and the
-    mass ``tot`` (B,). Its Gauss rule is :func:`gauss_rule_batch`'s."""
-    x = np.asarray(x, float)
-    w = np.asarray(w, float)
-    B, N = x.shape
-    rows = max(1, LANCZOS_ELEMS // max(1, m * N))
-    if B > rows:                                  # rows are independent: blocks stay in cache
-        parts = [jacobi_batch(x[r:r + rows], w[r:r + rows], m) for r in range(0, B, rows)]
-        return tuple(np.concatenate(p) for p in zip(*parts))
-    tot = w.sum(-1)
-    tsafe = np.where(tot > 0, tot, 1.0)
-    shift = (w * x).sum(-1) / tsafe
-    xs = x - shift[:, None]
-    a, b = _lanczos(lambda v: xs * v, np.sqrt(w / tsafe[:, None]), m, 1e-13 * (1.0 + np.abs(xs).max(-1)))
-    return a, b, shift, tot
-
-
-def gauss_rule_batch(x, w, m):
-    """Batched :func:`lstm_twostate._gauss_rule`: for each row b, an ``m``-point Gauss rule of the
-    discrete measure ``sum_j w[b, j] delta(x[b, j])`` (w >= 0). Returns nodes and weights
-    (B, m); where the measure has fewer than m support points the surplus nodes get weight 0
-    (up to rounding) and a zero measure gives zero weights."""
-    a, b, shift, tot = jacobi_batch(x, w, m)
-    lam, wts = _gauss_from_jacobi(a, b)
-    return lam + shift[:, None], tot[:, None] * wts
-
-
-def product_gauss_rule(coef, fx, fy, m):
-    """For each row b, the ``m``-point Gauss rule of the law of G = X Y under the measure
-    ``sum_t coef[t, b] mu_X[t, b] (x) mu_Y[t, b]``, where each factor measure is given by its
-    :func:`jacobi_batch` tuple (arrays with a leading term axis t, as ``fx``, ``fy``).
-
-    The Lanczos recurrence of G runs on the direct sum over t of the tensor-product spaces, with
-    the operator J_X (x) J_Y of each term (J with the shift on its diagonal) and the start
-    sum_t sqrt(coef mass_X mass_Y / total) e_1 (x) e_1: the moments it sees,
-    E[G^j] = E[X^j] E[Y^j], are those of the factor Gauss rules' product measure, exact for
-    j < 2 m_f (m_f: the factors' size), so for m_f >= m the rule equals that of the product of
-    the factor rules, without forming them. Returns nodes and weights (B, m)."""
-    aX, bX, sX, tX = fx
-    aY, bY, sY, tY = fy
-    T, B, mf = aX.shape
-    ii = np.arange(mf)
-
-    def dense(a, b, sh):                                          # (B, T, mf, mf) Jacobi matrices
-        J = np.zeros((B, T, mf, mf))
-        J[..., ii, ii] = np.moveaxis(a + sh[..., None], 0, 1)
-        J[..., ii[:-1], ii[1:]] = J[..., ii[1:], ii[:-1]] = np.moveaxis(b, 0, 1)
-        return J
-
-    JX, JY = dense(aX, bX, sX), dense(aY, bY, sY)
-    mass = np.moveaxis(np.asarray(coef, float) * tX * tY, 0, 1)   # (B, T)
-    tot = mass.sum(-1)
-    v0 = np.zeros((B, T, mf, mf))
-    v0[:, :, 0, 0] = np.sqrt(np.maximum(mass, 0.0) / np.where(tot > 0, tot, 1.0)[:, None])
-
-    def kron(v):
-        return (JX @ v.reshape(B, T, mf, mf) @ JY).reshape(B, -1)   # (J_X (x) J_Y) v, J_Y symmetric
-
-    v0 = v0.reshape(B, -1)
-    shift = np.einsum("bn,bn->b", v0, kron(v0))
-    a, b = _lanczos(lambda v: kron(v) - shift[:, None] * v, v0, m, 1e-13 * 3.0)
-    lam, wts = _gauss_from_jacobi(a, b)
-    return lam + shift[:, None], tot[:, None] * wts
