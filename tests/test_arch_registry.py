@@ -22,7 +22,7 @@ import torch
 from scipy import integrate
 
 from rnn_mft import arch
-from rnn_mft.nets import _recurrence
+from rnn_mft.nets import _loops
 from rnn_mft.sim import jacobian, simulate_pair, squared_singular_values
 from rnn_mft.sim.networks import STEPS
 from rnn_mft.theory import ARCHS, TABLE1, Theta, analyze, meanfield as mf, reference_step
@@ -62,7 +62,7 @@ def test_registry_holds_table1_and_feeds_the_library():
     for name in arch.names():
         a = arch.get(name)
         assert a.gates == ARCHS[name] == TABLE1[name].gates
-        assert _recurrence.STORAGE_ORDER[name] == a.storage_order
+        assert _loops.loop_for(name).gates == a.storage_order     # its fused loop is written for that order
         assert sorted(a.storage_order) == sorted(a.gates)
         assert (a.spec is None) == (name == "lstm")
     assert arch.get("peephole_lstm").bounded is False and arch.get("gru").bounded is True

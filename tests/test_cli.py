@@ -45,7 +45,7 @@ def test_solve_prints_a_theta(capsys):
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["theory", "--arch", "foo", "--theta", "{t}"], "unknown architecture"),
+    (["theory", "--arch", "foo", "--theta", "{t}"], "invalid choice: 'foo' (choose from 'vanilla'"),
     (["theory", "--arch", "gru", "--theta", "{t}", "--sigma-z", "1.5"], "[0, 1]"),
     (["theory", "--arch", "gru", "--theta", "{t}", "--sigma-z", "nan"], "[0, 1]"),
     (["theory", "--arch", "lstm", "--theta", "{t}"], "unknown gate"),
@@ -69,3 +69,57 @@ def test_bad_input_is_one_line_exit_2(theta_file, tmp_path, args, msg):
     assert p.returncode == 2
     assert "Traceback" not in p.stderr and p.stderr.count("\n") == 1
     assert msg in p.stderr
+
+
+def test_bare_call_prints_help_and_version(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: rnn-mft") and "examples:" in out
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    from rnn_mft import __version__
+    assert capsys.readouterr().out.strip() == f"rnn-mft {__version__}"
+
+
+def test_every_option_has_help_and_the_arch_lists_its_choices():
+    from rnn_mft import arch
+    from rnn_mft.cli import _parser
+    p = _parser()
+    sub = next(a for a in p._actions if a.dest == "cmd")
+    for name, sp in sub.choices.items():
+        for a in sp._actions:
+            assert a.help, (name, a.option_strings)
+        archs = [a for a in sp._actions if a.dest == "arch"]
+        assert all(tuple(a.choices) == arch.names() for a in archs)
+
+
+def test_help_examples_run(tmp_path):
+    """Every example of the help's epilog runs (in a shell, in an empty folder)."""
+    from pathlib import Path
+    from rnn_mft.cli import EXAMPLES
+    bindir = Path(sys.executable).parent
+    env = {"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(tmp_path), "RNN_MFT_RESULTS": str(tmp_path / "results")}
+    for line in EXAMPLES.splitlines()[1:]:
+        cmd = line.strip()
+        p = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, env=env, capture_output=True, text=True)
+        # `runs` exits 1 when a run failed or is broken; missing runs are listed with exit 0
+        assert p.returncode == 0, (cmd, p.stderr[-2000:])
+
+
+def test_internal_errors_show_a_traceback(monkeypatch, capsys, theta_file):
+    """A ValueError raised inside numpy (a bug of ours) is an internal error with its traceback;
+    one raised by the library's own checks stays a one-line user error."""
+    import numpy as np
+    import rnn_mft.cli as cli
+
+    def broken(*a, **k):
+        return np.broadcast_shapes((2,), (3,))           # raises ValueError inside numpy
+    monkeypatch.setattr(cli, "analyze", broken)
+    assert main(["theory", "--arch", "gru", "--theta", str(theta_file)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "internal error" in err
+    monkeypatch.undo()
+    assert main(["theory", "--arch", "gru", "--theta", str(theta_file), "--sigma-z", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1

@@ -166,7 +166,7 @@ def test_hdetach_draws_and_modes():
 def test_hdetach_bad_input():
     with pytest.raises(ValueError, match=r"h_detach=1.5.*\[0, 1\]"):
         nets.make("lstm", 3, 4, h_detach=1.5)
-    with pytest.raises(ValueError, match="'lstm' and 'peephole_lstm' only"):
+    with pytest.raises(ValueError, match="defined for 'peephole_lstm' and 'lstm' only"):
         nets.make("gru", 3, 4, h_detach=0.25)
     with pytest.raises(ValueError, match="one per member"):
         nets.make("lstm", 3, 4, members=3, h_detach=[0.1, 0.2])

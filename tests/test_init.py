@@ -259,9 +259,26 @@ def test_critical_init_from_timescale():
     assert abs(float(emp["f"].mu) - float(th["f"].mu)) < 5 * math.sqrt(float(th["f"].rho2) / 64 + 1e-12) + 1e-9
 
 
-def test_critical_init_xi_without_solver_says_so(monkeypatch):
-    import rnn_mft.theory as theory
-    if hasattr(theory, "solve_for_timescale"):
-        monkeypatch.delattr(theory, "solve_for_timescale")
-    with pytest.raises(NotImplementedError, match="solve_for_timescale"):
-        nets.critical_init_(torch.nn.LSTM(4, 8), xi=100.0)
+
+
+def test_stock_rnn_is_the_vanilla_architecture():
+    """torch.nn.RNN (tanh) is Table 1's vanilla RNN: critical_init_ draws its Theta, and the
+    weights' empirical Theta agrees within sampling error (variance estimates from H^2 = 4096
+    entries: relative s.e. sqrt(2/4096) ~ 2 %; 6 s.e. allowed)."""
+    torch.manual_seed(0)
+    rnn = torch.nn.RNN(8, 64, num_layers=2)
+    th = Theta.critical("vanilla")
+    nets.critical_init_(rnn, generator=torch.Generator().manual_seed(1))
+    for layer in (0, 1):
+        emp = nets.theta_of_module(rnn, empirical=True, layer=layer)
+        assert emp.arch == "vanilla"
+        assert abs(float(emp["f"].sigma2) / float(th["f"].sigma2) - 1) < 6 * math.sqrt(2 / 64**2)
+    cell = torch.nn.RNNCell(3, 16)
+    nets.critical_init_(cell, xi=20.0, generator=torch.Generator().manual_seed(2))
+    assert nets.theta_of_module(cell).arch == "vanilla"
+    with pytest.raises(ValueError, match="nonlinearity='relu'.*allowed: 'tanh'"):
+        nets.critical_init_(torch.nn.RNN(4, 8, nonlinearity="relu"))
+    with pytest.raises(ValueError, match="needs a forget gate"):
+        nets.chrono_init_(torch.nn.RNN(4, 8), t_max=10.0)
+    with pytest.raises(ValueError, match="torch.nn LSTM, LSTMCell, GRU, GRUCell|got Linear"):
+        nets.critical_init_(torch.nn.Linear(4, 8))

@@ -23,16 +23,18 @@ Tolerances (N units, n independent networks, two copies):
 import numpy as np
 import pytest
 
+from rnn_mft import arch as _arch
 from rnn_mft.sim import jacobian, simulate_pair, squared_singular_values
 from rnn_mft.theory import Theta, analyze, meanfield as mf
 
-ARCHS = ("vanilla", "minimal", "gru", "peephole_lstm", "lstm")
+ARCHS = _arch.names()                        # every registered architecture (conftest: RNN_MFT_TEST_ARCH)
+CLOSED_FORM = tuple(n for n in ARCHS if _arch.get(n).spec is not None)
 N, SEEDS = 2000, 8
 
 
 def theta(arch):
-    if arch == "vanilla":
-        return Theta.uniform("vanilla", sigma2=1.3, nu2=0.5, rho2=0.05)
+    if _arch.get(arch).forget_gate is None:         # the vanilla RNN
+        return Theta.uniform(arch, sigma2=1.3, nu2=0.5, rho2=0.05)
     return Theta.uniform(arch, sigma2=1.0, nu2=1.0, rho2=0.1).replace({"f.mu": 1.0})
 
 
@@ -50,7 +52,7 @@ def _gate_moments(th, q):
         if k == "r2":
             continue
         means[k], vars_[k] = th[k].mu, th[k].sigma2 * q + th[k].nu2 + th[k].rho2
-    if th.arch == "gru":
+    if mf.SPECS[th.arch].gru:                # u_r2 of form (1b), eq. (17a)
         from rnn_mft.theory.quadrature import expect, sigmoid
         g2 = expect(lambda u: sigmoid(u) ** 2, means["r"], vars_["r"], n=160)
         means["r2"], vars_["r2"] = th["r2"].mu, th["r2"].sigma2 * g2 * q + th["r2"].nu2 + th["r2"].rho2
@@ -85,7 +87,7 @@ def test_fixed_point_matches_simulation(arch, sz):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ("vanilla", "minimal", "gru", "peephole_lstm"))
+@pytest.mark.parametrize("arch", CLOSED_FORM)
 def test_chi_matches_one_step_of_the_simulated_map(arch):
     """chi (eq. (8)) = d C^{t+1}/d C^t at C*, by a central difference of the simulated map."""
     th = theta(arch)

@@ -12,7 +12,11 @@
     its log), broken (stored files that are not a complete run of its name, with the reason) or
     missing (:func:`rnn_mft.cluster.run_states`); exit 1 when any failed or is broken.
 
-Bad input gives a one-line message on stderr and exit status 2.
+Bad input gives a one-line message on stderr and exit status 2: the library's own checks (a
+ValueError raised by rnn_mft's code, which names the bad value and the allowed range) and
+argparse's. Anything else is an internal error: its traceback is printed, exit status 1. NaN and
+infinity are ``null`` in every JSON output (strict JSON parsers accept it); the text output prints
+them as ``nan`` and ``inf``. ``rnn-mft --version`` prints the version; ``rnn-mft`` alone prints help.
 """
 from __future__ import annotations
 
@@ -20,6 +24,15 @@ import argparse
 import json
 import math
 import sys
+import traceback
+from pathlib import Path
+
+from . import arch as _arch
+from .experiments.protocol import PROFILES
+from . import __version__
+from .theory import Theta, analyze, solve_for_timescale
+from .theory import lstm as _lstm
+from .theory.theta import check_arch
 
 __all__ = ["main"]
 
@@ -52,19 +65,44 @@ def _bounded_int(option: str, lo: int, hi: int):
     return parse
 
 
-def _parser():
-    from .theory import lstm as _lstm
+def _method_choices() -> tuple:
+    """Every ``analyze(method=...)`` choice of the registered architectures (the LSTM's)."""
+    return tuple(dict.fromkeys(m for n in _arch.names() for m in _arch.get(n).methods))
 
-    p = _Parser(prog="rnn-mft", description="Mean-field theory of LSTMs and GRUs (Gilboa et al. 2019).")
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
-    t = sub.add_parser("theory", help="fixed point, chi, xi, m1, m2, var for one Theta")
-    t.add_argument("--arch", required=True, help="vanilla, minimal, gru, peephole_lstm or lstm")
+
+def _check_method(a) -> None:
+    if a.method is not None and a.method not in _arch.get(a.arch).methods:
+        with_methods = [n for n in _arch.names() if _arch.get(n).methods]
+        raise ValueError(f"--method applies to --arch {' or '.join(with_methods)} only (got --arch {a.arch})")
+
+
+EXAMPLES = """examples:
+  rnn-mft solve --arch gru --xi 50 > theta.json
+  rnn-mft theory --arch gru --theta theta.json
+  rnn-mft theory --arch lstm --theta "$(rnn-mft solve --arch lstm --xi 200)" --sigma-z 0.5 --json
+  rnn-mft solve --arch vanilla --chi 0.99 --bounds '{"f.nu2": [1e-8, 1]}'
+  rnn-mft runs --profile ci --state missing
+"""
+
+
+def _parser():
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = _Parser(prog="rnn-mft", description="Mean-field theory of LSTMs and GRUs (Gilboa et al. 2019): the fixed "
+                "point, time scale and Jacobian moments of a gated RNN at initialization, and initializations "
+                "with a chosen time scale.", epilog=EXAMPLES, formatter_class=fmt)
+    p.add_argument("--version", action="version", version=f"rnn-mft {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser, metavar="{theory,solve,runs}")
+    t = sub.add_parser("theory", help="fixed point, chi, xi, m1, m2, var for one Theta", epilog=EXAMPLES,
+                       formatter_class=fmt, description="Fixed point (mu*, Q*, C*), chi (eq. 8), xi (eq. 9), "
+                       "m1, m2, var (eqs. 11-14) of one Theta, and how well float64 resolves xi.")
+    t.add_argument("--arch", required=True, choices=_arch.names(), metavar="ARCH",
+                   help=f"the architecture: {', '.join(_arch.names())}")
     t.add_argument("--theta", required=True,
                    help="JSON text starting with '{', or a JSON file {gate: {sigma2, nu2, rho2, mu}}")
     t.add_argument("--sigma-z", type=float, default=1.0, help="input correlation in [0, 1] (default 1)")
     t.add_argument("--R", type=float, default=1.0, help="input second moment (default 1)")
     t.add_argument("--json", action="store_true", help="print one JSON object")
-    t.add_argument("--method", choices=("two_state", "paper"), default=None,
+    t.add_argument("--method", choices=_method_choices(), default=None,
                    help="LSTM: the two-state theory (default; deterministic, agrees with simulated networks) "
                         "or the paper's Algorithm 1 with Appendix A.2.3 (Monte Carlo, for comparison)")
     t.add_argument("--n-s", type=_bounded_int("--n-s", 1, MAX_NS), default=_lstm.DEFAULT_NS,
@@ -73,19 +111,23 @@ def _parser():
                    help=f"LSTM: Algorithm 1 iterations (default {_lstm.DEFAULT_ITERS})")
     t.add_argument("--seed", type=_bounded_int("--seed", 0, 2**63 - 1), default=0,
                    help="LSTM: seed of the samples (default 0)")
-    s = sub.add_parser("solve", help="a Theta with a target time scale xi (or chi)")
-    s.add_argument("--arch", required=True)
+    s = sub.add_parser("solve", help="a Theta with a target time scale xi (or chi)", epilog=EXAMPLES,
+                       formatter_class=fmt, description="A Theta (JSON on stdout) with the target time scale and, "
+                       "among those, the smallest Jacobian variance (solve_for_timescale).")
+    s.add_argument("--arch", required=True, choices=_arch.names(), metavar="ARCH",
+                   help=f"the architecture: {', '.join(_arch.names())}")
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--xi", type=float, help="target time scale xi > 0")
     g.add_argument("--chi", type=float, help="target chi in (0, 1)")
-    s.add_argument("--bounds", default=None, help='JSON {"gate.field": [lo, hi]} (default {"f.mu": [-5, 15]})')
-    s.add_argument("--sigma-z", type=float, default=1.0)
-    s.add_argument("--method", choices=("two_state", "paper"), default=None,
+    s.add_argument("--bounds", default=None, help='JSON {"gate.field": [lo, hi]}: the hyperparameters searched '
+                   '(default: the architecture\'s, {"f.mu": [-5, 15]}; the vanilla RNN {"f.nu2": [1e-12, 1]})')
+    s.add_argument("--sigma-z", type=float, default=1.0, help="input correlation in [0, 1] (default 1)")
+    s.add_argument("--method", choices=_method_choices(), default=None,
                    help="LSTM: the theory whose xi is matched (default two_state; see 'theory --help')")
     s.add_argument("--verbose", action="store_true", help="also print what the Theta achieves (on stderr)")
-    from .experiments.protocol import PROFILES      # numpy only; the training experiments are not imported
-    r = sub.add_parser("runs", help="each training run of a profile: done, running, failed, broken or missing")
-    r.add_argument("--profile", default="paper", choices=PROFILES, help="default paper")
+    r = sub.add_parser("runs", help="each training run of a profile: done, running, failed, broken or missing",
+                       epilog=EXAMPLES, formatter_class=fmt)
+    r.add_argument("--profile", default="paper", choices=PROFILES, help="the profile (default paper)")
     r.add_argument("--state", choices=("done", "running", "failed", "broken", "missing"), default=None,
                    help="list only runs in this state")
     r.add_argument("--json", action="store_true", help="print one JSON list")
@@ -93,7 +135,12 @@ def _parser():
 
 
 def _runs(a) -> int:
-    from .cluster.runs import STATES, run_states
+    try:
+        from .cluster.runs import STATES, run_states      # extra [torch]: rnn_mft.cluster trains; theory and solve need no torch
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        raise _Usage(f"'rnn-mft runs' reads the training runs, which needs PyTorch: {exc}") from None
     states = run_states(a.profile)
     shown = [s for s in states if a.state is None or s["state"] == a.state]
     if a.json:
@@ -117,8 +164,6 @@ def _fmt(x):
 
 
 def _theory(a):
-    from .theory import Theta, analyze
-    from .theory.theta import check_arch
     import warnings
 
     import numpy as np
@@ -126,8 +171,7 @@ def _theory(a):
     theta = Theta(a.arch, _theta_json(a.theta))
     if theta.shape != ():
         raise ValueError(f"--theta must hold scalar values; got fields of shape {theta.shape}")
-    if a.method is not None and a.arch != "lstm":
-        raise ValueError(f"--method applies to --arch lstm only (got --arch {a.arch})")
+    _check_method(a)
     # a point that does not converge says so in the output ("converged: False", exit 1), not with
     # a screen of numpy warnings from the NaN it carries
     with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -153,7 +197,7 @@ def _theory(a):
               + (f", Monte Carlo s.e. of chi {_fmt(d['chi_stderr'])}" if d["chi_stderr"] else ""))
         print(f"{'xi resolved':<18} {_fmt(d['xi_resolved'])}" + (f"  ({d['xi_note']})" if d["xi_note"] else
                                                                   f"  (relative error {_fmt(d['xi_rel_err'])})"))
-        if a.arch == "lstm" and a.method != "paper":
+        if "methods" in r.info:                     # the two-state theory of the LSTM
             print(f"{'method':<18} {r.info['methods']} (m1, m2: the 2N x 2N Jacobian of (h, c))")
         else:
             print(f"{'m2 as printed (14)':<18} {_fmt(float(r.m2_printed))}")
@@ -191,8 +235,6 @@ def _theta_json(arg: str) -> dict:
 
 
 def _solve(a):
-    from .theory import solve_for_timescale
-    from .theory.theta import check_arch
     check_arch(a.arch)
     bounds = None
     if a.bounds is not None:
@@ -206,8 +248,7 @@ def _solve(a):
         v = getattr(a, name)
         if v is not None and not math.isfinite(v):
             raise ValueError(f"--{name}={v} must be finite")
-    if a.method is not None and a.arch != "lstm":
-        raise ValueError(f"--method applies to --arch lstm only (got --arch {a.arch})")
+    _check_method(a)
     r = solve_for_timescale(a.arch, xi=a.xi, chi=a.chi, bounds=bounds, sigma_z=a.sigma_z,
                             **({"method": a.method} if a.method else {}))
     print(r.theta.to_json())
@@ -217,14 +258,45 @@ def _solve(a):
     return 0
 
 
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _raised_by_us(exc: BaseException) -> bool:
+    """True when ``exc`` was raised by rnn_mft's own code (a deliberate input check), not inside
+    numpy, scipy or Python (an internal error that surfaced as a ValueError)."""
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb
+        tb = tb.tb_next
+    if last is None:
+        return False
+    try:
+        Path(last.tb_frame.f_code.co_filename).resolve().relative_to(_PACKAGE)
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv=None) -> int:
     """Entry point of the ``rnn-mft`` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser()
+    if not argv:                          # a bare call: the help, as --help prints it
+        parser.print_help()
+        return 0
     try:
-        a = _parser().parse_args(argv)
+        a = parser.parse_args(argv)
         code = {"theory": _theory, "solve": _solve, "runs": _runs}[a.cmd](a)
-    except (_Usage, ValueError) as exc:
-        msg = " ".join(str(exc).split())
-        print(f"rnn-mft: error: {msg}", file=sys.stderr)
+    except _Usage as exc:
+        print(f"rnn-mft: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        if not _raised_by_us(exc):
+            traceback.print_exc()
+            print("rnn-mft: internal error (the traceback above); please report it", file=sys.stderr)
+            return 1
+        print(f"rnn-mft: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rnn-mft: interrupted", file=sys.stderr)

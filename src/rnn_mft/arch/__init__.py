@@ -22,13 +22,17 @@ has a ``spec``), :func:`~rnn_mft.theory.reference_step` and :func:`~rnn_mft.sim.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import ModuleType
+from typing import Callable
 
-from ._base import (DERIV, FUNCTION_NAMES, NUMPY, NUMPY_HARD, ArchInfo, Architecture, Ops, Spec,
-                    derive_jacobian_terms, hard_sigmoid, logistic, monomial)
+from ._base import (DERIV, FUNCTION_NAMES, NUMPY, NUMPY_HARD, ArchInfo, Architecture, Ops, Spec, StockLayout,
+                    autograd_memory, derive_jacobian_terms, hard_sigmoid, logistic, loop_memory,
+                    lstm_loop_memory, monomial, preset)
 from . import gru, lstm, minimal, peephole_lstm, vanilla
 
-__all__ = ["Architecture", "ArchInfo", "Spec", "Ops", "NUMPY", "NUMPY_HARD", "FUNCTION_NAMES", "DERIV",
+__all__ = ["Architecture", "ArchInfo", "StockLayout", "preset", "loop_memory", "lstm_loop_memory",
+           "autograd_memory", "for_stock", "Live", "Spec", "Ops", "NUMPY", "NUMPY_HARD", "FUNCTION_NAMES", "DERIV",
            "get", "register", "unregister", "names", "GATES", "SPECS", "BUILTIN", "derive_jacobian_terms",
            "logistic", "hard_sigmoid", "monomial"]
 
@@ -83,6 +87,47 @@ def get(name: str) -> Architecture:
         return _REGISTRY[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown architecture arch={name!r}; allowed: {', '.join(_REGISTRY)}") from None
+
+
+def for_stock(module) -> Architecture:
+    """The registered architecture whose :class:`StockLayout` names ``type(module).__name__``
+    (``torch.nn.LSTM`` -> the LSTM); a ValueError naming the supported classes otherwise."""
+    cls = type(module).__name__
+    for a in _REGISTRY.values():
+        if a.stock is not None and cls in a.stock.modules:
+            if a.stock.check is not None:
+                a.stock.check(module)
+            return a
+    known = [m for a in _REGISTRY.values() if a.stock is not None for m in a.stock.modules]
+    raise ValueError(f"module must be a rnn_mft.nets cell/classifier or a torch.nn {', '.join(known)}; "
+                     f"got {cls}")
+
+
+class Live(Mapping):
+    """A read-only ``{name: make(name)}`` over the registered architectures, live: registering one
+    adds it, unregistering removes it (:data:`rnn_mft.sim.STEPS`, :data:`rnn_mft.theory.TABLE1`).
+    ``keep(arch)``: only the architectures it accepts. Values are made once per registered record."""
+
+    def __init__(self, make: Callable, keep: Callable | None = None):
+        self._make, self._keep, self._cache = make, keep, {}
+
+    def _kept(self, name) -> bool:
+        return name in _REGISTRY and (self._keep is None or self._keep(_REGISTRY[name]))
+
+    def __getitem__(self, name):
+        if not isinstance(name, str) or not self._kept(name):
+            raise KeyError(name)
+        a = _REGISTRY[name]
+        hit = self._cache.get(name)
+        if hit is None or hit[0] is not a:
+            hit = self._cache[name] = (a, self._make(name))
+        return hit[1]
+
+    def __iter__(self):
+        return iter([n for n in _REGISTRY if self._kept(n)])
+
+    def __len__(self):
+        return sum(1 for n in _REGISTRY if self._kept(n))
 
 
 def names() -> tuple:

@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["Architecture", "ArchInfo", "Spec", "Ops", "NUMPY", "NUMPY_HARD", "FUNCTION_NAMES", "DERIV",
+__all__ = ["Architecture", "ArchInfo", "StockLayout", "preset", "loop_memory", "lstm_loop_memory", "autograd_memory", "Spec", "Ops", "NUMPY", "NUMPY_HARD", "FUNCTION_NAMES", "DERIV",
            "logistic", "hard_sigmoid", "derive_jacobian_terms", "monomial"]
 
 #: Element-wise functions a :class:`Spec` may name: the logistic sigmoid and its derivative,
@@ -148,9 +148,85 @@ def _state_output(pre, state, new_state, ops):
     return new_state
 
 
+def preset(gates, sigma2=0.0, **fields) -> dict:
+    """``{gate: {field: value}}``: every field 0 and every ``sigma2`` equal to ``sigma2``, then
+    ``fields`` (``f__mu=5.0``: gate ``f``, field ``mu``) set; for an architecture's ``critical``."""
+    out = {g: dict(sigma2=sigma2, nu2=0.0, rho2=0.0, mu=0.0) for g in gates}
+    for key, v in fields.items():
+        g, _, f = key.partition("__")
+        if g not in out or f not in out[g]:
+            raise ValueError(f"preset field {key!r}: gate {g!r} or field {f!r} unknown; gates {tuple(gates)!r}")
+        out[g][f] = v
+    return out
+
+
+def loop_memory(kept: int):
+    """``memory_per_step`` of a hand-fused loop that keeps ``kept * N`` values per step (states and
+    gate values) besides the pre-activations ``A`` (``G N``), their gradient (training) and a copy
+    of the input (``n_in``)."""
+    def memory(N: int, n_in: int, training: bool, G: int) -> int:
+        return kept * N + (2 if training else 1) * G * N + n_in
+    return memory
+
+
+def lstm_loop_memory(N: int, n_in: int, training: bool, G: int) -> int:
+    """``memory_per_step`` of the fused LSTM loops: the gate buffer (4N), cell states (N) and
+    outputs (N); the shared input is a view and the pre-activations are formed chunk by chunk
+    inside the loop, so training and inference keep the same."""
+    return 6 * N
+
+
+def autograd_memory(N: int, n_in: int, training: bool, G: int) -> int:
+    """Estimate for the autograd loop (no fused loop): the pre-activations and their gradient, and
+    about one intermediate of ``update`` per gate, for every step (``3 G N + N + n_in``)."""
+    return (3 if training else 1) * G * N + N + n_in
+
+
+@dataclass(frozen=True)
+class StockLayout:
+    """How a stock PyTorch module stores this architecture (``torch.nn.LSTM``, ``GRU``, ``RNN``).
+
+    ``modules``: the ``torch.nn`` class names (``("LSTM", "LSTMCell")``); ``gate_order``: Theta
+    gate -> index of the gate's block in the stacked weights; ``input_bias_only``: gates whose
+    ``b_hh`` is multiplied by a gate inside the update (the GRU's ``b_hn``, gated by ``r``), so
+    that the whole bias is kept in ``b_ih``; ``check``: ``module -> None``, raising a ValueError
+    for a module of this class that the architecture does not describe (``nn.RNN`` with ReLU).
+    """
+
+    modules: tuple
+    gate_order: dict
+    input_bias_only: tuple = ()
+    check: Callable | None = None
+
+
 @dataclass(frozen=True)
 class Architecture:
-    """One architecture of eq. (1): gates, reference update, mean-field spec (see the module docstring)."""
+    """One architecture of eq. (1): gates, reference update, mean-field spec (see the module docstring).
+
+    Besides the update and its theory, the record holds every fact the rest of the package needs
+    about the architecture, so that nothing outside :mod:`rnn_mft.arch` branches on its name:
+
+    * ``forget_gate`` / ``input_gate``: the gate whose sigmoid multiplies the old state (the
+      standard and chrono initializations set its bias) and the LSTMs' input gate (chrono sets
+      :math:`b_i = -b_f`); ``None`` where there is none (the vanilla RNN's ``f`` is its only
+      pre-activation, not a gate);
+    * ``critical``: ``critical(sigma2, mu_f) -> {gate: {field: value}}``, the critical preset of
+      Appendix C.4 (or our documented analogue) read by :meth:`rnn_mft.theory.Theta.critical`;
+      ``None``: the architecture has none (``Theta.critical`` says so; solve for a time scale);
+    * ``solve_bounds``: the default search box of :func:`rnn_mft.theory.solve_for_timescale`;
+    * ``theory``: ``"closed_form"`` (the map built from ``spec``; the default where there is one),
+      the name of a theory without closed form in :mod:`rnn_mft.theory` (``"lstm_two_state"``), or
+      ``None`` (no mean-field theory: the cells and the simulator still run it); ``methods``: the values
+      ``analyze(..., method=)`` accepts (the first is the default; empty: no choice);
+    * ``fused``: the name of a hand-fused PyTorch loop of :mod:`rnn_mft.nets` (with its own
+      backward pass, ``rnn_mft.nets._loops.FUSED_LOOPS``) written for ``storage_order``; ``None``: the
+      cells run ``update`` step by step under autograd (correct, slower);
+    * ``memory_per_step``: ``memory_per_step(N, n_in, training, G) -> int``, the float32 values one
+      forward (and backward) pass keeps per member, step and sequence, for
+      ``rnn_mft.train.ensembles.ensemble_bytes`` (:func:`loop_memory` builds the usual form); ``None``:
+      the autograd loop's estimate, :func:`autograd_memory`;
+    * ``stock``: how stock ``torch.nn`` modules store it (:class:`StockLayout`), or ``None``.
+    """
 
     name: str
     gates: tuple
@@ -163,6 +239,15 @@ class Architecture:
     state: tuple = ("s",)                 #: names of the state's parts (("h", "c"): a tuple state)
     observe: Callable = _same             #: state -> the array whose moments (2a)-(2c) the theory gives
     init_state: Callable = _same          #: (s0, ops) -> initial state (e.g. (h, c) for the LSTM)
+    forget_gate: str | None = "f"         #: the gate whose sigmoid multiplies the old state
+    input_gate: str | None = None         #: the LSTMs' input gate (chrono: b_i = -b_f)
+    critical: Callable | None = None      #: (sigma2, mu_f) -> {gate: {field: value}} (Appendix C.4)
+    solve_bounds: dict | None = None      #: default bounds of solve_for_timescale ({"gate.field": (lo, hi)})
+    theory: str | None = None             #: "closed_form" (the default with a spec), a named theory, or None
+    methods: tuple = ()                   #: analyze(method=...) choices, the default first
+    fused: str | None = None              #: name of a hand-fused loop in rnn_mft.nets (None: autograd)
+    memory_per_step: Callable | None = None  #: (N, n_in, training, G) -> float32 values kept per step
+    stock: StockLayout | None = None      #: the layout of stock torch.nn modules of this architecture
     doc: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -176,6 +261,31 @@ class Architecture:
             object.__setattr__(self, "storage_order", gates)
         elif sorted(self.storage_order) != sorted(gates):
             raise ValueError(f"storage_order={self.storage_order!r} must be a permutation of gates={gates!r}")
+        for name in ("forget_gate", "input_gate"):
+            g = getattr(self, name)
+            if g is not None and g not in gates:
+                raise ValueError(f"{name}={g!r} of {self.name!r} is not one of its gates {gates!r}")
+        if self.theory is None and self.spec is not None:
+            object.__setattr__(self, "theory", "closed_form")
+        if self.theory == "closed_form" and self.spec is None:
+            raise ValueError(f"arch {self.name!r}: theory='closed_form' needs a spec; give spec=Spec(...) or "
+                             f"the name of a theory without closed form (theory='lstm_two_state')")
+        if self.critical is not None and not callable(self.critical):
+            raise ValueError(f"critical={self.critical!r} of {self.name!r} must be a function (sigma2, mu_f) -> "
+                             f"{{gate: {{field: value}}}}")
+        if self.memory_per_step is not None and not callable(self.memory_per_step):
+            raise ValueError(f"memory_per_step={self.memory_per_step!r} of {self.name!r} must be a function "
+                             f"(N, n_in, training, G) -> int")
+        if self.solve_bounds is None:
+            fg = self.forget_gate
+            object.__setattr__(self, "solve_bounds", {f"{fg}.mu": (-5.0, 15.0)} if fg else {})
+        if self.stock is not None:
+            if sorted(self.stock.gate_order) != sorted(gates):
+                raise ValueError(f"stock.gate_order={self.stock.gate_order!r} of {self.name!r} must name every "
+                                 f"gate of {gates!r} once")
+            bad = [g for g in self.stock.input_bias_only if g not in gates]
+            if bad:
+                raise ValueError(f"stock.input_bias_only names {bad} of {self.name!r}, not gates of {gates!r}")
         if self.spec is not None:
             used = {"f"} | {g for g, _ in self.spec.T} | ({"r"} if self.spec.gru else set())
             missing = sorted(used - set(gates))

@@ -13,7 +13,7 @@ r"""GRU (Table 1, column 3; Cho et al. 2014), K = {f, r} plus r2 of form (1b).
   :math:`D_{r_2} W_{r_2}(D_{\sigma(u_r)} + D_{s\sigma'(u_r)} W_r)` with
   :math:`D_{r_2} = (1 - \sigma(u_f))\tanh'(u_{r_2})`.
 """
-from ._base import Architecture, ArchInfo, Spec
+from ._base import Architecture, ArchInfo, Spec, StockLayout, loop_memory, preset
 
 GATES = ("f", "r", "r2")
 
@@ -36,4 +36,16 @@ INFO = ArchInfo(
     r"\mathbf{U}_{r_2}\mathbf{z}^t + \mathbf{b}_{r_2},\quad \mathbf{h}^t = \sigma(\mathbf{u}_f^t)"
     r"\circ\mathbf{h}^{t-1} + (\mathbf{1}-\sigma(\mathbf{u}_f^t))\circ\tanh(\mathbf{u}_{r_2}^t)", GATES)
 
-ARCH = Architecture("gru", GATES, update, SPEC, info=INFO, bounded=True, doc=__doc__)
+def critical(sigma2, mu_f):
+    """Our analogue of Appendix C.4 (``Theta.critical``; Section 4.4: all sigma_k^2 -> 0, large
+    mu_f), with nu_{r2}^2 = 1 so that the input reaches the candidate state (with no input at
+    all the GRU state decays to 0)."""
+    return preset(GATES, sigma2, f__mu=5.0 if mu_f is None else mu_f, r2__nu2=1.0)
+
+
+#: torch.nn.GRU stacks (r, z, n): r is our r, z our f (its sigmoid multiplies h), n our r2,
+#: whose b_hn sits inside r * (W_hn h + b_hn)
+STOCK = StockLayout(("GRU", "GRUCell"), {"r": 0, "f": 1, "r2": 2}, input_bias_only=("r2",))
+
+ARCH = Architecture("gru", GATES, update, SPEC, info=INFO, bounded=True, critical=critical,
+                    fused="gru_loop", memory_per_step=loop_memory(4), stock=STOCK, doc=__doc__)

@@ -12,7 +12,7 @@ r"""LSTM (Table 1, column 5; Hochreiter & Schmidhuber 1997), K = {i, f, r, o}, s
   :mod:`rnn_mft.theory.lstm_twostate` (default) or the paper's Algorithm 1
   (:mod:`rnn_mft.theory.lstm`), with the Jacobian of Appendix A.2.3 there.
 """
-from ._base import Architecture, ArchInfo
+from ._base import Architecture, ArchInfo, StockLayout, lstm_loop_memory, preset
 
 GATES = ("i", "f", "r", "o")
 
@@ -50,6 +50,17 @@ INFO = ArchInfo(
 
 STORAGE_ORDER = ("i", "f", "o", "r")
 
+def critical(sigma2, mu_f):
+    """Appendix C.4's unrolled CIFAR-10 LSTM (``Theta.critical``): nu_f^2 = nu_r^2 = sigma_o^2 =
+    mu_f = 1, sigma_i^2 = sigma_f^2 = sigma_r^2 = 1e-5, every other field 0."""
+    return preset(GATES, sigma2, f__nu2=1.0, r__nu2=1.0, o__sigma2=1.0, f__mu=1.0 if mu_f is None else mu_f)
+
+
+#: torch.nn.LSTM stacks (i, f, g, o): g is our r
+STOCK = StockLayout(("LSTM", "LSTMCell"), {"i": 0, "f": 1, "r": 2, "o": 3})
+
 ARCH = Architecture("lstm", GATES, update, None, output=output, info=INFO, storage_order=STORAGE_ORDER,
                     bounded=True, observe=observe, init_state=init_state, state=("h", "c"),
+                    input_gate="i", critical=critical, theory="lstm_two_state", methods=("two_state", "paper"),
+                    fused="lstm_loop", memory_per_step=lstm_loop_memory, stock=STOCK,
                     doc=__doc__)

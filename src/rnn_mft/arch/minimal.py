@@ -10,7 +10,7 @@ r"""Minimal RNN (Table 1, column 2; Chen et al. 2018), K = {f, r}.
 * Jacobian (eq. (10)): :math:`D_0 = \sigma(u_f)`,
   :math:`D_f = \sigma'(u_f)(s - \tanh(u_r))`, :math:`D_r = (1 - \sigma(u_f))\tanh'(u_r)`.
 """
-from ._base import Architecture, ArchInfo, Spec
+from ._base import Architecture, ArchInfo, Spec, loop_memory, preset
 
 GATES = ("f", "r")
 
@@ -29,4 +29,11 @@ INFO = ArchInfo(
     r"\mathbf{x}^t = \tanh(\mathbf{u}_r^t),\quad \mathbf{h}^t = \sigma(\mathbf{u}_f^t)\circ"
     r"\mathbf{h}^{t-1} + (\mathbf{1}-\sigma(\mathbf{u}_f^t))\circ\mathbf{x}^t", GATES)
 
-ARCH = Architecture("minimal", GATES, update, SPEC, info=INFO, bounded=True, doc=__doc__)
+def critical(sigma2, mu_f):
+    """Our analogue of Appendix C.4 (``Theta.critical``): all sigma_k^2 small, large mu_f, and
+    nu_r^2 = 1 so that the input reaches the candidate state."""
+    return preset(GATES, sigma2, f__mu=5.0 if mu_f is None else mu_f, r__nu2=1.0)
+
+
+ARCH = Architecture("minimal", GATES, update, SPEC, info=INFO, bounded=True, critical=critical,
+                    fused="minimal_loop", memory_per_step=loop_memory(3), doc=__doc__)

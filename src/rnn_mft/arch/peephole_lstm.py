@@ -10,7 +10,7 @@ r"""Peephole LSTM (Table 1, column 4; Gers et al. 2002), K = {i, f, r, o}, state
 * Jacobian (eq. (10)): :math:`D_0 = \sigma(u_f)`, :math:`D_f = \sigma'(u_f)\,c`,
   :math:`D_i = \sigma'(u_i)\tanh(u_r)`, :math:`D_r = \sigma(u_i)\tanh'(u_r)`.
 """
-from ._base import Architecture, ArchInfo, Spec
+from ._base import Architecture, ArchInfo, Spec, lstm_loop_memory, preset
 
 GATES = ("i", "f", "r", "o")
 
@@ -39,5 +39,11 @@ INFO = ArchInfo(
 #: the fused torch cells put the three sigmoid gates next to each other
 STORAGE_ORDER = ("i", "f", "o", "r")
 
+def critical(sigma2, mu_f):
+    """Appendix C.4 (``Theta.critical``): mu_f = 5, all sigma_k^2 = 1e-5, every other field 0."""
+    return preset(GATES, sigma2, f__mu=5.0 if mu_f is None else mu_f)
+
+
 ARCH = Architecture("peephole_lstm", GATES, update, SPEC, output=output, info=INFO,
-                    storage_order=STORAGE_ORDER, bounded=False, doc=__doc__)
+                    storage_order=STORAGE_ORDER, bounded=False, input_gate="i", critical=critical,
+                    fused="peephole_lstm_loop", memory_per_step=lstm_loop_memory, doc=__doc__)

@@ -7,7 +7,7 @@ r"""Vanilla RNN (Table 1, column 1; Chen, Pennington & Schoenholz 2018), K = {f}
 * mean-field spec (eq. (6)): :math:`\alpha = 0`, :math:`\beta = \tanh`, :math:`T = 1`;
 * Jacobian (eq. (10), Appendix A.2): :math:`D_0 = 0`, :math:`D_f = \tanh'(u_f)`.
 """
-from ._base import Architecture, ArchInfo, Spec
+from ._base import Architecture, ArchInfo, Spec, StockLayout, loop_memory, preset
 
 GATES = ("f",)
 
@@ -25,4 +25,19 @@ INFO = ArchInfo(
     r"\mathbf{h}^t = \tanh(\mathbf{u}_f^t),\quad \mathbf{u}_f^t = \mathbf{W}_f\mathbf{h}^{t-1}"
     r" + \mathbf{U}_f\mathbf{z}^t + \mathbf{b}_f", GATES)
 
-ARCH = Architecture("vanilla", GATES, update, SPEC, info=INFO, bounded=True, doc=__doc__)
+def critical(sigma2, mu_f):
+    """The edge of chaos of the tanh RNN at vanishing bias and input variance (``Theta.critical``);
+    ``sigma2`` and ``mu_f`` are ignored."""
+    return preset(GATES, 1.0, f__nu2=1e-4)
+
+
+def _check_stock(module):
+    if getattr(module, "nonlinearity", "tanh") != "tanh":
+        raise ValueError(f"nonlinearity={module.nonlinearity!r} of the stock {type(module).__name__}; the vanilla "
+                         f"architecture is h = tanh(W h + U z + b) (allowed: 'tanh')")
+
+
+ARCH = Architecture("vanilla", GATES, update, SPEC, info=INFO, bounded=True, forget_gate=None,
+                    critical=critical, solve_bounds={"f.nu2": (1e-12, 1.0)}, fused="vanilla_loop",
+                    memory_per_step=loop_memory(1),
+                    stock=StockLayout(("RNN", "RNNCell"), {"f": 0}, check=_check_stock), doc=__doc__)

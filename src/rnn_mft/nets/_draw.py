@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from .. import arch as _arch
+
 __all__ = ["randn", "uniform", "orthogonal", "standard_cell_init_"]
 
 
@@ -41,9 +43,10 @@ def standard_cell_init_(cell, generator: torch.Generator | None = None, forget_b
     (the body of :func:`rnn_mft.nets.standard_init_`, which documents it). Returns ``cell``."""
     N, n_in = cell.n_hidden, cell.n_in
     a = math.sqrt(6.0 / (n_in + len(cell.gates) * N))
+    forget = _arch.get(cell.arch).forget_gate
     for k in cell.gates:
         W, U, b = cell.gate(k)
         W.copy_(orthogonal(W.shape, generator))
         U.copy_(uniform(U.shape, generator, -a, a))
-        b.fill_(float(forget_bias) if (k == "f" and cell.arch != "vanilla") else 0.0)
+        b.fill_(float(forget_bias) if k == forget else 0.0)
     return cell

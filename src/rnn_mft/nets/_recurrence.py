@@ -20,7 +20,7 @@ kernel in each direction (``rnn_mft.nets._triton``, opt-in).
 Shapes (``M`` ensemble members, ``T`` time steps, ``B`` batch, ``N`` width, ``G`` gates):
 
 * ``A``: input contributions :math:`U_k z^t + b_k` of every gate, ``(M, T, B, G*N)``; formed by
-  :func:`project` from ``X (M, T, B, n_in)``, ``U`` and ``b`` (:func:`run_projected`). The two
+  :func:`project` from ``X (M, T, B, n_in)``, ``U`` and ``b`` (``_loops.run_projected``). The two
   LSTMs take ``X, U, b`` themselves and form ``A`` chunk by chunk inside their loop, in place in
   their gate buffer, so that neither ``A`` nor its gradient exists as a whole (see the comment
   above :func:`_lstm_forward`);
@@ -28,9 +28,10 @@ Shapes (``M`` ensemble members, ``T`` time steps, ``B`` batch, ``N`` width, ``G`
   :math:`u = s W`: ``(M, N, G*N)`` (tied) or ``(M, T, N, G*N)`` (untied);
 * ``s0`` (and ``c0`` for the LSTM): initial state ``(M, B, N)``.
 
-The gate order inside the fused ``G*N`` axis is :data:`STORAGE_ORDER` ``[arch]`` (the order of
-:data:`rnn_mft.theory.ARCHS`, except ``i, f, o, r`` for the LSTMs, which puts the three sigmoid
-gates next to each other).
+The gate order inside the fused ``G*N`` axis is the architecture's ``storage_order``
+(:class:`rnn_mft.arch.Architecture`: the order of its gates, except ``i, f, o, r`` for the
+LSTMs, which puts the three sigmoid gates next to each other); :mod:`rnn_mft.nets._loops`
+pairs each loop with the architectures it is written for.
 For the GRU the last block (``r2``) multiplies :math:`\sigma(u_r) \circ s` (eq. (1b)).
 
 Denormal numbers are flushed to zero inside the loops (:func:`flush_denormal`): gradients that
@@ -44,11 +45,10 @@ import contextlib
 
 import torch
 
-from .. import arch as _arch
 from . import _triton
 
-__all__ = ["hard_sigmoid", "gate_sigmoid", "run", "run_projected", "project", "flush_denormal",
-           "STORAGE_ORDER"]
+__all__ = ["hard_sigmoid", "gate_sigmoid", "project", "flush_denormal", "Vanilla", "Minimal", "GRU",
+           "Peephole", "LSTM"]
 
 _TINY = torch.tensor([1e-40], dtype=torch.float32)
 
@@ -104,11 +104,11 @@ def _wgrad(Sprev: torch.Tensor, dA: torch.Tensor, untied: bool) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # vanilla: s' = tanh(u_f)
 # --------------------------------------------------------------------------------------------
-class _Vanilla(torch.autograd.Function):
+class Vanilla(torch.autograd.Function):
     @staticmethod
     def forward(ctx, A, W, s0, untied: bool, hard: bool):
         with flush_denormal():
-            return _Vanilla._fwd(ctx, A, W, s0, untied, hard)
+            return Vanilla._fwd(ctx, A, W, s0, untied, hard)
 
     @staticmethod
     def _fwd(ctx, A, W, s0, untied: bool, hard: bool):
@@ -125,7 +125,7 @@ class _Vanilla(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dS):
         with flush_denormal():
-            return _Vanilla._bwd(ctx, dS)
+            return Vanilla._bwd(ctx, dS)
 
     @staticmethod
     def _bwd(ctx, dS):
@@ -147,11 +147,11 @@ class _Vanilla(torch.autograd.Function):
 # --------------------------------------------------------------------------------------------
 # minimal: x = tanh(u_r), s' = sig(u_f) s + (1 - sig(u_f)) x
 # --------------------------------------------------------------------------------------------
-class _Minimal(torch.autograd.Function):
+class Minimal(torch.autograd.Function):
     @staticmethod
     def forward(ctx, A, W, s0, untied: bool, hard: bool):
         with flush_denormal():
-            return _Minimal._fwd(ctx, A, W, s0, untied, hard)
+            return Minimal._fwd(ctx, A, W, s0, untied, hard)
 
     @staticmethod
     def _fwd(ctx, A, W, s0, untied: bool, hard: bool):
@@ -176,7 +176,7 @@ class _Minimal(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dS):
         with flush_denormal():
-            return _Minimal._bwd(ctx, dS)
+            return Minimal._bwd(ctx, dS)
 
     @staticmethod
     def _bwd(ctx, dS):
@@ -198,11 +198,11 @@ class _Minimal(torch.autograd.Function):
 # --------------------------------------------------------------------------------------------
 # gru (Table 1): u_r2 = W_r2 (sig(u_r) s) + U_r2 z + b_r2, s' = sig(u_f) s + (1-sig(u_f)) tanh(u_r2)
 # --------------------------------------------------------------------------------------------
-class _GRU(torch.autograd.Function):
+class GRU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, A, W, s0, untied: bool, hard: bool):
         with flush_denormal():
-            return _GRU._fwd(ctx, A, W, s0, untied, hard)
+            return GRU._fwd(ctx, A, W, s0, untied, hard)
 
     @staticmethod
     def _fwd(ctx, A, W, s0, untied: bool, hard: bool):
@@ -230,7 +230,7 @@ class _GRU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dS):
         with flush_denormal():
-            return _GRU._bwd(ctx, dS)
+            return GRU._bwd(ctx, dS)
 
     @staticmethod
     def _bwd(ctx, dS):
@@ -256,7 +256,7 @@ class _GRU(torch.autograd.Function):
 
 # --------------------------------------------------------------------------------------------
 # peephole LSTM and LSTM share one loop. Their fused gate axis is stored in the order
-# (i, f, o, r) (STORAGE_ORDER), so that one sigmoid covers the three sigmoid gates.
+# (i, f, o, r) (their storage_order), so that one sigmoid covers the three sigmoid gates.
 #   peephole: state c, u_k = W_k c + U_k z + b_k, c' = sig(u_f) c + sig(u_i) tanh(u_r);
 #             returns C and the output gates O = sig(u_o) (output p = O * tanh(C)).
 #   LSTM:     u_k = W_k h + U_k z + b_k, c' as above, h' = sig(u_o) tanh(c'); returns H and C.
@@ -517,7 +517,7 @@ def _lstm_backward(X, U, W, Y, Cx, Hx, dOut, dC, untied: bool, hard: bool, peeph
     return dX, dU, db, dW, ds0, dc0
 
 
-class _Peephole(torch.autograd.Function):
+class Peephole(torch.autograd.Function):
     @staticmethod
     def forward(ctx, X, U, b, W, c0, untied: bool, hard: bool, detach=None):
         with flush_denormal():
@@ -537,7 +537,7 @@ class _Peephole(torch.autograd.Function):
         return dX, dU, db, dW, dc0, None, None, None
 
 
-class _LSTM(torch.autograd.Function):
+class LSTM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, X, U, b, W, h0, c0, untied: bool, hard: bool, detach=None):
         with flush_denormal():
@@ -554,46 +554,6 @@ class _LSTM(torch.autograd.Function):
             dX, dU, db, dW, dh0, dc0 = _lstm_backward(X, U, W, Y, Cx, Hx, dH, dC, ctx.untied, ctx.hard,
                                                       False, ctx.needs_input_grad[0], ctx.detach)
         return dX, dU, db, dW, dh0, dc0, None, None, None
-
-
-#: Order of the gates along the fused G*N axis of the parameters (and of ``A``), from the
-#: architecture registry (``rnn_mft.arch.get(arch).storage_order``); the hand-fused loops below
-#: are written for these orders.
-STORAGE_ORDER = {_n: _arch.get(_n).storage_order for _n in ("vanilla", "minimal", "gru", "peephole_lstm", "lstm")}
-
-
-def run(arch: str, A: torch.Tensor, W: torch.Tensor, state0, untied: bool, hard: bool):
-    """Run ``arch`` over all time steps. Returns ``(S, O)``: the state sequence ``(M,T,B,N)``
-    (``h`` for the LSTM, ``c`` for the peephole LSTM) and, for the peephole LSTM, the output
-    gates ``sigma(u_o)`` (else ``None``); for the LSTM ``O`` is the cell-state sequence."""
-    return run_projected(arch, A, None, None, W, state0, untied, hard)
-
-
-def run_projected(arch: str, X: torch.Tensor, U, b, W: torch.Tensor, state0, untied: bool, hard: bool,
-                  detach=None):
-    """:func:`run` on the pre-activations ``A = X U + b``: ``X (M, T, B, n_in)`` (may be an
-    expanded view), ``U (M, n_in, G*N)`` / ``b (M, G*N)`` (untied: ``(M, T, n_in, G*N)`` /
-    ``(M, T, G*N)``). ``U = b = None``: ``X`` is ``A``. The LSTMs form ``A`` chunk by chunk
-    inside their loop; the other architectures form it first. ``detach``: h-detach mask
-    ``(M, T)`` of the LSTMs (see :func:`_lstm_backward`); forward values do not depend on it."""
-    if detach is not None and arch not in ("peephole_lstm", "lstm"):
-        raise ValueError(f"h-detach (detach mask) is defined for arch 'lstm' and 'peephole_lstm', not {arch!r}")
-    if detach is not None and tuple(detach.shape) != (X.shape[0], X.shape[1]):
-        raise ValueError(f"detach mask of shape {tuple(detach.shape)}; expected (members, T) = "
-                         f"{(X.shape[0], X.shape[1])}")
-    if arch in ("peephole_lstm", "lstm"):
-        if arch == "peephole_lstm":
-            return _Peephole.apply(X, U, b, W, state0, untied, hard, detach)
-        h0, c0 = state0
-        return _LSTM.apply(X, U, b, W, h0, c0, untied, hard, detach)
-    A = X if U is None else project(X, U, b, untied)
-    if arch == "vanilla":
-        return _Vanilla.apply(A, W, state0, untied, hard), None
-    if arch == "minimal":
-        return _Minimal.apply(A, W, state0, untied, hard), None
-    if arch == "gru":
-        return _GRU.apply(A, W, state0, untied, hard), None
-    raise ValueError(f"unknown architecture arch={arch!r}")
 
 
 def project(X: torch.Tensor, U: torch.Tensor, b: torch.Tensor, untied: bool) -> torch.Tensor:

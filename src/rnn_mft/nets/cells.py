@@ -62,8 +62,9 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import nn
 
+from .. import arch as _arch
 from ..theory.theta import ARCHS, check_arch
-from . import _recurrence
+from . import _loops, _recurrence
 from ._draw import standard_cell_init_
 
 __all__ = ["RecurrentCell", "GateWeights", "make"]
@@ -94,7 +95,8 @@ class RecurrentCell(nn.Module):
 
     Parameters
     ----------
-    arch : {"vanilla", "minimal", "gru", "peephole_lstm", "lstm"}
+    arch : str
+        A registered architecture (:func:`rnn_mft.arch.names`: Table 1's five and any added).
     n_in, n_hidden : int
         Input size and width ``N``.
     untied : int or None
@@ -124,7 +126,8 @@ class RecurrentCell(nn.Module):
         self.members = _pos_int("members", members, allow_none=True)
         self.hard_sigmoid = bool(hard_sigmoid)
         self.gates = ARCHS[arch]
-        self.storage_order = _recurrence.STORAGE_ORDER[arch]
+        self.storage_order = _arch.get(arch).storage_order
+        self._loop = _loops.loop_for(arch)      # its fused loop (or autograd) and that loop's facts
         M, N, G = self.n_members, n_hidden, len(self.gates)
         lead = (M,) if self.untied is None else (M, self.untied)
         self.weight_hh = nn.Parameter(torch.empty(*lead, N, G * N))
@@ -150,9 +153,9 @@ class RecurrentCell(nn.Module):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
                 raise ValueError(f"h_detach={p!r}: {v!r} is not allowed; expected a probability in [0, 1]")
             out.append(float(v))
-        if any(out) and self.arch not in ("lstm", "peephole_lstm"):
-            raise ValueError(f"h_detach={p!r} for arch={self.arch!r}; h-detach is defined for 'lstm' and "
-                             f"'peephole_lstm' only (allowed for {self.arch!r}: 0)")
+        if any(out) and not self._loop.detach:
+            raise ValueError(f"h_detach={p!r} for arch={self.arch!r}; h-detach is defined for "
+                             f"{_loops.detach_archs()} only (allowed for {self.arch!r}: 0)")
         self._h_detach = tuple(out)
 
     def draw_detach(self, T: int, device=None):
@@ -258,15 +261,15 @@ class RecurrentCell(nn.Module):
 
     def _zero_state(self, X: torch.Tensor, M: int):
         z = X.new_zeros(M, X.shape[2], self.n_hidden, dtype=self.weight_hh.dtype)
-        return (z, z) if self.arch == "lstm" else z
+        return (z, z) if self._loop.pair_state else z
 
     def _run_internal(self, X, U, b, W, state0, detach):
         if X.is_cuda and torch.is_autocast_enabled("cuda"):
             with torch.autocast("cuda", enabled=False):   # the recurrence runs in float32
-                state0 = tuple(s.float() for s in state0) if self.arch == "lstm" else state0.float()
-                return _recurrence.run_projected(self.arch, X.float(), U.float(), b.float(), W.float(), state0,
+                state0 = tuple(s.float() for s in state0) if self._loop.pair_state else state0.float()
+                return _loops.run_projected(self.arch, X.float(), U.float(), b.float(), W.float(), state0,
                                                  self.untied is not None, self.hard_sigmoid, detach)
-        return _recurrence.run_projected(self.arch, X, U, b, W, state0, self.untied is not None, self.hard_sigmoid,
+        return _loops.run_projected(self.arch, X, U, b, W, state0, self.untied is not None, self.hard_sigmoid,
                                          detach)
 
     def _check_detach(self, detach, T: int, device):
@@ -278,8 +281,8 @@ class RecurrentCell(nn.Module):
             detach = detach.unsqueeze(0)
         if tuple(detach.shape) != (self.n_members, T):
             raise ValueError(f"detach has shape {tuple(detach.shape)}; expected (members, T) = {(self.n_members, T)}")
-        if self.arch not in ("lstm", "peephole_lstm"):
-            raise ValueError(f"detach (h-detach) is defined for 'lstm' and 'peephole_lstm', not arch={self.arch!r}")
+        if not self._loop.detach:
+            raise ValueError(f"detach (h-detach) is defined for {_loops.detach_archs()} only, not arch={self.arch!r}")
         return detach.to(device)
 
     def run(self, x: torch.Tensor, state0=None, detach=None):
@@ -300,7 +303,7 @@ class RecurrentCell(nn.Module):
         (``(members, B, N)`` for an ensemble); for the LSTM an ``(h, c)`` pair (tuple or list) of two
         such tensors. Anything else is a ``ValueError`` naming what was given and what is allowed."""
         shape = (M, B, self.n_hidden) if self.is_ensemble else (B, self.n_hidden)
-        lstm = self.arch == "lstm"
+        lstm = self._loop.pair_state
         pair = isinstance(state0, (tuple, list)) and len(state0) == 2
         parts = tuple(state0) if lstm and pair else (state0,)
         if (lstm and not pair) or not all(isinstance(s, torch.Tensor) and tuple(s.shape) == shape for s in parts):
@@ -371,7 +374,7 @@ class RecurrentCell(nn.Module):
             if state is None:
                 state0 = self._zero_state(X, n_act)
             else:
-                state0 = tuple(s[:n_act] for s in state) if self.arch == "lstm" else state[:n_act]
+                state0 = tuple(s[:n_act] for s in state) if self._loop.pair_state else state[:n_act]
             det = None if detach is None else sel(detach[:, t0:tb])
             S, O = self._run_internal(Xs, U, b, W, state0, det)
             # the members that end here hold positions [n_next, n_act) of the order: one copy per
@@ -379,7 +382,8 @@ class RecurrentCell(nn.Module):
             n_next = sum(1 for m in order if L[m] > tb)
             s_last.append(S[n_next:, -1].clone())
             o_last.append(None if O is None else O[n_next:, -1].clone())
-            state = (S[:n_next, -1].clone(), O[:n_next, -1].clone()) if self.arch == "lstm" else S[:n_next, -1].clone()
+            state = ((S[:n_next, -1].clone(), O[:n_next, -1].clone()) if self._loop.pair_state
+                     else S[:n_next, -1].clone())
             del S, O
             t0 = tb
         # positions 0..M-1 of the order (the longest segment's members first), then member order
@@ -393,9 +397,7 @@ class RecurrentCell(nn.Module):
 
     def output(self, S: torch.Tensor, O: torch.Tensor | None) -> torch.Tensor:
         """The output :math:`p` of Table 1 from the internal states (any matching index)."""
-        if self.arch == "peephole_lstm":
-            return O * torch.tanh(S)
-        return S
+        return self._loop.output(S, O)
 
     def forward(self, x: torch.Tensor, state0=None):
         """Run the cell over ``x``.
@@ -408,10 +410,10 @@ class RecurrentCell(nn.Module):
         """
         S, O = self.run(x, state0)
         P = self.output(S, O).transpose(1, 2)
-        last = (S[:, -1], O[:, -1]) if self.arch == "lstm" else S[:, -1]
+        last = (S[:, -1], O[:, -1]) if self._loop.pair_state else S[:, -1]
         if not self.is_ensemble:
             P = P[0]
-            last = tuple(v[0] for v in last) if self.arch == "lstm" else last[0]
+            last = tuple(v[0] for v in last) if self._loop.pair_state else last[0]
         return P, last
 
 

@@ -4,7 +4,8 @@ chrono (Tallec & Ollivier 2018), and critical initialization of stock PyTorch mo
 All of them accept a :class:`~rnn_mft.nets.RecurrentCell` or a
 :class:`~rnn_mft.nets.SequenceClassifier` (tied or untied, single network or ensemble);
 :func:`critical_init_`, :func:`chrono_init_` and :func:`theta_of_module` also accept stock
-``torch.nn.LSTM``, ``torch.nn.GRU``, ``torch.nn.LSTMCell`` and ``torch.nn.GRUCell``. Random
+``torch.nn.LSTM``, ``torch.nn.GRU``, ``torch.nn.RNN`` (tanh) and their ``Cell`` versions: each
+registered architecture names the stock classes it describes (``Architecture.stock``). Random
 numbers come from ``generator`` (a CPU :class:`torch.Generator`) when given, else from torch's
 global generator, and are drawn on the CPU, so a seed gives the same weights on every device.
 
@@ -34,6 +35,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .. import arch as _arch
+from ..theory import solve_for_timescale
 from ..theory.theta import FIELDS, Theta, check_arch
 from ._draw import randn as _randn, standard_cell_init_, uniform as _uniform
 from .cells import RecurrentCell
@@ -42,8 +45,9 @@ from .classifier import SequenceClassifier
 __all__ = ["init_", "standard_init_", "critical_theta", "critical_init_", "chrono_init_",
            "theta_of_module", "STOCK_GATE_ORDER"]
 
-#: Theta gate -> index of the gate block in PyTorch's stacked weights.
-STOCK_GATE_ORDER = {"lstm": {"i": 0, "f": 1, "r": 2, "o": 3}, "gru": {"r": 0, "f": 1, "r2": 2}}
+#: Theta gate -> index of the gate block in PyTorch's stacked weights, by architecture (from the
+#: registry's ``Architecture.stock``; live for the architectures registered at import)
+STOCK_GATE_ORDER = {n: dict(_arch.get(n).stock.gate_order) for n in _arch.names() if _arch.get(n).stock}
 
 
 # ------------------------------------------------------------------------------------------
@@ -152,14 +156,7 @@ def critical_theta(arch: str, mu_f: float | None = None, sigma2: float = 1e-5) -
 
 
 def _solve_theta(arch: str, xi, **kw) -> Theta:
-    try:
-        from ..theory import solve_for_timescale
-    except ImportError as exc:  # written by the theory side; fail with a clear message
-        raise NotImplementedError(
-            f"critical_init_(xi=...) needs rnn_mft.theory.solve_for_timescale, which is not available "
-            f"({exc}); pass theta=... instead") from None
-    res = solve_for_timescale(arch, xi=xi, **kw)
-    return res.theta if hasattr(res, "theta") else res
+    return solve_for_timescale(arch, xi=xi, **kw).theta
 
 
 @torch.no_grad()
@@ -168,12 +165,14 @@ def critical_init_(module, theta: Theta | None = None, xi: float | None = None,
     r"""Critically initialize ``module`` from a Theta or a target time scale ``xi``.
 
     ``module`` is one of our cells/classifiers, or a stock ``torch.nn.LSTM``, ``torch.nn.GRU``,
-    ``torch.nn.LSTMCell`` or ``torch.nn.GRUCell``. Give at most one of ``theta`` and ``xi``:
+    ``torch.nn.RNN`` (tanh), or one of their ``Cell`` versions. Give at most one of ``theta`` and ``xi``:
 
     * ``theta``: weights drawn as :func:`init_` (stock modules: see the module docstring for the
       gate order and the two bias vectors);
     * ``xi``: ``theta = rnn_mft.theory.solve_for_timescale(arch, xi=xi, **solve_kw)``
-      (``arch`` is ``"lstm"`` for stock LSTMs, ``"gru"`` for stock GRUs);
+      (``arch`` is the registered architecture of the stock class, :func:`rnn_mft.arch.for_stock`:
+      the LSTM for ``torch.nn.LSTM``, the GRU for ``torch.nn.GRU``, the vanilla RNN for a tanh
+      ``torch.nn.RNN``);
     * neither: :func:`critical_theta` of the architecture (Appendix C.4).
 
     Stock multi-layer modules get the same Theta in every layer (or only in ``layers``); the
@@ -199,9 +198,10 @@ def critical_init_(module, theta: Theta | None = None, xi: float | None = None,
     if theta.shape != ():
         raise ValueError(f"theta must be scalar for a stock module, got grid shape {theta.shape}")
     H = _hidden(module)
+    stock = _arch.get(arch).stock
     for blk in blocks:
         n_in = blk["w_ih"].shape[1]
-        for k, j in STOCK_GATE_ORDER[arch].items():
+        for k, j in stock.gate_order.items():
             p = _fields(theta, k)
             sl = slice(j * H, (j + 1) * H)
             blk["w_hh"][sl].copy_(_randn((H, H), generator, 0.0, math.sqrt(p["sigma2"] / H)))
@@ -211,7 +211,7 @@ def critical_init_(module, theta: Theta | None = None, xi: float | None = None,
                     raise ValueError(f"the module has bias=False but theta[{k!r}] has mu={p['mu']}, "
                                      f"rho2={p['rho2']}; allowed: 0 and 0")
                 continue
-            if arch == "gru" and k == "r2":      # b_hn is gated by r: keep the whole bias in b_in
+            if k in stock.input_bias_only:      # b_hh is gated inside the update: the whole bias in b_ih
                 blk["b_ih"][sl].copy_(_randn((H,), generator, p["mu"], math.sqrt(p["rho2"])))
                 blk["b_hh"][sl].zero_()
             else:
@@ -237,33 +237,38 @@ def chrono_init_(module, t_max: float, generator: torch.Generator | None = None)
     t_max = float(t_max)
     if isinstance(module, (RecurrentCell, SequenceClassifier)):
         cell = standard_init_(_cell_of(module), generator)
-        if "f" not in cell.gates or cell.arch == "vanilla":
-            raise ValueError(f"chrono initialization needs a forget gate; arch={cell.arch!r} has none "
-                             f"(allowed: minimal, gru, peephole_lstm, lstm)")
-        bf = cell.gate("f").b
+        a = _arch.get(cell.arch)
+        if a.forget_gate is None:
+            raise ValueError(f"chrono initialization needs a forget gate; arch={cell.arch!r} has none (allowed: "
+                             f"{', '.join(n for n in _arch.names() if _arch.get(n).forget_gate)})")
+        bf = cell.gate(a.forget_gate).b
         bf.copy_(_uniform(bf.shape, generator, 1.0, t_max - 1.0).log_())
-        if "i" in cell.gates:
-            cell.gate("i").b.copy_(-bf)
+        if a.input_gate is not None:
+            cell.gate(a.input_gate).b.copy_(-bf)
         return module
     arch, blocks = _stock_blocks(module, None)
+    a = _arch.get(arch)
+    if a.forget_gate is None:
+        raise ValueError(f"chrono initialization needs a forget gate; a stock {type(module).__name__} "
+                         f"(arch={arch!r}) has none")
     H = _hidden(module)
-    order = STOCK_GATE_ORDER[arch]
+    order = a.stock.gate_order
     for blk in blocks:
         if blk["b_ih"] is None:
             raise ValueError("chrono initialization needs biases; the module has bias=False")
         blk["b_ih"].zero_()
         blk["b_hh"].zero_()
-        f = slice(order["f"] * H, (order["f"] + 1) * H)
+        f = slice(order[a.forget_gate] * H, (order[a.forget_gate] + 1) * H)
         blk["b_ih"][f].copy_(_uniform((H,), generator, 1.0, t_max - 1.0).log_())
-        if arch == "lstm":
-            blk["b_ih"][order["i"] * H:(order["i"] + 1) * H].copy_(-blk["b_ih"][f])
+        if a.input_gate is not None:
+            blk["b_ih"][order[a.input_gate] * H:(order[a.input_gate] + 1) * H].copy_(-blk["b_ih"][f])
     return module
 
 
 # ------------------------------------------------------------------------------------------
 # stock modules
 # ------------------------------------------------------------------------------------------
-_STOCK = (nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell)
+_CELLS = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)          # one layer: weight_ih, not weight_ih_l0
 
 
 def _hidden(module) -> int:
@@ -272,11 +277,11 @@ def _hidden(module) -> int:
 
 def _stock_blocks(module, layers):
     """(arch, [{w_ih, w_hh, b_ih, b_hh} per layer/direction]) of a stock module."""
-    if not isinstance(module, _STOCK):
-        raise ValueError(f"module must be a rnn_mft.nets cell/classifier or a torch.nn.LSTM, GRU, LSTMCell or "
-                         f"GRUCell, got {type(module).__name__}")
-    arch = "lstm" if isinstance(module, (nn.LSTM, nn.LSTMCell)) else "gru"
-    if isinstance(module, (nn.LSTMCell, nn.GRUCell)):
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"module must be a rnn_mft.nets cell/classifier or a stock torch.nn module, got "
+                         f"{type(module).__name__}")
+    arch = _arch.for_stock(module).name
+    if isinstance(module, _CELLS):
         if layers not in (None, [0], (0,)):
             raise ValueError(f"layers={layers!r} is not allowed for a single cell; allowed: None")
         return arch, [dict(w_ih=module.weight_ih.data, w_hh=module.weight_hh.data,
@@ -335,7 +340,7 @@ def theta_of_module(module, empirical: bool = False, layer: int = 0) -> Theta:
                             nu2=cell.n_in * U.pow(2).mean().item(),
                             mu=b.mean().item(), rho2=b.var(unbiased=False).item())
         return Theta(cell.arch, gates)
-    arch, blocks = _stock_blocks(module, None if isinstance(module, (nn.LSTMCell, nn.GRUCell)) else [layer])
+    arch, blocks = _stock_blocks(module, None if isinstance(module, _CELLS) else [layer])
     H = _hidden(module)
     blk = blocks[0]
     n_in = blk["w_ih"].shape[1]
@@ -343,7 +348,7 @@ def theta_of_module(module, empirical: bool = False, layer: int = 0) -> Theta:
         rho2 = 2.0 / (3 * H) if module.bias else 0.0
         return Theta.uniform(arch, sigma2=1.0 / 3.0, nu2=n_in / (3.0 * H), rho2=rho2, mu=0.0)
     gates = {}
-    for k, j in STOCK_GATE_ORDER[arch].items():
+    for k, j in _arch.get(arch).stock.gate_order.items():
         sl = slice(j * H, (j + 1) * H)
         W, U = blk["w_hh"][sl].double(), blk["w_ih"][sl].double()
         if blk["b_ih"] is None:

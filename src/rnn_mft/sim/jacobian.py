@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import arch as _arch
 from ..theory.theta import ARCHS, Theta
 from .networks import INIT_STATE, STEPS, draw_params
 
@@ -52,20 +53,23 @@ def jacobian(arch: str, theta: Theta, N: int, T: int = 100, seed: int = 0, R: fl
         z = np.sqrt(R) * torch.randn(1, n_in, 1, generator=gen, dtype=dt)
     Pm = {k: (W[0], U[0], b[0]) for k, (W, U, b) in P.items()}
     Z = z[0]
-    if arch == "lstm" and joint:
+    a = _arch.get(arch)
+    pair = len(a.state) == 2                     # an (h, c) state: the LSTM
+    if pair and joint:
         h0, c0 = state[0][0, :, 0], state[1][0, :, 0]
 
         def g(x):
             h2, c2 = step(Pm, (x[:N, None], x[N:, None]), Z)
             return torch.cat([h2[:, 0], c2[:, 0]])
         J = torch.func.jacrev(g)(torch.cat([h0, c0]))
-    elif arch == "lstm":
+    elif pair:
         h0, c0 = state[0][0, :, :1], state[1][0, :, :1]
 
         def f(h):
             return step(Pm, (h[:, None], c0), Z)[0][:, 0]
         J = torch.func.jacrev(f)(h0[:, 0])
-        uf = Pm["f"][0] @ h0 + Pm["f"][1] @ Z + Pm["f"][2]
+        fg = a.forget_gate
+        uf = Pm[fg][0] @ h0 + Pm[fg][1] @ Z + Pm[fg][2]
         J = J + torch.diag(torch.sigmoid(uf[:, 0]))
     else:
         s0 = state[0, :, :1]

@@ -65,34 +65,12 @@ def step_fn(arch: str) -> Callable:
     return step
 
 
-class _RegistryView(Mapping):
-    """A read-only ``{arch: f(arch)}`` over the registered architectures (registering one adds it)."""
-
-    def __init__(self, make: Callable):
-        self._make, self._cache = make, {}
-
-    def __getitem__(self, arch):
-        if arch not in _arch.GATES:
-            raise KeyError(arch)
-        a = _arch.get(arch)
-        hit = self._cache.get(arch)
-        if hit is None or hit[0] is not a:
-            hit = self._cache[arch] = (a, self._make(arch))
-        return hit[1]
-
-    def __iter__(self):
-        return iter(_arch.names())
-
-    def __len__(self):
-        return len(_arch.names())
-
-
 #: arch -> step(params, state, Z) -> state
-STEPS: Mapping[str, Callable] = _RegistryView(step_fn)
+STEPS: Mapping[str, Callable] = _arch.Live(step_fn)
 #: arch -> state -> tensor (B, N, 2) whose moments are (mu_s, Q_s, C_s)
-OBSERVE: Mapping[str, Callable] = _RegistryView(lambda arch: _arch.get(arch).observe)
+OBSERVE: Mapping[str, Callable] = _arch.Live(lambda arch: _arch.get(arch).observe)
 #: arch -> (s0 of shape (B, N, 2)) -> initial state (e.g. a tuple (h, c) for the LSTM)
-INIT_STATE: Mapping[str, Callable] = _RegistryView(
+INIT_STATE: Mapping[str, Callable] = _arch.Live(
     lambda arch: (lambda s0, _init=_arch.get(arch).init_state: _init(s0, TORCH)))
 
 
@@ -272,8 +250,9 @@ def simulate_cell_state(theta: Theta, N: int, T: int, *, n_seeds: int = 1, seed:
                         tied: bool = False) -> np.ndarray:
     """Cell states ``c^T`` of ``n_seeds`` random LSTMs of width ``N`` after ``T`` steps of i.i.d.
     Gaussian input (untied by default), for Figure 7; returns an array of N * n_seeds values."""
-    if theta.arch != "lstm":
-        raise ValueError("simulate_cell_state needs a Theta for arch='lstm'")
+    if _arch.get(theta.arch).state != ("h", "c"):
+        raise ValueError(f"simulate_cell_state needs an architecture with a cell state (state ('h', 'c'), the "
+                         f"LSTM); theta is for arch={theta.arch!r}")
     for name, v in (("N", N), ("T", T), ("n_seeds", n_seeds)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name}={v!r} must be a positive integer")
@@ -289,5 +268,5 @@ def simulate_cell_state(theta: Theta, N: int, T: int, *, n_seeds: int = 1, seed:
             if not tied:
                 P = draw_params(theta, N, N, B, gen, lazy=True)
             z = np.sqrt(R) * torch.randn(B, N, 1, generator=gen, dtype=dt)
-            state = STEPS["lstm"](P, state, torch.cat([z, z], dim=2))
+            state = STEPS[theta.arch](P, state, torch.cat([z, z], dim=2))
     return state[1][..., 0].numpy().ravel()

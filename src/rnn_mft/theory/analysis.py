@@ -30,6 +30,7 @@ from . import lstm as _lstm
 from . import lstm_twostate as _lstm2
 from . import meanfield as _mf
 from . import schedule as _schedule
+from .. import arch as _arch
 from .theta import Theta, check_arch
 
 __all__ = ["AnalysisResult", "analyze", "xi_from_chi", "xi_from_one_minus_chi", "LSTM_METHODS", "XI_RTOL",
@@ -38,6 +39,10 @@ __all__ = ["AnalysisResult", "analyze", "xi_from_chi", "xi_from_one_minus_chi", 
 #: LSTM methods of :func:`analyze`: the two-state theory (default, it agrees with the network) and
 #: the paper's Algorithm 1 with the hidden-state approximation of Appendix A.2.3
 LSTM_METHODS = ("two_state", "paper")
+#: the theories :func:`analyze` runs, by the name an architecture gives as ``Architecture.theory``:
+#: the closed-form map built from its ``spec`` (:mod:`rnn_mft.theory.meanfield`), and the LSTM's
+#: cell-state theories (two-state, and the paper's Algorithm 1; ``method=``)
+THEORIES = ("closed_form", "lstm_two_state")
 
 KEYS = ("mu_s", "q_s", "c_s", "chi", "xi", "m1", "m2", "var", "converged")
 #: the resolution fields (module docstring), in :meth:`AnalysisResult.to_dict` with ``resolution=True``
@@ -256,8 +261,10 @@ def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float 
 
     Parameters
     ----------
-    arch : {"vanilla", "minimal", "gru", "peephole_lstm", "lstm"}
-        Or any architecture registered with a ``spec`` (:func:`rnn_mft.arch.register`).
+    arch : str
+        A registered architecture with a theory (:func:`rnn_mft.arch.names`: Table 1's
+        ``vanilla``, ``minimal``, ``gru``, ``peephole_lstm``, ``lstm``, and any registered with a
+        ``spec``, :func:`rnn_mft.arch.register`).
     theta : Theta
         Hyperparameters for ``arch``; any grid shape (e.g. from :meth:`Theta.grid`).
     sigma_z : float or array in [0, 1]
@@ -313,14 +320,20 @@ def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float 
     if 0 in tuple(theta.shape) or np.size(sz) == 0:
         raise ValueError(f"the grid is empty (theta shape {tuple(theta.shape)}, sigma_z shape {np.shape(sz)}); "
                          f"give at least one point")
-    if method is not None and arch != "lstm":
-        raise ValueError(f"method={method!r} applies to arch='lstm' only")
+    a = _arch.get(arch)
+    if a.theory not in THEORIES:
+        raise ValueError(f"arch {arch!r} has theory={a.theory!r}: no mean-field theory to analyze; the theories "
+                         f"are {', '.join(THEORIES)} (give the architecture a spec for the closed-form one)")
+    lstm_theory = a.theory == "lstm_two_state"     # the cell-state theories (two-state, Algorithm 1)
+    if method is not None and not a.methods:
+        with_methods = [n for n in _arch.names() if _arch.get(n).methods]
+        raise ValueError(f"method={method!r} applies to arch={' or '.join(map(repr, with_methods))} only")
     for name, v in (("xi_rtol", xi_rtol), ("mc_rtol", mc_rtol)):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not v > 0:
             raise ValueError(f"{name}={v!r} must be a number > 0")
-    if arch == "lstm":
+    if lstm_theory:
         _lstm._check_sampling(n_s, n_iters)
-    if arch == "lstm" and (method or "two_state") == "two_state":
+    if lstm_theory and (method or a.methods[0]) == "two_state":
         d = _lstm2.fixed_point(theta, sz, R=R)
         # NaN anywhere in the outputs means not converged
         conv = d["converged"] & np.isfinite(d["q_s"]) & np.isfinite(d["chi"]) & np.isfinite(d["m1"]) \
@@ -350,7 +363,7 @@ def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float 
         return AnalysisResult(arch, b(d["mu_s"]), b(d["q_s"]), b(d["c_s"]), chi, xi, m1, m2,
                               m2 - m1**2, np.asarray(conv).copy(), nanp, nanp, d["residual"],
                               np.broadcast_to(sz, np.shape(chi)), info, **res)
-    if arch == "lstm":
+    if lstm_theory:
         if method not in LSTM_METHODS:
             raise ValueError(f"method={method!r}; allowed for the LSTM: {', '.join(LSTM_METHODS)}")
         fp = _lstm.fixed_point(theta, sz, R=R, n_s=n_s, n_iters=n_iters, seed=seed, tol=tol)
@@ -374,7 +387,7 @@ def analyze(arch: str, theta: Theta, sigma_z=1.0, R: float = 1.0, *, tol: float 
         for a in (fp.mu_s, fp.q_s, fp.c_s, fp.chi, m1, m2):
             conv = conv & np.isfinite(np.broadcast_to(a, shape))
     conv, xi, res = _resolve(omc, err, np.where(conv, se, 0.0) if np.ndim(se) else se, conv, fp.c_s, xi_rtol,
-                             mc_rtol, n_s if arch == "lstm" else None)
+                             mc_rtol, n_s if lstm_theory else None)
     b = lambda a: np.where(conv, np.broadcast_to(a, shape), np.nan)  # noqa: E731
     m1, m2, m2p = b(m1), b(m2), b(m2p)
     return AnalysisResult(arch, b(fp.mu_s), b(fp.q_s), b(fp.c_s), b(fp.chi), xi,

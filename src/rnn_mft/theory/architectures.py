@@ -43,6 +43,8 @@ simulator's torch step, the fused cells of :mod:`rnn_mft.nets`) is tested agains
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from .. import arch as _arch
@@ -52,8 +54,9 @@ from .theta import ARCHS, check_arch
 __all__ = ["TABLE1", "ArchInfo", "reference_step", "reference_output", "unrolled_cell_state",
            "hard_sigmoid", "logistic"]
 
-#: Table 1: ``{arch: ArchInfo}`` of the paper's five architectures (from the registry's ``info``)
-TABLE1: dict[str, ArchInfo] = {name: _arch.get(name).info for name in _arch.BUILTIN}
+#: Table 1: ``{arch: ArchInfo}`` of every registered architecture with an ``info`` (the paper's five
+#: first, then any registered since: live, :class:`rnn_mft.arch.Live`)
+TABLE1: Mapping[str, ArchInfo] = _arch.Live(lambda name: _arch.get(name).info, keep=lambda a: a.info is not None)
 
 
 def _check_params(arch, params, N=None):

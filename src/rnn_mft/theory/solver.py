@@ -23,6 +23,7 @@ import numpy as np
 
 from . import lstm as _lstm
 from . import meanfield as _mf
+from .. import arch as _arch
 from .analysis import analyze, xi_from_one_minus_chi
 from .theta import ARCHS, FIELDS, Theta, check_arch
 
@@ -174,12 +175,15 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
             raise ValueError(f"chi={chi!r} must lie in (0, 1)")
         omc_t = 1.0 - c
     target = 1.0 - omc_t
-    base = Theta.critical(arch) if base is None else base
+    cell_theory = _arch.get(arch).theory != "closed_form"     # analyze, not the closed-form map
+    if base is None:       # the critical preset, or the standard one for an architecture registered without
+        base = Theta.critical(arch) if _arch.get(arch).critical is not None else Theta.standard(arch)
     if not isinstance(base, Theta) or base.arch != arch or base.shape != ():
         raise ValueError("base must be a scalar Theta of the same architecture")
     if bounds is None:
-        # vanilla: no gate; chi -> 1 at sigma_f^2 = 1 as the input variance vanishes (edge of chaos)
-        bounds = {"f.nu2": (1e-12, 1.0)} if arch == "vanilla" else {"f.mu": (-5.0, 15.0)}
+        # the architecture's default search box (Architecture.solve_bounds): the forget-gate bias;
+        # the vanilla RNN has no gate, and chi -> 1 at sigma_f^2 = 1 as the input variance vanishes
+        bounds = dict(_arch.get(arch).solve_bounds)
     bounds = _check_bounds(arch, bounds)
     if not bounds:
         raise ValueError("bounds must name at least one free hyperparameter")
@@ -204,7 +208,7 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
     def omc_of(kv):
         """1 - chi along the key (NaN where the theory has no converged fixed point)."""
         th = grid.replace({key: kv})
-        if arch == "lstm":         # Algorithm 1's estimate is matched as the (CRN) function of Theta it is
+        if cell_theory:            # Algorithm 1's estimate is matched as the (CRN) function of Theta it is
             return analyze(arch, th, sigma_z, R, n_s=n_s, n_iters=n_iters, seed=seed, method=method,
                            mc_rtol=np.inf, xi_rtol=np.inf).one_minus_chi
         return _mf.fixed_point(th, sigma_z, R=R).one_minus_chi
@@ -276,7 +280,7 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
     th = grid.replace({key: xsafe})
     # Algorithm 1: its estimate is matched (mc_rtol = inf), its Monte Carlo error reported in the result
     r = analyze(arch, th, sigma_z, R, n_s=n_s, n_iters=n_iters, seed=seed, xi_rtol=xi_rtol,
-                **({"method": method, "mc_rtol": np.inf} if arch == "lstm" else {}))
+                **({"method": method, "mc_rtol": np.inf} if cell_theory else {}))
     loss = r.var + m1_weight * (r.m1 - 1.0) ** 2
     xi_t = float(xi_from_one_minus_chi(omc_t))
     # float64 rounding of 1 - chi alone (not Algorithm 1's Monte Carlo error: its estimate is the function matched)
@@ -299,7 +303,7 @@ def solve_for_timescale(arch: str, xi: float | None = None, chi: float | None = 
         reach = (f"xi in [{float(xi_from_one_minus_chi(ends.max())):.6g}, {min(top, cap):.6g}]" if ends.size
                  else "nothing")
         extra = (" (Algorithm 1's Monte-Carlo chi, n_s={}, n_iters={}, resolves xi only up to about "
-                 "sqrt(n_s) and n_iters)".format(n_s, n_iters)) if arch == "lstm" and method == "paper" else ""
+                 "sqrt(n_s) and n_iters)".format(n_s, n_iters)) if cell_theory and method == "paper" else ""
         raise ValueError(f"target {asked} cannot be met to relative accuracy xi_rtol={xi_rtol:g} within bounds "
                          f"{bounds}: {why}{near}; reachable to that accuracy: {reach}{extra}")
     j = np.unravel_index(np.argmin(np.where(ok, loss, np.inf)), shape) if shape else ()

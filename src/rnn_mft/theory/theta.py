@@ -22,6 +22,7 @@ import numpy as np
 
 __all__ = ["ARCHS", "FIELDS", "GateParams", "Theta", "check_arch"]
 
+from .. import arch as _arch
 from ..arch import GATES as _REGISTERED_GATES
 
 #: Gates of each architecture, named as in Table 1 and DESIGN.md (``r2`` is the GRU's variable of
@@ -202,9 +203,6 @@ class Theta:
         return Theta(self.arch, d)
 
     # -- the paper's initializations (Appendix C.4, C.5) -----------------------------------
-    #: number of gates Keras fuses into one input kernel (its Glorot fan-out is G * N)
-    FUSED_GATES = {"vanilla": 1, "minimal": 2, "gru": 3, "peephole_lstm": 4, "lstm": 4}
-
     @classmethod
     def standard(cls, arch: str, n_in: int | None = None, n_hidden: int | None = None,
                  mu_f: float | None = None) -> "Theta":
@@ -214,17 +212,20 @@ class Theta:
           :math:`\sigma_k^2/N` per entry with :math:`\sigma_k^2 = 1` (C.5 notes i.i.d. Gaussian
           with variance 1/N behaves the same).
         * Input kernels Glorot uniform, fused over the gates as in Keras (kernel of shape
-          ``(n_in, G N)``, G = 4 for the LSTMs, 3 for the GRU, 2 minimal, 1 vanilla): entry
+          ``(n_in, G N)``, G the number of gates: 4 for the LSTMs, 3 for the GRU, 2 minimal, 1 vanilla): entry
           variance :math:`2/(n_{in} + G N)`, i.e. :math:`\nu_k^2 = 2 n_{in}/(n_{in} + G N)`
           in the convention :math:`U_{k,ij} \sim \mathcal{N}(0, \nu_k^2/n_{in})`. Without sizes,
           ``n_in = n_hidden`` is assumed: :math:`\nu_k^2 = 2/(1 + G)`.
         * Biases zero except the forget gate, :math:`\mu_f = 1`; :math:`\rho_k^2 = 0`. The GRU
           and the minimal RNN get the same :math:`\mu_f = 1` on their keep gate
           (:math:`\sigma(u_f)` multiplies :math:`s^{t-1}`, as the LSTM's forget gate); the
-          vanilla RNN has no gate and gets :math:`\mu_f = 0`.
+          vanilla RNN has no gate and gets :math:`\mu_f = 0`. In general the bias goes to the
+          architecture's ``forget_gate`` (:class:`rnn_mft.arch.Architecture`), default 1, and
+          without one to its first pre-activation, default 0.
         """
         check_arch(arch)
-        G = cls.FUSED_GATES.get(arch, len(ARCHS[arch]))    # = the number of gates
+        a = _arch.get(arch)
+        G = len(a.gates)
         if (n_in is None) != (n_hidden is None):
             raise ValueError("give both n_in and n_hidden, or neither (then n_in = n_hidden)")
         if n_in is None:
@@ -235,12 +236,13 @@ class Theta:
                     raise ValueError(f"{name}={v!r} must be a positive integer")
             nu2 = 2.0 * n_in / (n_in + G * n_hidden)
         if mu_f is None:
-            mu_f = 0.0 if arch == "vanilla" else 1.0
-        return cls.uniform(arch, sigma2=1.0, nu2=nu2, rho2=0.0, mu=0.0, f={"mu": mu_f})
+            mu_f = 0.0 if a.forget_gate is None else 1.0
+        return cls.uniform(arch, sigma2=1.0, nu2=nu2, rho2=0.0, mu=0.0, **{a.forget_gate or a.gates[0]: {"mu": mu_f}})
 
     @classmethod
     def critical(cls, arch: str, mu_f: float | None = None, sigma2: float = 1e-5) -> "Theta":
-        r"""The critical initializations of Appendix C.4, with documented analogues.
+        r"""The critical initialization of Appendix C.4, or our documented analogue: the
+        architecture's ``critical`` preset (:class:`rnn_mft.arch.Architecture`).
 
         ``peephole_lstm`` (C.4): :math:`\mu_f = 5`, all :math:`\sigma_k^2 = 10^{-5}`, every other
         field 0 (no input weights).
@@ -260,26 +262,20 @@ class Theta:
         at vanishing bias and input variance, :math:`\sigma_f^2 = 1`, :math:`\nu_f^2 = 10^{-4}`
         (a small input keeps :math:`Q^* > 0`), other fields 0; ``sigma2`` and ``mu_f`` are ignored.
 
-        ``mu_f`` overrides the forget-gate bias mean; ``sigma2`` the small recurrent variance.
+        ``mu_f`` overrides the forget-gate bias mean; ``sigma2`` the small recurrent variance. An
+        architecture registered without a preset raises a ValueError (solve for a time scale
+        instead: :func:`rnn_mft.theory.solve_for_timescale`).
         """
         check_arch(arch)
         try:
             s2 = float(sigma2)
         except (TypeError, ValueError):
             raise ValueError(f"sigma2={sigma2!r} must be a finite number >= 0") from None
-        if arch == "vanilla":
-            return cls.uniform("vanilla", sigma2=1.0, nu2=1e-4)
-        if arch == "lstm":
-            th = cls.uniform("lstm", sigma2=s2)
-            return th.replace({"f.nu2": 1.0, "r.nu2": 1.0, "o.sigma2": 1.0,
-                               "f.mu": 1.0 if mu_f is None else mu_f})
-        mf = 5.0 if mu_f is None else mu_f
-        th = cls.uniform(arch, sigma2=s2).replace({"f.mu": mf})
-        if arch == "gru":
-            th = th.replace({"r2.nu2": 1.0})
-        elif arch == "minimal":
-            th = th.replace({"r.nu2": 1.0})
-        return th
+        a = _arch.get(arch)
+        if a.critical is None:
+            raise ValueError(f"arch={arch!r} was registered without a critical preset (Architecture.critical); "
+                             f"give a Theta, or solve one for a time scale with solve_for_timescale({arch!r}, xi=...)")
+        return cls(arch, a.critical(s2, mu_f))
 
     # -- files ----------------------------------------------------------------------------
     @classmethod

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from .. import arch as _arch
 from ..theory.theta import ARCHS, check_arch
 
 __all__ = ["ensemble_bytes", "checkpoint_bytes", "checkpoint_bytes_of", "split_by_memory", "format_bytes"]
@@ -33,16 +34,12 @@ _OPT_STATE = {"adam": 2, "sgd": 1, "rmsprop": 1}
 
 
 def _row_floats(arch: str, n_in: int, N: int, training: bool) -> int:
-    """float32 values kept per (member, step, sequence) by one forward (and backward) pass."""
-    G = len(ARCHS[arch])
-    GN = G * N
-    if arch in ("lstm", "peephole_lstm"):
-        # gate buffer Y (4N) + cell states (N) + hidden states (N); the shared input is a view
-        return 6 * N if training else 4 * N + 2 * N
-    kept = {"vanilla": N, "minimal": 3 * N, "gru": 4 * N}[arch]       # states and gate values
-    if not training:
-        return kept + GN + n_in                                       # + pre-activations A, copy of the input
-    return kept + 2 * GN + n_in                                       # + A, dA, copy of the input
+    """float32 values kept per (member, step, sequence) by one forward (and backward) pass: the
+    architecture's ``memory_per_step`` (:class:`rnn_mft.arch.Architecture`), or the autograd
+    loop's estimate where it has no fused loop."""
+    a = _arch.get(arch)
+    memory = a.memory_per_step or _arch.autograd_memory
+    return int(memory(N, n_in, training, len(a.gates)))
 
 
 def ensemble_bytes(arch: str, n_in: int, width: int, n_out: int, lengths: Sequence[int], batch_size: int,
