@@ -49,7 +49,7 @@ import torch
 
 from rnn_mft import nets
 from rnn_mft.train.ensembles import ensemble_bytes
-from rnn_mft.train.jobenv import environ
+from rnn_mft.settings import override
 
 ARCHS = ("vanilla", "minimal", "gru", "peephole_lstm", "lstm")
 STOCK = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
@@ -103,13 +103,13 @@ def _stock(arch, n_in, width, B, T, device):
     return step
 
 
-#: RNN_MFT_TRITON's value for the fused steps: "1" (CUDA), "interpret" in a CPU smoke run
-FUSED_MODE = "1"
+#: the triton setting (RNN_MFT_TRITON) of the fused steps: "on" (CUDA), "interpret" in a CPU smoke run
+FUSED_MODE = "on"
 
 
 def _fused(on: bool):
     """The fused Triton LSTM steps on or off inside a block."""
-    return environ(RNN_MFT_TRITON=FUSED_MODE if on else None)
+    return override(triton=FUSED_MODE if on else "off")
 
 
 def _graphed(arch, n_in, width, B, T, device, members=None):
@@ -195,8 +195,8 @@ def main(argv=None) -> int:
         if a.cpu_smoke:                  # the code paths only: the kernels in Triton's interpreter
             os.environ["TRITON_INTERPRET"] = "1"
             FUSED_MODE = "interpret"
-        from rnn_mft.nets import _triton
-        fused_ok = _triton._load() is not None
+        with _fused(True):
+            fused_ok = nets.fused_lstm_steps_on(device)
         if not fused_ok:
             print("--triton: Triton is not importable here; the fused steps are not measured")
     n_in = a.n_in if not a.cpu_smoke else 3

@@ -19,7 +19,7 @@ import pytest
 
 from rnn_mft import train
 from rnn_mft.cluster import collect_runs, execute, run_states
-from rnn_mft.cluster.runs import TRAINING_EXPERIMENTS, read_status, write_status
+from rnn_mft.cluster.runs import TRAINING_EXPERIMENTS, RunUnit, read_status, write_status
 
 SMALL = "trainability"          # the fastest training experiment at profile smoke: 4 runs, seconds
 
@@ -36,7 +36,7 @@ def where(tmp_path, monkeypatch):
 
 
 def _final_and_curves(store, u):
-    r = store.load(u["profile"], u["experiment"], u["name"])
+    r = store.load(u.profile, u.experiment, u.name)
     return json.dumps(r.final, sort_keys=True), r.curves
 
 
@@ -45,16 +45,17 @@ def assert_same_results(store_a, store_b, units):
     for u in units:
         fa, ca = _final_and_curves(store_a, u)
         fb, cb = _final_and_curves(store_b, u)
-        assert fa == fb, f"{u['experiment']}/{u['name']}: final metrics differ"
+        assert fa == fb, f"{u.id}: final metrics differ"
         assert sorted(ca) == sorted(cb)
         for k in ca:
-            assert np.array_equal(ca[k], cb[k], equal_nan=True), f"{u['name']}: curve {k} differs"
+            assert np.array_equal(ca[k], cb[k], equal_nan=True), f"{u.name}: curve {k} differs"
 
 
 def _bad_unit(profile="smoke"):
     """A run whose job raises (KeyError: no such data set)."""
-    return {"profile": profile, "experiment": "unrolled", "name": "no_such_dataset-0",
-            "module": "rnn_mft.experiments.unrolled", "call": "run_one", "args": ["no_such_dataset"], "config": {}}
+    from rnn_mft.experiments.training import unrolled
+    return RunUnit(profile, "unrolled", "no_such_dataset-0", fn=unrolled.run_one, config_fn=unrolled.config,
+                   args=("no_such_dataset",))
 
 
 # ----------------------------------------------------------------------------- enumeration
@@ -79,8 +80,8 @@ def test_collected_runs_are_exactly_the_runs_the_chapters_load(where, monkeypatc
     store for is exactly the set of collected runs, each once: nothing submitted in vain, no hole."""
     monkeypatch.setenv("RNN_MFT_STORE_SMOKE", "1")
     units = collect_runs(profile)
-    ids = [f"{u['experiment']}/{u['name']}" for u in units]
-    assert len(ids) == len(set(ids)) and {u["experiment"] for u in units} == set(TRAINING_EXPERIMENTS)
+    ids = [u.id for u in units]
+    assert len(ids) == len(set(ids)) and {u.experiment for u in units} == set(TRAINING_EXPERIMENTS)
     rec = _Recorder(where / "rec")
     E = {e: importlib.import_module(f"rnn_mft.experiments.training.{e}") for e in TRAINING_EXPERIMENTS}
     E["sequence_length"].run(E["sequence_length"].config(profile), rec)
@@ -93,11 +94,11 @@ def test_collected_runs_are_exactly_the_runs_the_chapters_load(where, monkeypatc
     # and each unit's own call asks for its own name
     for u in units:
         rec.asked.clear()
-        mod = importlib.import_module(u["module"])
-        if u["call"] == "run_model":
+        assert u.fn is getattr(E[u.experiment], u.call) and u.module == E[u.experiment].__name__
+        if u.call == "run_model":
             continue                       # builds the modules; covered by the inline test below
-        getattr(mod, u["call"])(mod.config(profile, **u["config"]), *u["args"], store=rec)
-        assert rec.asked == [f"{u['experiment']}/{u['name']}"]
+        u.run(rec)
+        assert rec.asked == [u.id]
 
 
 def test_collect_runs_rejects_unknown_names():
@@ -120,12 +121,12 @@ def test_inline_executor_fills_the_store_the_chapter_reads(where, monkeypatch):
     assert {s["state"] for s in run_states("smoke", units=units)} == {"missing"}
     rep = execute("smoke", "inline", units=units, log=lambda *a, **k: None)
     assert rep.ok and {s["state"] for s in rep.states} == {"done"} and rep.submitted == len(units) == 4
-    cfg = exp.config("smoke", tied=True)
-    arch = cfg["archs"][0]
+    cfg = exp.config("smoke").replace(tied=True)
+    arch = cfg.archs[0]
     direct = exp.run_arch(cfg, arch)                                  # smoke: trained here, no store
     monkeypatch.setenv("RNN_MFT_STORE_SMOKE", "1")
     loaded = exp.run_arch(cfg, arch, store=train.ResultsStore(readonly=True))   # raises if anything is missing
-    for T in cfg["Ts"]:
+    for T in cfg.Ts:
         assert json.dumps(loaded[T].final, sort_keys=True) == json.dumps(direct[T].final, sort_keys=True)
         np.testing.assert_array_equal(loaded[T].curves["train_loss"], direct[T].curves["train_loss"])
     again = execute("smoke", "inline", units=units, log=lambda *a, **k: None)
@@ -152,10 +153,12 @@ def test_local_executor_two_processes_equals_inline_and_reports_a_raising_run(wh
     rep = execute("smoke", "local", jobs=2, units=units + [_bad_unit()], log=lambda *a, **k: lines.append(a[0]),
                   poll_s=0.2)
     st = {s["name"]: s for s in rep.states}
-    assert [st[u["name"]]["state"] for u in units] == ["done"] * len(units)
+    assert [st[u.name]["state"] for u in units] == ["done"] * len(units)
     bad = st["no_such_dataset-0"]
-    assert bad["state"] == "failed" and "KeyError" in bad["detail"] and bad["log"]
-    assert "no_such_dataset" in open(bad["log"]).read()           # the traceback is in the named log
+    # a worker runs only the runs of the profile, found again by name (nothing is unpickled): it refuses
+    # this one, and the run is reported failed, with the worker's reason in the named log
+    assert bad["state"] == "failed" and "exited with status 2" in bad["detail"] and bad["log"]
+    assert "no_such_dataset-0 is not a run of profile 'smoke'" in open(bad["log"]).read()
     assert not rep.ok and "FAILED" in rep.summary()
     recs = [read_status(u, train.ResultsStore()) for u in units]
     assert {r["worker"] for r in recs} == {"0", "1"} and os.getpid() not in {r["pid"] for r in recs}
@@ -170,7 +173,7 @@ def test_local_executor_one_worker_per_visible_gpu(where, monkeypatch):
     from rnn_mft.cluster.executors import _local_slots
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
     assert visible_gpus() == ["3", "5"] and _local_slots(None) == ["3", "5"] and _local_slots(1) == ["3"]
-    units = [u for u in collect_runs("smoke", [SMALL]) if u["name"].startswith("tied-")]
+    units = [u for u in collect_runs("smoke", [SMALL]) if u.name.startswith("tied-")]
     rep = execute("smoke", "local", units=units, log=lambda *a, **k: None, poll_s=0.2)
     assert rep.ok and {s["state"] for s in rep.states} == {"done"}
     recs = [read_status(u, train.ResultsStore()) for u in units]
@@ -205,8 +208,8 @@ def test_two_jobs_never_write_the_same_run(where):
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
-        assert run_unit(u) == {"state": "busy", "run": f"{u['experiment']}/{u['name']}"}
-        assert not train.ResultsStore().exists("smoke", u["experiment"], u["name"])
+        assert run_unit(u) == {"state": "busy", "run": u.id}
+        assert not train.ResultsStore().exists("smoke", u.experiment, u.name)
         assert run_states("smoke", units=[u])[0]["state"] == "missing"
     assert run_unit(u)["state"] == "done" and run_unit(u)["state"] == "stored"
 
@@ -270,7 +273,7 @@ def test_slurm_smoke_profile_equals_inline_and_a_raising_job_is_reported(where, 
     rep = execute("smoke", "slurm", units=units + [_bad_unit()], poll_s=1.0)
     print(rep.summary())
     st = {s["name"]: s for s in rep.states}
-    assert all(st[u["name"]]["state"] == "done" for u in units), rep.summary()
+    assert all(st[u.name]["state"] == "done" for u in units), rep.summary()
     bad = st["no_such_dataset-0"]
     assert bad["state"] == "failed" and "KeyError" in bad["detail"], rep.summary()
     assert os.path.exists(bad["log"]) and "no_such_dataset" in open(bad["log"]).read()
@@ -281,7 +284,7 @@ def test_slurm_smoke_profile_equals_inline_and_a_raising_job_is_reported(where, 
 
 @slurm
 def test_slurm_job_cancelled_mid_run_resumes_from_its_checkpoint_and_ends_equal(where, monkeypatch):
-    u = [x for x in collect_runs("smoke", [SMALL]) if x["name"].startswith("tied-gru")]
+    u = [x for x in collect_runs("smoke", [SMALL]) if x.name.startswith("tied-gru")]
     monkeypatch.setenv("RNN_MFT_RESULTS", str(where / "inline"))
     assert execute("smoke", "inline", units=u, log=lambda *a, **k: None).ok
     monkeypatch.setenv("RNN_MFT_RESULTS", str(where / "slurm"))
@@ -289,7 +292,7 @@ def test_slurm_job_cancelled_mid_run_resumes_from_its_checkpoint_and_ends_equal(
     monkeypatch.setenv("RNN_MFT_CHECKPOINT_EVERY", "1")              # the jobs see these (sbatch exports)
     monkeypatch.setenv("RNN_MFT_TEST_STEP_DELAY_S", "4")             # 3 steps: about 12 s of training
     execute("smoke", "slurm", units=u, wait=False, log=lambda *a, **k: None)
-    ck = store.checkpoint_path("smoke", u[0]["experiment"], u[0]["name"])
+    ck = store.checkpoint_path("smoke", u[0].experiment, u[0].name)
     t0 = time.time()
     while not ck.exists():
         assert time.time() - t0 < 180, "the job never wrote a checkpoint"
@@ -301,7 +304,7 @@ def test_slurm_job_cancelled_mid_run_resumes_from_its_checkpoint_and_ends_equal(
         assert time.time() - t0 < 60, "scancel did not end the job"
         time.sleep(0.5)
     assert s["state"] == "failed" and "ended without a result" in s["detail"], s
-    assert ck.exists() and not store.exists("smoke", u[0]["experiment"], u[0]["name"])
+    assert ck.exists() and not store.exists("smoke", u[0].experiment, u[0].name)
     monkeypatch.setenv("RNN_MFT_TEST_STEP_DELAY_S", "0")
     rep = execute("smoke", "slurm", units=u, poll_s=0.5, log=lambda *a, **k: None)   # resubmitted
     assert rep.ok and rep.states[0]["state"] == "done", rep.summary()
@@ -312,11 +315,43 @@ def test_slurm_job_cancelled_mid_run_resumes_from_its_checkpoint_and_ends_equal(
 
 
 @slurm
+def test_slurm_preempted_job_is_requeued_and_ends_equal(where, monkeypatch):
+    """A running job gets the signal SLURM sends on preemption (submitit's --signal, USR2): submitit
+    checkpoints the callable (cluster.executors.Job), requeues the same job, and the run resumes
+    from its last checkpoint and ends byte-identical to an uninterrupted inline run."""
+    u = [x for x in collect_runs("smoke", [SMALL]) if x.name.startswith("tied-gru")]
+    monkeypatch.setenv("RNN_MFT_RESULTS", str(where / "inline"))
+    assert execute("smoke", "inline", units=u, log=lambda *a, **k: None).ok
+    monkeypatch.setenv("RNN_MFT_RESULTS", str(where / "slurm"))
+    store = train.ResultsStore(where / "slurm")
+    monkeypatch.setenv("RNN_MFT_CHECKPOINT_EVERY", "1")              # the jobs see these (the unit's settings)
+    monkeypatch.setenv("RNN_MFT_TEST_STEP_DELAY_S", "4")             # 3 steps: about 12 s of training
+    execute("smoke", "slurm", units=u, wait=False, log=lambda *a, **k: None)
+    ck = store.checkpoint_path("smoke", u[0].experiment, u[0].name)
+    t0 = time.time()
+    while not ck.exists():
+        assert time.time() - t0 < 180, "the job never wrote a checkpoint"
+        time.sleep(0.2)
+    job = read_status(u[0], store)["slurm_job_id"]
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)    # what a preemption sends first
+    t0 = time.time()
+    while not store.exists("smoke", u[0].experiment, u[0].name):
+        assert time.time() - t0 < 240, f"the requeued job did not finish: {run_states('smoke', units=u)}"
+        time.sleep(0.5)
+    rec = read_status(u[0], store)
+    assert rec["slurm_job_id"] == job and rec["resumed_from"] == str(ck), rec    # the same job, requeued
+    logs = "".join(p.read_text() for p in (where / "jobs" / "smoke" / "submitit").glob(f"{job}*_log.*"))
+    assert "is requeued" in logs, logs[-3000:]
+    assert not ck.exists()
+    assert_same_results(train.ResultsStore(where / "inline"), store, u)
+
+
+@slurm
 def test_slurm_budgeted_run_resubmits_itself_until_done_and_ends_equal(where, monkeypatch):
     """A job whose budget is shorter than its run checkpoints, submits its own continuation, and
     the chain ends with the result an uninterrupted inline run gives."""
     from rnn_mft.cluster import SlurmSettings
-    u = [x for x in collect_runs("smoke", [SMALL]) if x["name"].startswith("tied-gru")]
+    u = [x for x in collect_runs("smoke", [SMALL]) if x.name.startswith("tied-gru")]
     monkeypatch.setenv("RNN_MFT_RESULTS", str(where / "inline"))
     assert execute("smoke", "inline", units=u, log=lambda *a, **k: None).ok
     monkeypatch.setenv("RNN_MFT_RESULTS", str(where / "slurm"))

@@ -91,7 +91,7 @@ def test_gpu_slice_runs_every_experiment_in_the_issue_order_and_continues_where_
     assert exps == sorted(exps, key=["trainability", "sequence_length", "unrolled", "training_curves"].index)
     trainab = [e["tied"] for _, u, e in plan if u["experiment"] == "trainability"]
     assert trainab == sorted(trainab, reverse=True)                          # tied (Figure 6) first
-    every = {u["name"] for u in collect_runs("smoke") if u["experiment"] != "critical_init_your_model"}
+    every = {u.name for u in collect_runs("smoke") if u.experiment != "critical_init_your_model"}
     assert {u["name"] for _, u, _ in plan} == every                          # nothing left out, nothing twice
     assert len(plan) == len(every)
 
@@ -177,7 +177,7 @@ def test_gpu_run_smoke_returns_everything_within_the_device_limits_and_unpacks(t
     assert "bench rc=0" in summary and "slice rc=0" in summary and "estimate rc=0" in summary
     stored = sorted((tmp_path / "store" / "results").rglob("*.*"))
     from rnn_mft.cluster import collect_runs
-    n_runs = sum(u["experiment"] != "critical_init_your_model" for u in collect_runs("smoke"))
+    n_runs = sum(u.experiment != "critical_init_your_model" for u in collect_runs("smoke"))
     assert len(stored) == 3 * n_runs      # every run of Figures 6, 2, 1, Table 2, 4: .json, .npz, .manifest
     repo = tmp_path / "repo"
     written = gp.unpack(tmp_path / "out", repo)
@@ -419,7 +419,7 @@ def test_gpu_slice_finish_or_skip_skips_what_would_not_finish_and_records_its_sp
 # =============================================================================== CUDA graphs of the training step
 def test_cuda_graphs_switch_is_explicit_about_where_it_cannot_run(monkeypatch):
     from rnn_mft import nets
-    from rnn_mft.train import engine
+    from rnn_mft.train import graphs
     from rnn_mft.train.synthetic import TensorTask
     g = torch.Generator().manual_seed(0)
     task = TensorTask(torch.randn(64, 6, 3, generator=g), torch.randint(4, (64,), generator=g),
@@ -437,10 +437,10 @@ def test_cuda_graphs_switch_is_explicit_about_where_it_cannot_run(monkeypatch):
     with pytest.raises(ValueError, match="cuda_graphs=True needs a CUDA device; this run is on cpu"):
         train.fit(nets.make_classifier("lstm", 3, 5, 4), task, cfg, cuda_graphs=True)
     cuda = torch.device("cuda")                               # the plan only (nothing runs on the device)
-    assert engine._graphs_plan(nets.make_classifier("gru", 3, 5, 4), cuda, True)["want"] is True
-    plan = engine._graphs_plan(nets.make_classifier("lstm", 3, 5, 4, h_detach=0.25), cuda, True)
+    assert graphs.plan(nets.make_classifier("gru", 3, 5, 4), cuda, True)["want"] is True
+    plan = graphs.plan(nets.make_classifier("lstm", 3, 5, 4, h_detach=0.25), cuda, True)
     assert plan == {"want": False, "note": "off: h-detach draws its mask on the host every step"}
-    assert engine._graphs_plan(nets.make_classifier("gru", 3, 5, 4), cuda, False)["want"] is False
+    assert graphs.plan(nets.make_classifier("gru", 3, 5, 4), cuda, False)["want"] is False
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA path")

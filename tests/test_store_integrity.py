@@ -24,7 +24,7 @@ import torch
 
 from rnn_mft import nets, train
 from rnn_mft.cluster import collect_runs, execute, run_states, run_unit
-from rnn_mft.cluster.runs import UnitFailed
+from rnn_mft.cluster.runs import RunUnit, UnitFailed
 from rnn_mft.experiments.training._common import run_key
 from rnn_mft.theory import Theta
 
@@ -71,7 +71,7 @@ def _write_legacy(store, profile, experiment, run, result):
 
 def _state(store, run=NAME, profile="ci", experiment="exp") -> dict:
     """What ``run_states`` (``rnn-mft runs``, reproduce) says of one run."""
-    return run_states(profile, store, units=[{"profile": profile, "experiment": experiment, "name": run}])[0]
+    return run_states(profile, store, units=[RunUnit(profile, experiment, run)])[0]
 
 
 def _edit_json(path: Path, edit) -> None:
@@ -231,7 +231,7 @@ def test_read_only_store_is_not_written_by_jobs_or_reproduce(where, monkeypatch,
     capsys.readouterr()
     assert script("tools/reproduce.py").main(["--profile", "smoke", "--no-book"]) == 2
     err = capsys.readouterr().err
-    assert "read-only" in err and "nothing was trained" in err and u[0]["name"] in err
+    assert "read-only" in err and "nothing was trained" in err and u[0].name in err
     assert not results.exists() or not [p for p in results.rglob("*") if p.is_file()]
 
 
@@ -260,8 +260,8 @@ def test_smoke_store_damaged_three_ways_is_listed_broken_and_retrained(where, mo
     units = collect_runs("smoke", ["trainability"])
     assert execute("smoke", "inline", units=units, log=lambda *a, **k: None).ok
     store = train.ResultsStore()
-    before = [json.dumps(store.load(u["profile"], u["experiment"], u["name"]).final, sort_keys=True) for u in units]
-    paths = [store.path(u["profile"], u["experiment"], u["name"]) for u in units]
+    before = [json.dumps(store.load(u.profile, u.experiment, u.name).final, sort_keys=True) for u in units]
+    paths = [store.path(u.profile, u.experiment, u.name) for u in units]
     js0, npz1, js2 = paths[0].with_suffix(".json"), paths[1].with_suffix(".npz"), paths[2].with_suffix(".json")
     js0.write_bytes(js0.read_bytes()[:100])
     npz1.unlink()
@@ -279,7 +279,7 @@ def test_smoke_store_damaged_three_ways_is_listed_broken_and_retrained(where, mo
     assert main(["runs", "--profile", "smoke"]) == 1                     # broken runs: exit 1
     out = capsys.readouterr().out
     for u, why in zip(units[:3], ("not valid JSON", "missing", "config.lr")):
-        line = next(x for x in out.splitlines() if u["name"] in x)
+        line = next(x for x in out.splitlines() if u.name in x)
         assert line.startswith("broken ") and why in line, line
     assert "1 done" in out and "3 broken" in out
 
@@ -287,5 +287,5 @@ def test_smoke_store_damaged_three_ways_is_listed_broken_and_retrained(where, mo
     out = capsys.readouterr().out
     assert "3 submitted" in out and "4 done" in out, out
     assert [s["state"] for s in run_states("smoke", store, units)] == ["done"] * 4
-    after = [json.dumps(store.load(u["profile"], u["experiment"], u["name"]).final, sort_keys=True) for u in units]
+    after = [json.dumps(store.load(u.profile, u.experiment, u.name).final, sort_keys=True) for u in units]
     assert after == before

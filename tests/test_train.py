@@ -112,7 +112,7 @@ def test_per_member_clipping_matches_single():
     singles = [_model(seed=s) for s in range(3)]
     ens = nets.stack(singles)
     x, y = TASK.train_batch(8, torch.Generator().manual_seed(1))
-    train.engine._per_member_ce(ens.forward_members(x), y).sum().backward()
+    train.metrics.per_member_ce(ens.forward_members(x), y).sum().backward()
     norms = train.clip_grad_norm_members_(ens.parameters(), 0.1, 3)
     # batched vs single: a gradient element is off by <= n u32 of its terms, n = batch T G N (its
     # longest reduction); after clipping to 0.1 every element is <= 0.1. The norm adds a sum of

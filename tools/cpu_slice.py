@@ -99,19 +99,19 @@ def main(argv=None) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.time() + 60 * a.budget_min
     units = collect_runs("cpu", a.experiments)
-    units.sort(key=lambda u: a.experiments.index(u["experiment"]))
+    units.sort(key=lambda u: a.experiments.index(u.experiment))
     machine, git = _machine(), _git()
     for u in units:
         left = deadline - time.time()
         if left < 30:
-            print(f"budget spent; not started: {u['experiment']}/{u['name']}")
+            print(f"budget spent; not started: {u.id}")
             continue
-        ckpt = store.checkpoint_path("cpu", u["experiment"], u["name"])
+        ckpt = store.checkpoint_path("cpu", u.experiment, u.name)
         before = _step(ckpt)
         t0, c0 = time.time(), _cpu_s()
         start = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         state = "interrupted"
-        print(f"{u['experiment']}/{u['name']}: from step {before or 0}, at most {left / 60:.1f} min", flush=True)
+        print(f"{u.id}: from step {before or 0}, at most {left / 60:.1f} min", flush=True)
         try:
             state = run_unit(u, budget_s=left)["state"]
         except Exception as exc:  # noqa: BLE001 - recorded in the slice log, then raised
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
             raise
         finally:
             after = _step(ckpt)
-            rec = {"run": f"{u['experiment']}/{u['name']}", "start": start,
+            rec = {"run": u.id, "start": start,
                    "end": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                    "wall_s": round(time.time() - t0, 1), "cpu_s": round(_cpu_s() - c0, 1),
                    "step_before": before, "step_after": after, "outcome": state, **git, **machine}

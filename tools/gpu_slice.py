@@ -90,7 +90,7 @@ def plan(profile: str, experiments=EXPERIMENTS, archs=None) -> list[tuple]:
         mod = importlib.import_module(f"rnn_mft.experiments.training.{name}")
         units = mod.units(profile)
         if name == "trainability":
-            ens = [e for tied in (False, True) for e in mod.ensembles(mod.config(profile, tied=tied))]
+            ens = [e for tied in (False, True) for e in mod.ensembles(mod.config(profile).replace(tied=tied))]
         else:
             ens = mod.ensembles(mod.config(profile))
         if len(ens) != len(units):
@@ -112,7 +112,7 @@ def label(u: dict, e: dict) -> str:
     """A short readable name of a run (its stored name without the settings hash)."""
     if u["experiment"] == "trainability":
         return f"{'tied' if e['tied'] else 'untied'} {e['arch']} T={','.join(map(str, e['Ts']))}"
-    from rnn_mft.experiments.training._common import short_name
+    from rnn_mft.experiments.training.common import short_name
     return f"{u['experiment']} {short_name(u['name'])}"
 
 
@@ -181,12 +181,13 @@ def main(argv=None) -> int:
     t0 = time.time()
     deadline = t0 + 60 * a.budget_min
     os.environ["RNN_MFT_DEADLINE"] = str(int(deadline))
+    from rnn_mft import settings
+    settings.reload()                                  # this process reads the two variables just set
 
     import torch
 
     from rnn_mft.train import BudgetExhausted, ResultsStore
     from rnn_mft.train.ensembles import checkpoint_bytes_of, format_bytes
-    from rnn_mft.train.jobenv import environ
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     gpu = torch.cuda.get_device_name(0) if dev == "cuda" else None
     prov = {"git_commit": _git_commit(), **_git_changes(), "device": dev, "gpu": gpu, "torch": torch.__version__,
@@ -236,8 +237,8 @@ def main(argv=None) -> int:
         ts = time.time()
         extra, results = {}, None
         try:
-            cfg = mod.config(a.profile, **u["config"])
-            with environ(RNN_MFT_FINISH_BY_DEADLINE="1" if skip_mode else None):
+            cfg = mod.config(a.profile).replace(**u["config"])
+            with settings.override(finish_by_deadline=skip_mode):
                 status, results = _outcome(getattr(mod, u["call"])(cfg, *u["args"]))
         except BudgetExhausted as exc:
             if exc.projected_s is not None:                # finish or skip: nothing saved, go on with the next

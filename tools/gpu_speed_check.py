@@ -39,7 +39,7 @@ import time
 import numpy as np
 import torch
 
-from rnn_mft.train.jobenv import environ
+from rnn_mft.settings import override
 
 
 OPTIONS = {"graphs": "RNN_MFT_CUDA_GRAPHS", "triton": "RNN_MFT_TRITON"}
@@ -49,7 +49,7 @@ def _fit_pair(arch: str, untied: bool, device, steps: int, rtol: float, option: 
     """Train the same small ensemble without and with ``option`` (``"graphs"`` or ``"triton"``);
     report the largest relative differences."""
     from rnn_mft import train
-    from rnn_mft.experiments.training._common import make_ensemble
+    from rnn_mft.experiments.training.common import make_ensemble
     from rnn_mft.theory import Theta
     from rnn_mft.train.synthetic import TensorTask
     lengths = [3, 9, 6, 9, 2, 6]
@@ -66,7 +66,7 @@ def _fit_pair(arch: str, untied: bool, device, steps: int, rtol: float, option: 
     for on in (False, True):
         ens = make_ensemble(arch, task.n_in, 32, task.n_out, [("theta", t) for t in th], seed=1, lengths=lengths,
                             untied=max(lengths) if untied else None)
-        with environ(RNN_MFT_CUDA_GRAPHS=None, RNN_MFT_TRITON="1" if on and option == "triton" else None):
+        with override(cuda_graphs=False, triton="on" if on and option == "triton" else "off"):
             res = train.fit(ens, task, cfg, cuda_graphs=on if option == "graphs" else None)
         out[on] = (res, [p.detach().cpu().double().numpy() for p in ens.parameters()])
     (a, pa), (b, pb) = out[False], out[True]
@@ -108,7 +108,7 @@ def _time_steps(device, arch: str, members_per_T: int, Ts, width: int, batch: in
 
     cfg = train.TrainConfig(steps=timed + 2, batch_size=batch, optimizer="adam", lr=1e-3, progress=False,
                             device=str(device), eval_batch_size=8)
-    with environ(RNN_MFT_CUDA_GRAPHS=None, RNN_MFT_TRITON="1" if triton else None):
+    with override(cuda_graphs=False, triton="on" if triton else "off"):
         train.fit(model, Task(), cfg, hook=hook, cuda_graphs=graphs)
     del model
     torch.cuda.empty_cache()
@@ -164,7 +164,7 @@ def main(argv=None) -> int:
     if not torch.cuda.is_available():
         print("gpu_speed_check.py: CUDA is not available; nothing checked (exit 3)")
         return 3
-    from rnn_mft.nets import _triton
+    from rnn_mft import nets
     dev = torch.device("cuda")
     rep = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "library_hash": library_hash(),
            "checks": [], "timing": {}}
@@ -182,7 +182,9 @@ def main(argv=None) -> int:
               f"not checked again. speed options: "
               + (" ".join(f"{OPTIONS[o]}=1" for o in best) if best else "none (the plain path)"))
         return 0
-    passed = {"graphs": True, "triton": _triton._load() is not None}
+    with override(triton="on"):                 # whatever RNN_MFT_TRITON says: can the fused steps run here?
+        fused = nets.fused_lstm_steps_on(dev)
+    passed = {"graphs": True, "triton": fused}
     ran = True
     if not passed["triton"]:
         print("fused steps: Triton is not importable here; not checked")

@@ -35,6 +35,7 @@ def _waiting(states: list) -> list:
 
 def main(argv=None) -> int:
     from rnn_mft.cluster import EXECUTORS, SlurmSettings, execute, run_states
+    from rnn_mft.settings import export_env
     from rnn_mft.train import ResultsStore
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,8 +73,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     if a.restart:
-        os.environ["RNN_MFT_RESTART"] = "1"
-    os.environ["RNN_MFT_STORE_SMOKE"] = "1"        # a smoke profile run here goes through the store too
+        export_env(restart=True)                   # $RNN_MFT_RESTART=1, here and in the jobs started here
+    export_env(store_smoke=True)                   # a smoke profile run here goes through the store too
     try:
         store = ResultsStore()
         if store.readonly:
@@ -124,10 +125,11 @@ def _book(a) -> int:
     profile that is no book profile (``cpu``) is shown by the ci book instead: nothing is built."""
     from rnn_mft.book import ChapterError, build
     from rnn_mft.experiments import BOOK_PROFILES
+    from rnn_mft.settings import export_env
     if a.profile not in BOOK_PROFILES:
         print(f"profile {a.profile} is no book of its own: the ci book shows its stored runs (make book)")
         return 0
-    os.environ["RNN_MFT_RESULTS_READONLY"] = "1"    # as `make figures`: the chapters only read the store
+    export_env(results_readonly=True)               # as `make figures`: the chapters only read the store
     try:
         build(a.profile, a.build, only=a.only, html=not a.no_html)
     except (ChapterError, ValueError) as exc:

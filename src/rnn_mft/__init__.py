@@ -1,10 +1,14 @@
 """rnn_mft: the mean-field theory of gated RNNs (Gilboa et al. 2019), initializers and experiments.
 
-Subpackages: :mod:`rnn_mft.theory` (mean-field theory), :mod:`rnn_mft.sim` (finite-width
-simulations), :mod:`rnn_mft.nets` (PyTorch cells and initializers), :mod:`rnn_mft.data` (data
-sets and tasks), :mod:`rnn_mft.train` (training engine and results store). They need only the
-core dependencies; :mod:`rnn_mft.plotting` and :mod:`rnn_mft.experiments` need the ``plot``
-extra, :mod:`rnn_mft.book` the ``book`` extra. ``CONTRIBUTING.md`` draws the map of the code.
+Subpackages: :mod:`rnn_mft.arch` (the architectures), :mod:`rnn_mft.theory` (mean-field theory),
+:mod:`rnn_mft.sim` (finite-width simulations), :mod:`rnn_mft.nets` (PyTorch cells and
+initializers), :mod:`rnn_mft.data` (data sets and tasks), :mod:`rnn_mft.train` (training engine
+and results store). The architectures, the theory and the ``rnn-mft theory`` and ``rnn-mft solve``
+commands need only the core dependencies (numpy, scipy); ``sim``, ``nets``, ``data`` and ``train``
+need the ``torch`` extra (``pip install 'rnn_mft[torch]'``; without it, importing them raises an
+ImportError that says so); :mod:`rnn_mft.plotting` needs the ``plot`` extra, the chapters'
+experiments (:mod:`rnn_mft.experiments`) ``torch`` and ``plot``, :mod:`rnn_mft.book` the ``book``
+extra. ``CONTRIBUTING.md`` draws the map of the code.
 
 The most used names are also available here, imported on first use (``import rnn_mft`` itself
 imports neither numpy nor torch; the theory names never import torch):
@@ -54,7 +58,8 @@ _EXPORTS = {
     # training (torch)
     "fit": "train", "TrainConfig": "train", "ResultsStore": "train",
 }
-_SUBPACKAGES = ("arch", "theory", "sim", "nets", "data", "train", "plotting", "experiments", "book", "cli")
+_SUBPACKAGES = ("arch", "theory", "sim", "nets", "data", "train", "plotting", "experiments", "book", "cli",
+                "settings")
 
 __all__ = ["__version__", *_EXPORTS]
 

@@ -4,11 +4,16 @@ processes), or as one SLURM job array through submitit, and wait for them.
 * ``inline``: one after another in this process (what ``make reproduce`` always did);
 * ``local``: one worker process per visible GPU, each with its own ``CUDA_VISIBLE_DEVICES``; on a
   machine without GPUs ``jobs`` processes (default: the number of CPUs). Logs per run in
-  ``<jobs>/<profile>/local/``;
+  ``<jobs>/<profile>/local/``. Each worker gets its run named in JSON on its standard
+  input (:meth:`~rnn_mft.cluster.runs.RunUnit.to_json`, with this process's settings,
+  :mod:`rnn_mft.settings`), and finds it again among the profile's runs: nothing is unpickled;
 * ``slurm``: one job array through submitit's ``map_array`` (``pip install rnn_mft[cluster]``);
-  logs in ``<jobs>/<profile>/submitit/``. A job with a time limit trains until a few minutes
-  before it (``$RNN_MFT_DEADLINE``), checkpoints, and submits its continuation itself, until
-  the run is done. ``submitit-local``: the same through submitit's local executor (no SLURM).
+  logs in ``<jobs>/<profile>/submitit/``. Each job gets its :class:`~rnn_mft.cluster.runs.RunUnit`
+  (pickled by submitit; the experiment's functions by reference) carrying the submitting
+  process's settings. A job with a time limit trains until a few minutes before it (its
+  ``deadline`` setting), checkpoints, and submits its continuation itself, until the run is
+  done. A preempted job (or one signalled ahead of its limit) is requeued the submitit way
+  (:class:`Job` is checkpointable) and resumes from its last checkpoint. ``submitit-local``: the same through submitit's local executor (no SLURM).
 
 Runs already in the store (done: complete and verified) are skipped, and so are runs whose job is
 alive (two jobs never write the same run; a lock on each run makes sure); broken runs are trained
@@ -22,6 +27,7 @@ import json
 import os
 import queue
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +35,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runs import STATES, UnitFailed, collect_runs, jobs_dir, run_states, run_unit, unit_id, write_status
+from ..settings import Settings, current as current_settings
+from ..train.results import ResultsStore
+from .runs import (STATES, RunUnit, UnitFailed, collect_runs, jobs_dir, read_status, run_states, run_unit,
+                   write_status)
 
 __all__ = ["EXECUTORS", "SlurmSettings", "Report", "execute", "visible_gpus"]
 
@@ -49,8 +58,9 @@ _NOT_IN_SETUP = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 @dataclass
 class SlurmSettings:
     """What each job asks SLURM for; every field also comes from ``$RNN_MFT_SLURM_<FIELD>``
-    (e.g. ``RNN_MFT_SLURM_PARTITION=gpu``). ``time_min``: the job's time limit in minutes (a run
-    that needs longer checkpoints and resubmits itself); ``array_parallelism``: at most that many
+    (e.g. ``RNN_MFT_SLURM_PARTITION=gpu``; read into the ``slurm`` setting of
+    :mod:`rnn_mft.settings`). ``time_min``: the job's time limit in minutes (a run that needs
+    longer checkpoints and resubmits itself); ``array_parallelism``: at most that many
     jobs of the array at once.
 
     Every value that reaches the job script is checked when the settings are made (a
@@ -93,12 +103,14 @@ class SlurmSettings:
             raise ValueError(f"slurm budget_min={self.budget_min!r} must be in (0, time_min={self.time_min}]")
 
     @classmethod
-    def from_env(cls, **over) -> "SlurmSettings":
-        """Settings from ``$RNN_MFT_SLURM_<FIELD>``, overridden by the ``over`` that are not None."""
+    def from_env(cls, settings: Settings | None = None, **over) -> "SlurmSettings":
+        """Settings from ``$RNN_MFT_SLURM_<FIELD>`` (the ``slurm`` setting of ``settings``, default
+        the current ones), overridden by the ``over`` that are not None."""
+        given = dict((settings if settings is not None else current_settings()).slurm)
         kw = {}
         for name, typ in cls._ENV.items():
             var = f"RNN_MFT_SLURM_{name.upper()}"
-            raw = os.environ.get(var, "").strip()
+            raw = given.get(name, "").strip()
             if not raw:
                 continue
             if typ is tuple:                            # setup: one shell command per line
@@ -217,13 +229,12 @@ def execute(profile: str, executor: str = "inline", *, wait: bool = True, jobs: 
     ``budget_min`` (inline, local): a time budget for all runs; what it stops resumes later.
     Returns a :class:`Report`; failed runs are in it with their log, never dropped.
     """
-    from ..train import ResultsStore
     if executor not in EXECUTORS:
         raise ValueError(f"executor={executor!r}; allowed: {', '.join(EXECUTORS)}")
     store = store or ResultsStore(readonly=False)
     units = collect_runs(profile) if units is None else list(units)
-    before = {unit_id(s_u[1]): s_u[0] for s_u in zip(run_states(profile, store, units), units)}
-    todo = [u for u in units if before[unit_id(u)]["state"] not in ("done", "running")]
+    before = {u.id: s for s, u in zip(run_states(profile, store, units), units)}
+    todo = [u for u in units if before[u.id]["state"] not in ("done", "running")]
     rep = Report(profile, executor, total=len(units),
                  stored_before=sum(1 for s in before.values() if s["state"] == "done"), submitted=len(todo))
     busy = [k for k, s in before.items() if s["state"] == "running"]
@@ -280,8 +291,9 @@ def _local_slots(jobs: int | None) -> list[str | None]:
     return [None] * n
 
 
-def _worker_cmd(u: dict, logfile: Path, store, deadline) -> list[str]:
-    cmd = [sys.executable, "-m", "rnn_mft.cluster.worker", "--unit", json.dumps(u), "--log", str(logfile),
+def _worker_cmd(logfile: Path, store, deadline) -> list[str]:
+    """The command of a worker process; its run comes as JSON on its standard input."""
+    cmd = [sys.executable, "-m", "rnn_mft.cluster.worker", "--unit", "-", "--log", str(logfile),
            "--results", str(store.root)]
     if deadline is not None:
         cmd += ["--deadline", repr(float(deadline))]
@@ -290,12 +302,14 @@ def _worker_cmd(u: dict, logfile: Path, store, deadline) -> list[str]:
 
 def _local_pool(todo: list, slots: list, store, deadline, log=print) -> None:
     """Run ``todo`` on ``len(slots)`` worker processes; slot ``i`` sees only GPU ``slots[i]``
-    (``CUDA_VISIBLE_DEVICES``), or, on a CPU machine, gets its share of the cores."""
-    logdir = jobs_dir(todo[0]["profile"], store) / "local"
+    (``CUDA_VISIBLE_DEVICES``), or, on a CPU machine, gets its share of the cores. Each run goes
+    with its own settings, else this process's, and the slot as ``worker``."""
+    logdir = jobs_dir(todo[0].profile, store) / "local"
     logdir.mkdir(parents=True, exist_ok=True)
+    here = current_settings()
     for u in todo:
-        write_status(u, "queued", store, host=__import__("socket").gethostname(), pid=os.getpid(),
-                     log=str(logdir / f"{u['experiment']}-{u['name']}.log"))
+        write_status(u, "queued", store, host=socket.gethostname(), pid=os.getpid(),
+                     log=str(logdir / f"{u.experiment}-{u.name}.log"))
     q: queue.Queue = queue.Queue()
     for u in todo:
         q.put(u)
@@ -312,12 +326,18 @@ def _local_pool(todo: list, slots: list, store, deadline, log=print) -> None:
                 u = q.get_nowait()
             except queue.Empty:
                 return
-            lf = logdir / f"{u['experiment']}-{u['name']}.log"
+            lf = logdir / f"{u.experiment}-{u.name}.log"
+            unit = u.with_settings((u.settings or here).replace(worker=str(i)))
             with open(lf, "w") as fh:
-                rc = subprocess.run(_worker_cmd(u, lf, store, deadline), env=env, stdout=fh,
-                                    stderr=subprocess.STDOUT).returncode
+                rc = subprocess.run(_worker_cmd(lf, store, deadline), env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                    input=json.dumps(unit.to_json()).encode()).returncode
+            if rc != 0 and (read_status(u, store) or {}).get("state") == "queued":
+                # the worker ended before the run started (it refused the run, or was killed): the run
+                # failed, and says so, rather than staying queued for ever
+                write_status(u, "failed", store, log=str(lf), host=socket.gethostname(),
+                             error=f"the worker process exited with status {rc} before the run started")
             where = f"GPU {slot}" if slot is not None else "CPU"
-            log(f"  {'finished' if rc == 0 else f'FAILED (exit {rc})'}: {unit_id(u)} ({where}; log {lf})", flush=True)
+            log(f"  {'finished' if rc == 0 else f'FAILED (exit {rc})'}: {u.id} ({where}; log {lf})", flush=True)
 
     ts = [threading.Thread(target=worker, args=(i, s), daemon=True) for i, s in enumerate(slots)]
     for t in ts:
@@ -329,14 +349,18 @@ def _local_pool(todo: list, slots: list, store, deadline, log=print) -> None:
 def _local_detached(profile, todo, slots, store, deadline, log) -> None:
     d = jobs_dir(profile, store) / "local"
     d.mkdir(parents=True, exist_ok=True)
-    spec = d / f"pool-{int(time.time())}-{os.getpid()}.json"
-    spec.write_text(json.dumps({"units": todo, "slots": slots, "deadline": deadline}))
-    lf = spec.with_suffix(".log")
-    with open(lf, "w") as fh:
-        p = subprocess.Popen([sys.executable, "-m", "rnn_mft.cluster.worker", "--pool", str(spec), "--results",
-                              str(store.root)], stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    lf = d / f"pool-{int(time.time())}-{os.getpid()}.log"
+    here = current_settings()
+    spec = {"units": [(u if u.settings is not None else u.with_settings(here)).to_json() for u in todo],
+            "slots": slots, "deadline": deadline}
+    with open(lf, "w") as fh:        # the runs go as JSON on the pool's standard input (nothing to plant in a file)
+        p = subprocess.Popen([sys.executable, "-m", "rnn_mft.cluster.worker", "--pool", "-", "--results",
+                              str(store.root)], stdin=subprocess.PIPE, stdout=fh, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        p.stdin.write(json.dumps(spec).encode())
+        p.stdin.close()
     for u in todo:    # the pool process is what keeps them alive until each worker takes its run
-        write_status(u, "queued", store, host=__import__("socket").gethostname(), pid=p.pid, log=str(lf))
+        write_status(u, "queued", store, host=socket.gethostname(), pid=p.pid, log=str(lf))
     log(f"local pool started in the background (pid {p.pid}, log {lf}); `rnn-mft runs --profile {profile}` "
         f"shows where the runs stand")
 
@@ -351,19 +375,21 @@ def _import_submitit():
     return submitit
 
 
-def _executor(folder: Path, executor: str, settings: SlurmSettings):
+def _executor(folder: Path, executor: str, slurm: SlurmSettings):
     submitit = _import_submitit()
     ex = submitit.AutoExecutor(folder=str(folder), cluster="local" if executor == "submitit-local" else "slurm")
-    ex.update_parameters(**settings.submitit_parameters())
+    ex.update_parameters(**slurm.submitit_parameters())
     return ex
 
 
-def _submitit(profile, todo, executor, settings: SlurmSettings, store, log) -> list:
+def _submitit(profile, todo, executor, slurm: SlurmSettings, store, log) -> list:
     folder = jobs_dir(profile, store) / "submitit"
-    ex = _executor(folder, executor, settings)
-    spec = {"folder": str(folder), "executor": executor, "settings": settings.__dict__,
+    ex = _executor(folder, executor, slurm)
+    spec = {"folder": str(folder), "executor": executor, "settings": slurm.__dict__,
             "results": str(store.root)}
-    jobs = ex.map_array(job, todo, [spec] * len(todo))
+    here = current_settings()            # each job runs under the settings of the process that submits it
+    todo = [u if u.settings is not None else u.with_settings(here) for u in todo]
+    jobs = ex.map_array(Job(), todo, [spec] * len(todo))
     for u, j in zip(todo, jobs):
         write_status(u, "queued", store, job_id=str(j.job_id), log=str(j.paths.stderr),
                      **({"slurm_job_id": str(j.job_id)} if executor == "slurm" else _local_job_info(j)))
@@ -372,15 +398,38 @@ def _submitit(profile, todo, executor, settings: SlurmSettings, store, log) -> l
     return jobs
 
 
+class Job:
+    """The submitit callable of one run (:func:`job`), *checkpointable* in submitit's sense: on
+    preemption or a timeout signal (submitit's ``--signal``, USR2 ahead of the limit) submitit
+    calls :meth:`checkpoint`, which hands back the same run, and requeues the job (same job id).
+    The requeued job resumes the run from its last periodic checkpoint (``checkpoint_every``
+    steps of the experiment's config, or the ``checkpoint_every`` setting), bitwise."""
+
+    def __call__(self, u: RunUnit, spec: dict) -> dict:
+        return job(u, spec)
+
+    def checkpoint(self, u: RunUnit, spec: dict):
+        submitit = _import_submitit()
+        try:
+            write_status(u, "queued", ResultsStore(spec["results"], readonly=False),
+                         detail="requeued after preemption or a timeout signal; resumes from its last checkpoint")
+        except OSError:
+            pass
+        print(f"rnn_mft job: {u.id} is requeued (preemption or timeout); it resumes from its last checkpoint",
+              flush=True)
+        return submitit.helpers.DelayedSubmission(self, u, spec)
+
+
 def _local_job_info(j) -> dict:
-    import socket
     return {"host": socket.gethostname(), "pid": int(str(j.job_id).split("_")[0])}
 
 
-def job(u: dict, spec: dict) -> dict:
+def job(u: RunUnit, spec: dict) -> dict:
     """One submitit job: :func:`~rnn_mft.cluster.run_unit` with the job's time budget; if the
-    budget stops the run, the job submits its own continuation (same settings) and says so."""
-    settings = SlurmSettings(**spec["settings"])
+    budget stops the run, the job submits its own continuation (same record and settings) and
+    says so. ``spec``: the submitit folder, the executor, the SLURM settings (``settings``, as a
+    dict) and the results store's root."""
+    slurm = SlurmSettings(**spec["settings"])
     log = None
     try:
         import submitit
@@ -388,23 +437,20 @@ def job(u: dict, spec: dict) -> dict:
         log = str(env.paths.stderr).replace("%j", str(env.job_id)).replace("%t", "0")
     except Exception:
         pass
-    out = run_unit(u, log=log, budget_s=settings.budget_s(), results_root=spec["results"])
+    out = run_unit(u, log=log, budget_s=slurm.budget_s(), results_root=spec["results"])
     if out["state"] == "budget" and out["step"] <= spec.get("step", -1):
-        from .runs import UnitFailed
-        err = (f"no training step fitted in a job's budget ({settings.budget_s():.0f} s; still at step "
+        err = (f"no training step fitted in a job's budget ({slurm.budget_s():.0f} s; still at step "
                f"{out['step']}): raise the time limit (--time-min)")
-        from ..train import ResultsStore
         write_status(u, "failed", ResultsStore(spec["results"], readonly=False), log=log, error=err)
-        raise UnitFailed(f"run {unit_id(u)} failed: {err}")
+        raise UnitFailed(f"run {u.id} failed: {err}")
     if out["state"] == "budget":
         spec = dict(spec, step=out["step"])
-        from ..train import ResultsStore
-        ex = _executor(Path(spec["folder"]), spec["executor"], settings)
-        nxt = ex.submit(job, u, spec)
+        ex = _executor(Path(spec["folder"]), spec["executor"], slurm)
+        nxt = ex.submit(Job(), u, spec)
         store = ResultsStore(spec["results"], readonly=False)
         write_status(u, "queued", store, job_id=str(nxt.job_id), log=str(nxt.paths.stderr),
                      detail=f"continuation of {out.get('detail', '')}",
                      **({"slurm_job_id": str(nxt.job_id)} if spec["executor"] == "slurm" else _local_job_info(nxt)))
-        print(f"rnn_mft job: {unit_id(u)} continues in job {nxt.job_id}", flush=True)
+        print(f"rnn_mft job: {u.id} continues in job {nxt.job_id}", flush=True)
         out["continued_in"] = str(nxt.job_id)
     return out

@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 from .._io import default_file_mode
+from ..settings import current as current_settings
 from .registry import FileEntry
 
 __all__ = ["DataUnavailableError", "HashMismatchError", "data_dir", "mirror_dirs", "fetch",
@@ -48,14 +49,14 @@ _TRUE = ("1", "true", "yes", "on")
 
 def offline() -> bool:
     """True when ``$RNN_MFT_OFFLINE`` asks never to download."""
-    return os.environ.get("RNN_MFT_OFFLINE", "").strip().lower() in _TRUE
+    return current_settings().offline
 
 
 def data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """The cache folder: ``data_dir`` if given, else ``$RNN_MFT_DATA``, else the user cache."""
     if data_dir is not None:
         return Path(data_dir).expanduser()
-    env = os.environ.get("RNN_MFT_DATA", "").strip()
+    env = current_settings().data                 # RNN_MFT_DATA (stripped; None: unset or empty)
     if env:
         return Path(env).expanduser()
     try:
@@ -140,9 +141,7 @@ def mirror_dirs(mirror: str | os.PathLike | None | bool = None) -> list[Path]:
     cands: list[Path] = []
     if mirror is not None and mirror is not True:
         cands.append(Path(mirror).expanduser())
-    env = os.environ.get("RNN_MFT_MIRROR", "").strip()
-    if env:
-        cands += [Path(p).expanduser() for p in env.split(os.pathsep) if p.strip()]
+    cands += [Path(p).expanduser() for p in current_settings().mirror]     # RNN_MFT_MIRROR, os.pathsep-separated
     cands += default_mirrors()
     seen, out = set(), []
     for c in cands:

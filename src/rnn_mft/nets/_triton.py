@@ -25,9 +25,9 @@ Switched on by ``RNN_MFT_TRITON=1`` for CUDA tensors when Triton is installed (d
 """
 from __future__ import annotations
 
-import os
-
 import torch
+
+from ..settings import current as current_settings
 
 __all__ = ["enabled", "fused_lstm_steps_on", "lstm_forward_step", "lstm_backward_step"]
 
@@ -37,8 +37,8 @@ _kernels = None
 
 def enabled(t: torch.Tensor) -> bool:
     """Whether the fused steps run for tensors like ``t`` (see the module docstring)."""
-    mode = os.environ.get("RNN_MFT_TRITON", "").strip()
-    if mode in ("", "0", "false", "False", "no"):
+    mode = current_settings().triton          # RNN_MFT_TRITON: "off", "on" (1) or "interpret"
+    if mode == "off":
         return False
     if not (t.is_cuda or mode == "interpret") or t.dtype != torch.float32:
         return False

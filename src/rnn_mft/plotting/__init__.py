@@ -7,12 +7,12 @@ set (the book build sets it to ``_build/figures``), else ``./figures``.
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import matplotlib
 
 from .._io import atomic_write_bytes
+from ..settings import current as current_settings
 
 __all__ = ["style", "figures_dir", "savefig", "COLORS"]
 
@@ -32,7 +32,8 @@ def style() -> None:
 
 
 def figures_dir() -> Path:
-    d = Path(os.environ.get("RNN_MFT_FIGURES_DIR", "figures"))
+    env = current_settings().figures_dir          # RNN_MFT_FIGURES_DIR
+    d = Path(env if env is not None else "figures")
     d.mkdir(parents=True, exist_ok=True)
     return d
 

@@ -7,9 +7,14 @@
 >>> res.final["eval_acc"][0] >= 0
 True
 """
+from .._deps import require_torch
+
+require_torch(__name__)      # without torch: an ImportError naming the extra [torch]
+
 from .checkpoint import CheckpointError
-from .engine import (BudgetExhausted, TrainConfig, default_lrs, evaluate, fit, pick_device,
-                     progress_enabled)
+from .engine import BudgetExhausted, TrainConfig, default_lrs, fit, pick_device
+from .progress import progress_enabled
+from .metrics import evaluate
 from .sweep import ScanResult, lr_scan, sweep
 from .optim import OPTIMIZERS, MemberOptimizer, clip_grad_norm_members_
 from .results import ResultsStore, RunCheck, RunResult, StoredResultError, code_version, results_root, settings_key

@@ -16,6 +16,9 @@ Every problem (unreadable, truncated, empty, not ours, hash or settings mismatch
 :class:`CheckpointError` (a ``ValueError``) naming the file and saying how to discard it. A path
 where no checkpoint can be written (a folder, or under a file) is a ``ValueError`` naming it from
 :func:`check_checkpoint_path`, which :func:`rnn_mft.train.fit` calls before its first step.
+
+A finished run deletes its checkpoint, unless the path is inside a :class:`keep_checkpoint` block
+(:meth:`rnn_mft.train.ResultsStore.load_or_run`: kept until the result is written).
 """
 from __future__ import annotations
 
@@ -30,8 +33,8 @@ import torch
 
 from .._io import atomic_write_bytes, check_folder
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint", "content_hash", "check_checkpoint_path",
-           "FORMAT", "VERSION", "DISCARD_HINT"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint", "content_hash",
+           "check_checkpoint_path", "keep_checkpoint", "kept", "FORMAT", "VERSION", "DISCARD_HINT"]
 
 FORMAT = "rnn_mft-checkpoint"
 VERSION = 1
@@ -45,6 +48,32 @@ class CheckpointError(ValueError):
     def __init__(self, path, why: str):
         self.path = Path(path)
         super().__init__(f"checkpoint {self.path}: {why}; {DISCARD_HINT}")
+
+
+#: checkpoint paths whose final state is kept after the run (see :class:`keep_checkpoint`)
+_KEEP: set = set()
+
+
+class keep_checkpoint:
+    """Context manager: :func:`rnn_mft.train.fit` with checkpoint ``path`` keeps its final state
+    there instead of deleting it, so that the caller deletes it only once the result is safely
+    written."""
+
+    def __init__(self, path):
+        self.key = str(Path(path).resolve())
+
+    def __enter__(self):
+        _KEEP.add(self.key)
+        return self
+
+    def __exit__(self, *exc):
+        _KEEP.discard(self.key)
+        return False
+
+
+def kept(path) -> bool:
+    """``path`` is inside a :class:`keep_checkpoint` block."""
+    return str(Path(path).resolve()) in _KEEP
 
 
 _PLAIN = (str, int, float, bool, type(None))

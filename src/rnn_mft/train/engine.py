@@ -36,11 +36,19 @@ r"""The training engine shared by every experiment of the book.
   and replayed every step, which removes the per-kernel launch cost of the Python time loops;
   the arithmetic is the same. Not with h-detach (its mask is drawn on the host every step); a
   capture that fails falls back to the ordinary path. ``meta["cuda_graphs"]`` says which ran;
-* progress bars (tqdm) only on a terminal: off when stderr is not a TTY (papermill, CI logs) or
-  when ``RNN_MFT_PROGRESS=0``; ``RNN_MFT_PROGRESS=1`` forces them on.
+* progress bars (``tqdm.auto``: a widget in Jupyter when ipywidgets is installed, text
+  otherwise) on a terminal and inside a Jupyter kernel (a notebook, papermill, the book's
+  build); off when stderr is not a terminal outside Jupyter (CI logs, job workers). Bars are
+  cleared when a run ends (``leave=False``) and, off a terminal, redrawn at most every 5 s.
+  ``RNN_MFT_PROGRESS=0`` turns them off, ``RNN_MFT_PROGRESS=1`` forces them on.
 
+The ``$RNN_MFT_*`` variables above are read once per process into :mod:`rnn_mft.settings`;
+``fit(..., settings=s)`` runs under the :class:`~rnn_mft.settings.Settings` ``s`` instead.
 A *task* is any object with ``train_batch(batch_size, generator) -> (x, y)`` and
-``eval_data() -> (x, y)`` (see :mod:`rnn_mft.train.synthetic`).
+``eval_data() -> (x, y)`` (see :mod:`rnn_mft.train.synthetic`). A run is two records
+(:mod:`rnn_mft.train.state`): :class:`~rnn_mft.train.state.RunContext` (what it works with) and
+:class:`~rnn_mft.train.state.TrainState` (where it stands: what a checkpoint holds); CUDA-graph
+capture is :mod:`rnn_mft.train.graphs`, losses, evaluation and gradient norms :mod:`rnn_mft.train.metrics`.
 """
 from __future__ import annotations
 
@@ -49,23 +57,22 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..nets import flush_denormal, fused_lstm_steps_on
-from .checkpoint import CheckpointError, check_checkpoint_path, load_checkpoint, save_checkpoint
+from ..settings import Settings, current as current_settings, override as override_settings
+from . import graphs as cuda_graphs_
+from .checkpoint import CheckpointError, check_checkpoint_path, kept, load_checkpoint, save_checkpoint
+from .metrics import evaluate, grad_norms, member_logits, per_member_ce
+from .progress import progress_bar, progress_enabled
 from .optim import OPTIMIZERS, MemberOptimizer, check_hyperparameters, clip_grad_norm_members_
-from .jobenv import (checkpoint_every_from_env, cuda_graphs_from_env, deadline_from_env, finish_by_deadline_from_env,
-                     restart_from_env)
 from .results import RunResult, code_version
+from .state import RunContext, TrainState, run_identity
 
-__all__ = ["TrainConfig", "fit", "evaluate", "lr_scan", "ScanResult", "sweep", "default_lrs", "pick_device",
-           "progress_enabled", "BudgetExhausted", "CheckpointError", "deadline_from_env", "restart_from_env",
-           "keep_checkpoint"]
+__all__ = ["TrainConfig", "fit", "default_lrs", "pick_device", "BudgetExhausted"]
 
 #: the clock the time budget is measured with (tests replace it by a counter)
 _clock = time.time
@@ -73,10 +80,6 @@ _clock = time.time
 #: finish or skip (``fit(finish_by_deadline=True)``): untimed steps, then timed steps, then the
 #: safety factor on the projected time of the remaining steps
 PROBE_WARMUP, PROBE_STEPS, PROBE_MARGIN = 2, 3, 1.15
-
-#: checkpoint paths whose final state is kept after the run (see :func:`keep_checkpoint`)
-_KEEP: set = set()
-
 
 class BudgetExhausted(Exception):
     """The time budget ran out: the run was checkpointed (``checkpoint``, at ``step`` of ``steps``);
@@ -99,22 +102,6 @@ class BudgetExhausted(Exception):
                              f"{projected_s:.0f} s with {left_s:.0f} s left; stopped, {where}")
 
 
-class keep_checkpoint:
-    """Context manager: :func:`fit` with checkpoint ``path`` keeps its final state there instead of
-    deleting it, so that the caller deletes it only once the result is safely written."""
-
-    def __init__(self, path):
-        self.key = str(Path(path).resolve())
-
-    def __enter__(self):
-        _KEEP.add(self.key)
-        return self
-
-    def __exit__(self, *exc):
-        _KEEP.discard(self.key)
-        return False
-
-
 def default_lrs(n: int = 8, low: float = 1e-5, high: float = 1e-2) -> np.ndarray:
     """``n`` log-spaced learning rates in ``[low, high]`` (Appendix C.5.1: 8 in [1e-5, 1e-2])."""
     return np.logspace(math.log10(low), math.log10(high), n)
@@ -128,19 +115,6 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"device={device!r} is not allowed; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
-
-
-def progress_enabled(flag: bool | None = None) -> bool:
-    """Whether to draw progress bars (see the module docstring)."""
-    if flag is not None:
-        return bool(flag)
-    env = os.environ.get("RNN_MFT_PROGRESS")
-    if env is not None and env != "":
-        return env not in ("0", "false", "False", "no")
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 @dataclass
@@ -225,67 +199,11 @@ def _members(model) -> int | None:
     return getattr(model, "members", None) if getattr(model, "is_ensemble", False) else None
 
 
-def _logits(model, x) -> torch.Tensor:
-    """``(M, B, C)`` logits for our classifiers (any M) and stock wrappers (M=1)."""
-    if hasattr(model, "forward_members"):
-        return model.forward_members(x)
-    return model(x).unsqueeze(0)
-
-
-def _per_member_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    M, B, C = logits.shape
-    return F.cross_entropy(logits.float().reshape(M * B, C), y.repeat(M), reduction="none").view(M, B).mean(1)
-
-
-@torch.no_grad()
-def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024, device=None, amp: bool = False):
-    """Mean cross-entropy and accuracy per member on ``(x, y)``: two arrays ``(M,)``."""
-    device = device or next(model.parameters()).device
-    tot_loss, tot_acc, n = 0.0, 0.0, 0
-    for i in range(0, len(x), batch_size):
-        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-            lg = _logits(model, xb)
-        M, B, C = lg.shape
-        tot_loss = tot_loss + F.cross_entropy(lg.float().reshape(M * B, C), yb.repeat(M),
-                                              reduction="none").view(M, B).sum(1).double()
-        tot_acc = tot_acc + (lg.argmax(-1) == yb).sum(1).double()
-        n += B
-    return (tot_loss / n).cpu().numpy(), (tot_acc / n).cpu().numpy()
-
-
-def _run_settings(cfg: TrainConfig, model, M: int, labels, task) -> dict:
-    """What defines a run, as stored in (and compared with) its checkpoint."""
-    d = cfg.to_dict()
-    d.pop("progress", None)
-    shapes = [[k, list(v.shape)] for k, v in model.state_dict().items()]
-    return {"train_config": d, "members": M, "model": repr(getattr(model, "cell", model)).replace("\n", " "),
-            "parameters": shapes, "labels": [str(x) for x in labels] if labels is not None else None,
-            "task": type(task).__name__}
-
-
-def _state_tensors(step, model, opt, gen, elapsed, train_loss, train_acc, grad_norm, ev_step, ev_loss, ev_acc,
-                   diverged, diverged_step, init_loss, done):
-    t = lambda a: torch.from_numpy(np.array(a))  # noqa: E731  (a copy; float64/bool/int64 kept)
-    ost = opt.state_dict()
-    lr = ost["lr"]
-    return {"step": int(step), "done": bool(done), "elapsed": float(elapsed),
-            "model": dict(model.state_dict()),
-            "opt": {"step_count": int(ost["step_count"]), "lr": lr if isinstance(lr, torch.Tensor) else float(lr),
-                    "state": ost["state"]},
-            "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),
-            "train_loss": t(train_loss[:step]), "train_acc": t(train_acc[:step]), "grad_norm": t(grad_norm[:step]),
-            "ev_step": [int(v) for v in ev_step],
-            "ev_loss": t(np.asarray(ev_loss, dtype=float).reshape(len(ev_loss), len(diverged))),
-            "ev_acc": t(np.asarray(ev_acc, dtype=float).reshape(len(ev_acc), len(diverged))),
-            "diverged": t(diverged), "diverged_step": t(diverged_step.astype(np.int64)),
-            "init_loss": t(init_loss)}
-
-
 def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | None = None,
         hook: Callable[[int, dict], None] | None = None, labels: Sequence | None = None,
         desc: str | None = None, *, restart: bool | None = None, deadline: float | None = None,
-        finish_by_deadline: bool | None = None, cuda_graphs: bool | None = None) -> RunResult:
+        finish_by_deadline: bool | None = None, cuda_graphs: bool | None = None,
+        settings: Settings | None = None) -> RunResult:
     """Train ``model`` on ``task`` for ``cfg.steps`` steps; returns a :class:`RunResult`.
 
     Parameters
@@ -298,17 +216,20 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
         Checkpoint file; an existing one is resumed (after checking its hash and that it holds
         this run's settings: else :class:`CheckpointError`). Written every
         ``cfg.checkpoint_every`` steps and when the time budget runs out; deleted when the run
-        completes (kept, in its final state, inside :class:`keep_checkpoint`). A path that is a
-        folder, or whose folder lies under a file, is a ``ValueError`` naming it, before any step.
+        completes (kept, in its final state, inside
+        :class:`~rnn_mft.train.checkpoint.keep_checkpoint`). A path that is a folder, or whose
+        folder lies under a file, is a ``ValueError`` naming it, before any step.
     restart : bool, optional
         Discard a checkpoint that cannot be resumed (corrupt, truncated, other settings) and
-        start afresh instead of raising. Default ``$RNN_MFT_RESTART``. A sound checkpoint of
-        the same settings is resumed either way (the result is bitwise the same).
+        start afresh instead of raising. Default: the ``restart`` setting (``$RNN_MFT_RESTART``).
+        A sound checkpoint of the same settings is resumed either way (the result is bitwise the
+        same).
     deadline : float, optional
-        Seconds since the epoch (``time.time()``); default ``$RNN_MFT_DEADLINE``. Once past it,
-        the run checkpoints and raises :class:`BudgetExhausted`.
+        Seconds since the epoch (``time.time()``); default: the ``deadline`` setting
+        (``$RNN_MFT_DEADLINE``). Once past it, the run checkpoints and raises
+        :class:`BudgetExhausted`.
     finish_by_deadline : bool, optional
-        Finish or skip (default ``$RNN_MFT_FINISH_BY_DEADLINE``; only with a ``deadline``): after
+        Finish or skip (default: the setting, ``$RNN_MFT_FINISH_BY_DEADLINE``; only with a ``deadline``): after
         ``PROBE_STEPS`` timed steps (following ``PROBE_WARMUP`` untimed ones) the run projects the
         time of its remaining steps (times ``PROBE_MARGIN``); if that ends past the deadline it
         stops at once and raises :class:`BudgetExhausted` without writing a checkpoint. For a
@@ -327,6 +248,11 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
         interrupt the run (used by the tests).
     labels : sequence, optional
         One label per member (e.g. the Theta or learning rate), stored in ``meta``.
+    settings : rnn_mft.settings.Settings, optional
+        The job settings the run reads (restart, deadline, finish or skip, CUDA graphs,
+        checkpoint interval, progress bars, the Triton steps); default
+        ``rnn_mft.settings.current()`` (the ``$RNN_MFT_*`` variables). Given, the run goes on
+        inside ``rnn_mft.settings.override(settings)``. The arguments above override single fields.
 
     Notes
     -----
@@ -339,6 +265,11 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
     if not hasattr(task, "train_batch") or not hasattr(task, "eval_data"):
         raise ValueError(f"task must provide train_batch(batch_size, generator) and eval_data(); got "
                          f"{type(task).__name__}")
+    if settings is not None and settings != current_settings():
+        with override_settings(settings):      # so that what the run calls (the cells' Triton switch) sees them too
+            return fit(model, task, cfg, checkpoint, hook, labels, desc, restart=restart, deadline=deadline,
+                       finish_by_deadline=finish_by_deadline, cuda_graphs=cuda_graphs)
+    env = current_settings()
     ckpt = check_checkpoint_path(checkpoint) if checkpoint is not None else None     # before any step
     device = pick_device(cfg.device)
     amp = bool(cfg.amp and device.type == "cuda")
@@ -354,113 +285,116 @@ def fit(model, task, cfg: TrainConfig | dict, checkpoint: str | os.PathLike | No
         lr = float(lr[0])
     opt = MemberOptimizer(model.parameters(), cfg.optimizer, lr, members=members, momentum=cfg.momentum,
                           betas=cfg.betas, eps=cfg.eps, alpha=cfg.alpha)
-    restart = restart_from_env() if restart is None else bool(restart)
-    deadline = deadline_from_env() if deadline is None else float(deadline)
-    finish = finish_by_deadline_from_env() if finish_by_deadline is None else bool(finish_by_deadline)
-    graphs = _graphs_plan(model, device, cuda_graphs)
-    settings = _run_settings(cfg, model, M, labels, task)
+    restart = env.restart if restart is None else bool(restart)
+    deadline = env.deadline if deadline is None else float(deadline)
+    finish = env.finish_by_deadline if finish_by_deadline is None else bool(finish_by_deadline)
+    graphs = cuda_graphs_.plan(model, device, cuda_graphs, env.cuda_graphs)
+    identity = run_identity(cfg, model, M, labels, task)
     gen = torch.Generator().manual_seed(int(cfg.seed))
     torch.manual_seed(int(cfg.seed))
-
-    S = cfg.steps
-    train_loss = np.full((S, M), np.nan)
-    train_acc = np.full((S, M), np.nan)
-    grad_norm = np.full((S, M), np.nan)
-    ev_step, ev_loss, ev_acc = [], [], []
-    diverged = np.zeros(M, dtype=bool)
-    diverged_step = np.full(M, -1)
-    init_loss = np.full(M, np.nan)
-    start, elapsed, done = 0, 0.0, False
+    state = TrainState.fresh(cfg.steps, M)
 
     if ckpt is not None and ckpt.exists():
         before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        again = dict(restart=False, deadline=deadline, finish_by_deadline=finish, cuda_graphs=cuda_graphs)
         try:
-            st = load_checkpoint(ckpt, settings)
-            model.load_state_dict(st["model"])
-            opt.load_state_dict(st["opt"])
-            gen.set_state(st["gen"])
-            torch.set_rng_state(st["torch_rng"])
-            start, elapsed, done = int(st["step"]), float(st["elapsed"]), bool(st["done"])
-            train_loss[:start], train_acc[:start], grad_norm[:start] = (st["train_loss"].numpy(),
-                                                                          st["train_acc"].numpy(),
-                                                                          st["grad_norm"].numpy())
-            ev_step = list(st["ev_step"])
-            ev_loss, ev_acc = list(st["ev_loss"].numpy()), list(st["ev_acc"].numpy())
-            diverged, diverged_step = st["diverged"].numpy().copy(), st["diverged_step"].numpy().copy()
-            init_loss = st["init_loss"].numpy().copy()
+            state = TrainState.resume(load_checkpoint(ckpt, identity), cfg.steps, M, model, opt, gen)
         except CheckpointError:
             if not restart:
                 raise
             ckpt.unlink(missing_ok=True)
             print(f"rnn_mft: discarded checkpoint {ckpt} (restart) and started the run afresh", file=sys.stderr)
-            return fit(model, task, cfg, checkpoint, hook, labels, desc, restart=False, deadline=deadline,
-                       finish_by_deadline=finish, cuda_graphs=cuda_graphs)
+            return fit(model, task, cfg, checkpoint, hook, labels, desc, **again)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             model.load_state_dict(before)         # the caller's weights, not half of the checkpoint's
             err = CheckpointError(ckpt, f"does not fit this run ({type(exc).__name__}: {exc})")
             if not restart:
                 raise err from None
             ckpt.unlink(missing_ok=True)
-            return fit(model, task, cfg, checkpoint, hook, labels, desc, restart=False, deadline=deadline,
-                       finish_by_deadline=finish, cuda_graphs=cuda_graphs)
+            return fit(model, task, cfg, checkpoint, hook, labels, desc, **again)
 
-    x_eval, y_eval = task.eval_data()
-
-    def do_eval(step):
-        model.eval()
-        l, a = evaluate(model, x_eval, y_eval, cfg.eval_batch_size, device, amp)
-        model.train()
-        l = np.where(diverged, np.nan, l)
-        ev_step.append(step)
-        ev_loss.append(l)
-        ev_acc.append(np.where(diverged, np.nan, a))
-
+    ctx = RunContext(model=model, task=task, cfg=cfg, device=device, amp=amp, members=members, opt=opt, gen=gen,
+                     checkpoint=ckpt, identity=identity, settings=env, deadline=deadline, finish=finish,
+                     checkpoint_every=(env.checkpoint_every if env.checkpoint_every is not None
+                                       else int(cfg.checkpoint_every or 0)),
+                     graphs=graphs, eval_data=task.eval_data(), hook=hook, labels=labels, desc=desc)
     ftz = flush_denormal()           # vanishing gradients must not fall into slow denormal arithmetic
     ftz.__enter__()
     tf32_was = torch.backends.cuda.matmul.allow_tf32
     if device.type == "cuda":        # TF32 matrix products (opt-in; cfg.tf32): on CUDA only, for this run only
         torch.backends.cuda.matmul.allow_tf32 = bool(cfg.tf32)
     try:
-        return _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, gen, train_loss, train_acc,
-                     grad_norm, ev_step, ev_loss, ev_acc, diverged, diverged_step, start, elapsed, ckpt, do_eval,
-                     init_loss, done, settings, deadline, finish, graphs)
+        return _loop(ctx, state)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32_was
         ftz.__exit__(None, None, None)
 
 
-class _NoBar:
-    def __init__(self, *args, **kwargs):
-        pass
+def _evaluate_into(ctx: RunContext, st: TrainState, step: int) -> None:
+    """Evaluate on the held-out data and append the row to ``st`` (NaN for diverged members)."""
+    x_eval, y_eval = ctx.eval_data
+    ctx.model.eval()
+    loss, acc = evaluate(ctx.model, x_eval, y_eval, ctx.cfg.eval_batch_size, ctx.device, ctx.amp)
+    ctx.model.train()
+    st.ev_step.append(step)
+    st.ev_loss.append(np.where(st.diverged, np.nan, loss))
+    st.ev_acc.append(np.where(st.diverged, np.nan, acc))
 
-    def update(self, n=1):
-        pass
 
-    def close(self):
-        pass
+def _train_step(ctx: RunContext, st: TrainState, step: int) -> np.ndarray:
+    """One training step on the next batch: losses per member (recorded in ``st``), divergence,
+    the optimizer step of the members still active; returns the per-member losses."""
+    cfg, device, graphs = ctx.cfg, ctx.device, ctx.graphs
+    x, y = ctx.task.train_batch(cfg.batch_size, ctx.gen)
+    x, y = x.to(device), y.to(device)
+    # autocast's weight cache cannot live across graph replays
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=ctx.amp, cache_enabled=not graphs.get("want")):
+        if graphs.get("want") and graphs.get("fwd") is None:
+            cuda_graphs_.capture(graphs, ctx.model, x)
+        if graphs.get("fwd") is not None and x.shape == graphs["shape"]:
+            logits = graphs["fwd"](x)
+        else:
+            logits = member_logits(ctx.model, x)
+    losses = per_member_ce(logits, y)                       # (M,)
+    lv = losses.detach().double().cpu().numpy()
+    first = np.isnan(st.init_loss) & np.isfinite(lv)
+    st.init_loss[first] = lv[first]
+    with np.errstate(invalid="ignore"):
+        blown = ~np.isfinite(lv) | (lv > cfg.diverge_factor * st.init_loss)
+    newly = blown & ~st.diverged
+    st.diverged_step[newly] = step
+    st.diverged |= newly
+    active = torch.from_numpy(~st.diverged).to(device)
+    total = torch.where(active, losses, torch.zeros_like(losses)).sum()
+    opt, members = ctx.opt, ctx.members
+    opt.zero_grad()
+    if bool(active.any()):
+        total.backward()
+        if cfg.clip is not None:
+            gn = clip_grad_norm_members_(opt.params, cfg.clip, members)
+        else:
+            gn = grad_norms(opt.params, members)
+        opt.step(active if members is not None else None)
+        st.grad_norm[step] = np.broadcast_to(gn.detach().double().cpu().numpy(), (ctx.M,))
+    st.train_loss[step] = np.where(st.diverged, np.nan, lv)
+    st.train_acc[step] = np.where(st.diverged, np.nan,
+                                  (logits.detach().argmax(-1) == y).double().mean(1).cpu().numpy())
+    return lv
 
 
-def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, gen, train_loss, train_acc, grad_norm,
-          ev_step, ev_loss, ev_acc, diverged, diverged_step, start, elapsed, ckpt, do_eval, init_loss, done,
-          settings, deadline, finish=False, graphs=None):
+def _loop(ctx: RunContext, st: TrainState) -> RunResult:
+    cfg, ckpt, deadline, finish = ctx.cfg, ctx.checkpoint, ctx.deadline, ctx.finish
     S = cfg.steps
-    graphs = graphs if graphs is not None else {"note": "off"}
-    try:
-        from tqdm import tqdm
-    except ImportError:              # tqdm is only for progress bars; machines without it train without them
-        tqdm = _NoBar
     t0 = time.perf_counter()
 
     def save(step, finished):
-        save_checkpoint(ckpt, settings, _state_tensors(
-            step, model, opt, gen, elapsed + time.perf_counter() - t0, train_loss, train_acc, grad_norm, ev_step,
-            ev_loss, ev_acc, diverged, diverged_step, init_loss, finished))
+        save_checkpoint(ckpt, ctx.identity, st.checkpoint_state(step, st.elapsed + time.perf_counter() - t0, finished,
+                                                                ctx.model, ctx.opt, ctx.gen))
 
-    every = checkpoint_every_from_env(cfg.checkpoint_every)
-    # tests of job runners only: seconds of sleep per step, so that a job can be killed mid-run
-    delay = float(os.environ.get("RNN_MFT_TEST_STEP_DELAY_S") or 0.0)
-    stopped_at = S
-    if done:                                  # a finished run whose result was not yet stored
+    every = ctx.checkpoint_every
+    delay = ctx.settings.test_step_delay_s      # the test hook: seconds of sleep per step (a job killed mid-run)
+    start, stopped_at = st.step, S
+    if st.done:                               # a finished run whose result was not yet stored
         stopped_at, start = start, S
     now = _clock() if deadline is not None else None
     if deadline is not None and start < S and now >= deadline:
@@ -468,49 +402,18 @@ def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, ge
     probe_from = start + PROBE_WARMUP           # finish or skip: steps [probe_from, probe_to) are timed
     probe_to = probe_from + PROBE_STEPS
     probe_t0 = now
-    bar = tqdm(total=S, initial=start, desc=desc, disable=not progress_enabled(cfg.progress), leave=False)
-    model.train()
+    bar = progress_bar(S, start, ctx.desc, progress_enabled(cfg.progress, ctx.settings))
+    ctx.model.train()
     for step in range(start, S):
-        x, y = task.train_batch(cfg.batch_size, gen)
-        x, y = x.to(device), y.to(device)
-        # autocast's weight cache cannot live across graph replays
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=not graphs.get("want")):
-            if graphs.get("want") and graphs.get("fwd") is None:
-                _capture(graphs, model, x)
-            if graphs.get("fwd") is not None and x.shape == graphs["shape"]:
-                logits = graphs["fwd"](x)
-            else:
-                logits = _logits(model, x)
-        losses = _per_member_ce(logits, y)                       # (M,)
-        lv = losses.detach().double().cpu().numpy()
-        first = np.isnan(init_loss) & np.isfinite(lv)
-        init_loss[first] = lv[first]
-        with np.errstate(invalid="ignore"):
-            blown = ~np.isfinite(lv) | (lv > cfg.diverge_factor * init_loss)
-        newly = blown & ~diverged
-        diverged_step[newly] = step
-        diverged |= newly
-        active = torch.from_numpy(~diverged).to(device)
-        total = torch.where(active, losses, torch.zeros_like(losses)).sum()
-        opt.zero_grad()
-        if bool(active.any()):
-            total.backward()
-            if cfg.clip is not None:
-                gn = clip_grad_norm_members_(opt.params, cfg.clip, members)
-            else:
-                gn = _grad_norms(opt.params, members)
-            opt.step(active if members is not None else None)
-            grad_norm[step] = np.broadcast_to(gn.detach().double().cpu().numpy(), (M,))
-        train_loss[step] = np.where(diverged, np.nan, lv)
-        train_acc[step] = np.where(diverged, np.nan, (logits.detach().argmax(-1) == y).double().mean(1).cpu().numpy())
+        lv = _train_step(ctx, st, step)
         bar.update(1)
-        if hook is not None:
-            hook(step, {"loss": lv, "diverged": diverged.copy()})
-        if diverged.all():
+        if ctx.hook is not None:
+            ctx.hook(step, {"loss": lv, "diverged": st.diverged.copy()})
+        if st.diverged.all():
             stopped_at = step + 1
             break
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < S:
-            do_eval(step + 1)
+            _evaluate_into(ctx, st, step + 1)
         if delay > 0:
             time.sleep(delay)
         if ckpt is not None and every and not finish and (step + 1) % every == 0 and step + 1 < S:
@@ -531,83 +434,35 @@ def _loop(model, task, cfg, hook, labels, desc, device, amp, members, M, opt, ge
                 save(step + 1, False)
             raise BudgetExhausted(None if finish else ckpt, step + 1, S)
     bar.close()
-    keep = ckpt is not None and str(ckpt.resolve()) in _KEEP
-    if keep and not done and not finish:
+    keep = ckpt is not None and kept(ckpt)
+    if keep and not st.done and not finish:
         save(stopped_at, True)                # the caller removes it once the result is written
-    do_eval(stopped_at)
-    wall = elapsed + time.perf_counter() - t0
+    _evaluate_into(ctx, st, stopped_at)
+    wall = st.elapsed + time.perf_counter() - t0
     if ckpt is not None and not keep and ckpt.exists():
         ckpt.unlink()
+    return _result(ctx, st, start, stopped_at, wall)
 
-    last = train_loss[max(0, stopped_at - 10):stopped_at]
+
+def _result(ctx: RunContext, st: TrainState, start: int, stopped_at: int, wall: float) -> RunResult:
+    """The :class:`RunResult` of a run that stopped after ``stopped_at`` steps."""
+    cfg, device, M, labels = ctx.cfg, ctx.device, ctx.M, ctx.labels
+    last = st.train_loss[max(0, stopped_at - 10):stopped_at]
     with np.errstate(all="ignore"):
-        final_train = np.where(diverged, np.nan, np.nanmean(np.where(np.isfinite(last), last, np.nan), 0)
+        final_train = np.where(st.diverged, np.nan, np.nanmean(np.where(np.isfinite(last), last, np.nan), 0)
                                if len(last) else np.nan)
-    curves = {"train_loss": train_loss, "train_acc": train_acc, "grad_norm": grad_norm,
-              "eval_step": np.asarray(ev_step), "eval_loss": np.asarray(ev_loss).reshape(-1, M),
-              "eval_acc": np.asarray(ev_acc).reshape(-1, M)}
+    curves = {"train_loss": st.train_loss, "train_acc": st.train_acc, "grad_norm": st.grad_norm,
+              "eval_step": np.asarray(st.ev_step), "eval_loss": np.asarray(st.ev_loss).reshape(-1, M),
+              "eval_acc": np.asarray(st.ev_acc).reshape(-1, M)}
     final = {"train_loss": final_train.tolist(), "eval_loss": curves["eval_loss"][-1].tolist(),
              "eval_acc": curves["eval_acc"][-1].tolist()}
     meta = {"seed": int(cfg.seed), "code_version": code_version(), "torch_version": torch.__version__,
             "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
-            "wall_time_s": wall, "members": M, "diverged": diverged.tolist(),
-            "diverged_step": diverged_step.tolist(), "steps_run": stopped_at, "resumed_from": start,
-            "model": repr(getattr(model, "cell", model)).replace("\n", " "), "cuda_graphs": graphs["note"],
+            "wall_time_s": wall, "members": M, "diverged": st.diverged.tolist(),
+            "diverged_step": st.diverged_step.tolist(), "steps_run": stopped_at, "resumed_from": start,
+            "model": repr(getattr(ctx.model, "cell", ctx.model)).replace("\n", " "),
+            "cuda_graphs": ctx.graphs["note"],
             "fused_lstm_steps": "triton" if fused_lstm_steps_on(device) else "off",
             "labels": list(labels) if labels is not None else None,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     return RunResult(curves, final, cfg.to_dict(), meta)
-
-
-class _MembersForward(torch.nn.Module):
-    """``(M, B, C)`` logits of ``model`` as a module's forward (what the CUDA graph captures)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return _logits(self.model, x)
-
-
-def _graphs_plan(model, device, cuda_graphs) -> dict:
-    """Whether this run captures CUDA graphs: ``{"want": bool, "note": "on" | "off: <why>"}``."""
-    explicit = cuda_graphs is not None
-    want = bool(cuda_graphs) if explicit else cuda_graphs_from_env()
-    if not want:
-        return {"want": False, "note": "off"}
-    if device.type != "cuda":
-        if explicit:
-            raise ValueError(f"cuda_graphs=True needs a CUDA device; this run is on {device}")
-        return {"want": False, "note": f"off: needs CUDA (this run is on {device})"}
-    if any(getattr(getattr(model, "cell", None), "h_detach", ()) or ()):
-        return {"want": False, "note": "off: h-detach draws its mask on the host every step"}
-    return {"want": True, "note": "off: not captured yet", "fwd": None}
-
-
-def _capture(graphs: dict, model, x) -> None:
-    """Capture the training forward and backward on the batch ``x`` (``graphs`` updated in place);
-    a failure falls back to the ordinary path, with a warning."""
-    try:
-        graphs["fwd"] = torch.cuda.make_graphed_callables(_MembersForward(model), (x,))
-        graphs["shape"] = x.shape
-        graphs["note"] = "on"
-    except Exception as exc:                      # noqa: BLE001 (any capture failure: run without graphs)
-        first = str(exc).splitlines()[0][:200] if str(exc) else ""
-        graphs.update(want=False, fwd=None, note=f"off: capture failed ({type(exc).__name__}: {first})")
-        print(f"rnn_mft: CUDA graph capture failed, training without graphs: {type(exc).__name__}: {first}",
-              file=sys.stderr)
-
-
-@torch.no_grad()
-def _grad_norms(params, members):
-    params = [p for p in params if p.grad is not None]
-    # per-tensor norms in the gradients' own precision (one pass, no float64 copy of every
-    # gradient: that copy cost more than the optimizer step on large untied models), summed in float64
-    if members is None:
-        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad).double() for p in params]))
-    return sum(torch.linalg.vector_norm(p.grad.reshape(members, -1), dim=1).double().pow(2) for p in params).sqrt()
-
-
-# lr_scan, ScanResult and sweep live in rnn_mft.train.sweep (re-exported here for old imports)
-from .sweep import ScanResult, lr_scan, sweep  # noqa: E402,F401

@@ -41,7 +41,11 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+import rnn_mft
+
 from .._io import atomic_write_bytes, check_folder
+from ..settings import current as current_settings
+from .checkpoint import keep_checkpoint
 
 __all__ = ["RunResult", "ResultsStore", "results_root", "code_version", "atomic_write_bytes", "StoredResultError",
            "RunCheck", "settings_key", "readonly_from_env", "FORMAT", "FORMAT_VERSION", "MANIFEST_FORMAT"]
@@ -87,8 +91,9 @@ def settings_key(settings: dict) -> str:
 
 
 def readonly_from_env() -> bool:
-    """``$RNN_MFT_RESULTS_READONLY`` is set (to anything but empty, 0 or false)."""
-    return os.environ.get("RNN_MFT_RESULTS_READONLY", "").strip() not in ("", "0", "false", "False")
+    """The ``results_readonly`` setting: ``$RNN_MFT_RESULTS_READONLY`` is set (to anything but
+    empty, 0 or false; see :mod:`rnn_mft.settings`)."""
+    return current_settings().results_readonly
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 
@@ -102,9 +107,9 @@ def _repo_root() -> Path | None:
 
 
 def results_root() -> Path:
-    """``$RNN_MFT_RESULTS`` (checked to be a folder or a place for one), else the repository's
-    ``data/results``."""
-    env = os.environ.get("RNN_MFT_RESULTS")
+    """The ``results`` setting, ``$RNN_MFT_RESULTS`` (checked to be a folder or a place for one),
+    else the repository's ``data/results``."""
+    env = current_settings().results
     if env:
         return check_folder(env, "RNN_MFT_RESULTS")
     repo = _repo_root()
@@ -265,8 +270,10 @@ class ResultsStore:
         return base.with_suffix(".json"), base.with_suffix(".npz"), base.with_suffix(".manifest")
 
     def checkpoint_path(self, profile: str, experiment: str, run: str) -> Path:
-        """Where a long run keeps its checkpoint: ``$RNN_MFT_CHECKPOINTS`` or ``<root>/../checkpoints``."""
-        base = Path(os.environ.get("RNN_MFT_CHECKPOINTS", self.root.parent / "checkpoints"))
+        """Where a long run keeps its checkpoint: the ``checkpoints`` setting (``$RNN_MFT_CHECKPOINTS``)
+        or ``<root>/../checkpoints``."""
+        env = current_settings().checkpoints
+        base = Path(env) if env is not None else self.root.parent / "checkpoints"
         return base / profile / experiment / f"{self.path(profile, experiment, run).name}.pt"
 
     def check_writable(self, profile: str, experiment: str) -> Path:
@@ -316,7 +323,7 @@ class ResultsStore:
         js, npz, man = self.files(profile, experiment, run)
         if not isinstance(result, RunResult):
             raise ValueError(f"result must be a rnn_mft.train.RunResult, got {type(result).__name__}")
-        result.meta.setdefault("rnn_mft_version", __import__("rnn_mft").__version__)  # provenance
+        result.meta.setdefault("rnn_mft_version", rnn_mft.__version__)  # provenance
         doc = dict(result.to_json_dict(), format=FORMAT, format_version=FORMAT_VERSION)
         bad = _disagreements(run, doc)
         if bad:
@@ -451,7 +458,6 @@ class ResultsStore:
             result = fn()
             self.save(profile, experiment, run, result)
             return result
-        from .engine import keep_checkpoint
         ck = Path(checkpoint)
         with keep_checkpoint(ck):
             result = fn()

@@ -1,6 +1,7 @@
 """Learning-rate scans (Appendix C.5.1) and plain sweeps of runs, built on :func:`rnn_mft.train.fit`.
 
-Moved out of :mod:`rnn_mft.train.engine` (which re-exports them) to keep that module short.
+Defined here only (import them from here or from :mod:`rnn_mft.train`); :mod:`rnn_mft.train.engine`
+does not import this module, so that no import circle runs through it.
 """
 from __future__ import annotations
 
