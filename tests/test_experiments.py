@@ -20,7 +20,7 @@ U32 = 2.0 ** -24                              # float32 unit roundoff
 @pytest.mark.parametrize("exp", EXPERIMENTS, ids=lambda m: m.__name__.split(".")[-1])
 def test_every_profile_has_a_config_and_bad_profile_is_named(exp):
     for p in type(exp.config("ci")).profiles():
-        assert exp.config(p)["profile"] == p
+        assert exp.config(p).profile == p
     assert set(PROFILES) - set(type(exp.config("ci")).profiles()) <= {"cpu"}      # only optional ones left out
     with pytest.raises(ValueError, match="unknown profile='huge'.*smoke, ci, cpu, paper"):
         exp.config("huge")
@@ -28,12 +28,12 @@ def test_every_profile_has_a_config_and_bad_profile_is_named(exp):
 
 def test_ci_profiles_are_at_least_the_issue_minimum():
     cfg = trainability.config("ci")
-    assert len(cfg["Ts"]) >= 6 and cfg["n_alpha"] >= 6
-    assert set(cfg["archs"]) == {"gru", "lstm", "peephole_lstm"}
+    assert len(cfg.Ts) >= 6 and cfg.n_alpha >= 6
+    assert set(cfg.archs) == {"gru", "lstm", "peephole_lstm"}
     paper = trainability.config("paper")
-    assert paper["steps"]["gru"] == 1000 and paper["steps"]["lstm"] == 2000
-    assert sequence_length.config("paper")["steps"] == 8000
-    assert unrolled.config("paper")["width"] == 600
+    assert paper.steps["gru"] == 1000 and paper.steps["lstm"] == 2000
+    assert sequence_length.config("paper").steps == 8000
+    assert unrolled.config("paper").width == 600
 
 
 @pytest.mark.parametrize("arch", ["gru", "peephole_lstm", "lstm"])
@@ -52,19 +52,19 @@ def test_overlay_is_the_theory_of_the_thetas_the_heat_map_trained():
     """The members of a trained map were drawn from exactly the Thetas of the overlay, and the
     theory library at those Thetas gives exactly the overlaid xi."""
     cfg = trainability.config("smoke")
-    arch, T = "gru", cfg["Ts"][0]
+    arch, T = "gru", cfg.Ts[0]
     res = trainability.run_one(cfg, arch, T)
     ov = trainability.overlay(cfg, arch)
-    assert len(res.meta["thetas"]) == cfg["n_alpha"]
+    assert len(res.meta["thetas"]) == cfg.n_alpha
     for i, d in enumerate(res.meta["thetas"]):
         assert d == ov["theta"].index(i).to_dict()
         th = Theta(arch, d)
-        r = analyze(arch, th, sigma_z=cfg["sigma_z"])
+        r = analyze(arch, th, sigma_z=cfg.sigma_z)
         # grid vs scalar quadrature order: the rule's ~1e-8, in log chi = -1/xi in absolute terms
         # (a relative xi tolerance near chi = 1 shrinks like 1/xi in chi); measured 3e-14
         assert abs(np.log(float(r.chi)) - np.log(float(ov["chi"][i]))) < 1e-8
     assert res.meta["labels"] == [f"alpha={a:.4g}" for a in ov["alpha"]]
-    assert trainability.accuracy_map({T: res}).shape == (1, cfg["n_alpha"])
+    assert trainability.accuracy_map({T: res}).shape == (1, cfg.n_alpha)
 
 
 def test_members_are_drawn_from_their_theta():
@@ -121,7 +121,7 @@ def test_region_summary_reads_the_map():
 
 def test_best_curves_picks_the_best_learning_rate_and_skips_divergence():
     cfg = training_curves.config("smoke")
-    n = cfg["n_lr"]
+    n = cfg.n_lr
     M = 2 * n
     acc = np.full((3, M), 0.1)
     acc[-1] = [0.2, np.nan, 0.9, 0.3][:M] if M == 4 else np.linspace(0.1, 0.5, M)
@@ -208,6 +208,7 @@ def test_dataset_task_checkpoint_resume_is_exact(padded, tmp_path):
 def test_stored_paper_results_are_read_never_trained(tmp_path, monkeypatch):
     import types
 
+    from rnn_mft.experiments import Config
     from rnn_mft.experiments.training._common import paper_note, provenance, stored_paper, unit
     monkeypatch.setenv("RNN_MFT_RESULTS", str(tmp_path))
     monkeypatch.delenv("RNN_MFT_RESULTS_READONLY", raising=False)
@@ -217,7 +218,7 @@ def test_stored_paper_results_are_read_never_trained(tmp_path, monkeypatch):
         return store.load_or_run("paper", "exp", name, lambda: calls.append(1) or train.RunResult())
 
     mod = types.SimpleNamespace(
-        config=lambda profile: {"profile": profile}, run_one=run_one,
+        config=lambda profile: Config(profile=profile), run_one=run_one,
         units=lambda profile: [unit(profile, "exp", n, "m", "run_one", [n]) for n in ("run1", "run2")])
     assemble = lambda loaded: {u["name"]: r for u, r in loaded}  # noqa: E731
     assert stored_paper(mod, assemble) is None and not calls          # missing: nothing trained

@@ -124,11 +124,11 @@ def test_split_by_memory_groups_longest_first_and_states_bytes():
 
 
 def test_experiments_train_whole_figures_as_few_ensembles():
-    tied = trainability.config("paper", tied=True)
-    assert all(len(trainability.groups(tied, a)) == 1 for a in tied["archs"])       # Figure 6: one per arch
+    tied = trainability.config("paper").replace(tied=True)
+    assert all(len(trainability.groups(tied, a)) == 1 for a in tied.archs)       # Figure 6: one per arch
     untied = trainability.config("paper")
     for e in trainability.ensembles(untied):
-        assert e["bytes"]["total"] <= untied["ensemble_gib"] * 2**30 or len(e["Ts"]) == 1
+        assert e["bytes"]["total"] <= untied.ensemble_gib * 2**30 or len(e["Ts"]) == 1
     assert len(sequence_length.groups(sequence_length.config("paper"))) == 1        # Figure 1: one ensemble
     c = trainability.cost(trainability.config("paper"))
     assert c["sequential_steps"] < c["sequential_steps_one_ensemble_per_T"]

@@ -15,9 +15,9 @@ pytest.importorskip("matplotlib", reason="the chapters' drawing needs the plot e
 pytest.importorskip("IPython", reason="the chapters' sections display through IPython (the book extra)")
 
 from rnn_mft import train  # noqa: E402
-from rnn_mft.experiments import show_stored_paper  # noqa: E402
 from rnn_mft.experiments.training import sequence_length, trainability, training_curves, unrolled  # noqa: E402
-from rnn_mft.experiments.training._common import StoredPaper, paper_note, short_name  # noqa: E402
+from rnn_mft.experiments.training.common import StoredPaper, paper_note, short_name  # noqa: E402
+from rnn_mft.plotting.stored import show_stored_paper  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -76,7 +76,7 @@ def test_trainability_partial_store_draws_the_stored_lengths_and_names_the_missi
     full = trainability.stored_paper_results()
     assert isinstance(full, StoredPaper) and not full.missing and len(full.stored) == len(units)
 
-    gone = [u for u in units if not u["config"]["tied"] and u["args"] == ["gru", [max(cfg["Ts"])]]]
+    gone = [u for u in units if not u["config"]["tied"] and u["args"] == ["gru", [max(cfg.Ts)]]]
     gone += [u for u in units if u["config"]["tied"] and u["args"][0] == "peephole_lstm"]
     assert len(gone) == 3
     for u in gone:
@@ -86,13 +86,13 @@ def test_trainability_partial_store_draws_the_stored_lengths_and_names_the_missi
     assert sorted(paper.missing) == sorted(u["name"] for u in gone)
     assert len(paper.stored) == len(units) - 3
     res = paper.results
-    assert list(res["untied"]["gru"]) == [min(cfg["Ts"])]          # the stored length only
+    assert list(res["untied"]["gru"]) == [min(cfg.Ts)]          # the stored length only
     assert set(res["tied"]) == {"gru"} and set(res["overlays"]) == {"gru", "peephole_lstm"}
-    m = trainability.accuracy_map(res["untied"]["gru"], cfg["Ts"])
-    assert m.shape == (len(cfg["Ts"]), cfg["n_alpha"])
-    assert np.isnan(m[cfg["Ts"].index(max(cfg["Ts"]))]).all()      # the missing length: a blank row
-    stored_row = m[cfg["Ts"].index(min(cfg["Ts"]))]
-    np.testing.assert_array_equal(stored_row, res["untied"]["gru"][min(cfg["Ts"])].final["eval_acc"])
+    m = trainability.accuracy_map(res["untied"]["gru"], cfg.Ts)
+    assert m.shape == (len(cfg.Ts), cfg.n_alpha)
+    assert np.isnan(m[cfg.Ts.index(max(cfg.Ts))]).all()      # the missing length: a blank row
+    stored_row = m[cfg.Ts.index(min(cfg.Ts))]
+    np.testing.assert_array_equal(stored_row, res["untied"]["gru"][min(cfg.Ts)].final["eval_acc"])
 
     text = _markdown(shown)
     assert f"Of the paper profile's {len(units)} ensemble runs, {len(units) - 3} are stored" in text
@@ -107,12 +107,12 @@ def test_trainability_partial_store_draws_the_stored_lengths_and_names_the_missi
 def test_sequence_length_partial_store(paper_store, monkeypatch):
     cfg = paper_store(sequence_length, ensemble_gib=1e-9)
     units = sequence_length.units("paper")
-    assert len(units) == len(cfg["Ts"]) >= 2
+    assert len(units) == len(cfg.Ts) >= 2
     sequence_length.run(cfg)
-    gone = [u for u in units if u["args"] == [[max(cfg["Ts"])]]]
+    gone = [u for u in units if u["args"] == [[max(cfg.Ts)]]]
     _drop(gone[0])
     paper, shown = _show(sequence_length, monkeypatch)
-    assert list(paper.results) == [T for T in cfg["Ts"] if T != max(cfg["Ts"])]
+    assert list(paper.results) == [T for T in cfg.Ts if T != max(cfg.Ts)]
     assert paper.missing == [gone[0]["name"]]
     text = _markdown(shown)
     assert "| critical |" in text and f"`{short_name(gone[0]['name'])}`" in text

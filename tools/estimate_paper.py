@@ -51,7 +51,8 @@ def ensembles_of(exp, profile: str) -> list[dict]:
         return []
     if exp is trainability:
         return [dict(e, name=f"{'tied' if tied else 'untied'} {e['arch']} T={','.join(map(str, e['Ts']))}")
-                for tied in (False, True) for e in trainability.ensembles(trainability.config(profile, tied=tied))]
+                for tied in (False, True)
+                for e in trainability.ensembles(trainability.config(profile).replace(tied=tied))]
     out = exp.ensembles(exp.config(profile))
     for e in out:
         e.setdefault("name", f"{e['arch']} T={','.join(map(str, e['Ts']))}")

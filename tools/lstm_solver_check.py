@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -21,7 +22,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from rnn_mft._io import atomic_write_text  # noqa: E402
 from rnn_mft.sim import tangent_decay  # noqa: E402
 from rnn_mft.theory import solve_for_timescale  # noqa: E402
 
@@ -59,7 +59,9 @@ def main(argv=None) -> int:
     out = dict(description=__doc__.splitlines()[0], command=" ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])),
                machine=f"{platform.machine()} python {platform.python_version()}", commit=commit, started=started,
                N=a.N, seeds=a.seeds, rows=rows)
-    atomic_write_text(Path(a.out), json.dumps(out, indent=1) + "\n")
+    tmp = Path(a.out + ".tmp")                   # atomically: a stopped run leaves no half-written file
+    tmp.write_text(json.dumps(out, indent=1) + "\n")
+    os.replace(tmp, a.out)
     print(f"wrote {a.out}")
     return 0
 

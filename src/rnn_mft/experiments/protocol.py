@@ -7,7 +7,10 @@ Every module behind a chapter exposes three functions:
     declares it), as a *frozen* dataclass
     whose fields carry their documentation (``cfg.describe()`` prints them). A misspelt field is an
     error, not a silently ignored key: ``cfg.replace(N=500)`` or ``cfg | {"N": 500}`` returns a
-    new, validated config, and ``cfg["Nn"]`` raises a ``KeyError`` naming the allowed fields.
+    new, validated config, and ``cfg.replace(Nn=500)`` raises a ``KeyError`` naming the allowed
+    fields. Fields are read as attributes (``cfg.N``); a config is not a mapping (no ``cfg["N"]``,
+    ``dict(cfg)`` or ``**cfg``): :meth:`Config.to_dict` gives its fields as a plain dict where
+    something must be serialized or hashed.
 ``run(cfg, store=None) -> result``
     Computes the chapter's result. Theory chapters take seconds and keep nothing, so they ignore
     ``store``; training experiments read and write :class:`rnn_mft.train.ResultsStore`.
@@ -15,9 +18,6 @@ Every module behind a chapter exposes three functions:
     The numbers the page shows in its prose, by name. The chapter inserts them into its sentences
     with myst-nb's ``glue`` (:func:`glue_report`), so the interpretive text lives in the chapter's
     ``.md`` and the values come from the code.
-
-A config reads like the mapping it replaces (``cfg["N"]``, ``dict(cfg)``, ``**cfg``), so code that
-took the old dictionaries keeps working.
 
 Example
 -------
@@ -27,8 +27,10 @@ Example
 ...     N: int = doc(16, "width of the network")
 ...     PROFILES = {"smoke": dict(N=8), "ci": dict(N=16), "paper": dict(N=64)}
 >>> cfg = Demo.for_profile("smoke")
->>> cfg.N, cfg["profile"]
+>>> cfg.N, cfg.profile
 (8, 'smoke')
+>>> cfg.to_dict()
+{'profile': 'smoke', 'N': 8}
 >>> (cfg | {"N": 12}).N
 12
 >>> cfg.replace(M=3)
@@ -45,8 +47,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["PROFILES", "BOOK_PROFILES", "OPTIONAL_PROFILES", "ProfileNotDeclared", "check_profile", "Config", "doc",
-           "glue_report", "show_stored_paper", "show_stored"]
+__all__ = ["PROFILES", "BOOK_PROFILES", "OPTIONAL_PROFILES", "CPU_BUDGET_H", "ProfileNotDeclared", "check_profile", "Config", "doc",
+           "glue_report"]
 
 #: every profile, smallest first: ``smoke`` (seconds, the tests), ``ci`` (the CPU book), ``cpu``
 #: (trained once on a CPU in budgeted slices and committed, for the chapters where ``ci`` is too
@@ -54,6 +56,9 @@ __all__ = ["PROFILES", "BOOK_PROFILES", "OPTIONAL_PROFILES", "ProfileNotDeclared
 PROFILES = ("smoke", "ci", "cpu", "paper")
 #: profiles a chapter has only where its config declares them (``Config.PROFILES``)
 OPTIONAL_PROFILES = ("cpu",)
+#: what the whole ``cpu`` profile may cost, in CPU-hours on the project's 2-core machine (issue 27;
+#: tests/test_cpu_profile.py holds the committed slices' measurements to it)
+CPU_BUDGET_H = 6.0
 #: the profiles a whole book is built at (``cpu`` is a stored profile: the ci book shows it)
 BOOK_PROFILES = ("smoke", "ci", "paper")
 
@@ -78,9 +83,11 @@ def doc(default: Any, text: str):
 
 
 @dataclass(frozen=True)
-class Config(Mapping):
-    """Base of every chapter's settings: a frozen dataclass that also reads as a mapping.
+class Config:
+    """Base of every chapter's settings: a frozen dataclass, read by attribute (``cfg.N``).
 
+    It is deliberately not a mapping (no ``cfg["N"]``, ``dict(cfg)``, ``**cfg``), so that settings
+    are read one way only; :meth:`to_dict` gives the fields as a plain dict (run names hash it).
     Subclasses declare their fields with :func:`doc` and a class attribute ``PROFILES``: for each
     profile the values that differ from the defaults.
     """
@@ -112,16 +119,10 @@ class Config(Mapping):
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
 
-    def __getitem__(self, key: str):
-        if key not in self.field_names():
-            raise KeyError(f"{type(self).__name__} has no field {key!r}; allowed: {', '.join(self.field_names())}")
-        return getattr(self, key)
-
-    def __iter__(self):
-        return iter(self.field_names())
-
-    def __len__(self) -> int:
-        return len(self.field_names())
+    def to_dict(self) -> dict:
+        """The fields as a plain dict, in declaration order (``profile`` first); values are the
+        config's own objects, not copies (what run names and stored settings are made of)."""
+        return {name: getattr(self, name) for name in self.field_names()}
 
     # -- changing (a new, validated object) -----------------------------------------------------
     def replace(self, **changes) -> "Config":
@@ -173,69 +174,3 @@ def glue_report(numbers: Mapping[str, Any], prefix: str = "") -> dict:
     for k, v in numbers.items():
         glue(prefix + k, _plain(v), display=False)
     return dict(numbers)
-
-
-def show_stored_paper(exp, profile: str, draw=None):
-    """The "Paper-scale results" block of a training chapter, in one place.
-
-    Below profile ``paper``, loads the stored paper-profile results of the training experiment
-    module ``exp`` (``exp.stored_paper_results()``: read-only, nothing is trained; a
-    :class:`~rnn_mft.experiments.training._common.StoredPaper` with whatever part of the paper
-    profile's runs is stored, or None), shows a note saying whether they exist, which runs are
-    still missing and where the stored ones come from (device, code version, dates), and, when any
-    exist, shows what ``draw(results, exp.config("paper"))`` returns (default
-    ``exp.draw_stored_paper``): a list of Markdown strings and ``(name, figure)`` pairs, each
-    figure also saved under ``name``. At profile ``paper`` the page's own results are the
-    paper-scale ones and only the note is shown. Returns the ``StoredPaper`` or None.
-    """
-    from IPython.display import Markdown, display
-
-    from .training._common import paper_note
-
-    check_profile(profile)
-    paper = exp.stored_paper_results() if profile != "paper" else None
-    display(Markdown(paper_note(profile, paper)))
-    draw = draw if draw is not None else getattr(exp, "draw_stored_paper", None)
-    if paper is not None and draw is not None:
-        _show_items(draw(paper.results, exp.config("paper")))
-    return paper
-
-
-def show_stored(exp, profile: str):
-    """The "CPU-scale results" block of a training chapter that declares profile ``cpu``: its
-    stored runs (``exp.stored_results("cpu")``, read-only, nothing trained), a note on their
-    provenance and on the runs still missing (with the step a run in progress has reached), and
-    what ``exp.draw_stored(results, exp.config("cpu"))`` draws. On a page run at profile ``cpu``
-    itself only the note is shown. Returns the
-    :class:`~rnn_mft.experiments.training._common.StoredPaper` or None."""
-    from IPython.display import Markdown, display
-
-    from .training._common import cpu_note
-
-    check_profile(profile)
-    if profile == "cpu":
-        display(Markdown("This page ran at profile `cpu`: the results above are its runs."))
-        return None
-    got = exp.stored_results("cpu")
-    display(Markdown(cpu_note(profile, got, exp)))
-    if got is not None:
-        _show_items(exp.draw_stored(got.results, exp.config("cpu")))
-    return got
-
-
-def _show_items(items) -> None:
-    """Display a chapter block's Markdown strings and ``(name, figure)`` pairs (each figure also
-    saved under ``name``)."""
-    import matplotlib.pyplot as plt
-    from IPython.display import Markdown, display
-
-    from ..plotting import savefig
-
-    for item in items or []:
-        if isinstance(item, str):
-            display(Markdown(item))
-        else:
-            name, fig = item
-            savefig(fig, name)
-            display(fig)
-            plt.close(fig)

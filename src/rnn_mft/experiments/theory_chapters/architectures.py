@@ -19,7 +19,11 @@ from ...theory import ARCHS
 from ...theory.architectures import TABLE1, logistic, reference_step, unrolled_cell_state
 from ...theory.meanfield import FUNCS, SPECS
 
-__all__ = ["ArchitecturesConfig", "config", "run", "report"]
+__all__ = ["TOLERANCE", "ArchitecturesConfig", "config", "run", "report"]
+
+#: the largest difference (float64) between the reference update and any other reading of
+#: Table 1 that the chapter accepts; above it the page stops with an error
+TOLERANCE = 1e-10
 
 
 @dataclass(frozen=True)
@@ -60,8 +64,8 @@ def _spec_form(arch, P, s, z):
 def run(cfg: ArchitecturesConfig, store=None) -> list:
     """One row per architecture: the largest differences between the reference update and each
     other reading of Table 1 (``store`` is not used)."""
-    rng = np.random.default_rng(cfg["seed"])
-    N, n_in, B = cfg["N"], cfg["n_in"], cfg["batch"]
+    rng = np.random.default_rng(cfg.seed)
+    N, n_in, B = cfg.N, cfg.n_in, cfg.batch
     rows = []
     for arch in ARCHS:
         P = _params(arch, N, n_in, rng)
@@ -77,7 +81,7 @@ def run(cfg: ArchitecturesConfig, store=None) -> list:
             # unrolled Table 1 form: iterate T steps and compare with the closed sum
             h, cc = s[0], c[0]
             uf, ui, ur = [], [], []
-            for _ in range(cfg["T"]):
+            for _ in range(cfg.T):
                 zz = rng.normal(size=n_in)
                 u = {g: P[g][0] @ h + P[g][1] @ zz + P[g][2] for g in "ifro"}
                 uf.append(u["f"]); ui.append(u["i"]); ur.append(u["r"])
@@ -92,7 +96,8 @@ def run(cfg: ArchitecturesConfig, store=None) -> list:
 
 
 def report(cfg: ArchitecturesConfig, rows: list) -> dict:
-    """The numbers of the page's prose: the largest difference over every check, and the
-    settings (``cfg_<field>``)."""
-    return {"worst": max(v for r in rows for v in r["checks"].values()),
-            **{f"cfg_{k}": v for k, v in cfg.items()}}
+    """The numbers of the page's prose: the largest difference over every check (``worst``), the
+    tolerance it must stay under (``tolerance``, :data:`TOLERANCE`), and the settings
+    (``cfg_<field>``)."""
+    return {"worst": max(v for r in rows for v in r["checks"].values()), "tolerance": TOLERANCE,
+            **{f"cfg_{k}": v for k, v in cfg.to_dict().items()}}

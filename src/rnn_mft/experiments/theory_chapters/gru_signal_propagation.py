@@ -19,7 +19,7 @@ from ...sim import simulate_pair
 from ...theory import Theta, gru
 from ..protocol import Config, doc
 
-__all__ = ["CONFIGS", "GRUSignalConfig", "config", "theta_for", "sigma_z_schedule", "run", "agreement",
+__all__ = ["TOL_SIGMAS", "GRUSignalConfig", "config", "theta_for", "sigma_z_schedule", "run", "agreement",
            "report", "theta_table", "agreement_table"]
 
 # Theta is not stated in the paper beyond three values of mu_f; we choose unit recurrent and
@@ -28,20 +28,6 @@ __all__ = ["CONFIGS", "GRUSignalConfig", "config", "theta_for", "sigma_z_schedul
 _BASE = {"f": dict(sigma2=1.0, nu2=1.0, rho2=0.1, mu=0.0),
          "r": dict(sigma2=1.0, nu2=1.0, rho2=0.1, mu=0.0),
          "r2": dict(sigma2=1.0, nu2=1.0, rho2=0.1, mu=0.0)}
-
-# Untied networks are simulated with the O(N) sampler, so they can be wide and many; tied networks
-# need their N x N matrices in memory and every step reads them all (memory-bound), so they use
-# a smaller width (N_tied) and fewer seeds.
-CONFIGS = {
-    "smoke": dict(N=200, n_seeds=2, N_tied=100, tied_seeds=2, T=24, t_switch=10, mu_f=[0.0, 2.0, 4.0],
-                  fp_sigma_z=0.5, fp_mu_f=[-2.0, 0.0, 2.0], fp_T=60, fp_avg=20, fp_tied_seeds=2, seed=0),
-    "ci": dict(N=2000, n_seeds=8, N_tied=1000, tied_seeds=4, T=60, t_switch=10, mu_f=[0.0, 2.0, 4.0],
-               fp_sigma_z=0.5, fp_mu_f=[-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0], fp_T=200, fp_avg=50,
-               fp_tied_seeds=2, seed=0),
-    "paper": dict(N=4000, n_seeds=16, N_tied=2000, tied_seeds=8, T=80, t_switch=10, mu_f=[0.0, 2.0, 4.0],
-                  fp_sigma_z=0.5, fp_mu_f=list(np.linspace(-2.0, 4.0, 13)), fp_T=300, fp_avg=100,
-                  fp_tied_seeds=4, seed=0),
-}
 
 
 @dataclass(frozen=True)
@@ -62,7 +48,19 @@ class GRUSignalConfig(Config):
     fp_tied_seeds: int = doc(2, "tied networks per fixed-point point")
     seed: int = doc(0, "base seed; every run's seed is derived from it")
     theta: dict = doc(_BASE, "the GRU's Theta except mu_f (per gate: sigma2, nu2, rho2, mu)")
-    PROFILES = CONFIGS
+    # Untied networks are simulated with the O(N) sampler, so they can be wide and many; tied
+    # networks need their N x N matrices in memory and every step reads them all (memory-bound),
+    # so they use a smaller width (N_tied) and fewer seeds.
+    PROFILES = {
+        "smoke": dict(N=200, n_seeds=2, N_tied=100, tied_seeds=2, T=24, t_switch=10, mu_f=[0.0, 2.0, 4.0],
+                      fp_sigma_z=0.5, fp_mu_f=[-2.0, 0.0, 2.0], fp_T=60, fp_avg=20, fp_tied_seeds=2, seed=0),
+        "ci": dict(N=2000, n_seeds=8, N_tied=1000, tied_seeds=4, T=60, t_switch=10, mu_f=[0.0, 2.0, 4.0],
+                   fp_sigma_z=0.5, fp_mu_f=[-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0], fp_T=200, fp_avg=50,
+                   fp_tied_seeds=2, seed=0),
+        "paper": dict(N=4000, n_seeds=16, N_tied=2000, tied_seeds=8, T=80, t_switch=10, mu_f=[0.0, 2.0, 4.0],
+                      fp_sigma_z=0.5, fp_mu_f=list(np.linspace(-2.0, 4.0, 13)), fp_T=300, fp_avg=100,
+                      fp_tied_seeds=4, seed=0),
+    }
 
     def __post_init__(self):
         super().__post_init__()
@@ -74,9 +72,9 @@ def config(profile: str) -> GRUSignalConfig:
     return GRUSignalConfig.for_profile(profile)
 
 
-def theta_for(cfg: dict, mu_f) -> Theta:
+def theta_for(cfg: GRUSignalConfig, mu_f) -> Theta:
     """The GRU Theta of ``cfg`` with forget-gate bias mean ``mu_f`` (scalar or array)."""
-    return Theta("gru", cfg["theta"]).replace({"f.mu": mu_f})
+    return Theta("gru", cfg.theta).replace({"f.mu": mu_f})
 
 
 def sigma_z_schedule(T: int, t_switch: int) -> np.ndarray:
@@ -89,56 +87,61 @@ def run(cfg: GRUSignalConfig, store=None) -> dict:
     """Theory and simulation for both panels of Figure 5. Returns plain arrays (see keys).
     Nothing is stored (``store`` is not used): the page recomputes it in a minute."""
     t0 = time.perf_counter()
-    sz = sigma_z_schedule(cfg["T"], cfg["t_switch"])
-    mu_f = np.asarray(cfg["mu_f"], dtype=float)
+    sz = sigma_z_schedule(cfg.T, cfg.t_switch)
+    mu_f = np.asarray(cfg.mu_f, dtype=float)
     theory = gru.trajectory(theta_for(cfg, mu_f), sz)           # (T+1, len(mu_f))
-    out = {"t": np.arange(cfg["T"] + 1), "sigma_z": sz, "mu_f": mu_f, "theory_c": theory.c_s,
+    out = {"t": np.arange(cfg.T + 1), "sigma_z": sz, "mu_f": mu_f, "theory_c": theory.c_s,
            "theory_q": theory.q_s}
     for tied in (False, True):
         key = "tied" if tied else "untied"
         means, sems = [], []
         for j, m in enumerate(mu_f):
-            r = simulate_pair("gru", theta_for(cfg, float(m)), cfg["N_tied"] if tied else cfg["N"], sz,
-                              tied=tied, n_seeds=cfg["tied_seeds"] if tied else cfg["n_seeds"],
-                              seed=cfg["seed"] + 1000 * j + (500 if tied else 0))
+            r = simulate_pair("gru", theta_for(cfg, float(m)), cfg.N_tied if tied else cfg.N, sz,
+                              tied=tied, n_seeds=cfg.tied_seeds if tied else cfg.n_seeds,
+                              seed=cfg.seed + 1000 * j + (500 if tied else 0))
             means.append(r.mean("c_s"))
             sems.append(r.sem("c_s"))
         out[f"{key}_c"] = np.stack(means, axis=1)
         out[f"{key}_c_sem"] = np.stack(sems, axis=1)
 
     # Fixed point C* against mu_f at constant Sigma_z.
-    grid = np.linspace(min(cfg["fp_mu_f"]), max(cfg["fp_mu_f"]), 61)
-    fp = gru.fixed_point(theta_for(cfg, grid), cfg["fp_sigma_z"])
+    grid = np.linspace(min(cfg.fp_mu_f), max(cfg.fp_mu_f), 61)
+    fp = gru.fixed_point(theta_for(cfg, grid), cfg.fp_sigma_z)
     out.update(fp_grid=grid, fp_theory=fp.c_s, fp_converged=fp.converged,
-               fp_mu_f=np.asarray(cfg["fp_mu_f"], dtype=float))
-    szc = np.full(cfg["fp_T"], cfg["fp_sigma_z"])
+               fp_mu_f=np.asarray(cfg.fp_mu_f, dtype=float))
+    szc = np.full(cfg.fp_T, cfg.fp_sigma_z)
     for tied in (False, True):
         key = "tied" if tied else "untied"
-        seeds = cfg["fp_tied_seeds"] if tied else cfg["n_seeds"]
+        seeds = cfg.fp_tied_seeds if tied else cfg.n_seeds
         means, sems = [], []
-        for j, m in enumerate(cfg["fp_mu_f"]):
-            r = simulate_pair("gru", theta_for(cfg, float(m)), cfg["N_tied"] if tied else cfg["N"], szc,
+        for j, m in enumerate(cfg.fp_mu_f):
+            r = simulate_pair("gru", theta_for(cfg, float(m)), cfg.N_tied if tied else cfg.N, szc,
                               tied=tied, n_seeds=seeds,
-                              seed=cfg["seed"] + 7000 + 100 * j + (50 if tied else 0))
-            per_seed = r.c_s[-cfg["fp_avg"]:].mean(axis=0)          # time average, per seed
+                              seed=cfg.seed + 7000 + 100 * j + (50 if tied else 0))
+            per_seed = r.c_s[-cfg.fp_avg:].mean(axis=0)          # time average, per seed
             means.append(per_seed.mean())
             sems.append(per_seed.std(ddof=1) / np.sqrt(seeds) if seeds > 1 else np.nan)
         out[f"fp_{key}"] = np.array(means)
         out[f"fp_{key}_sem"] = np.array(sems)
-    out["fp_theory_at_points"] = gru.fixed_point(theta_for(cfg, out["fp_mu_f"]), cfg["fp_sigma_z"]).c_s
+    out["fp_theory_at_points"] = gru.fixed_point(theta_for(cfg, out["fp_mu_f"]), cfg.fp_sigma_z).c_s
     out["seconds"] = time.perf_counter() - t0
     return out
 
 
-def agreement(cfg: dict, res: dict) -> dict:
-    """Largest |simulation - theory| of C, untied and tied, against the tolerance 5 sqrt(2/(N n_seeds)).
+#: the tolerance of :func:`agreement`, in bounds of the standard error: TOL_SIGMAS sqrt(2/(N n_seeds))
+TOL_SIGMAS = 5
+
+
+def agreement(cfg: GRUSignalConfig, res: dict) -> dict:
+    """Largest |simulation - theory| of C, untied and tied, against the tolerance
+    TOL_SIGMAS sqrt(2/(N n_seeds)) (:data:`TOL_SIGMAS` = 5).
 
     The empirical correlation of N units has a standard error of about sqrt((1 + C^2)/N) <=
     sqrt(2/N) per network (per-unit products of standardized states have variance ~ 1 + C^2),
     so an average over n_seeds networks is within 5 sqrt(2/(N n_seeds)) of its mean with
     overwhelming probability; the finite-N bias is O(1/N), far smaller.
     """
-    tol = 5 * np.sqrt(2.0 / (cfg["N"] * cfg["n_seeds"]))
+    tol = TOL_SIGMAS * np.sqrt(2.0 / (cfg.N * cfg.n_seeds))
     d = {k: float(np.nanmax(np.abs(res[f"{k}_c"] - res["theory_c"]))) for k in ("untied", "tied")}
     fp = {k: float(np.nanmax(np.abs(res[f"fp_{k}"] - res["fp_theory_at_points"]))) for k in ("untied", "tied")}
     return {"tolerance": float(tol), "trajectory_max_abs_dev": d, "fixed_point_max_abs_dev": fp}
@@ -146,16 +149,16 @@ def agreement(cfg: dict, res: dict) -> dict:
 
 def report(cfg: GRUSignalConfig, res: dict) -> dict:
     """The numbers of the page's prose: the largest deviations of :func:`agreement` and the
-    tolerance, their ratio for the untied networks, the tied networks' mean excess of C* over the
+    tolerance (and its factor ``tol_sigmas``), their ratio for the untied networks, the tied networks' mean excess of C* over the
     theory, the run time, and the settings (``cfg_<field>``, lists as comma-separated text)."""
     ag = agreement(cfg, res)
     tr, fp = ag["trajectory_max_abs_dev"], ag["fixed_point_max_abs_dev"]
-    out = {"tolerance": ag["tolerance"], "traj_dev_untied": tr["untied"], "traj_dev_tied": tr["tied"],
+    out = {"tolerance": ag["tolerance"], "tol_sigmas": TOL_SIGMAS, "traj_dev_untied": tr["untied"], "traj_dev_tied": tr["tied"],
            "fp_dev_untied": fp["untied"], "fp_dev_tied": fp["tied"],
            "untied_dev_over_tol": max(tr["untied"], fp["untied"]) / ag["tolerance"],
            "tied_fp_excess": float(np.nanmean(res["fp_tied"] - res["fp_theory_at_points"])),
            "seconds": float(res["seconds"])}
-    for k, v in cfg.items():
+    for k, v in cfg.to_dict().items():
         if k != "theta":
             out[f"cfg_{k}"] = ", ".join(f"{x:g}" for x in v) if isinstance(v, (list, tuple)) else v
     return out
@@ -170,7 +173,7 @@ def theta_table(cfg: GRUSignalConfig) -> str:
             "| --- | --- | --- | --- | --- |\n" + rows)
 
 
-def agreement_table(cfg: dict, res: dict) -> str:
+def agreement_table(cfg: GRUSignalConfig, res: dict) -> str:
     """Markdown table of the largest deviations between simulation and theory (see :func:`agreement`)."""
     ag = agreement(cfg, res)
     tr, fp = ag["trajectory_max_abs_dev"], ag["fixed_point_max_abs_dev"]

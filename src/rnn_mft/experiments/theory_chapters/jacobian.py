@@ -11,7 +11,17 @@ from ..protocol import Config, doc
 from ...sim import jacobian, squared_singular_values
 from ...theory import ARCHS, Theta, analyze
 
-__all__ = ["JacobianConfig", "config", "run", "report", "thetas", "check_thetas"]
+__all__ = ["CHECK_T", "CHECK_THETA", "CHECK_THETA_VANILLA", "SIGMA_Z", "JacobianConfig", "config", "run", "report",
+           "thetas", "check_thetas"]
+
+#: input correlation of the theory (identical input sequences) in Figure 3 and the m2 check
+SIGMA_Z = 1.0
+#: the m2 check: steps of input before the Jacobian is taken
+CHECK_T = 30
+#: the m2 check's generic Theta: every gate of the gated architectures (with mu_f on the forget
+#: gate, the other means 0), and the vanilla RNN's own (means 0)
+CHECK_THETA = dict(sigma2=1.0, nu2=1.0, rho2=0.1, mu_f=1.0)
+CHECK_THETA_VANILLA = dict(sigma2=1.3, nu2=0.5, rho2=0.05)
 
 
 def thetas() -> dict:
@@ -24,9 +34,10 @@ def check_thetas() -> dict:
     out = {}
     for arch in ARCHS:
         if arch == "vanilla":
-            out[arch] = Theta.uniform("vanilla", sigma2=1.3, nu2=0.5, rho2=0.05)
+            out[arch] = Theta.uniform("vanilla", **CHECK_THETA_VANILLA)
         else:
-            out[arch] = Theta.uniform(arch, sigma2=1.0, nu2=1.0, rho2=0.1).replace({"f.mu": 1.0})
+            c = CHECK_THETA
+            out[arch] = Theta.uniform(arch, sigma2=c["sigma2"], nu2=c["nu2"], rho2=c["rho2"]).replace({"f.mu": c["mu_f"]})
     return out
 
 
@@ -55,16 +66,16 @@ def run(cfg: JacobianConfig, store=None) -> dict:
     """Figure 3's spectra and the m2 check; theory only, so ``store`` is not used."""
     fig3 = {}
     for name, th in thetas().items():
-        lam = np.concatenate([squared_singular_values(jacobian("peephole_lstm", th, cfg["N"], T=cfg["T"], seed=s))
-                              for s in range(cfg["n_real"])])
-        r = analyze("peephole_lstm", th, 1.0)
+        lam = np.concatenate([squared_singular_values(jacobian("peephole_lstm", th, cfg.N, T=cfg.T, seed=s))
+                              for s in range(cfg.n_real)])
+        r = analyze("peephole_lstm", th, SIGMA_Z)
         fig3[name] = dict(lam=lam, m1=float(r.m1), m2=float(r.m2), var=float(r.var), m2_printed=float(r.m2_printed),
                           xi=float(r.xi), theta=th)
     rows = []
     for arch, th in check_thetas().items():
-        r = analyze(arch, th, 1.0, n_s=cfg["n_s"], n_iters=cfg["n_iters"])
-        lam = np.stack([squared_singular_values(jacobian(arch, th, cfg["check_N"], T=30, seed=s))
-                        for s in range(cfg["check_real"])])
+        r = analyze(arch, th, SIGMA_Z, n_s=cfg.n_s, n_iters=cfg.n_iters)
+        lam = np.stack([squared_singular_values(jacobian(arch, th, cfg.check_N, T=CHECK_T, seed=s))
+                        for s in range(cfg.check_real)])
         rows.append(dict(arch=arch, m1_theory=float(r.m1), m1_sim=float(lam.mean()), m2_theory=float(r.m2),
                          m2_printed=float(r.m2_printed), m2_sim=float((lam**2).mean()),
                          se=float(np.sqrt((lam**2).var() / lam.size))))
@@ -75,8 +86,10 @@ def report(cfg: JacobianConfig, res: dict) -> dict:
     """The numbers of the page's prose: per architecture the m2 check's absolute deviations in
     standard errors (free probability, ``z_<arch>``; eq. (14) as printed, ``z14_<arch>``, NaN
     where it does not apply), eq. (14)'s relative error ``rel14_<arch>``, their largest values, and the spread (standard deviation) of the
-    spectrum at both initializations, simulated and in theory."""
-    out = {}
+    spectrum at both initializations, simulated and in theory; the check's settings: ``sigma_z``,
+    ``check_T`` and its generic Theta (``check_<field>``, ``vanilla_<field>``)."""
+    out = {"sigma_z": SIGMA_Z, "check_T": CHECK_T, **{f"check_{k}": v for k, v in CHECK_THETA.items()},
+           **{f"vanilla_{k}": v for k, v in CHECK_THETA_VANILLA.items()}}
     for r in res["m2_check"]:
         out[f"z_{r['arch']}"] = abs(r["m2_sim"] - r["m2_theory"]) / r["se"]
         out[f"z14_{r['arch']}"] = abs(r["m2_sim"] - r["m2_printed"]) / r["se"]

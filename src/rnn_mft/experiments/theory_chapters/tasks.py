@@ -39,12 +39,12 @@ def run(cfg: TasksConfig, store=None) -> dict:
     """The training tasks of the page, by name (``padded``, ``unrolled``, ``permuted``,
     ``repeated``, ``concat``, ``cifar`` and ``cifar_plain`` or None with ``cifar_note``);
     ``store`` is not used."""
-    common = dict(download=cfg["download"], progressbar=False)
-    out = {"padded": load_task_pair("padded_mnist", seq_len=cfg["padded_T"], **common)[0],
+    common = dict(download=cfg.download, progressbar=False)
+    out = {"padded": load_task_pair("padded_mnist", seq_len=cfg.padded_T, **common)[0],
            "unrolled": load_task_pair("unrolled_mnist", **common)[0],
            "permuted": load_task_pair("unrolled_mnist", permutation="random", **common)[0],
-           "repeated": load_task_pair("repeated_pixel_mnist", repeat=cfg["repeat"], **common)[0],
-           "concat": load_task_pair("concatenated_mnist", n_digits=cfg["n_digits"], **common)[0],
+           "repeated": load_task_pair("repeated_pixel_mnist", repeat=cfg.repeat, **common)[0],
+           "concat": load_task_pair("concatenated_mnist", n_digits=cfg.n_digits, **common)[0],
            "cifar": None, "cifar_plain": None, "cifar_note": None}
     try:
         cifar = load_task_pair("unrolled_cifar10", **common)[0]
@@ -66,7 +66,7 @@ def report(cfg: TasksConfig, result: dict) -> dict:
     """The numbers of the page's prose: per task (by its name in ``run``'s result) its length
     ``T_<name>`` and input size ``size_<name>``, the mean second moment of its inputs per step
     ``m2_<name>``, and the settings (``cfg_<field>``)."""
-    out = {f"cfg_{k}": v for k, v in cfg.items()}
+    out = {f"cfg_{k}": v for k, v in cfg.to_dict().items()}
     for name in ("padded", "unrolled", "permuted", "repeated", "concat", "cifar"):
         t = result.get(name)
         if t is None:

@@ -59,9 +59,9 @@ def run(cfg: LandscapeConfig, store=None) -> dict:
     """xi and the Jacobian's variance over each architecture's grid (``store`` is not used)."""
     out = {}
     for arch in ARCHS:
-        n = cfg["n_lstm"] if arch == "lstm" else cfg["n"]
+        n = cfg.n_lstm if arch == "lstm" else cfg.n
         th, xs, ys, xl, yl, std, cr = grid_for(arch, n)
-        r = analyze(arch, th, cfg["sigma_z"], n_s=cfg["n_s"], n_iters=cfg["n_iters"])
+        r = analyze(arch, th, cfg.sigma_z, n_s=cfg.n_s, n_iters=cfg.n_iters)
         out[arch] = dict(xi=r.xi, var=r.var, converged=r.converged, x=xs, y=ys, xlabel=xl, ylabel=yl,
                          standard=std, critical=cr)
     return out
@@ -72,10 +72,10 @@ def report(cfg: LandscapeConfig, res: dict) -> dict:
     (C.5) and critical (C.4) initializations (``xi_std_<arch>``, ``var_std_<arch>``,
     ``xi_crit_<arch>``, ``var_crit_<arch>``), their ranges over the gated architectures, the
     share of the grid that converged (``conv_<arch>``), and the settings (``cfg_<field>``)."""
-    out = {f"cfg_{k}": v for k, v in cfg.items()}
+    out = {f"cfg_{k}": v for k, v in cfg.to_dict().items()}
     for arch, r in res.items():
         for tag, th in (("std", Theta.standard(arch)), ("crit", Theta.critical(arch))):
-            a = analyze(arch, th, cfg["sigma_z"], n_s=cfg["n_s"], n_iters=cfg["n_iters"])
+            a = analyze(arch, th, cfg.sigma_z, n_s=cfg.n_s, n_iters=cfg.n_iters)
             out[f"xi_{tag}_{arch}"], out[f"var_{tag}_{arch}"] = float(a.xi), float(a.var)
         out[f"conv_{arch}"] = float(np.mean(r["converged"]))
     gated = [a for a in res if a != "vanilla"]

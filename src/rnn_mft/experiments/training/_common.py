@@ -13,6 +13,11 @@
   call that trains it), what each training experiment's ``units(profile)`` lists without
   training anything, so that :mod:`rnn_mft.cluster` can submit exactly the runs the chapters
   later load from the store;
+* :func:`sweep`: an experiment's ``run`` announces how many runs it trains or loads; :func:`stored`
+  then prints one line per run, ``trainability: run 3 of 14 (<name>): trained in 41 s; ETA 6 min``
+  (or ``... loaded from the store``), flushed, into the notebook and, through the book's build,
+  the build log; the ETA is the mean time of the runs trained so far times the runs left.
+  ``$RNN_MFT_PROGRESS=0`` silences it;
 * :func:`stored_units` and :class:`StoredPaper`: the paper-profile runs the results store holds,
   as far as they exist (a lent GPU stores a figure ensemble by ensemble), for the chapters'
   "Paper-scale results" sections; nothing is trained there.
@@ -22,18 +27,24 @@ cluster executors set, so that a smoke-profile run through them can be checked a
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
 from ... import nets, train
+from ...data import load_task_pair
+from ...data.sources import import_pooch
+from ...settings import current as current_settings
 from ...theory import Theta
 
 __all__ = ["make_ensemble", "train_cfg", "stored", "run_key", "INIT_KINDS", "load_pair", "stored_units", "stored_paper",
-           "stored_profile", "StoredPaper", "provenance", "paper_note", "cpu_note", "short_name", "unit", "store_smoke"]
+           "stored_profile", "StoredPaper", "provenance", "paper_note", "cpu_note", "short_name", "unit", "store_smoke",
+           "sweep", "Sweep"]
 
 INIT_KINDS = ("theta", "standard", "critical", "chrono")
 
@@ -44,8 +55,6 @@ def load_pair(name: str, **kwargs):
     that cannot be had still raises with the full list of what was tried."""
     import logging
 
-    from ...data import load_task_pair
-    from ...data.sources import import_pooch
     try:
         log = import_pooch().get_logger()
     except ImportError:              # no pooch (an offline GPU machine): files come from the mirror
@@ -67,12 +76,14 @@ def run_key(settings: dict) -> str:
 
 def store_smoke() -> bool:
     """``$RNN_MFT_STORE_SMOKE`` is set: profile ``smoke`` reads and writes the results store."""
-    return os.environ.get("RNN_MFT_STORE_SMOKE", "").strip() not in ("", "0", "false", "False", "no")
+    return current_settings().store_smoke
 
 
 def unit(profile: str, experiment: str, name: str, module: str, call: str, args=(), config: dict | None = None) -> dict:
-    """One stored run, described without training it: ``module.call(module.config(profile,
-    **config), *args, store=store)`` trains (or loads) exactly the run ``profile/experiment/name``.
+    """One stored run, described without training it: ``module.call(module.config(profile)
+    .replace(**config), *args, store=store)`` trains (or loads) exactly the run
+    ``profile/experiment/name`` (``config``: the fields that differ from the profile's, e.g.
+    trainability's ``tied``).
     Plain JSON data (:func:`rnn_mft.cluster.run_unit` rebuilds the call from it)."""
     return {"profile": profile, "experiment": experiment, "name": name, "module": module, "call": call,
             "args": list(args), "config": dict(config or {})}
@@ -132,8 +143,73 @@ def train_cfg(s: dict, **over) -> train.TrainConfig:
             "checkpoint_every", "seed")
     d = {k: s[k] for k in keys if k in s}
     d.update(over)
-    d.setdefault("progress", False)
-    return train.TrainConfig(**d)
+    return train.TrainConfig(**d)        # progress bars: as train.progress_enabled decides (Jupyter, a terminal)
+
+
+@dataclass
+class Sweep:
+    """The runs of one experiment's sweep (:func:`sweep`): ``total`` runs, ``done`` of them
+    reached so far (trained, loaded or failed), ``trained_s`` the seconds of each trained one;
+    ``quiet``: no lines."""
+
+    experiment: str
+    total: int
+    quiet: bool = False
+    done: int = 0
+    trained_s: list = field(default_factory=list)
+
+    def line(self, name: str, seconds: float | None) -> str:
+        """The progress line of the run just reached (``seconds``: its training time, None when it
+        was loaded from the store)."""
+        what = "loaded from the store" if seconds is None else f"trained in {_duration(seconds)}"
+        left = self.total - self.done
+        if self.trained_s and left > 0:
+            what += f"; ETA {_duration(sum(self.trained_s) / len(self.trained_s) * left)}"
+        return f"{self.experiment}: run {self.done} of {self.total} ({name}): {what}"
+
+
+#: the open sweeps, innermost last (:func:`sweep`)
+_SWEEPS: list[Sweep] = []
+
+
+def _duration(seconds: float) -> str:
+    """``0.4 s``, ``41 s``, ``6 min``, ``2.5 h``."""
+    if seconds < 9.5:
+        return f"{seconds:.1f} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@contextlib.contextmanager
+def sweep(experiment: str, total: int, quiet: bool = False) -> Iterator[Sweep]:
+    """Within this block, ``experiment`` trains or loads ``total`` runs through :func:`stored`,
+    which prints ``<experiment>: run k of <total> (<name>): trained in 41 s; ETA 6 min`` (or
+    ``loaded from the store``) after each. Outside any sweep the line has no counter:
+    ``<experiment>: run <name>: trained in 41 s``; ``quiet``: no lines in this block."""
+    sw = Sweep(str(experiment), int(total), bool(quiet))
+    _SWEEPS.append(sw)
+    try:
+        yield sw
+    finally:
+        _SWEEPS.remove(sw)
+
+
+def _announce(experiment: str, name: str, seconds: float | None, sw: Sweep | None) -> None:
+    """Print the progress line of a run (flushed: it reaches the notebook and the build log at
+    once), unless ``$RNN_MFT_PROGRESS=0``."""
+    if sw is not None and seconds is not None:
+        sw.trained_s.append(float(seconds))
+    if current_settings().progress is False or (sw is not None and sw.quiet):
+        return
+    if sw is not None:
+        line = sw.line(name, seconds)
+    else:
+        what = "loaded from the store" if seconds is None else f"trained in {_duration(seconds)}"
+        line = f"{experiment}: run {name}: {what}"
+    print(line, flush=True)
 
 
 def stored(profile: str, experiment: str, name: str, fn: Callable[[str | None], train.RunResult],
@@ -144,9 +220,27 @@ def stored(profile: str, experiment: str, name: str, fn: Callable[[str | None], 
     checkpoint). ``ci``/``paper``: the results store's entry when it exists, else ``fn`` with a
     checkpoint file (resumed if a previous run was interrupted or ran out of time), then stored
     atomically; the checkpoint is deleted only once the result is written.
+
+    Each call prints one progress line (see :func:`sweep`): trained (and how long it took) or
+    loaded from the store.
     """
+    sw = _SWEEPS[-1] if _SWEEPS else None
+    if sw is not None:
+        sw.done += 1                    # counted even if the run fails, so later runs keep their number
+    t0, trained = time.perf_counter(), []
+
+    def timed(ckpt):
+        trained.append(True)
+        return fn(ckpt)
+
+    res = _stored(profile, experiment, name, timed, store)
+    _announce(experiment, name, time.perf_counter() - t0 if trained else None, sw)
+    return res
+
+
+def _stored(profile, experiment, name, fn, store):
     if profile == "smoke" and not store_smoke():
-        if train.engine.deadline_from_env() is None:
+        if current_settings().deadline is None:
             return fn(None)
         # under a time budget even a smoke run checkpoints, so that it can continue later
         store = store or train.ResultsStore()
@@ -177,15 +271,21 @@ class StoredPaper:
 def stored_units(module, profile: str = "paper", store: train.ResultsStore | None = None):
     """``(loaded, missing)``: every run of ``module.units(profile)`` that the results store holds,
     loaded as ``(unit, module.<call>(config, *args, store=store))``, and the units it lacks.
-    The store is read-only: nothing is ever trained here, whatever is missing."""
+    The store is read-only: nothing is ever trained here, whatever is missing (and no progress
+    lines are printed: loading is quick)."""
     store = store or train.ResultsStore(readonly=True)
     loaded, missing = [], []
-    for u in module.units(profile):
-        if not store.exists(u["profile"], u["experiment"], u["name"]):
-            missing.append(u)
-            continue
-        cfg = module.config(profile, **u["config"])
-        loaded.append((u, getattr(module, u["call"])(cfg, *u["args"], store=store)))
+    units = module.units(profile)
+    present = [u for u in units if store.exists(u["profile"], u["experiment"], u["name"])]
+    if not present:
+        return [], units
+    with sweep(present[0]["experiment"], len(present), quiet=True):
+        for u in units:
+            if not store.exists(u["profile"], u["experiment"], u["name"]):
+                missing.append(u)
+                continue
+            cfg = module.config(profile).replace(**u["config"])
+            loaded.append((u, getattr(module, u["call"])(cfg, *u["args"], store=store)))
     return loaded, missing
 
 

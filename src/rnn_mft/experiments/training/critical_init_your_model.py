@@ -13,10 +13,11 @@ import torch
 
 from ... import nets, theory, train
 from ..protocol import Config, doc
-from ._common import store_smoke, unit
+from ._common import stored, sweep, unit
 
-__all__ = ["CONFIGS", "MODELS", "CriticalInitConfig", "config", "make_task", "make_models", "analyze_models", "run",
-           "run_models", "run_model", "report", "run_name", "theta_table", "summary_table", "units"]
+__all__ = ["MODELS", "CriticalInitConfig", "config", "make_task", "make_models", "analyze_models", "run",
+           "run_models", "run_model", "report", "profile_numbers", "run_name", "theta_table", "summary_table",
+           "units"]
 
 EXPERIMENT = "critical_init_your_model"
 MODELS = ("default", "critical")
@@ -49,25 +50,21 @@ class CriticalInitConfig(Config):
     }
 
 
-#: the settings of every profile, as plain dictionaries
-CONFIGS = {p: {k: v for k, v in CriticalInitConfig.for_profile(p).items() if k != "profile"} for p in CriticalInitConfig.profiles()}
-
-
 def config(profile: str) -> CriticalInitConfig:
     """The settings of ``profile`` (smoke, ci or paper)."""
     return CriticalInitConfig.for_profile(profile)
 
 
-def make_task(cfg: dict) -> train.CopyMemoryTask:
-    return train.CopyMemoryTask(T=cfg["T"], n_symbols=cfg["n_symbols"], noise=cfg["noise"], n_eval=cfg["n_eval"])
+def make_task(cfg: CriticalInitConfig) -> train.CopyMemoryTask:
+    return train.CopyMemoryTask(T=cfg.T, n_symbols=cfg.n_symbols, noise=cfg.noise, n_eval=cfg.n_eval)
 
 
-def make_models(cfg: dict, task) -> dict:
+def make_models(cfg: CriticalInitConfig, task) -> dict:
     """Two identical stock LSTMs; the second re-initialized with ``critical_init_(xi=T)``."""
-    torch.manual_seed(cfg["seed"])
-    default = torch.nn.LSTM(task.n_in, cfg["hidden"], batch_first=True)
-    critical = torch.nn.LSTM(task.n_in, cfg["hidden"], batch_first=True)
-    nets.critical_init_(critical, xi=float(cfg["T"]), generator=torch.Generator().manual_seed(cfg["seed"]))
+    torch.manual_seed(cfg.seed)
+    default = torch.nn.LSTM(task.n_in, cfg.hidden, batch_first=True)
+    critical = torch.nn.LSTM(task.n_in, cfg.hidden, batch_first=True)
+    nets.critical_init_(critical, xi=float(cfg.T), generator=torch.Generator().manual_seed(cfg.seed))
     return {"default": default, "critical": critical}
 
 
@@ -81,44 +78,31 @@ def analyze_models(models: dict) -> dict:
     return out
 
 
-def _key(cfg: dict) -> str:
-    return hashlib.sha1(json.dumps({k: v for k, v in cfg.items() if k != "profile"},
+def _key(cfg: CriticalInitConfig) -> str:
+    return hashlib.sha1(json.dumps({k: v for k, v in cfg.to_dict().items() if k != "profile"},
                                    sort_keys=True).encode()).hexdigest()[:10]
 
 
-def run_name(cfg: dict, model: str) -> str:
+def run_name(cfg: CriticalInitConfig, model: str) -> str:
     """The stored name of ``model`` (``default`` or ``critical``): ``<model>-<hash of cfg>``."""
     if model not in MODELS:
         raise ValueError(f"model={model!r}; allowed: {', '.join(MODELS)}")
     return f"{model}-{_key(cfg)}"
 
 
-def _stores(profile: str) -> bool:
-    return profile != "smoke" or store_smoke()
-
-
 def run_models(cfg: CriticalInitConfig, models: dict, task, store: train.ResultsStore | None = None) -> dict:
     """Train each model (same data, same read-out initialization); results are stored under a key
     that hashes the config (profiles ``ci`` and ``paper``; ``smoke`` writes nothing unless
     ``$RNN_MFT_STORE_SMOKE``), with a checkpoint that an interrupted run resumes from."""
-    tc = train.TrainConfig(steps=cfg["steps"], batch_size=cfg["batch_size"], optimizer=cfg["optimizer"],
-                           lr=cfg["lr"], clip=cfg["clip"], eval_every=cfg["eval_every"], seed=cfg["seed"])
+    tc = train.TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, optimizer=cfg.optimizer,
+                           lr=cfg.lr, clip=cfg.clip, eval_every=cfg.eval_every, seed=cfg.seed)
 
     def fit(lstm, ckpt=None):
-        torch.manual_seed(cfg["seed"] + 1)          # the same read-out for both models
+        torch.manual_seed(cfg.seed + 1)          # the same read-out for both models
         return train.fit(nets.StockSequenceClassifier(lstm, task.n_out), task, tc, checkpoint=ckpt)
 
-    results = {}
-    for name, lstm in models.items():
-        if not _stores(cfg["profile"]):
-            results[name] = fit(lstm)
-        else:
-            store = store or train.ResultsStore()
-            run = run_name(cfg, name)
-            ck = store.checkpoint_path(cfg["profile"], EXPERIMENT, run)
-            results[name] = store.load_or_run(cfg["profile"], EXPERIMENT, run,
-                                              lambda lstm=lstm, ck=ck: fit(lstm, str(ck)), checkpoint=ck)
-    return results
+    return {name: stored(cfg.profile, EXPERIMENT, run_name(cfg, name), lambda ck, lstm=lstm: fit(lstm, ck), store)
+            for name, lstm in models.items()}
 
 
 def run(cfg: CriticalInitConfig, store: train.ResultsStore | None = None) -> dict:
@@ -128,7 +112,9 @@ def run(cfg: CriticalInitConfig, store: train.ResultsStore | None = None) -> dic
     task = make_task(cfg)
     models = make_models(cfg, task)
     analyses = analyze_models(models)
-    return dict(task=task, models=models, analyses=analyses, results=run_models(cfg, models, task, store))
+    with sweep(EXPERIMENT, len(models)):
+        results = run_models(cfg, models, task, store)
+    return dict(task=task, models=models, analyses=analyses, results=results)
 
 
 def report(cfg: CriticalInitConfig, result: dict) -> dict:
@@ -138,8 +124,8 @@ def report(cfg: CriticalInitConfig, result: dict) -> dict:
     (``loss_<model>``, ``acc_<model>``), chance (``n_out`` classes, ``chance_loss`` = log ``n_out``,
     ``chance_acc``), where the runs ran (``device``, ``code_version``)."""
     n_out = result["task"].n_out
-    out = {k: cfg[k] for k in ("profile", "T", "hidden", "n_symbols", "noise", "steps", "lr", "batch_size", "clip",
-                               "n_eval", "eval_every", "seed")}
+    out = {k: getattr(cfg, k) for k in ("profile", "T", "hidden", "n_symbols", "noise", "steps", "lr", "batch_size",
+                                        "clip", "n_eval", "eval_every", "seed")}
     out["optimizer"] = cfg.optimizer.capitalize()
     for name in MODELS:
         a = result["analyses"][name][1]
@@ -157,7 +143,14 @@ def report(cfg: CriticalInitConfig, result: dict) -> dict:
     return out
 
 
-def run_model(cfg: dict, model: str, store: train.ResultsStore | None = None) -> train.RunResult:
+def profile_numbers() -> dict:
+    """Profile ``paper``'s settings that the chapter's prose names: ``paper_T``, ``paper_hidden``,
+    ``paper_steps``."""
+    paper = config("paper")
+    return dict(paper_T=paper.T, paper_hidden=paper.hidden, paper_steps=paper.steps)
+
+
+def run_model(cfg: CriticalInitConfig, model: str, store: train.ResultsStore | None = None) -> train.RunResult:
     """One model of :func:`run_models` alone (the task and both modules built as the chapter builds them),
     so that the two can run as separate jobs."""
     task = make_task(cfg)

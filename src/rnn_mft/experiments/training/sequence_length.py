@@ -26,18 +26,24 @@ import numpy as np
 from ... import train
 from ...theory import Theta, analyze
 from ...train.ensembles import ensemble_bytes, split_by_memory
-from ..protocol import Config, doc
-from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_profile, train_cfg, unit
+from ..protocol import CPU_BUDGET_H, Config, doc
+from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_profile, sweep, train_cfg, unit
 
-__all__ = ["CONFIGS", "INITS", "SequenceLengthConfig", "accuracy", "comparison", "config", "cost", "draw_stored",
-           "draw_stored_paper", "ensembles", "groups", "inits", "paper_note", "report", "run", "run_group", "run_one",
-           "run_name", "stored_paper_results", "stored_results", "theory_table", "units", "verdict"]
+__all__ = ["CHANCE", "INITS", "REACH", "SequenceLengthConfig", "accuracy", "comparison", "config", "cost",
+           "ensembles", "groups", "inits", "paper_note", "profile_numbers", "report",
+           "run", "run_group", "run_one", "run_name", "stored_paper_results", "stored_results", "theory_table", "units",
+           "verdict"]
 
 EXPERIMENT = "sequence_length"
 INITS = ("standard", "critical", "chrono")
 ARCH = "peephole_lstm"
 
 N_IN, N_OUT = 784, 10
+#: chance accuracy of padded MNIST (one of ``N_OUT`` classes)
+CHANCE = 1 / N_OUT
+#: the held-out accuracy an initialization must reach at a length for the verdict to count it
+#: as trainable there (:func:`verdict`, ``reach_<init>`` of :func:`report`)
+REACH = 0.5
 
 
 @dataclass(frozen=True)
@@ -59,14 +65,13 @@ class SequenceLengthConfig(Config):
         "smoke": dict(Ts=[3, 6], width=8, batch_size=8, steps=3, n_eval=32, eval_every=0, ensemble_gib=1.0),
         "ci": {},
         # trained once on a 2-core CPU in budgeted slices and committed (README, "The cpu profile")
-        "cpu": dict(Ts=[10, 30, 100, 200, 400], steps=1500, n_eval=2000, eval_every=100, ensemble_gib=4.0),
+        # (the paper's lengths; ensemble_gib = 4 keeps T <= 400 in one ensemble and gives 600, 800 and
+        # 1000 one each, so the ensemble trained first kept its stored name when the longer lengths came)
+        "cpu": dict(Ts=[10, 30, 100, 200, 400, 600, 800, 1000], steps=1500, n_eval=2000, eval_every=100,
+                    ensemble_gib=4.0),
         "paper": dict(Ts=[10, 30, 100, 200, 400, 600, 800, 1000], width=256, batch_size=64, steps=8000, n_eval=2000,
                       eval_every=500, ensemble_gib=64.0),
     }
-
-
-#: the settings of every profile, as plain dictionaries
-CONFIGS = {p: {k: v for k, v in SequenceLengthConfig.for_profile(p).items() if k != "profile"} for p in SequenceLengthConfig.profiles()}
 
 
 def config(profile: str) -> SequenceLengthConfig:
@@ -79,11 +84,11 @@ def inits(T: int) -> list[tuple]:
     return [("standard",), ("critical", Theta.critical(ARCH)), ("chrono", max(float(T), 3.0))]
 
 
-def theory_table(cfg: dict, n_in: int = 784) -> str:
+def theory_table(cfg: SequenceLengthConfig, n_in: int = 784) -> str:
     r"""Markdown: :math:`\xi` and the Jacobian's :math:`m_1`, variance of the standard and critical
     Thetas (mean-field reading, :math:`\Sigma_z = 0`)."""
     rows = ["| initialization | $\\mu_f$ | $\\chi$ | $\\xi$ (steps) | $m_1$ | var |", "|---|---|---|---|---|---|"]
-    for name, th in (("standard (C.5)", Theta.standard(ARCH, n_in=n_in, n_hidden=cfg["width"])),
+    for name, th in (("standard (C.5)", Theta.standard(ARCH, n_in=n_in, n_hidden=cfg.width)),
                      ("critical (C.4)", Theta.critical(ARCH))):
         r = analyze(ARCH, th, sigma_z=0.0)
         rows.append(f"| {name} | {float(th['f'].mu):g} | {float(r.chi):.4f} | {float(r.xi):.3g} | "
@@ -91,37 +96,37 @@ def theory_table(cfg: dict, n_in: int = 784) -> str:
     return "\n".join(rows)
 
 
-def _bytes(cfg: dict):
+def _bytes(cfg: SequenceLengthConfig):
     def fn(lengths):
-        return ensemble_bytes(ARCH, N_IN, cfg["width"], N_OUT, lengths, cfg["batch_size"], False, cfg["optimizer"],
-                              eval_batch_size=min(1024, cfg["n_eval"]))
+        return ensemble_bytes(ARCH, N_IN, cfg.width, N_OUT, lengths, cfg.batch_size, False, cfg.optimizer,
+                              eval_batch_size=min(1024, cfg.n_eval))
     return fn
 
 
-def groups(cfg: dict) -> list[list[int]]:
-    """The lengths of each ensemble: all of ``cfg["Ts"]`` in one unless it exceeds ``ensemble_gib``."""
-    return split_by_memory(cfg["Ts"], len(INITS), _bytes(cfg), cfg["ensemble_gib"] * 2**30)
+def groups(cfg: SequenceLengthConfig) -> list[list[int]]:
+    """The lengths of each ensemble: all of ``cfg.Ts`` in one unless it exceeds ``ensemble_gib``."""
+    return split_by_memory(cfg.Ts, len(INITS), _bytes(cfg), cfg.ensemble_gib * 2**30)
 
 
-def ensembles(cfg: dict) -> list[dict]:
+def ensembles(cfg: SequenceLengthConfig) -> list[dict]:
     """Every ensemble ``cfg`` trains, with its lengths and estimated bytes."""
     out = []
     for Ts in groups(cfg):
         lengths = [T for T in Ts for _ in INITS]
-        out.append(dict(arch=ARCH, tied=True, Ts=Ts, members=len(lengths), lengths=lengths, steps=cfg["steps"],
-                        width=cfg["width"], batch_size=cfg["batch_size"], n_in=N_IN, n_out=N_OUT,
-                        optimizer=cfg["optimizer"], clip=cfg["clip"], bytes=_bytes(cfg)(lengths)))
+        out.append(dict(arch=ARCH, tied=True, Ts=Ts, members=len(lengths), lengths=lengths, steps=cfg.steps,
+                        width=cfg.width, batch_size=cfg.batch_size, n_in=N_IN, n_out=N_OUT,
+                        optimizer=cfg.optimizer, clip=cfg.clip, bytes=_bytes(cfg)(lengths)))
     return out
 
 
-def _settings(cfg: dict, Ts) -> dict:
-    s = {k: cfg[k] for k in ("width", "batch_size", "steps", "n_eval", "eval_every", "optimizer", "lr", "clip",
-                             "seed")}
+def _settings(cfg: SequenceLengthConfig, Ts) -> dict:
+    s = {k: getattr(cfg, k) for k in ("width", "batch_size", "steps", "n_eval", "eval_every", "optimizer", "lr",
+                                      "clip", "seed")}
     s.update(Ts=[int(T) for T in Ts], arch=ARCH, inits=list(INITS))
     return s
 
 
-def run_name(cfg: dict, Ts) -> str:
+def run_name(cfg: SequenceLengthConfig, Ts) -> str:
     """The stored name of the ensemble of lengths ``Ts`` (with the hash of its settings)."""
     Ts = sorted(int(T) for T in Ts)
     return f"T{'_'.join(map(str, Ts))}-{run_key(_settings(cfg, Ts))}"
@@ -135,7 +140,7 @@ def units(profile: str) -> list[dict]:
             for Ts in groups(cfg)]
 
 
-def run_group(cfg: dict, Ts, store=None) -> dict:
+def run_group(cfg: SequenceLengthConfig, Ts, store=None) -> dict:
     """One ensemble: the three initializations at every length of ``Ts`` (member ``3 j + i``:
     ``Ts[j]``, ``INITS[i]``), each reading out at its own length. Returns ``{T: RunResult}``
     with each length's three members as their own result."""
@@ -146,19 +151,19 @@ def run_group(cfg: dict, Ts, store=None) -> dict:
 
     def fn(ckpt):
         tr, te = load_pair("padded_mnist", seq_len=max(Ts))
-        task = train.DatasetTask(tr, te, n_eval=min(cfg["n_eval"], len(te)), eval_on="test")
+        task = train.DatasetTask(tr, te, n_eval=min(cfg.n_eval, len(te)), eval_on="test")
         specs = [spec for T in Ts for spec in inits(T)]
-        model = make_ensemble(ARCH, task.n_in, cfg["width"], task.n_out, specs, seed=cfg["seed"],
+        model = make_ensemble(ARCH, task.n_in, cfg.width, task.n_out, specs, seed=cfg.seed,
                               lengths=[T for T in Ts for _ in range(n)],
                               member_seeds=[i for _ in Ts for i in range(n)])
-        tc = train_cfg(s, checkpoint_every=250 if cfg["profile"] in ("cpu", "paper") else 0)
+        tc = train_cfg(s, checkpoint_every=250 if cfg.profile in ("cpu", "paper") else 0)
         res = train.fit(model, task, tc, checkpoint=ckpt, labels=[f"T={T}, {i}" for T in Ts for i in INITS],
                         desc=f"T={','.join(map(str, Ts))}")
         res.meta["settings"] = s
         res.meta["task"] = {k: v for k, v in te.describe().items() if k in ("task", "seq_len", "n", "data")}
         return res
 
-    res = stored(cfg["profile"], EXPERIMENT, name, fn, store)
+    res = stored(cfg.profile, EXPERIMENT, name, fn, store)
     out = {}
     for j, T in enumerate(Ts):
         r = res.select(range(j * n, (j + 1) * n))
@@ -169,17 +174,18 @@ def run_group(cfg: dict, Ts, store=None) -> dict:
     return out
 
 
-def run_one(cfg: dict, T: int, store=None) -> train.RunResult:
+def run_one(cfg: SequenceLengthConfig, T: int, store=None) -> train.RunResult:
     """The three initializations at the single length ``T``."""
     return run_group(cfg, [T], store)[int(T)]
 
 
-def run(cfg: dict, store=None) -> dict:
+def run(cfg: SequenceLengthConfig, store=None) -> dict:
     """``{T: RunResult}`` for every length of ``cfg``, trained as the ensembles of :func:`groups`."""
     out = {}
-    for Ts in groups(cfg):
-        out.update(run_group(cfg, Ts, store))
-    return {T: out[T] for T in cfg["Ts"]}
+    with sweep(EXPERIMENT, len(groups(cfg))):
+        for Ts in groups(cfg):
+            out.update(run_group(cfg, Ts, store))
+    return {T: out[T] for T in cfg.Ts}
 
 
 def accuracy(results: dict) -> dict:
@@ -187,13 +193,13 @@ def accuracy(results: dict) -> dict:
     return {name: np.array([r.final["eval_acc"][i] for r in results.values()], float) for i, name in enumerate(INITS)}
 
 
-def comparison(Ts, acc: dict, cfg: dict) -> str:
+def comparison(Ts, acc: dict, cfg: SequenceLengthConfig) -> str:
     """Markdown: the paper's Figure 1 statement against this run's numbers."""
     Ts = list(Ts)
     longest = lambda v: _longest(Ts, v)  # noqa: E731
 
     rows = ["| | the paper (Fig. 1, 8000 iterations) | this run (profile `%s`, %d steps) |"
-            % (cfg["profile"], cfg["steps"]), "|---|---|---|"]
+            % (cfg.profile, cfg.steps), "|---|---|---|"]
     say = {"standard": "trainable at short lengths, fails as $T$ grows",
            "critical": "still trainable at the longest lengths shown",
            "chrono": "not in the paper (a third baseline here)"}
@@ -201,12 +207,12 @@ def comparison(Ts, acc: dict, cfg: dict) -> str:
         v = acc[name]
         L = longest(v)
         ours = (f"accuracy {', '.join(f'{a:.2f}' for a in v)} at $T$ = {', '.join(map(str, Ts))}; "
-                + (f"at least 0.5 up to $T = {L}$" if L else "below 0.5 everywhere"))
+                + (f"at least {REACH:g} up to $T = {L}$" if L else f"below {REACH:g} everywhere"))
         rows.append(f"| {name} | {say[name]} | {ours} |")
     return "\n".join(rows)
 
 
-def _longest(Ts, acc, level: float = 0.5):
+def _longest(Ts, acc, level: float = REACH):
     ok = [T for T, a in zip(Ts, acc) if np.isfinite(a) and a >= level]
     return max(ok) if ok else None
 
@@ -215,13 +221,14 @@ def report(cfg: SequenceLengthConfig, result: dict) -> dict:
     """The numbers of the page's prose: the settings (``width``, ``steps``, ``Ts``, ...), the
     shortest and longest length (``T_min``, ``T_max``), per initialization its held-out accuracy
     there (``acc_<init>_shortest``, ``acc_<init>_longest``) and the longest length at which it
-    reaches 0.5 (``reach_<init>``, text), and which of standard and critical is ahead at the
-    longest length (``order_longest``, a short label)."""
+    reaches :data:`REACH` (``reach_<init>``, text; the level as ``reach_level``), chance
+    (``chance``), and which of standard and critical is ahead at the longest length
+    (``order_longest``, a short label)."""
     Ts = list(result)
     acc = accuracy(result)
     out = dict(profile=cfg.profile, width=cfg.width, steps=cfg.steps, optimizer=cfg.optimizer.capitalize(),
                lr=cfg.lr, batch_size=cfg.batch_size, clip=cfg.clip, n_eval=cfg.n_eval,
-               Ts=", ".join(map(str, cfg.Ts)), T_min=min(Ts), T_max=max(Ts))
+               Ts=", ".join(map(str, cfg.Ts)), T_min=min(Ts), T_max=max(Ts), reach_level=REACH, chance=CHANCE)
     i_min, i_max = Ts.index(min(Ts)), Ts.index(max(Ts))
     for name in INITS:
         out[f"acc_{name}_shortest"] = float(acc[name][i_min])
@@ -235,6 +242,24 @@ def report(cfg: SequenceLengthConfig, result: dict) -> dict:
     return out
 
 
+def profile_numbers() -> dict:
+    """The other profiles' settings that the chapter's prose names, by name: ``ci_T_max``,
+    ``ci_steps``, ``ci_width``; ``cpu_Ts`` (text), ``cpu_width``, ``cpu_steps``; ``paper_steps``,
+    ``paper_width``, ``paper_T_max``, the paper lengths the ``cpu`` profile leaves out
+    (``cpu_cut_Ts``, text, "none" if none), what it cuts against the paper (``cpu_cuts``, a
+    clause) and the profile's budget (``cpu_budget_h``, :data:`~rnn_mft.experiments.protocol.CPU_BUDGET_H`)."""
+    ci, cpu, paper = config("ci"), config("cpu"), config("paper")
+    cut = [T for T in paper.Ts if T not in cpu.Ts]
+    cuts = ([f"the lengths {', '.join(map(str, cut))}"] if cut else []) + \
+        [f"the width ({cpu.width} against {paper.width})", f"the steps ({cpu.steps} against {paper.steps})"]
+    return dict(ci_T_max=max(ci.Ts), ci_steps=ci.steps, ci_width=ci.width,
+                cpu_Ts=", ".join(map(str, cpu.Ts)), cpu_width=cpu.width, cpu_steps=cpu.steps,
+                paper_steps=paper.steps, paper_width=paper.width, paper_T_max=max(paper.Ts),
+                cpu_cut_Ts=", ".join(map(str, cut)) or "none",
+                cpu_cuts=("it keeps the paper's lengths and cuts " if not cut else "it cuts ")
+                + ", ".join(cuts[:-1]) + " and " + cuts[-1], cpu_budget_h=CPU_BUDGET_H)
+
+
 def stored_results(profile: str = "paper", store=None):
     """The runs of a stored profile (``paper``, ``cpu``) that the results store holds (nothing
     trained), as a :class:`~rnn_mft.experiments.training._common.StoredPaper` whose ``results`` is
@@ -245,7 +270,7 @@ def stored_results(profile: str = "paper", store=None):
         out = {}
         for _, res in loaded:
             out.update(res)
-        return {T: out[T] for T in cfg["Ts"] if T in out}
+        return {T: out[T] for T in cfg.Ts if T in out}
 
     return stored_profile(sys.modules[__name__], profile, assemble, store)
 
@@ -258,7 +283,7 @@ def stored_paper_results():
 def verdict(results: dict) -> str:
     """Markdown: the paper's Figure 1 claim (the critical initialization stays trainable at
     lengths where the standard one fails) read off ``{T: RunResult}``, whatever it says: the
-    longest length each reaches 0.5 held-out accuracy, and who is ahead at the longest length."""
+    longest length each reaches :data:`REACH` held-out accuracy, and who is ahead at the longest length."""
     Ts = list(results)
     acc = accuracy(results)
     reach = {n: _longest(Ts, acc[n]) for n in INITS}
@@ -266,32 +291,15 @@ def verdict(results: dict) -> str:
     rs, rc = reach["standard"] or 0, reach["critical"] or 0
     holds = ("holds here" if rc > rs else
              "does not hold here: the critical initialization reaches no longer length than the standard one")
-    return (f"Accuracy 0.5 is reached up to $T$ = {reach['standard'] or 'none'} (standard), "
+    return (f"Accuracy {REACH:g} is reached up to $T$ = {reach['standard'] or 'none'} (standard), "
             f"{reach['critical'] or 'none'} (critical) and {reach['chrono'] or 'none'} (chrono); at the longest "
             f"stored length $T = {Ts[-1]}$: standard {s:.2f}, critical {c:.2f}, chrono {acc['chrono'][-1]:.2f}. "
             f"The paper's claim (critical trainable where standard fails) {holds}.")
 
 
-def draw_stored(results: dict, cfg: SequenceLengthConfig) -> list:
-    """What the chapter shows of a stored profile's results (:func:`stored_results`): the
-    accuracy against the stored lengths, the comparison with the paper and its claim read off
-    them. A list of Markdown strings and ``(figure name, figure)`` pairs."""
-    from ...plotting.training_experiments import plot_sequence_length
-
-    Ts = list(results)
-    acc = accuracy(results)
-    fig = plot_sequence_length(Ts, acc, title=f"{cfg.profile} (stored)")
-    return [(f"fig1_sequence_length_{cfg.profile}", fig), comparison(Ts, acc, cfg), verdict(results)]
-
-
-def draw_stored_paper(paper: dict, cfg_p: SequenceLengthConfig) -> list:
-    """:func:`draw_stored` of the paper profile."""
-    return draw_stored(paper, cfg_p)
-
-
-def cost(cfg: dict) -> dict:
+def cost(cfg: SequenceLengthConfig) -> dict:
     """Ensemble runs and sequential time steps (training steps x the longest length of each
     ensemble, summed), and what one ensemble per length would have cost."""
     g = groups(cfg)
-    return {"runs": len(g), "sequential_steps": cfg["steps"] * sum(max(Ts) for Ts in g),
-            "sequential_steps_one_ensemble_per_T": cfg["steps"] * sum(cfg["Ts"])}
+    return {"runs": len(g), "sequential_steps": cfg.steps * sum(max(Ts) for Ts in g),
+            "sequential_steps_one_ensemble_per_T": cfg.steps * sum(cfg.Ts)}

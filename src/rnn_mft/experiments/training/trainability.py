@@ -45,10 +45,11 @@ from ... import train
 from ...theory import Theta, analyze
 from ...train.ensembles import ensemble_bytes, split_by_memory
 from ..protocol import Config, doc
-from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
+from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, sweep, train_cfg, unit
 
-__all__ = ["CONFIGS", "DIRECTIONS", "TrainabilityConfig", "VERDICTS", "accuracy_map", "alphas", "comparison", "config",
-           "cost", "draw_stored_paper", "ensembles", "groups", "overlay", "paper_note", "region_summary", "region_table",
+__all__ = ["CHANCE", "DIRECTIONS", "TrainabilityConfig", "VERDICTS", "VERDICT_FAILS", "VERDICT_MARGIN", "VERDICT_TRAINS",
+           "accuracy_map", "alphas", "comparison", "config", "direction_report",
+           "cost", "ensembles", "groups", "overlay", "paper_note", "region_summary", "region_table",
            "report", "run", "run_arch", "run_group", "run_one", "run_name", "stored_paper_results", "summaries",
            "thetas", "units", "verdict", "xi_table"]
 
@@ -96,19 +97,16 @@ class TrainabilityConfig(Config):
     }
 
 
-#: the settings of every profile (untied), as plain dictionaries
-CONFIGS = {p: {k: v for k, v in TrainabilityConfig.for_profile(p).items() if k not in ("profile", "tied")}
-           for p in TrainabilityConfig.profiles()}
+def config(profile: str) -> TrainabilityConfig:
+    """Settings of ``profile`` (untied weights, Figure 2). The weight kind is the field ``tied``:
+    ``config(profile).replace(tied=True)`` is Figure 6's; :func:`run` trains both whatever it
+    says, :func:`units` lists both."""
+    return TrainabilityConfig.for_profile(profile)
 
 
-def config(profile: str, tied: bool = False) -> TrainabilityConfig:
-    """Settings of ``profile``; ``tied=True`` for Figure 6."""
-    return TrainabilityConfig.for_profile(profile).replace(tied=bool(tied))
-
-
-def alphas(cfg: dict) -> np.ndarray:
-    lo, hi = cfg["alpha_range"]
-    return np.linspace(lo, hi, cfg["n_alpha"])
+def alphas(cfg: TrainabilityConfig) -> np.ndarray:
+    lo, hi = cfg.alpha_range
+    return np.linspace(lo, hi, cfg.n_alpha)
 
 
 def thetas(arch: str, alpha) -> Theta:
@@ -125,62 +123,99 @@ def thetas(arch: str, alpha) -> Theta:
                         for g, p in base.gates.items()})
 
 
-def overlay(cfg: dict, arch: str) -> dict:
+def _per_arch(values: dict) -> str:
+    """``{arch: number}`` as text: the one value when all architectures share it, else each value
+    with the architectures that have it (``1 (gru, lstm), 0.5 (peephole_lstm)``)."""
+    by_value: dict = {}
+    for arch, v in values.items():
+        by_value.setdefault(f"{float(v):g}", []).append(arch)
+    if len(by_value) == 1:
+        return next(iter(by_value))
+    return ", ".join(f"{v} ({', '.join(archs)})" for v, archs in by_value.items())
+
+
+def direction_report(cfg: TrainabilityConfig) -> dict:
+    r"""The direction of :data:`DIRECTIONS` for the architectures of ``cfg``, as text for the
+    chapter's prose: :math:`\mu_f` at the ends of ``cfg.alpha_range`` (``mu_f_from``,
+    ``mu_f_to``) and its rise over it (``mu_f_rise``); :math:`\Theta_0`'s ``sigma2``, ``nu2``,
+    ``rho2`` (every gate) and the means other than :math:`\mu_f` (``mu_other``). A value that
+    differs between architectures is given per architecture (:func:`_per_arch`)."""
+    ends = {arch: thetas(arch, np.asarray(cfg.alpha_range, dtype=float)) for arch in cfg.archs}
+    mu_f = {arch: np.asarray(th["f"].mu, dtype=float) for arch, th in ends.items()}
+    out = dict(mu_f_from=_per_arch({a: m[0] for a, m in mu_f.items()}),
+               mu_f_to=_per_arch({a: m[-1] for a, m in mu_f.items()}),
+               mu_f_rise=_per_arch({a: m[-1] - m[0] for a, m in mu_f.items()}))
+    for field in ("sigma2", "nu2", "rho2", "mu"):
+        per = {}
+        for arch, th in ends.items():
+            vals = {float(np.asarray(getattr(p, field), dtype=float)[0]) for g, p in th.gates.items()
+                    if not (field == "mu" and g == "f")}
+            if len(vals) != 1:
+                raise ValueError(f"{arch}: Theta_0's {field} differs between gates; the chapter's prose "
+                                 "states one value per architecture")
+            per[arch] = vals.pop()
+        out["mu_other" if field == "mu" else field] = _per_arch(per)
+    return out
+
+
+def overlay(cfg: TrainabilityConfig, arch: str) -> dict:
     r""":math:`\xi(\alpha)` from :func:`rnn_mft.theory.analyze` for the very Thetas the map trains,
     and the curves :math:`T = 3\xi, 6\xi`."""
     a = alphas(cfg)
     th = thetas(arch, a)
-    r = analyze(arch, th, sigma_z=cfg["sigma_z"], n_s=cfg["n_s"], n_iters=cfg["n_iters"])
+    r = analyze(arch, th, sigma_z=cfg.sigma_z, n_s=cfg.n_s, n_iters=cfg.n_iters)
     xi = np.asarray(r.xi, dtype=float)
     out = {"alpha": a, "mu_f": np.asarray(th["f"].mu, float), "xi": xi, "3xi": 3 * xi, "6xi": 6 * xi,
            "chi": np.asarray(r.chi, float), "converged": np.asarray(r.converged), "theta": th}
     if arch == "lstm":
-        p = analyze(arch, th, sigma_z=cfg["sigma_z"], n_s=cfg["n_s"], n_iters=cfg["n_iters"], method="paper")
+        p = analyze(arch, th, sigma_z=cfg.sigma_z, n_s=cfg.n_s, n_iters=cfg.n_iters, method="paper")
         out["xi_paper"] = np.asarray(p.xi, dtype=float)
     return out
 
 
 N_IN, N_OUT = 784, 10          # padded MNIST: a digit (784 pixels) per step, 10 classes
+#: chance accuracy of padded MNIST (one of ``N_OUT`` classes)
+CHANCE = 1 / N_OUT
 
 
-def _settings(cfg: dict, arch: str, Ts) -> dict:
-    s = {k: cfg[k] for k in ("width", "batch_size", "n_eval", "optimizer", "lr", "clip", "seed", "tied",
-                             "alpha_range", "n_alpha")}
-    s.update(arch=arch, Ts=[int(T) for T in Ts], steps=int(cfg["steps"][arch]), direction=DIRECTIONS[arch])
+def _settings(cfg: TrainabilityConfig, arch: str, Ts) -> dict:
+    s = {k: getattr(cfg, k) for k in ("width", "batch_size", "n_eval", "optimizer", "lr", "clip", "seed", "tied",
+                                      "alpha_range", "n_alpha")}
+    s.update(arch=arch, Ts=[int(T) for T in Ts], steps=int(cfg.steps[arch]), direction=DIRECTIONS[arch])
     return s
 
 
-def _bytes(cfg: dict, arch: str):
+def _bytes(cfg: TrainabilityConfig, arch: str):
     def fn(lengths):
-        return ensemble_bytes(arch, N_IN, cfg["width"], N_OUT, lengths, cfg["batch_size"], not cfg["tied"],
-                              cfg["optimizer"], eval_batch_size=min(1024, cfg["n_eval"]))
+        return ensemble_bytes(arch, N_IN, cfg.width, N_OUT, lengths, cfg.batch_size, not cfg.tied,
+                              cfg.optimizer, eval_batch_size=min(1024, cfg.n_eval))
     return fn
 
 
-def groups(cfg: dict, arch: str) -> list[list[int]]:
-    """The sequence lengths of each ensemble of ``arch``: all of ``cfg["Ts"]`` in one, unless
+def groups(cfg: TrainabilityConfig, arch: str) -> list[list[int]]:
+    """The sequence lengths of each ensemble of ``arch``: all of ``cfg.Ts`` in one, unless
     they do not fit ``ensemble_gib`` (untied weights; see the module docstring)."""
-    return split_by_memory(cfg["Ts"], cfg["n_alpha"], _bytes(cfg, arch), cfg["ensemble_gib"] * 2**30)
+    return split_by_memory(cfg.Ts, cfg.n_alpha, _bytes(cfg, arch), cfg.ensemble_gib * 2**30)
 
 
-def ensembles(cfg: dict) -> list[dict]:
+def ensembles(cfg: TrainabilityConfig) -> list[dict]:
     """Every ensemble that ``cfg`` trains (``tied`` as in ``cfg``): arch, lengths, members,
     steps, the member lengths and the estimated bytes (:func:`~rnn_mft.train.ensembles.ensemble_bytes`)."""
     out = []
-    for arch in cfg["archs"]:
+    for arch in cfg.archs:
         for Ts in groups(cfg, arch):
-            lengths = [T for T in Ts for _ in range(cfg["n_alpha"])]
-            out.append(dict(arch=arch, tied=cfg["tied"], Ts=Ts, members=len(lengths), lengths=lengths,
-                            steps=int(cfg["steps"][arch]), width=cfg["width"], batch_size=cfg["batch_size"],
-                            n_in=N_IN, n_out=N_OUT, optimizer=cfg["optimizer"],
+            lengths = [T for T in Ts for _ in range(cfg.n_alpha)]
+            out.append(dict(arch=arch, tied=cfg.tied, Ts=Ts, members=len(lengths), lengths=lengths,
+                            steps=int(cfg.steps[arch]), width=cfg.width, batch_size=cfg.batch_size,
+                            n_in=N_IN, n_out=N_OUT, optimizer=cfg.optimizer,
                             bytes=_bytes(cfg, arch)(lengths)))
     return out
 
 
-def run_name(cfg: dict, arch: str, Ts) -> str:
+def run_name(cfg: TrainabilityConfig, arch: str, Ts) -> str:
     """The stored name of the ensemble of ``arch`` at lengths ``Ts`` (tied as in ``cfg``)."""
     Ts = sorted(int(T) for T in Ts)
-    return f"{'tied' if cfg['tied'] else 'untied'}-{arch}-T{'_'.join(map(str, Ts))}-{run_key(_settings(cfg, arch, Ts))}"
+    return f"{'tied' if cfg.tied else 'untied'}-{arch}-T{'_'.join(map(str, Ts))}-{run_key(_settings(cfg, arch, Ts))}"
 
 
 def units(profile: str) -> list[dict]:
@@ -188,8 +223,8 @@ def units(profile: str) -> list[dict]:
     architecture, untied (Figure 2) and tied (Figure 6), without training anything."""
     out = []
     for tied in (False, True):
-        cfg = config(profile, tied=tied)
-        for arch in cfg["archs"]:
+        cfg = config(profile).replace(tied=tied)
+        for arch in cfg.archs:
             for Ts in groups(cfg, arch):
                 Ts = sorted(int(T) for T in Ts)
                 out.append(unit(profile, EXPERIMENT, run_name(cfg, arch, Ts), __name__, "run_group", [arch, Ts],
@@ -197,7 +232,7 @@ def units(profile: str) -> list[dict]:
     return out
 
 
-def run_group(cfg: dict, arch: str, Ts, tasks=None, store=None) -> dict:
+def run_group(cfg: TrainabilityConfig, arch: str, Ts, tasks=None, store=None) -> dict:
     """Train one ensemble: every alpha at every length of ``Ts``, member ``j * n_alpha + i`` at
     ``Ts[j]`` and ``alpha_i``, reading out at its own length; returns ``{T: RunResult}`` with
     each ``T``'s members as their own result (the format of one ensemble per ``T``)."""
@@ -210,13 +245,13 @@ def run_group(cfg: dict, arch: str, Ts, tasks=None, store=None) -> dict:
 
     def fn(ckpt):
         tr, te = tasks if tasks is not None else load_pair("padded_mnist", seq_len=max(Ts))
-        task = train.DatasetTask(tr, te, n_eval=cfg["n_eval"], eval_on="train")
+        task = train.DatasetTask(tr, te, n_eval=cfg.n_eval, eval_on="train")
         inits = [("theta", th.index(i)) for _ in Ts for i in range(n)]
         lengths = [T for T in Ts for _ in range(n)]
-        model = make_ensemble(arch, task.n_in, cfg["width"], task.n_out, inits,
-                              untied=None if cfg["tied"] else max(Ts), seed=cfg["seed"], lengths=lengths,
+        model = make_ensemble(arch, task.n_in, cfg.width, task.n_out, inits,
+                              untied=None if cfg.tied else max(Ts), seed=cfg.seed, lengths=lengths,
                               member_seeds=[i for _ in Ts for i in range(n)])
-        tc = train_cfg(s, checkpoint_every=100 if cfg["profile"] == "paper" else 0)
+        tc = train_cfg(s, checkpoint_every=100 if cfg.profile == "paper" else 0)
         res = train.fit(model, task, tc, checkpoint=ckpt,
                         labels=[f"T={T}, alpha={v:.4g}" for T in Ts for v in a],
                         desc=f"{arch} T={','.join(map(str, Ts))}")
@@ -224,7 +259,7 @@ def run_group(cfg: dict, arch: str, Ts, tasks=None, store=None) -> dict:
         res.meta["task"] = {k: v for k, v in tr.describe().items() if k in ("task", "seq_len", "n", "data")}
         return res
 
-    res = stored(cfg["profile"], EXPERIMENT, name, fn, store)
+    res = stored(cfg.profile, EXPERIMENT, name, fn, store)
     out = {}
     for j, T in enumerate(Ts):
         r = res.select(range(j * n, (j + 1) * n))
@@ -236,7 +271,7 @@ def run_group(cfg: dict, arch: str, Ts, tasks=None, store=None) -> dict:
     return out
 
 
-def run_one(cfg: dict, arch: str, T: int, tasks=None, store=None) -> train.RunResult:
+def run_one(cfg: TrainabilityConfig, arch: str, T: int, tasks=None, store=None) -> train.RunResult:
     """The ensemble of all alphas at the single sequence length ``T``."""
     return run_group(cfg, arch, [T], tasks=tasks, store=store)[int(T)]
 
@@ -247,7 +282,7 @@ def run_arch(cfg: TrainabilityConfig, arch: str, store=None) -> dict:
     out = {}
     for Ts in groups(cfg, arch):
         out.update(run_group(cfg, arch, Ts, store=store))
-    return {T: out[T] for T in cfg["Ts"]}
+    return {T: out[T] for T in cfg.Ts}
 
 
 def run(cfg: TrainabilityConfig, store=None) -> dict:
@@ -256,43 +291,51 @@ def run(cfg: TrainabilityConfig, store=None) -> dict:
     ``{"untied": {arch: {T: RunResult}}, "tied": {...}, "overlays": {arch: overlay(cfg, arch)}}``.
     The runs come first, so that a read-only store without them raises before any theory is
     computed."""
-    out = {kind: {arch: run_arch(cfg.replace(tied=kind == "tied"), arch, store) for arch in cfg["archs"]}
-           for kind in ("untied", "tied")}
-    out["overlays"] = {arch: overlay(cfg, arch) for arch in cfg["archs"]}
+    kinds = {kind: cfg.replace(tied=kind == "tied") for kind in ("untied", "tied")}
+    with sweep(EXPERIMENT, sum(len(groups(c, arch)) for c in kinds.values() for arch in cfg.archs)):
+        out = {kind: {arch: run_arch(c, arch, store) for arch in cfg.archs} for kind, c in kinds.items()}
+    out["overlays"] = {arch: overlay(cfg, arch) for arch in cfg.archs}
     return out
 
 
 def summaries(cfg: TrainabilityConfig, result: dict) -> dict:
     """``{"untied": {arch: region_summary}, "tied": {...}}`` of a :func:`run` result."""
-    return {kind: {arch: region_summary(accuracy_map(result[kind][arch]), cfg["Ts"], result["overlays"][arch])
+    return {kind: {arch: region_summary(accuracy_map(result[kind][arch]), cfg.Ts, result["overlays"][arch])
                    for arch in result[kind]}
             for kind in ("untied", "tied")}
 
 
 #: the verdict labels of :func:`verdict` (the chapter says what each one means)
 VERDICTS = ("agrees", "same direction, softer", "does not show the transition", "no verdict")
+#: :func:`verdict`'s thresholds on the mean training accuracy of a region: ``agrees`` needs more
+#: than VERDICT_TRAINS where :math:`T \le 3\xi` and less than VERDICT_FAILS where :math:`T \ge 6\xi`;
+#: ``same direction, softer`` needs the first to exceed the second by more than VERDICT_MARGIN
+VERDICT_TRAINS, VERDICT_FAILS, VERDICT_MARGIN = 0.5, 0.25, 0.2
 
 
 def verdict(s: dict) -> str:
     r"""The short label of a :func:`region_summary` against the paper's claim: ``agrees`` (mean
-    accuracy above 0.5 for :math:`T \le 3\xi` and below 0.25 for :math:`T \ge 6\xi`), ``same
-    direction, softer`` (the first exceeds the second by more than 0.2), ``does not show the
-    transition`` (otherwise) or ``no verdict`` (a region without cells)."""
+    accuracy above :data:`VERDICT_TRAINS` for :math:`T \le 3\xi` and below :data:`VERDICT_FAILS`
+    for :math:`T \ge 6\xi`), ``same direction, softer`` (the first exceeds the second by more than
+    :data:`VERDICT_MARGIN`), ``does not show the transition`` (otherwise) or ``no verdict`` (a
+    region without cells)."""
     lo, n_lo = s["T <= 3xi"]
     hi, n_hi = s["T >= 6xi"]
     if not n_lo or not n_hi:
         return VERDICTS[3]
-    if lo > 0.5 and hi < 0.25:
+    if lo > VERDICT_TRAINS and hi < VERDICT_FAILS:
         return VERDICTS[0]
-    if lo > hi + 0.2:
+    if lo > hi + VERDICT_MARGIN:
         return VERDICTS[1]
     return VERDICTS[2]
 
 
 def report(cfg: TrainabilityConfig, result: dict) -> dict:
     """The numbers of the page's prose: the settings (``width``, ``Ts``, ``steps``, ...), the
-    growth of the predicted xi along the direction (``xi_growth_min``, ``xi_growth_max``: last over
-    first), and per weight kind (``untied``, ``tied``) the verdicts of every architecture
+    direction (:func:`direction_report`), the verdict's thresholds (``verdict_trains``,
+    ``verdict_fails``, ``verdict_margin``) and chance (``chance``), the growth of the predicted xi
+    along the direction (``xi_growth_min``, ``xi_growth_max``: last over first; in orders of
+    magnitude ``xi_orders_min``, ``xi_orders_max``), and per weight kind (``untied``, ``tied``) the verdicts of every architecture
     (``verdicts_<kind>``, text), how many agree (``n_agree_<kind>`` of ``n_archs``) and the mean
     accuracy of the regions pooled over architectures (``acc_below_3xi_<kind>``,
     ``acc_beyond_6xi_<kind>``)."""
@@ -306,7 +349,11 @@ def report(cfg: TrainabilityConfig, result: dict) -> dict:
                groups="; ".join(f"{arch} " + ", ".join("{" + ", ".join(map(str, g)) + "}" for g in groups(cfg, arch))
                                 for arch in cfg.archs),
                n_archs=len(cfg.archs), xi_growth_min=min(growth) if growth else float("nan"),
-               xi_growth_max=max(growth) if growth else float("nan"))
+               xi_growth_max=max(growth) if growth else float("nan"),
+               verdict_trains=VERDICT_TRAINS, verdict_fails=VERDICT_FAILS, verdict_margin=VERDICT_MARGIN,
+               chance=CHANCE, **direction_report(cfg))
+    out["xi_orders_min"] = float(np.log10(out["xi_growth_min"])) if growth else float("nan")
+    out["xi_orders_max"] = float(np.log10(out["xi_growth_max"])) if growth else float("nan")
     for kind, by_arch in summ.items():
         out[f"verdicts_{kind}"] = "; ".join(f"{arch}: *{verdict(s)}*" for arch, s in by_arch.items())
         out[f"n_agree_{kind}"] = sum(verdict(s) == VERDICTS[0] for s in by_arch.values())
@@ -328,7 +375,7 @@ def accuracy_map(results: dict, Ts=None) -> np.ndarray:
                      for T in Ts])
 
 
-def region_summary(acc: np.ndarray, Ts, ov: dict, chance: float = 0.1) -> dict:
+def region_summary(acc: np.ndarray, Ts, ov: dict, chance: float = CHANCE) -> dict:
     r"""Mean training accuracy of the cells with :math:`T \le 3\xi`, :math:`3\xi < T < 6\xi` and
     :math:`T \ge 6\xi`, and how many cells each region holds: the paper's claim is that the first
     region trains and the last does not. ``acc``: ``(len(Ts), n_alpha)``."""
@@ -381,7 +428,7 @@ def xi_table(overlays: dict) -> str:
     return "\n".join(rows)
 
 
-def comparison(untied: dict, tied: dict, cfg: dict) -> str:
+def comparison(untied: dict, tied: dict, cfg: TrainabilityConfig) -> str:
     """Markdown table: what the paper reports (Figures 2 and 6) beside this run's :func:`verdict`
     and region accuracies (:func:`region_summary`) per architecture."""
     def cell(s):
@@ -391,7 +438,7 @@ def comparison(untied: dict, tied: dict, cfg: dict) -> str:
             return "the grid has no cells on one side of the band; no verdict"
         return f"{verdict(s)}: {lo:.2f} below $3\\xi$, {hi:.2f} beyond $6\\xi$"
 
-    rows = ["| | the paper | this run (profile `%s`) |" % cfg["profile"], "|---|---|---|"]
+    rows = ["| | the paper | this run (profile `%s`) |" % cfg.profile, "|---|---|---|"]
     for arch in untied:
         rows.append(f"| {arch}, untied (Fig. 2) | the transition from high to low accuracy lies between "
                     f"$3\\xi$ and $6\\xi$ | {cell(untied[arch])} |")
@@ -413,38 +460,15 @@ def stored_paper_results():
         for u, res in loaded:
             out["tied" if u["config"].get("tied") else "untied"].setdefault(u["args"][0], {}).update(res)
         for kind in ("untied", "tied"):
-            out[kind] = {a: {T: out[kind][a][T] for T in cfg["Ts"] if T in out[kind][a]}
-                         for a in cfg["archs"] if a in out[kind]}
-        out["overlays"] = {a: overlay(cfg, a) for a in cfg["archs"] if a in out["untied"] or a in out["tied"]}
+            out[kind] = {a: {T: out[kind][a][T] for T in cfg.Ts if T in out[kind][a]}
+                         for a in cfg.archs if a in out[kind]}
+        out["overlays"] = {a: overlay(cfg, a) for a in cfg.archs if a in out["untied"] or a in out["tied"]}
         return out
 
     return stored_paper(sys.modules[__name__], assemble)
 
 
-def draw_stored_paper(paper: dict, cfg_p: TrainabilityConfig) -> list:
-    """What the chapter shows of stored paper-scale results (:func:`stored_paper_results`):
-    per weight kind with any stored runs, the maps of the architectures stored (a length not yet
-    stored is a blank row) and their region table, then the comparison with the paper. A list of
-    Markdown strings and ``(figure name, figure)`` pairs."""
-    from ...plotting.training_experiments import plot_trainability
-
-    out = []
-    summ = {}
-    for kind, fig_no in (("untied", 2), ("tied", 6)):
-        if not paper[kind]:
-            out.append(f"No {kind} run (Figure {fig_no}) is stored at profile `paper` yet.")
-            summ[kind] = {}
-            continue
-        maps = {a: accuracy_map(r, cfg_p["Ts"]) for a, r in paper[kind].items()}
-        fig = plot_trainability(maps, paper["overlays"], cfg_p["Ts"], f"{kind} weights, paper (stored)")
-        out.append((f"fig{fig_no}_trainability_{kind}_paper", fig))
-        summ[kind] = {a: region_summary(m, cfg_p["Ts"], paper["overlays"][a]) for a, m in maps.items()}
-        out.append(region_table(summ[kind]))
-    out.append(comparison(summ["untied"], summ["tied"], cfg_p))
-    return out
-
-
-def cost(cfg: dict) -> dict:
+def cost(cfg: TrainabilityConfig) -> dict:
     """Work of ``cfg`` for both Figure 2 and Figure 6: ensemble runs and sequential time steps
     (training steps x the longest length of each ensemble, summed; what bounds the time on a
     GPU), and what one ensemble per length would have cost."""
@@ -453,5 +477,5 @@ def cost(cfg: dict) -> dict:
         for e in ensembles(cfg.replace(tied=tied)):
             runs += 1
             seq += e["steps"] * max(e["Ts"])
-    per_T = 2 * sum(cfg["steps"][a] * T for a in cfg["archs"] for T in cfg["Ts"])
+    per_T = 2 * sum(cfg.steps[a] * T for a in cfg.archs for T in cfg.Ts)
     return {"runs": runs, "sequential_steps": seq, "sequential_steps_one_ensemble_per_T": per_T}

@@ -33,11 +33,11 @@ from ... import train
 from ...theory import Theta
 from ...train import default_lrs
 from ..protocol import Config, doc
-from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, train_cfg, unit
+from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_paper, sweep, train_cfg, unit
 
-__all__ = ["CONFIGS", "INITS", "TASKS", "TrainingCurvesConfig", "best_curves", "comparison", "config", "cost",
-           "draw_stored_paper", "ensembles", "lrs", "paper_note", "report", "run", "run_name", "run_one", "steps_to", "stored_paper_results",
-           "units"]
+__all__ = ["INITS", "TASKS", "TrainingCurvesConfig", "best_curves", "comparison", "config", "cost",
+           "ensembles", "lrs", "paper_note", "profile_numbers", "report", "run", "run_name",
+           "run_one", "seq_len", "steps_to", "stored_paper_results", "units"]
 
 EXPERIMENT = "training_curves"
 INITS = ("standard", "critical")
@@ -75,35 +75,31 @@ class TrainingCurvesConfig(Config):
     }
 
 
-#: the settings of every profile, as plain dictionaries
-CONFIGS = {p: {k: v for k, v in TrainingCurvesConfig.for_profile(p).items() if k != "profile"} for p in TrainingCurvesConfig.profiles()}
-
-
 def config(profile: str) -> TrainingCurvesConfig:
     """The settings at ``profile`` (smoke, ci or paper)."""
     return TrainingCurvesConfig.for_profile(profile)
 
 
-def lrs(cfg: dict) -> np.ndarray:
-    return default_lrs(cfg["n_lr"], *cfg["lr_range"])
+def lrs(cfg: TrainingCurvesConfig) -> np.ndarray:
+    return default_lrs(cfg.n_lr, *cfg.lr_range)
 
 
-def _tasks(cfg: dict, task: str, length: int):
+def _tasks(cfg: TrainingCurvesConfig, task: str, length: int):
     if task == "concatenated_mnist":
-        return load_pair(task, n_digits=length, repeat=cfg["repeat_concat"])
+        return load_pair(task, n_digits=length, repeat=cfg.repeat_concat)
     if task == "repeated_pixel_mnist":
-        return load_pair(task, repeat=length, input_size=cfg["pixels_per_step"])
+        return load_pair(task, repeat=length, input_size=cfg.pixels_per_step)
     raise ValueError(f"task={task!r}; allowed: {', '.join(TASKS)}")
 
 
-def _settings(cfg: dict, task: str, length: int) -> dict:
-    s = {k: cfg[k] for k in ("width", "batch_size", "steps", "n_lr", "n_eval", "eval_every", "optimizer",
-                             "momentum", "clip", "seed", "lr_range", "repeat_concat", "pixels_per_step")}
+def _settings(cfg: TrainingCurvesConfig, task: str, length: int) -> dict:
+    s = {k: getattr(cfg, k) for k in ("width", "batch_size", "steps", "n_lr", "n_eval", "eval_every", "optimizer",
+                                      "momentum", "clip", "seed", "lr_range", "repeat_concat", "pixels_per_step")}
     s.update(task=task, length=int(length), arch=ARCH, inits=list(INITS))
     return s
 
 
-def run_name(cfg: dict, task: str, length: int) -> str:
+def run_name(cfg: TrainingCurvesConfig, task: str, length: int) -> str:
     """The stored name of the panel ``task`` at ``length``."""
     return f"{task}-{TASKS[task]}{length}-{run_key(_settings(cfg, task, length))}"
 
@@ -112,25 +108,25 @@ def units(profile: str) -> list[dict]:
     """Every stored run the chapter loads at ``profile`` (one per panel), without training."""
     cfg = config(profile)
     return [unit(profile, EXPERIMENT, run_name(cfg, task, L), __name__, "run_one", [task, int(L)])
-            for task in TASKS for L in cfg["lengths"][task]]
+            for task in TASKS for L in cfg.lengths[task]]
 
 
-def run_one(cfg: dict, task: str, length: int, store=None) -> train.RunResult:
+def run_one(cfg: TrainingCurvesConfig, task: str, length: int, store=None) -> train.RunResult:
     """One panel: ``len(INITS) * n_lr`` members (init-major), trained together."""
     s = _settings(cfg, task, length)
     name = run_name(cfg, task, length)
 
     def fn(ckpt):
         tr, _ = _tasks(cfg, task, length)
-        dt = train.DatasetTask(tr, None, n_eval=min(cfg["n_eval"], len(tr)), eval_on="train")
+        dt = train.DatasetTask(tr, None, n_eval=min(cfg.n_eval, len(tr)), eval_on="train")
         lr = lrs(cfg)
         specs = []
         for name_ in INITS:
             spec = ("standard",) if name_ == "standard" else ("critical", Theta.critical(ARCH))
             specs += [spec] * len(lr)
-        model = make_ensemble(ARCH, dt.n_in, cfg["width"], dt.n_out, specs, seed=cfg["seed"])
+        model = make_ensemble(ARCH, dt.n_in, cfg.width, dt.n_out, specs, seed=cfg.seed)
         tc = train_cfg(s, lr=np.tile(lr, len(INITS)).tolist(),
-                       checkpoint_every=500 if cfg["profile"] == "paper" else 0)
+                       checkpoint_every=500 if cfg.profile == "paper" else 0)
         labels = [f"{n}, lr={v:.3g}" for n in INITS for v in lr]
         res = train.fit(model, dt, tc, checkpoint=ckpt, labels=labels, desc=f"{task} {length}")
         res.meta["settings"] = s
@@ -138,15 +134,16 @@ def run_one(cfg: dict, task: str, length: int, store=None) -> train.RunResult:
                             if k in ("task", "seq_len", "input_size", "num_classes", "n", "data")}
         return res
 
-    return stored(cfg["profile"], EXPERIMENT, name, fn, store)
+    return stored(cfg.profile, EXPERIMENT, name, fn, store)
 
 
-def run(cfg: dict, store=None) -> dict:
+def run(cfg: TrainingCurvesConfig, store=None) -> dict:
     """``{(task, length): RunResult}`` for every panel."""
-    return {(task, L): run_one(cfg, task, L, store) for task in TASKS for L in cfg["lengths"][task]}
+    with sweep(EXPERIMENT, sum(len(cfg.lengths[task]) for task in TASKS)):
+        return {(task, L): run_one(cfg, task, L, store) for task in TASKS for L in cfg.lengths[task]}
 
 
-def best_curves(res: train.RunResult, cfg: dict) -> dict:
+def best_curves(res: train.RunResult, cfg: TrainingCurvesConfig) -> dict:
     """``{init: dict(lr, step, acc, final_acc, diverged)}``: the best learning rate of each
     initialization and its training-accuracy curve (evaluations on training sequences)."""
     lr = lrs(cfg)
@@ -171,7 +168,7 @@ def steps_to(step, acc, level: float):
     return int(np.asarray(step)[hit[0]]) if hit.size else None
 
 
-def comparison(results: dict, cfg: dict) -> str:
+def comparison(results: dict, cfg: TrainingCurvesConfig) -> str:
     """Markdown: per panel, final training accuracy and steps to reach halfway between chance and
     1 for both initializations, beside what the paper's Figure 4 shows for that column."""
     paper = {0: "short: both initializations train alike", 1: "middle: critical trains much faster",
@@ -179,7 +176,7 @@ def comparison(results: dict, cfg: dict) -> str:
     rows = ["| task | length | $T$ | the paper | standard: final (steps to half-way) | "
             "critical: final (steps to half-way) |", "|---|---|---|---|---|---|"]
     for task in TASKS:
-        for j, L in enumerate(cfg["lengths"][task]):
+        for j, L in enumerate(cfg.lengths[task]):
             res = results.get((task, L))
             if res is None:
                 rows.append(f"| {task} | {TASKS[task]} = {L} | | {paper.get(j, '')} | not stored yet | "
@@ -224,6 +221,31 @@ def report(cfg: TrainingCurvesConfig, result: dict) -> dict:
     return out
 
 
+def seq_len(cfg: TrainingCurvesConfig, task: str, length: int) -> int:
+    """The sequence length T of ``task`` at ``length`` (digits n or repeats r) under ``cfg``:
+    ``7 * repeat_concat * n`` for concatenated MNIST, ``784 // pixels_per_step * r`` for
+    repeated-pixel MNIST."""
+    if task == "concatenated_mnist":
+        return int(length) * 7 * cfg.repeat_concat
+    if task == "repeated_pixel_mnist":
+        return 784 // cfg.pixels_per_step * int(length)
+    raise ValueError(f"task={task!r}; allowed: {', '.join(TASKS)}")
+
+
+def profile_numbers() -> dict:
+    """The other profiles' settings that the chapter's prose names, by name: profile ``ci``'s
+    pixels per step of repeated-pixel MNIST (``ci_pixels_per_step``, ``ci_T_per_repeat``), its
+    longest sequence (``ci_T_max``) and steps (``ci_steps``); profile ``paper``'s pixels per step,
+    lengths (text), steps and width (``paper_...``)."""
+    ci, paper = config("ci"), config("paper")
+    return dict(ci_pixels_per_step=ci.pixels_per_step, ci_T_per_repeat=seq_len(ci, "repeated_pixel_mnist", 1),
+                ci_T_max=max(seq_len(ci, task, L) for task in TASKS for L in ci.lengths[task]),
+                ci_steps=ci.steps, paper_pixels_per_step=paper.pixels_per_step,
+                paper_lengths_repeat=", ".join(map(str, paper.lengths["repeated_pixel_mnist"])),
+                paper_lengths_concat=", ".join(map(str, paper.lengths["concatenated_mnist"])),
+                paper_steps=paper.steps, paper_width=paper.width)
+
+
 def stored_paper_results():
     """The paper profile's runs that the results store holds (nothing trained), as a
     :class:`~rnn_mft.experiments.training._common.StoredPaper` whose ``results`` is
@@ -232,38 +254,26 @@ def stored_paper_results():
                         lambda loaded: {(u["args"][0], u["args"][1]): res for u, res in loaded})
 
 
-def draw_stored_paper(paper: dict, cfg_p: TrainingCurvesConfig) -> list:
-    """What the chapter shows of stored paper-scale results (:func:`stored_paper_results`): the
-    curves of the stored panels and the comparison with the paper (a panel not yet stored says
-    so). A list of Markdown strings and ``(figure name, figure)`` pairs."""
-    from ...plotting.training_experiments import plot_training_curves_grid
-
-    panels = {k: {"curves": best_curves(r, cfg_p), "chance": 1 / r.meta["task"]["num_classes"]}
-              for k, r in paper.items()}
-    fig = plot_training_curves_grid(panels, [t for t in TASKS if any(k[0] == t for k in panels)])
-    return [("fig4_training_curves_paper", fig), comparison(paper, cfg_p)]
-
-
-def ensembles(cfg: dict) -> list[dict]:
+def ensembles(cfg: TrainingCurvesConfig) -> list[dict]:
     """Every ensemble ``cfg`` trains (one per panel: the lengths of a task are not prefixes of one
     another, so panels cannot share an ensemble; see the module docstring), with its shapes."""
     out = []
     for task in TASKS:
-        for L in cfg["lengths"][task]:
+        for L in cfg.lengths[task]:
             if task == "concatenated_mnist":
-                T, n_in, n_out = L * 7 * cfg["repeat_concat"], 112, 2 ** L
+                T, n_in, n_out = L * 7 * cfg.repeat_concat, 112, 2 ** L
             else:
-                T, n_in, n_out = 784 // cfg["pixels_per_step"] * L, cfg["pixels_per_step"], 10
-            M = len(INITS) * cfg["n_lr"]
+                T, n_in, n_out = 784 // cfg.pixels_per_step * L, cfg.pixels_per_step, 10
+            M = len(INITS) * cfg.n_lr
             out.append(dict(name=f"{task} {TASKS[task]}={L}", arch=ARCH, tied=True, Ts=[T], members=M,
-                            lengths=[T] * M, steps=cfg["steps"], width=cfg["width"], batch_size=cfg["batch_size"],
-                            n_in=n_in, n_out=n_out, optimizer=cfg["optimizer"], clip=cfg["clip"]))
+                            lengths=[T] * M, steps=cfg.steps, width=cfg.width, batch_size=cfg.batch_size,
+                            n_in=n_in, n_out=n_out, optimizer=cfg.optimizer, clip=cfg.clip))
     return out
 
 
-def cost(cfg: dict) -> dict:
+def cost(cfg: TrainingCurvesConfig) -> dict:
     """Ensemble runs and sequential time steps (training steps x sequence length, summed)."""
-    T = {"concatenated_mnist": lambda n: n * 7 * cfg["repeat_concat"],
-         "repeated_pixel_mnist": lambda r: 784 // cfg["pixels_per_step"] * r}
-    seq = sum(cfg["steps"] * T[t](L) for t in TASKS for L in cfg["lengths"][t])
-    return {"runs": sum(len(cfg["lengths"][t]) for t in TASKS), "sequential_steps": seq}
+    T = {"concatenated_mnist": lambda n: n * 7 * cfg.repeat_concat,
+         "repeated_pixel_mnist": lambda r: 784 // cfg.pixels_per_step * r}
+    seq = sum(cfg.steps * T[t](L) for t in TASKS for L in cfg.lengths[t])
+    return {"runs": sum(len(cfg.lengths[t]) for t in TASKS), "sequential_steps": seq}

@@ -33,11 +33,11 @@ from ... import train
 from ...data.sources import DataUnavailableError
 from ...theory import Theta, analyze
 from ..protocol import Config, doc
-from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_profile, train_cfg, unit
+from ._common import load_pair, make_ensemble, paper_note, run_key, stored, stored_profile, sweep, train_cfg, unit
 
-__all__ = ["CONFIGS", "INITS", "PAPER", "UnrolledConfig", "config", "cost", "draw_stored", "draw_stored_paper", "ensembles",
-           "inits", "members", "paper_note", "report", "run", "run_name", "run_one", "stored_paper_results", "stored_results",
-           "table", "theory_row", "units", "verdict"]
+__all__ = ["INITS", "PAPER", "UnrolledConfig", "config", "cost", "ensembles",
+           "inits", "members", "paper_note", "profile_numbers", "report", "run", "run_name", "run_one",
+           "stored_paper_results", "stored_results", "table", "theory_row", "units", "verdict"]
 
 EXPERIMENT = "unrolled"
 INITS = ("standard", "critical", "chrono")
@@ -76,10 +76,6 @@ class UnrolledConfig(Config):
     }
 
 
-#: the settings of every profile, as plain dictionaries
-CONFIGS = {p: {k: v for k, v in UnrolledConfig.for_profile(p).items() if k != "profile"} for p in UnrolledConfig.profiles()}
-
-
 def config(profile: str) -> UnrolledConfig:
     """The settings at ``profile`` (smoke, ci, cpu or paper)."""
     return UnrolledConfig.for_profile(profile)
@@ -90,42 +86,42 @@ def inits(dataset: str, T: int) -> list[tuple]:
     return [("standard",), ("critical", Theta.critical(arch)), ("chrono", float(T))]
 
 
-def members(dataset: str, cfg: dict) -> list[str]:
+def members(dataset: str, cfg: UnrolledConfig) -> list[str]:
     """Row names of the members of ``dataset``'s ensemble, in member order."""
     return list(INITS) + [name for name, _ in EXTRA[dataset]]
 
 
-def _member_specs(dataset: str, cfg: dict, T: int):
+def _member_specs(dataset: str, cfg: UnrolledConfig, T: int):
     specs = inits(dataset, T)
     by_name = dict(zip(INITS, specs))
     h = [0.0] * len(specs)
     for _, init in EXTRA[dataset]:
         specs.append(by_name[init])
-        h.append(float(cfg["h_detach"]))
+        h.append(float(cfg.h_detach))
     return specs, h
 
 
-def theory_row(dataset: str, cfg: dict, n_in: int) -> dict:
+def theory_row(dataset: str, cfg: UnrolledConfig, n_in: int) -> dict:
     r""":math:`\xi` of the standard and critical Thetas of ``dataset``'s network (:math:`\Sigma_z = 1`:
     two different images share most of their statistics; the value only orders the two)."""
     arch = DATASETS[dataset]["arch"]
     out = {}
-    for name, th in (("standard", Theta.standard(arch, n_in=n_in, n_hidden=cfg["width"])),
+    for name, th in (("standard", Theta.standard(arch, n_in=n_in, n_hidden=cfg.width)),
                      ("critical", Theta.critical(arch))):
         out[name] = float(analyze(arch, th, sigma_z=1.0).xi)
     return out
 
 
-def _settings(cfg: dict, dataset: str) -> dict:
-    s = {k: cfg[k] for k in ("width", "batch_size", "steps", "n_eval", "eval_every", "optimizer", "lr", "clip",
-                             "seed")}
+def _settings(cfg: UnrolledConfig, dataset: str) -> dict:
+    s = {k: getattr(cfg, k) for k in ("width", "batch_size", "steps", "n_eval", "eval_every", "optimizer", "lr",
+                                      "clip", "seed")}
     s.update(dataset=dataset, inits=members(dataset, cfg), **DATASETS[dataset])
     if EXTRA[dataset]:
-        s["h_detach"] = cfg["h_detach"]
+        s["h_detach"] = cfg.h_detach
     return s
 
 
-def run_name(cfg: dict, dataset: str) -> str:
+def run_name(cfg: UnrolledConfig, dataset: str) -> str:
     """The stored name of the ensemble of ``dataset``."""
     return f"{dataset}-{run_key(_settings(cfg, dataset))}"
 
@@ -135,10 +131,10 @@ def units(profile: str) -> list[dict]:
     A unit whose data are not available where it runs returns ``(None, reason)``: the executor
     reports it as unavailable (the chapter says the same), not as done."""
     cfg = config(profile)
-    return [unit(profile, EXPERIMENT, run_name(cfg, ds), __name__, "run_one", [ds]) for ds in cfg["datasets"]]
+    return [unit(profile, EXPERIMENT, run_name(cfg, ds), __name__, "run_one", [ds]) for ds in cfg.datasets]
 
 
-def run_one(cfg: dict, dataset: str, store=None):
+def run_one(cfg: UnrolledConfig, dataset: str, store=None):
     """``RunResult`` of the three initializations on ``dataset``, or ``None`` with the reason in
     ``unavailable`` when the data cannot be loaded (CIFAR-10 offline)."""
     d = DATASETS[dataset]
@@ -147,13 +143,13 @@ def run_one(cfg: dict, dataset: str, store=None):
 
     def fn(ckpt):
         tr, te = load_pair(d["task"])
-        task = train.DatasetTask(tr, te, n_eval=min(cfg["n_eval"], len(te)), eval_on="test")
+        task = train.DatasetTask(tr, te, n_eval=min(cfg.n_eval, len(te)), eval_on="test")
         specs, h = _member_specs(dataset, cfg, task.T)
-        model = make_ensemble(d["arch"], task.n_in, cfg["width"], task.n_out, specs,
-                              hard_sigmoid=d["hard_sigmoid"], seed=cfg["seed"], h_detach=h,
+        model = make_ensemble(d["arch"], task.n_in, cfg.width, task.n_out, specs,
+                              hard_sigmoid=d["hard_sigmoid"], seed=cfg.seed, h_detach=h,
                               # an extra member starts from the very weights of its initialization's member
                               member_seeds=list(range(len(INITS))) + [INITS.index(i) for _, i in EXTRA[dataset]])
-        tc = train_cfg(s, checkpoint_every=500 if cfg["profile"] in ("cpu", "paper") else 0)
+        tc = train_cfg(s, checkpoint_every=500 if cfg.profile in ("cpu", "paper") else 0)
         res = train.fit(model, task, tc, checkpoint=ckpt, labels=members(dataset, cfg), desc=dataset)
         res.meta["settings"] = s
         res.meta["task"] = {k: v for k, v in te.describe().items()
@@ -168,14 +164,14 @@ def run_one(cfg: dict, dataset: str, store=None):
         return None, f"{dataset} data not available here ({why}); see README, Data"
 
     try:
-        return stored(cfg["profile"], EXPERIMENT, name, fn, store), None
+        return stored(cfg.profile, EXPERIMENT, name, fn, store), None
     except DataUnavailableError as exc:
         return unavailable(exc)
     except FileNotFoundError:
         # a read-only store (make figures) without this run: when the run would have been skipped
         # for a stated reason (its data are not here), that is what the chapter shows; a run that
         # is truly missing still stops it. Stored paper results are only read, never checked so.
-        if cfg["profile"] == "paper":
+        if cfg.profile == "paper":
             raise
         try:
             load_pair(d["task"])
@@ -184,13 +180,13 @@ def run_one(cfg: dict, dataset: str, store=None):
         raise
 
 
-
-def run(cfg: dict, store=None) -> dict:
+def run(cfg: UnrolledConfig, store=None) -> dict:
     """``{dataset: (RunResult or None, reason or None)}``."""
-    return {ds: run_one(cfg, ds, store) for ds in cfg["datasets"]}
+    with sweep(EXPERIMENT, len(cfg.datasets)):
+        return {ds: run_one(cfg, ds, store) for ds in cfg.datasets}
 
 
-def table(results: dict, cfg: dict) -> str:
+def table(results: dict, cfg: UnrolledConfig) -> str:
     """Markdown: the paper's Table 2 beside ours (test accuracy %, profile and data of each run)."""
     rows = ["| data set | initialization | paper (%) | this run (%) | this run: data, profile |",
             "|---|---|---|---|---|"]
@@ -214,12 +210,21 @@ def table(results: dict, cfg: dict) -> str:
                 src = t.get("data", {}).get("source", "?")
                 where = (f"{res.meta.get('n_eval', '?')} held-out images ({src}), {res.meta.get('n_train', '?')} "
                          f"training; "
-                         f"profile `{cfg['profile']}`, {res.config.get('steps')} steps")
+                         f"profile `{cfg.profile}`, {res.config.get('steps')} steps")
                 if init == "h-detach":
-                    where += (f"; standard initialization, h-detach p = {cfg['h_detach']} on the gates' "
+                    where += (f"; standard initialization, h-detach p = {cfg.h_detach} on the gates' "
                               f"recurrent input")
             rows.append(f"| {'MNIST' if ds == 'mnist' else 'CIFAR-10'} | {init} | {p} | {ours} | {where} |")
     return "\n".join(rows)
+
+
+def profile_numbers() -> dict:
+    """The other profiles' settings that the chapter's prose names, by name: ``ci_width``,
+    ``ci_steps``; ``cpu_width``, ``cpu_steps``; ``paper_width``, ``paper_steps``,
+    ``paper_batch_size``."""
+    ci, cpu, paper = config("ci"), config("cpu"), config("paper")
+    return dict(ci_width=ci.width, ci_steps=ci.steps, cpu_width=cpu.width, cpu_steps=cpu.steps,
+                paper_width=paper.width, paper_steps=paper.steps, paper_batch_size=paper.batch_size)
 
 
 def report(cfg: UnrolledConfig, result: dict) -> dict:
@@ -262,7 +267,7 @@ def stored_results(profile: str = "paper", store=None):
         scale = "paper-scale" if profile == "paper" else f"{profile}-profile"
         return {ds: got.get(ds, (None, f"no stored {scale} run yet (trained {where})" + (
             "; CIFAR-10 cannot be downloaded on this project's offline GPU machines" if ds == "cifar10" else "")))
-            for ds in cfg["datasets"]}
+            for ds in cfg.datasets}
 
     return stored_profile(sys.modules[__name__], profile, assemble, store)
 
@@ -300,34 +305,22 @@ def verdict(results: dict, cfg: UnrolledConfig) -> str:
     return "\n".join(out)
 
 
-def draw_stored(results: dict, cfg: UnrolledConfig) -> list:
-    """What the chapter shows of a stored profile's results (:func:`stored_results`): Table 2 with
-    the stored runs beside the paper's numbers, and the paper's claim read off them (Markdown
-    strings in a list)."""
-    return [table(results, cfg), verdict(results, cfg)]
-
-
-def draw_stored_paper(paper: dict, cfg_p: UnrolledConfig) -> list:
-    """:func:`draw_stored` of the paper profile."""
-    return draw_stored(paper, cfg_p)
-
-
-def ensembles(cfg: dict) -> list[dict]:
+def ensembles(cfg: UnrolledConfig) -> list[dict]:
     """Every ensemble ``cfg`` trains (one per data set), with its shapes."""
     shapes = {"mnist": (784, 1), "cifar10": (1024, 3)}
     out = []
-    for ds in cfg["datasets"]:
+    for ds in cfg.datasets:
         T, n_in = shapes[ds]
         M = len(members(ds, cfg))
         d = DATASETS[ds]
-        out.append(dict(name=ds, arch=d["arch"], tied=True, Ts=[T], members=M, lengths=[T] * M, steps=cfg["steps"],
-                        width=cfg["width"], batch_size=cfg["batch_size"], n_in=n_in, n_out=10,
-                        optimizer=cfg["optimizer"], clip=cfg["clip"], hard_sigmoid=d["hard_sigmoid"],
-                        h_detach=[0.0] * len(INITS) + [cfg["h_detach"]] * len(EXTRA[ds])))
+        out.append(dict(name=ds, arch=d["arch"], tied=True, Ts=[T], members=M, lengths=[T] * M, steps=cfg.steps,
+                        width=cfg.width, batch_size=cfg.batch_size, n_in=n_in, n_out=10,
+                        optimizer=cfg.optimizer, clip=cfg.clip, hard_sigmoid=d["hard_sigmoid"],
+                        h_detach=[0.0] * len(INITS) + [cfg.h_detach] * len(EXTRA[ds])))
     return out
 
 
-def cost(cfg: dict) -> dict:
+def cost(cfg: UnrolledConfig) -> dict:
     """Ensemble runs and sequential time steps (training steps x sequence length, summed)."""
     T = {"mnist": 784, "cifar10": 1024}
-    return {"runs": len(cfg["datasets"]), "sequential_steps": sum(cfg["steps"] * T[d] for d in cfg["datasets"])}
+    return {"runs": len(cfg.datasets), "sequential_steps": sum(cfg.steps * T[d] for d in cfg.datasets)}
