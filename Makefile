@@ -15,7 +15,8 @@ PYTHON      ?= python3
 VENV        ?= .venv
 PROFILE     ?= ci
 BUILD       ?= _build
-# torch requirement used by `make setup`. The default is the CPU build that these machines
+# torch requirement used by `make setup` (installed first, so that the `torch` extra of
+# `.[torch,book,test,gpu]` finds it already there). The default is the CPU build that these machines
 # carry locally; on a GPU machine override it, e.g.  make setup TORCH_SPEC="torch"
 # (or a CUDA wheel index: TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cu124").
 TORCH_SPEC  ?= torch==2.13.0
@@ -37,7 +38,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[book,test,gpu]"
+	$(BIN)/python -m pip install -q -e ".[torch,book,test,gpu]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
 

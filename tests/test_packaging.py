@@ -15,10 +15,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 # conda-forge names that differ from PyPI names
 CONDA_TO_PYPI = {"pytorch": "torch"}
-CORE = {"numpy", "scipy", "torch", "pooch", "tqdm"}
-# what the book build, the tests and the figures need, and the library alone must not
-NOT_CORE = {"jupyter-book", "jupytext", "papermill", "ipykernel", "django-static-mathjax", "matplotlib", "sphinx",
-            "sphinxcontrib-bibtex", "pyyaml", "pytest", "submitit"}
+CORE = {"numpy", "scipy", "pooch", "tqdm"}
+# what the book build, the tests, the figures and the torch side need, and the theory alone must not
+# (torch: the `torch` extra, 5.6 GB with CUDA)
+NOT_CORE = {"torch", "jupyter-book", "jupytext", "papermill", "ipykernel", "django-static-mathjax", "matplotlib",
+            "sphinx", "sphinxcontrib-bibtex", "pyyaml", "pytest", "submitit", "triton"}
 PAPER_TITLE = "Dynamical Isometry and a Mean Field Theory of LSTMs and GRUs"
 
 
@@ -42,9 +43,9 @@ def extra_requirements(extra: str, root: Path = None) -> dict[str, str]:
 
 
 def pyproject_requirements(root: Path = None) -> dict[str, str]:
-    """What environment.yml must hold: the core and the extras `make setup` installs (plot, book, test)."""
+    """What environment.yml must hold: the core and the extras `make setup` installs (torch, plot, book, test)."""
     out = core_requirements(root)
-    for extra in ("plot", "book", "test"):
+    for extra in ("torch", "plot", "book", "test"):
         for name, spec in extra_requirements(extra, root).items():
             assert out.get(name, spec) == spec, f"{name} has two different specifiers: {out[name]!r}, {spec!r}"
             out[name] = spec
@@ -98,20 +99,52 @@ def test_extras_declared():
     assert "pytest" in extra_requirements("test")
     assert "submitit" in extra_requirements("cluster")
     allx = pyproject()["project"]["optional-dependencies"]["all"]
-    assert allx == ["rnn_mft[plot,book,test,cluster,gpu]"]
+    assert allx == ["rnn_mft[torch,plot,book,test,cluster,gpu]"]
     assert "triton" in extra_requirements("gpu")
+    assert extra_requirements("torch") == {"torch": ">=2.1"}
 
 
 def test_make_setup_installs_what_the_readme_commands_need():
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r'pip install -q -e "\.\[book,test,gpu\]"', makefile), "make setup must install .[book,test,gpu]"
+    assert re.search(r'pip install -q -e "\.\[torch,book,test,gpu\]"', makefile), \
+        "make setup must install .[torch,book,test,gpu]"
+
+
+_COLAB_PIP = r'%pip install -q "rnn_mft\[([a-z,]+)\] @ git\+(\S+)@([^"]+)"'
 
 
 def test_colab_cell_installs_only_what_a_chapter_needs():
-    from rnn_mft.book import _COLAB_CELL
+    from rnn_mft.book import colab_cell
 
-    m = re.search(r'%pip install -q "rnn_mft\[([a-z,]+)\] @ git\+', _COLAB_CELL)
-    assert m and m.group(1).split(",") == ["plot"], _COLAB_CELL
+    cell = colab_cell()
+    m = re.search(_COLAB_PIP, cell)
+    assert m and m.group(1).split(",") == ["torch", "plot"], cell
+    assert m.group(2).startswith("https://"), cell
+
+
+def test_colab_cell_installs_the_commit_the_book_was_built_from(tmp_path):
+    """In a git checkout, the commit of HEAD (not a branch); elsewhere the version's tag, and the
+    cell says that the commit is unknown."""
+    import shutil
+
+    import rnn_mft
+    from rnn_mft.book import BOOK_DIR, build_ref, colab_cell
+
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    ref, note = build_ref(BOOK_DIR)
+    assert ref == head.stdout.strip() and re.fullmatch(r"[0-9a-f]{40}", ref), (ref, note)
+    cell = colab_cell(BOOK_DIR)
+    assert re.search(_COLAB_PIP, cell).group(3) == ref and f"at commit {ref[:12]}" in cell, cell
+
+    book = tmp_path / "book"                      # a book outside any git checkout
+    book.mkdir()
+    shutil.copy(BOOK_DIR / "_config.yml", book / "_config.yml")
+    ref, note = build_ref(book)
+    assert ref == f"v{rnn_mft.__version__}" and "not built from a git checkout" in note, (ref, note)
+    cell = colab_cell(book)
+    assert re.search(_COLAB_PIP, cell).group(3) == ref and "commit is unknown" in cell, cell
 
 
 def test_the_check_can_fail(tmp_path, monkeypatch):
@@ -142,7 +175,7 @@ sys.meta_path.insert(0, Block())
 
 
 def test_core_imports_without_the_extras():
-    """`import rnn_mft`, its core subpackages and the CLI import nothing from the extras."""
+    """`import rnn_mft`, its subpackages and the CLI import nothing from the book's extras."""
     code = _BLOCKER + """
 import rnn_mft, rnn_mft.theory, rnn_mft.nets, rnn_mft.sim, rnn_mft.data, rnn_mft.train, rnn_mft.cli
 from rnn_mft.cli import main
@@ -159,6 +192,93 @@ def test_core_import_check_can_fail():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
     assert proc.returncode != 0 and "blocked: matplotlib" in proc.stderr
+
+
+_NO_TORCH = {
+    # a finder that answers every torch import as a missing module (as on `pip install rnn_mft`)
+    "finder": """
+import importlib.abc, sys
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "triton"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, NoTorch())
+""",
+    # torch blocked in sys.modules
+    "sys.modules": "import sys\nsys.modules['torch'] = None\n",
+}
+
+_WITHOUT_TORCH = """
+import importlib, json, sys
+import rnn_mft
+from rnn_mft import arch, theory
+from rnn_mft.cli import main
+
+r = rnn_mft.analyze("gru", rnn_mft.Theta.standard("gru"), sigma_z=1.0)
+assert r.converged and 0 < float(r.xi) < float("inf"), r
+s = theory.solve_for_timescale("gru", xi=50.0)
+assert abs(float(s.xi) - 50.0) < 0.5, s
+assert "lstm" in arch.names()
+theta = {"f": {"sigma2": 1, "nu2": 0.5, "mu": 1}, "r": {"sigma2": 1, "nu2": 0.5}, "r2": {"sigma2": 1, "nu2": 0.5}}
+assert main(["theory", "--arch", "gru", "--theta", json.dumps(theta), "--sigma-z", "0.5", "--json"]) == 0
+assert main(["solve", "--arch", "peephole_lstm", "--xi", "100"]) == 0
+for name in ("rnn_mft.nets", "rnn_mft.sim", "rnn_mft.data", "rnn_mft.train", "rnn_mft.cluster"):
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        assert "pip install 'rnn_mft[torch]'" in str(exc) and exc.name == "torch", (name, exc)
+    else:
+        raise AssertionError(f"{name} imported without torch")
+try:
+    rnn_mft.critical_init_
+except ImportError as exc:
+    assert "rnn_mft[torch]" in str(exc), exc
+else:
+    raise AssertionError("rnn_mft.critical_init_ without torch")
+assert main(["runs", "--profile", "smoke"]) == 2           # one line naming the extra, not a traceback
+assert sys.modules.get("torch") is None
+print("theory and cli without torch: ok")
+"""
+
+
+@pytest.mark.parametrize("how", sorted(_NO_TORCH))
+def test_the_theory_and_the_cli_work_without_torch(how):
+    """On the core install (no torch): the theory, the architectures and `rnn-mft theory`/`solve`
+    work; the torch side (nets, sim, data, train) raises an ImportError naming the extra."""
+    proc = subprocess.run([sys.executable, "-c", _NO_TORCH[how] + _WITHOUT_TORCH], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "theory and cli without torch: ok" in proc.stdout
+    assert "rnn-mft: error: 'rnn-mft runs'" in proc.stderr and "rnn_mft[torch]" in proc.stderr, proc.stderr
+
+
+def test_package_metadata():
+    """Classifiers, keywords, links, the PEP 561 marker, and a PyPI description with absolute
+    links only (it is shown on PyPI, where a relative link leads nowhere)."""
+    project = pyproject()["project"]
+    cls = project["classifiers"]
+    for c in ("Development Status :: 3 - Alpha", "Intended Audience :: Science/Research",
+              "Topic :: Scientific/Engineering :: Artificial Intelligence", "Programming Language :: Python :: 3.10",
+              "Typing :: Typed"):
+        assert c in cls, c
+    # the licence is the SPDX expression `license = "MIT"` (PEP 639); setuptools refuses a
+    # `License ::` classifier beside it
+    assert not [c for c in cls if c.startswith("License ::")], cls
+    assert {"LSTM", "GRU", "mean-field theory"} <= set(project["keywords"])
+    urls = project["urls"]
+    assert set(urls) >= {"Documentation", "Source", "Issues", "Citation"}, urls
+    assert all(u.startswith("https://") for u in urls.values()), urls
+    assert (ROOT / "src" / "rnn_mft" / "py.typed").is_file()
+    assert "py.typed" in pyproject()["tool"]["setuptools"]["package-data"]["rnn_mft"]
+    readme = ROOT / project["readme"]
+    assert project["readme"] != "README.md" and readme.is_file()
+    text = readme.read_text()
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    assert links and all(link.startswith("https://") for link in links), links
+    assert "1901.08987" in text and "rnn_mft[torch]" in text
+    assert len(text) < 4000, "the PyPI description is meant to be short; README.md has the rest"
+    # the sdist ships no tests (they need the whole repository); tools/check_wheel.sh checks the sdist
+    assert re.search(r"^prune tests$", (ROOT / "MANIFEST.in").read_text(), re.M)
 
 
 def test_license_matches_pyproject():
@@ -186,6 +306,25 @@ def test_citation_cff_names_the_companion_and_the_paper():
                                                               "Chi", "Pennington"]
     assert paper["year"] == 2019
     assert "1901.08987" in str(paper.get("identifiers")) and "1901.08987" in paper["url"]
+    # the paper is the preferred citation (GitHub's "Cite this repository" shows it), the same
+    # record as under references; the software has its release date (the year of its BibTeX)
+    assert cff["preferred-citation"] == paper
+    pref = cff["preferred-citation"]
+    for key in ("type", "title", "authors", "year", "url"):
+        assert key in pref, key
+    assert isinstance(pref["year"], int) and pref["year"] == 2019
+    released = str(cff["date-released"])
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", released), released
+    assert int(released[:4]) >= 2026
+
+
+def test_citation_cff_is_valid_cff():
+    """Validated against the CFF 1.2.0 schema by cffconvert, where it is installed."""
+    exe = Path(sys.executable).with_name("cffconvert")
+    if not exe.exists():
+        pytest.skip("cffconvert is not installed (pip install cffconvert)")
+    proc = subprocess.run([str(exe), "--validate", "-i", str(ROOT / "CITATION.cff")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_readme_shows_how_to_cite():
@@ -243,6 +382,41 @@ def test_bibliography_has_every_cited_work():
     assert "bibtex_bibfiles" in (ROOT / "book" / "_config.yml").read_text()
     assert "{bibliography}" in (ROOT / "book" / "references.md").read_text()
     assert "file: references" in (ROOT / "book" / "_toc.yml").read_text()
+
+
+def _bib_entries() -> dict[str, str]:
+    bib = (ROOT / "book" / "references.bib").read_text()
+    return {m.group(1): m.group(2) for m in re.finditer(r"^@\w+\{([^,]+),(.*?)^\}", bib, re.M | re.S)}
+
+
+def test_bibliography_has_no_uncited_entry_and_links_every_work():
+    entries = _bib_entries()
+    uncited = set(entries) - _cited_keys()
+    assert not uncited, f"in references.bib but cited nowhere in the book: {sorted(uncited)}"
+    for key, body in entries.items():
+        doi = re.search(r"^\s*doi\s*=\s*\{(10\.\d{4,}/[^}]+)\}", body, re.M)
+        url = re.search(r"^\s*url\s*=\s*\{(https://[^}]+)\}", body, re.M)
+        assert doi or url, f"{key}: neither a DOI nor an https URL"
+
+
+def test_bibliography_is_author_year():
+    """Citations read "(Gilboa et al., 2019)", and the references page uses the same labels."""
+    cfg = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())
+    from rnn_mft.bibstyle import BIB_STYLE, author_year_labels
+
+    sc = cfg["sphinx"]["config"]
+    assert sc["bibtex_reference_style"] == "author_year"
+    assert sc["bibtex_default_style"] == BIB_STYLE and "rnn_mft.bibstyle" in cfg["sphinx"]["extra_extensions"]
+    pybtex = pytest.importorskip("pybtex.database")
+    bib = pybtex.parse_file(str(ROOT / "book" / "references.bib"))
+    labels = dict(zip(bib.entries, author_year_labels(list(bib.entries.values()))))
+    assert labels["gilboa2019dynamical"] == "Gilboa et al., 2019"
+    assert labels["hochreiter1997long"] == "Hochreiter and Schmidhuber, 1997"
+    assert labels["goldie1991implicit"] == "Goldie, 1991"
+    assert len(set(labels.values())) == len(labels), labels
+    twice = pybtex.parse_string("@article{a, author={Chen, M. and Pennington, J. and Schoenholz, S.}, year={2018}}\n"
+                                "@article{b, author={Chen, M. and Yang, G. and Li, Z.}, year={2018}}", "bibtex")
+    assert author_year_labels(list(twice.entries.values())) == ["Chen et al., 2018a", "Chen et al., 2018b"]
 
 
 @pytest.mark.parametrize("key", ["gilboa2019dynamical", "goldie1991implicit", "tallec2018can"])

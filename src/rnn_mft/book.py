@@ -13,38 +13,64 @@ The pipeline (DESIGN.md):
 A chapter that fails stops the build with the chapter's name and the failing cell
 (:class:`ChapterError`). The same :func:`execute_chapter` is what ``tests/test_chapters.py``
 runs with the ``smoke`` profile.
+
+While a chapter runs, the progress lines of its training runs (:data:`PROGRESS_LINE`, printed by
+the training experiments: ``trainability: run 3 of 14 (<name>): trained in 41 s; ETA 6 min``) are
+echoed to the build log as well; the rest of its output stays in the notebook. The kernel talks
+to papermill over local IPC sockets (a private temporary folder), not TCP: ipykernel warns about
+unencrypted TCP for every kernel otherwise. The executed notebook keeps what a terminal would
+show of its output streams: a progress bar's redraws collapse to its last state, and a bar that
+was cleared (``leave=False``) leaves nothing.
+
+*Why this module is ~550 lines (over the ~500 of the rest of src/).* It is the build's three
+steps and their checks, one after another: executing a chapter (the kernel's transport, the
+progress echo, the stream clean-up), writing the rendering tree, and checking the rendered
+HTML (:func:`check_build`); each part is small and used only by the next. The bibliography
+style, a Sphinx extension, is its own module (:mod:`rnn_mft.bibstyle`).
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from . import __version__
 from ._io import atomic_write_text
 from .experiments import BOOK_PROFILES, check_profile
+from .settings import current as current_settings, export_env
 
 __all__ = ["REPO_ROOT", "BOOK_DIR", "ChapterError", "BudgetExhausted", "chapters", "pages", "execute_chapter", "build",
-           "check_build"]
+           "check_build", "build_ref", "colab_cell", "PROGRESS_LINE"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BOOK_DIR = REPO_ROOT / "book"
 
+#: a training run's progress line in a chapter's output, which the build log echoes (the format
+#: of ``rnn_mft.experiments.training``'s ``sweep``): ``<experiment>: run <k> of <n> (<name>):
+#: trained in 41 s; ETA 6 min``, ``... loaded from the store``, or without a sweep ``<experiment>:
+#: run <name>: trained in 41 s``
+PROGRESS_LINE = re.compile(r"^\w+: run (?:\d+ of \d+ \(\S+\)|\S+): (?:trained in |loaded from the store)")
+
 # First cell of every executed notebook, hidden in the HTML: on Google Colab (launch button) it
-# installs this library from the repository, elsewhere it does nothing. A chapter needs the core
-# and the `plot` extra (matplotlib; IPython comes with Jupyter), not the book-building `book`
-# extra (jupyter-book, Sphinx, papermill, ...).
+# installs this library from the repository, at the commit the book was built from
+# (:func:`colab_cell`), elsewhere it does nothing. A chapter needs the core, the `torch` extra
+# (Colab's own torch satisfies it) and the `plot` extra (matplotlib; IPython comes with Jupyter),
+# not the book-building `book` extra (jupyter-book, Sphinx, papermill, ...).
 _COLAB_CELL = """\
-# Google Colab only: install the library this chapter imports (does nothing elsewhere).
+# Google Colab only: install the library this chapter imports (does nothing elsewhere),
+# {ref_note}.
 import sys
 if "google.colab" in sys.modules:
-    %pip install -q "rnn_mft[plot] @ git+{repo_url}"
+    %pip install -q "rnn_mft[torch,plot] @ git+{repo_url}@{ref}"
 """
 
 
@@ -95,13 +121,47 @@ def pages(book_dir: Path = BOOK_DIR) -> list[str]:
 
 def _repo_url(book_dir: Path) -> str:
     cfg = yaml.safe_load((Path(book_dir) / "_config.yml").read_text())
-    return os.environ.get("RNN_MFT_REPO_URL") or cfg.get("repository", {}).get("url", "")
+    return current_settings().repo_url or cfg.get("repository", {}).get("url", "")
+
+
+def build_ref(book_dir: Path = BOOK_DIR) -> tuple[str, str]:
+    """The git ref that the chapters' Colab cell installs, and a note saying what it is.
+
+    In a git checkout: the commit ``git rev-parse HEAD`` of the repository that holds
+    ``book_dir`` (the note adds when the working tree has uncommitted changes, which that commit
+    lacks). Elsewhere (no git, or not a checkout): the tag ``v<version>`` of this version, and the
+    note says so."""
+    def git(*args: str) -> subprocess.CompletedProcess | None:
+        try:
+            return subprocess.run(["git", "-C", str(book_dir), *args], capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    head = git("rev-parse", "--verify", "HEAD^{commit}")
+    commit = head.stdout.strip() if head is not None and head.returncode == 0 else ""
+    if len(commit) == 40 and all(c in "0123456789abcdef" for c in commit):
+        status = git("status", "--porcelain", "--untracked-files=no")
+        dirty = status is not None and status.returncode == 0 and status.stdout.strip() != ""
+        note = f"at commit {commit[:12]}, the one this book was built from"
+        if dirty:
+            note += "\n# (the build had uncommitted changes, which this commit lacks)"
+        return commit, note
+    tag = f"v{__version__}"
+    return tag, f"at the tag {tag}\n# (this book was not built from a git checkout, so its commit is unknown)"
+
+
+def colab_cell(book_dir: Path = BOOK_DIR) -> str:
+    """The source of the hidden first cell of every executed chapter: on Colab it pip-installs
+    ``rnn_mft[torch,plot]`` from the repository at :func:`build_ref` (elsewhere it does nothing)."""
+    ref, note = build_ref(book_dir)
+    return _COLAB_CELL.format(repo_url=_repo_url(book_dir), ref=ref, ref_note=note)
 
 
 
 def execute_chapter(name: str, profile: str, out_dir: Path, *, book_dir: Path = BOOK_DIR,
-                    figures_dir: Path | None = None, timeout: int | None = None) -> ChapterResult:
+                    figures_dir: Path | None = None, timeout: int | None = None, log=print) -> ChapterResult:
     """Execute ``book/chapters/<name>.md`` with papermill and write ``<out_dir>/<name>.ipynb``.
+    The chapter's training progress lines (:data:`PROGRESS_LINE`) also go to ``log`` as it runs.
 
     Raises
     ------
@@ -124,7 +184,7 @@ def execute_chapter(name: str, profile: str, out_dir: Path, *, book_dir: Path = 
     nb = jupytext.read(src)
     if not any("parameters" in c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "code"):
         raise ChapterError(f"chapter {name!r} has no code cell tagged 'parameters'")
-    colab = nbformat.v4.new_code_cell(_COLAB_CELL.format(repo_url=_repo_url(book_dir)))
+    colab = nbformat.v4.new_code_cell(colab_cell(book_dir))
     colab.metadata["tags"] = ["remove-cell"]
     nb.cells.insert(0, colab)
     for i, cell in enumerate(nb.cells):  # deterministic ids (jupytext makes random ones)
@@ -135,17 +195,18 @@ def execute_chapter(name: str, profile: str, out_dir: Path, *, book_dir: Path = 
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}.ipynb"
     tmp = out_dir / f".{name}.running.ipynb"
-    env_before = os.environ.get("RNN_MFT_FIGURES_DIR")
-    if figures_dir is not None:
-        os.environ["RNN_MFT_FIGURES_DIR"] = str(Path(figures_dir).resolve())
+    # the kernel's RNN_MFT_FIGURES_DIR (restored after)
+    restore_figures = export_env(figures_dir=str(Path(figures_dir).resolve())) if figures_dir is not None else None
     # A non-interactive MPLBACKEND (e.g. Agg) in the caller's environment would override the
     # kernel's inline backend and no figure would be displayed: the kernel runs without it.
     mpl_backend = os.environ.pop("MPLBACKEND", None)
+    sockets = tempfile.mkdtemp(prefix="rnn-mft-kernel-")
     t0 = time.perf_counter()
     try:
         papermill.execute_notebook(nb, str(tmp), parameters={"profile": profile}, kernel_name="python3",
                                    cwd=str(src.parent), progress_bar=False, log_output=False,
-                                   execution_timeout=timeout)
+                                   stdout_file=_ProgressEcho(log), execution_timeout=timeout,
+                                   config=_kernel_config(Path(sockets)), kernel_manager_class=_kernel_manager_class())
     except PapermillExecutionError as exc:
         if exc.ename == "BudgetExhausted":
             tmp.unlink(missing_ok=True)
@@ -156,13 +217,11 @@ def execute_chapter(name: str, profile: str, out_dir: Path, *, book_dir: Path = 
             f"(cell #{exc.cell_index} of the notebook, first line: {src_line!r}): "
             f"{exc.ename}: {exc.evalue}\n  executed notebook with the traceback: {tmp}") from None
     finally:
+        shutil.rmtree(sockets, ignore_errors=True)
         if mpl_backend is not None:
             os.environ["MPLBACKEND"] = mpl_backend
-        if figures_dir is not None:
-            if env_before is None:
-                os.environ.pop("RNN_MFT_FIGURES_DIR", None)
-            else:
-                os.environ["RNN_MFT_FIGURES_DIR"] = env_before
+        if restore_figures is not None:
+            restore_figures()
     seconds = time.perf_counter() - t0
 
     done = nbformat.read(tmp, as_version=4)
@@ -174,12 +233,103 @@ def execute_chapter(name: str, profile: str, out_dir: Path, *, book_dir: Path = 
             cell.metadata["tags"] = tags + ["remove-cell"]
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
+        if "outputs" in cell:
+            cell.outputs = _settle_streams(cell.outputs)
     pm = done.metadata.get("papermill", {})
     for key in ("start_time", "end_time", "duration", "input_path", "output_path"):
         pm.pop(key, None)
     atomic_write_text(out, nbformat.writes(done))
     tmp.unlink(missing_ok=True)
     return ChapterResult(name, seconds, out)
+
+
+def _kernel_config(sockets: Path):
+    """The traitlets configuration of the chapter's kernel manager: the kernel's channels are IPC
+    sockets in the private folder ``sockets`` instead of TCP ports on localhost, over which
+    ipykernel (7 and later) warns ``Kernel is running over TCP without encryption`` for every
+    kernel. Windows has no IPC transport and keeps TCP."""
+    from traitlets.config import Config
+
+    if os.name == "nt":
+        return Config()
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / "kernel")}})
+
+
+def _kernel_manager_class():
+    """jupyter_client's kernel manager, except that shutting the kernel down sends it no SIGINT
+    first: jupyter_client interrupts every kernel before its shutdown request, and a kernel still
+    inside a message handler (it has just answered papermill's last ``kernel_info`` request) then
+    logs ``[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel.`` into the build log. An idle
+    kernel ignores the signal anyway, and the shutdown request (then SIGTERM, SIGKILL) still ends
+    a busy one. Interrupts at any other time (a cell's timeout) are unchanged."""
+    from jupyter_client import AsyncKernelManager
+
+    class ChapterKernelManager(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            if getattr(self, "shutting_down", False):
+                return
+            await super()._async_interrupt_kernel()
+
+    return ChapterKernelManager
+
+
+class _ProgressEcho:
+    """papermill's ``stdout_file``: a chapter's standard output arrives here while it runs; its
+    training progress lines (:data:`PROGRESS_LINE`) go on to ``log``, indented, and everything
+    stays in the notebook."""
+
+    def __init__(self, log):
+        self.log, self.pending = log, ""
+
+    def write(self, text: str) -> None:
+        *lines, self.pending = (self.pending + text).split("\n")
+        for line in lines:
+            if PROGRESS_LINE.match(line):
+                self.log("    " + line, flush=True)
+
+    def flush(self) -> None:
+        pass
+
+
+def _settle_streams(outputs: list) -> list:
+    """A cell's outputs with its streams as a terminal leaves them: a redraw (a piece of a stream
+    that starts with a carriage return) joins the unfinished line it redraws, adjacent pieces of
+    one stream are joined, a redrawn line keeps its last state and goes when that is blank (a
+    progress bar cleared with ``leave=False``), and a stream left empty goes."""
+    joined, unfinished = [], {}
+    for o in outputs:
+        if o.get("output_type") != "stream":
+            joined.append(o)
+            continue
+        into = unfinished.get(o["name"]) if o["text"].startswith("\r") else None
+        if into is None and joined and joined[-1].get("output_type") == "stream" and joined[-1]["name"] == o["name"]:
+            into = joined[-1]
+        if into is None:
+            into = type(o)(o)
+            joined.append(into)
+        else:
+            into["text"] += o["text"]
+        unfinished[o["name"]] = None if into["text"].endswith("\n") else into
+    out = []
+    for o in joined:
+        if o.get("output_type") == "stream" and "\r" in o["text"]:
+            kept = []
+            for piece in re.findall(r"[^\n]*\n|[^\n]+$", o["text"]):
+                body, end = (piece[:-1], "\n") if piece.endswith("\n") else (piece, "")
+                if "\r" in body:
+                    body = next((part for part in reversed(body.split("\r")) if part), "")
+                    if not body.strip():
+                        continue
+                kept.append(body + end)
+            o["text"] = "".join(kept)
+            if not o["text"]:
+                continue
+        if (o.get("output_type") == "stream" and out and out[-1].get("output_type") == "stream"
+                and out[-1]["name"] == o["name"] and out[-1]["text"].endswith("\n")):
+            out[-1]["text"] += o["text"]
+            continue
+        out.append(o)
+    return out
 
 
 def _write_tree(book_dir: Path, tree: Path, names: list[str], subset: bool) -> None:
@@ -224,7 +374,7 @@ def _write_tree(book_dir: Path, tree: Path, names: list[str], subset: bool) -> N
 
 
 def _checkpoints(profile: str) -> list[str]:
-    from .train import ResultsStore
+    from .train import ResultsStore         # extra [torch]: rnn_mft.book itself imports without torch
     base = ResultsStore().checkpoint_path(profile, "x", "x").parent.parent
     return [f"{p} ({p.stat().st_size / 2**20:.1f} MiB)" for p in sorted(base.rglob("*.pt"))] if base.is_dir() else []
 
@@ -252,9 +402,9 @@ def build(profile: str = "ci", build_dir: Path = Path("_build"), *, only: list[s
         b = float(budget_min)
         if not (b > 0 and b < float("inf")):
             raise ValueError(f"budget_min={budget_min!r} must be a positive number of minutes")
-        os.environ["RNN_MFT_DEADLINE"] = repr(time.time() + 60.0 * b)
+        export_env(deadline=time.time() + 60.0 * b)          # the chapters' kernels: $RNN_MFT_DEADLINE
     if restart:
-        os.environ["RNN_MFT_RESTART"] = "1"
+        export_env(restart=True)                               # $RNN_MFT_RESTART=1
     book_dir, build_dir = Path(book_dir), Path(build_dir).resolve()
     names = chapters(book_dir)
     if only:
@@ -270,7 +420,7 @@ def build(profile: str = "ci", build_dir: Path = Path("_build"), *, only: list[s
         log(f"[{i}/{len(names)}] executing chapter {name} (profile {profile}) ...", flush=True)
         try:
             res = execute_chapter(name, profile, tree / "chapters", book_dir=book_dir, figures_dir=figures,
-                                  timeout=timeout)
+                                  timeout=timeout, log=log)
         except BudgetExhausted as exc:
             log(f"\nTIME BUDGET EXHAUSTED ({budget_min} min) in chapter {name}: {exc.detail}")
             log(f"done ({i - 1}): " + (", ".join(names[:i - 1]) or "none"))

@@ -18,6 +18,10 @@ Environment variables
     (default: ``../shared/data`` beside the repository);
     ``RNN_MFT_OFFLINE``: set to 1 to never download.
 """
+from .._deps import require_torch
+
+require_torch(__name__)      # without torch: an ImportError naming the extra [torch]
+
 from .datasets import SOURCES, ImageSet, load_cifar10, load_mnist, mnist_splits, split_test_set
 from .sources import (DataUnavailableError, HashMismatchError, data_dir, fetch, file_hash,
                     mirror_dirs, verify)

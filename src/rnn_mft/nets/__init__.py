@@ -14,6 +14,10 @@ run on a device.
 >>> cell = nets.make("peephole_lstm", n_in=1, n_hidden=32)
 >>> _ = nets.init_(cell, nets.critical_theta("peephole_lstm"))
 """
+from .._deps import require_torch
+
+require_torch(__name__)      # without torch: an ImportError naming the extra [torch]
+
 from ._recurrence import flush_denormal, hard_sigmoid
 from ._triton import fused_lstm_steps_on
 from .cells import GateWeights, RecurrentCell, make

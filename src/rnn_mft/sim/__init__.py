@@ -7,6 +7,10 @@ of untied networks) and :func:`simulate_cell_state` (LSTM cell states, Figure 7)
 :func:`tangent_decay` / :func:`correlation_decay` (ground-truth LSTM time scales from the exact
 (h, c) tangent of untied networks).
 """
+from .._deps import require_torch
+
+require_torch(__name__)      # without torch: an ImportError naming the extra [torch]
+
 from .networks import SimResult, simulate_pair, STEPS, simulate_cell_state
 from .jacobian import jacobian, squared_singular_values
 from .lstm_tangent import TangentDecay, tangent_decay, CorrelationDecay, correlation_decay

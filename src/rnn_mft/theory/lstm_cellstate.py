@@ -247,9 +247,9 @@ def q_map(th, q, R, st):
 
 def solve_q(th, R, st, tol, max_iter, q0=None):
     """Q_h = G(Q_h) (eq. (6), :func:`q_map`) by a safeguarded secant iteration (G is increasing
-    and bounded by 1), from ``q0`` (default 0.25), until |G(q) - q| <= ``tol`` max(1, q) or
+    and bounded by 1), from ``q0`` (default 0.25), until :math:`|G(q) - q|` <= ``tol`` max(1, q) or
     ``max_iter`` steps. Returns ``(q, model, pi, residual, evaluations)``: the fixed point (or the
-    best iterate), its :class:`CellStateModel` and stationary law, |G(q) - q| there, and the
+    best iterate), its :class:`CellStateModel` and stationary law, :math:`|G(q) - q|` there, and the
     number of evaluations of G."""
     q = 0.25 if q0 is None else float(q0)
     g, mod, pi = q_map(th, q, R, st)
