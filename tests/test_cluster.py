@@ -282,14 +282,15 @@ def test_slurm_smoke_profile_equals_inline_and_a_raising_job_is_reported(where, 
     assert_same_results(train.ResultsStore(where / "inline"), train.ResultsStore(where / "slurm"), units)
 
 
-@slurm
-def test_slurm_job_cancelled_mid_run_resumes_from_its_checkpoint_and_ends_equal(where, monkeypatch):
+def _slow_slurm_job_with_a_checkpoint(where, monkeypatch):
+    """One smoke run trained inline (the reference), then submitted to SLURM as a slow job that
+    checkpoints every step; returns ``(units, store, checkpoint, job id)`` once it has checkpointed."""
     u = [x for x in collect_runs("smoke", [SMALL]) if x.name.startswith("tied-gru")]
     monkeypatch.setenv("RNN_MFT_RESULTS", str(where / "inline"))
     assert execute("smoke", "inline", units=u, log=lambda *a, **k: None).ok
     monkeypatch.setenv("RNN_MFT_RESULTS", str(where / "slurm"))
     store = train.ResultsStore(where / "slurm")
-    monkeypatch.setenv("RNN_MFT_CHECKPOINT_EVERY", "1")              # the jobs see these (sbatch exports)
+    monkeypatch.setenv("RNN_MFT_CHECKPOINT_EVERY", "1")              # the jobs see these (the unit's settings)
     monkeypatch.setenv("RNN_MFT_TEST_STEP_DELAY_S", "4")             # 3 steps: about 12 s of training
     execute("smoke", "slurm", units=u, wait=False, log=lambda *a, **k: None)
     ck = store.checkpoint_path("smoke", u[0].experiment, u[0].name)
@@ -297,7 +298,12 @@ def test_slurm_job_cancelled_mid_run_resumes_from_its_checkpoint_and_ends_equal(
     while not ck.exists():
         assert time.time() - t0 < 180, "the job never wrote a checkpoint"
         time.sleep(0.2)
-    job = read_status(u[0], store)["slurm_job_id"]
+    return u, store, ck, read_status(u[0], store)["slurm_job_id"]
+
+
+@slurm
+def test_slurm_job_cancelled_mid_run_resumes_from_its_checkpoint_and_ends_equal(where, monkeypatch):
+    u, store, ck, job = _slow_slurm_job_with_a_checkpoint(where, monkeypatch)
     subprocess.run(["scancel", job], check=True)
     t0 = time.time()
     while (s := run_states("smoke", units=u)[0])["state"] == "running":
@@ -319,20 +325,7 @@ def test_slurm_preempted_job_is_requeued_and_ends_equal(where, monkeypatch):
     """A running job gets the signal SLURM sends on preemption (submitit's --signal, USR2): submitit
     checkpoints the callable (cluster.executors.Job), requeues the same job, and the run resumes
     from its last checkpoint and ends byte-identical to an uninterrupted inline run."""
-    u = [x for x in collect_runs("smoke", [SMALL]) if x.name.startswith("tied-gru")]
-    monkeypatch.setenv("RNN_MFT_RESULTS", str(where / "inline"))
-    assert execute("smoke", "inline", units=u, log=lambda *a, **k: None).ok
-    monkeypatch.setenv("RNN_MFT_RESULTS", str(where / "slurm"))
-    store = train.ResultsStore(where / "slurm")
-    monkeypatch.setenv("RNN_MFT_CHECKPOINT_EVERY", "1")              # the jobs see these (the unit's settings)
-    monkeypatch.setenv("RNN_MFT_TEST_STEP_DELAY_S", "4")             # 3 steps: about 12 s of training
-    execute("smoke", "slurm", units=u, wait=False, log=lambda *a, **k: None)
-    ck = store.checkpoint_path("smoke", u[0].experiment, u[0].name)
-    t0 = time.time()
-    while not ck.exists():
-        assert time.time() - t0 < 180, "the job never wrote a checkpoint"
-        time.sleep(0.2)
-    job = read_status(u[0], store)["slurm_job_id"]
+    u, store, ck, job = _slow_slurm_job_with_a_checkpoint(where, monkeypatch)
     subprocess.run(["scancel", "--signal=USR2", job], check=True)    # what a preemption sends first
     t0 = time.time()
     while not store.exists("smoke", u[0].experiment, u[0].name):

@@ -44,24 +44,24 @@ def _load(path: Path):
     return mod
 
 
-@pytest.fixture
-def copy():
-    mod = _load(HERE / "arch_gru_copy.py")
+def _registered(filename: str):
+    """Register the architecture of ``tests/<filename>`` for one test; yield its name."""
+    mod = _load(HERE / filename)
     arch.register(mod)
     try:
         yield mod.ARCH.name
     finally:
         arch.unregister(mod.ARCH.name)
+
+
+@pytest.fixture
+def copy():
+    yield from _registered("arch_gru_copy.py")
 
 
 @pytest.fixture
 def toy():
-    mod = _load(HERE / "arch_toy_gated_vanilla.py")
-    arch.register(mod)
-    try:
-        yield mod.ARCH.name
-    finally:
-        arch.unregister(mod.ARCH.name)
+    yield from _registered("arch_toy_gated_vanilla.py")
 
 
 def _same_theta(a: Theta, b: Theta) -> bool:

@@ -113,6 +113,31 @@ assert not [n for n in names if n.startswith("nvidia-")], names
 print(f"pip install . would install {len(names)} distributions ({', '.join(names)}), none of {', '.join(sorted(heavy))}")
 EOF
 
+# the command line, run in both venvs (the core one and the one with [torch]) from an empty folder
+cat > "$WORK/cli_check.py" <<'EOF'
+import json, subprocess, sys
+from pathlib import Path
+
+Path("theta.json").write_text(json.dumps({"f": {"sigma2": 1, "nu2": 0.5, "mu": 1},
+                                          "r": {"sigma2": 1, "nu2": 0.5}, "r2": {"sigma2": 1, "nu2": 0.5}}))
+cli = str(Path(sys.executable).with_name("rnn-mft"))
+out = subprocess.run([cli, "theory", "--arch", "gru", "--theta", "theta.json", "--sigma-z", "0.5", "--json"],
+                     check=True, capture_output=True, text=True).stdout
+assert abs(json.loads(out)["xi"] - 1.5855675666532594) < 1e-6, out
+out = subprocess.run([cli, "solve", "--arch", "peephole_lstm", "--xi", "100"], check=True, capture_output=True,
+                     text=True).stdout
+Path("solved.json").write_text(out)
+out = subprocess.run([cli, "theory", "--arch", "peephole_lstm", "--theta", "solved.json", "--json"],
+                     check=True, capture_output=True, text=True).stdout
+assert abs(json.loads(out)["xi"] - 100) < 1.0, out
+out = subprocess.run([cli, "theory", "--arch", "gru", "--theta", "theta.json"], check=True, capture_output=True,
+                     text=True).stdout
+assert "xi" in out, out
+bad = subprocess.run([cli, "theory", "--arch", "nope", "--theta", "theta.json"], capture_output=True, text=True)
+assert bad.returncode == 2 and bad.stderr.startswith("rnn-mft: error:"), bad
+print(f"cli ({sys.prefix}): rnn-mft theory (json and table), rnn-mft solve (round trip xi=100), error exit 2")
+EOF
+
 stamp "the core venv: the theory and the command line, from an empty folder"
 mkdir -p "$WORK/run-core"
 (cd "$WORK/run-core" && "$WORK/core/bin/python" - <<'EOF'
@@ -142,25 +167,9 @@ for name in ("rnn_mft.nets", "rnn_mft.sim", "rnn_mft.data", "rnn_mft.train"):
     else:
         raise AssertionError(f"{name} imported without torch")
 print("core: import rnn_mft.nets/.sim/.data/.train raise ImportError naming rnn_mft[torch]")
-
-Path("theta.json").write_text(json.dumps({"f": {"sigma2": 1, "nu2": 0.5, "mu": 1},
-                                          "r": {"sigma2": 1, "nu2": 0.5}, "r2": {"sigma2": 1, "nu2": 0.5}}))
-cli = str(Path(sys.executable).with_name("rnn-mft"))
-out = subprocess.run([cli, "theory", "--arch", "gru", "--theta", "theta.json", "--sigma-z", "0.5", "--json"],
-                     check=True, capture_output=True, text=True).stdout
-assert abs(json.loads(out)["xi"] - 1.5855675666532594) < 1e-6, out
-out = subprocess.run([cli, "solve", "--arch", "peephole_lstm", "--xi", "100"], check=True, capture_output=True,
-                     text=True).stdout
-Path("solved.json").write_text(out)
-out = subprocess.run([cli, "theory", "--arch", "peephole_lstm", "--theta", "solved.json", "--json"],
-                     check=True, capture_output=True, text=True).stdout
-assert abs(json.loads(out)["xi"] - 100) < 1.0, out
-out = subprocess.run([cli, "theory", "--arch", "gru", "--theta", "theta.json"], check=True, capture_output=True,
-                     text=True).stdout
-assert "xi" in out, out
-print("core: rnn-mft theory (json and table), rnn-mft solve (round trip xi=100)")
 EOF
 )
+(cd "$WORK/run-core" && "$WORK/core/bin/python" "$WORK/cli_check.py")
 
 stamp "the torch venv: $TORCH_SPEC, then the wheel with [torch]"
 "$PYTHON" -m venv "$WORK/user"
@@ -246,24 +255,8 @@ with tempfile.TemporaryDirectory() as d:
     store.save("smoke", "wheel", "run", run)
     assert store.load("smoke", "wheel", "run").meta["rnn_mft_version"] == rnn_mft.__version__
 print("train: fit 2 steps; results store records rnn_mft_version")
-
-# the command line
-Path("theta.json").write_text(json.dumps({"f": {"sigma2": 1, "nu2": 0.5, "mu": 1},
-                                          "r": {"sigma2": 1, "nu2": 0.5}, "r2": {"sigma2": 1, "nu2": 0.5}}))
-cli = str(Path(sys.executable).with_name("rnn-mft"))
-out = subprocess.run([cli, "theory", "--arch", "gru", "--theta", "theta.json", "--sigma-z", "0.5", "--json"],
-                     check=True, capture_output=True, text=True).stdout
-assert abs(json.loads(out)["xi"] - 1.5855675666532594) < 1e-6, out
-out = subprocess.run([cli, "solve", "--arch", "peephole_lstm", "--xi", "100"],
-                     check=True, capture_output=True, text=True).stdout
-Path("solved.json").write_text(out)
-out = subprocess.run([cli, "theory", "--arch", "peephole_lstm", "--theta", "solved.json", "--json"],
-                     check=True, capture_output=True, text=True).stdout
-assert abs(json.loads(out)["xi"] - 100) < 1.0, out
-bad = subprocess.run([cli, "theory", "--arch", "nope", "--theta", "theta.json"], capture_output=True, text=True)
-assert bad.returncode == 2 and bad.stderr.startswith("rnn-mft: error:"), bad
-print("cli: rnn-mft theory, rnn-mft solve (round trip xi=100), error exit status 2")
 EOF
+"$WORK/user/bin/python" "$WORK/cli_check.py"
 cd "$REPO"
 
 stamp "installed sizes (site-packages, pip included, no .pyc: installed with --no-compile)"

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.." || exit 2
 PY="${PYTHON:-.venv/bin/python}"
 TORCH=(tests/test_sim_theory.py tests/test_gru_simulation.py tests/test_sim_lstm_tangent.py tests/test_nets.py
        tests/test_nets_vs_theory.py tests/test_mixed_lengths.py tests/test_train.py tests/test_init.py
-       tests/test_hdetach.py tests/test_triton.py)
+       tests/test_hdetach.py tests/test_triton.py tests/test_new_architecture.py)
 THEORY=(tests/test_theory.py tests/test_theory_fastpath.py tests/test_theory_lstm.py tests/test_theory_lstm_joint.py
         tests/test_theory_lstm_twostate.py tests/test_quadrature.py tests/test_solver_consistency.py
         tests/test_reliability.py)
