@@ -219,7 +219,7 @@ def test_stored_paper_results_are_read_never_trained(tmp_path, monkeypatch):
 
     mod = types.SimpleNamespace(
         config=lambda profile: Config(profile=profile), run_one=run_one,
-        units=lambda profile: [unit(profile, "exp", n, "m", "run_one", [n]) for n in ("run1", "run2")])
+        units=lambda profile: [unit(profile, "exp", n, run_one, [n]) for n in ("run1", "run2")])
     assemble = lambda loaded: {u["name"]: r for u, r in loaded}  # noqa: E731
     assert stored_paper(mod, assemble) is None and not calls          # missing: nothing trained
     assert "none stored" in paper_note("ci", None)

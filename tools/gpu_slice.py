@@ -239,7 +239,7 @@ def main(argv=None) -> int:
         try:
             cfg = mod.config(a.profile).replace(**u["config"])
             with settings.override(finish_by_deadline=skip_mode):
-                status, results = _outcome(getattr(mod, u["call"])(cfg, *u["args"]))
+                status, results = _outcome(u["fn"](cfg, *u["args"]))
         except BudgetExhausted as exc:
             if exc.projected_s is not None:                # finish or skip: nothing saved, go on with the next
                 status = f"skipped: {' '.join(str(exc).split())}"

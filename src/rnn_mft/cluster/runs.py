@@ -136,12 +136,16 @@ class RunUnit:
 
 def unit_record(module, unit: Mapping) -> RunUnit:
     """The :class:`RunUnit` of ``unit``, a run as the experiment ``module`` lists it (a dict of
-    ``units(profile)``: profile, experiment, name, module, call, args, config)."""
+    ``units(profile)``: profile, experiment, name, fn (one of the module's functions), args, config)."""
     if unit.get("module", module.__name__) != module.__name__:
         raise ValueError(f"unit {unit.get('experiment')}/{unit.get('name')} names module {unit.get('module')!r}, "
                          f"listed by {module.__name__}")
-    return RunUnit(unit["profile"], unit["experiment"], unit["name"], fn=getattr(module, unit["call"]),
-                   config_fn=module.config, args=tuple(unit.get("args", ())), config=dict(unit.get("config") or {}))
+    fn = unit.get("fn")
+    if not callable(fn) or getattr(fn, "__module__", None) != module.__name__:
+        raise ValueError(f"unit {unit.get('experiment')}/{unit.get('name')}: fn={fn!r} must be a function of "
+                         f"{module.__name__}")
+    return RunUnit(unit["profile"], unit["experiment"], unit["name"], fn=fn, config_fn=module.config,
+                   args=tuple(unit.get("args", ())), config=dict(unit.get("config") or {}))
 
 
 class UnitFailed(RuntimeError):

@@ -79,14 +79,15 @@ def store_smoke() -> bool:
     return current_settings().store_smoke
 
 
-def unit(profile: str, experiment: str, name: str, module: str, call: str, args=(), config: dict | None = None) -> dict:
-    """One stored run, described without training it: ``module.call(module.config(profile)
-    .replace(**config), *args, store=store)`` trains (or loads) exactly the run
-    ``profile/experiment/name`` (``config``: the fields that differ from the profile's, e.g.
-    trainability's ``tied``).
-    Plain JSON data (:func:`rnn_mft.cluster.run_unit` rebuilds the call from it)."""
-    return {"profile": profile, "experiment": experiment, "name": name, "module": module, "call": call,
-            "args": list(args), "config": dict(config or {})}
+def unit(profile: str, experiment: str, name: str, fn, args=(), config: dict | None = None) -> dict:
+    """One stored run, described without training it: ``fn(config(profile).replace(**config),
+    *args, store=store)`` trains (or loads) exactly the run ``profile/experiment/name``
+    (``fn``: the experiment module's own function, e.g. its ``run_group``; ``config``: the fields
+    that differ from the profile's, e.g. trainability's ``tied``). ``module`` and ``call`` name
+    ``fn`` for status records and logs; :func:`rnn_mft.cluster.collect_runs` makes the typed
+    :class:`~rnn_mft.cluster.runs.RunUnit` of it."""
+    return {"profile": profile, "experiment": experiment, "name": name, "fn": fn, "module": fn.__module__,
+            "call": fn.__name__, "args": list(args), "config": dict(config or {})}
 
 
 def _init_member(model, spec, generator):
@@ -285,7 +286,7 @@ def stored_units(module, profile: str = "paper", store: train.ResultsStore | Non
                 missing.append(u)
                 continue
             cfg = module.config(profile).replace(**u["config"])
-            loaded.append((u, getattr(module, u["call"])(cfg, *u["args"], store=store)))
+            loaded.append((u, u["fn"](cfg, *u["args"], store=store)))
     return loaded, missing
 
 

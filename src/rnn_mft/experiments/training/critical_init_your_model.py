@@ -162,7 +162,7 @@ def run_model(cfg: CriticalInitConfig, model: str, store: train.ResultsStore | N
 def units(profile: str) -> list[dict]:
     """The stored runs the chapter loads at ``profile`` (one per model), without training."""
     cfg = config(profile)
-    return [unit(profile, EXPERIMENT, run_name(cfg, m), __name__, "run_model", [m]) for m in MODELS]
+    return [unit(profile, EXPERIMENT, run_name(cfg, m), run_model, [m]) for m in MODELS]
 
 
 def theta_table(thetas: dict) -> str:

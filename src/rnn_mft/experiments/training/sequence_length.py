@@ -136,7 +136,7 @@ def units(profile: str) -> list[dict]:
     """Every stored run the chapter loads at ``profile`` (one per ensemble of :func:`groups`),
     described by :func:`~rnn_mft.experiments.training._common.unit` without training anything."""
     cfg = config(profile)
-    return [unit(profile, EXPERIMENT, run_name(cfg, Ts), __name__, "run_group", [sorted(int(T) for T in Ts)])
+    return [unit(profile, EXPERIMENT, run_name(cfg, Ts), run_group, [sorted(int(T) for T in Ts)])
             for Ts in groups(cfg)]
 
 

@@ -227,7 +227,7 @@ def units(profile: str) -> list[dict]:
         for arch in cfg.archs:
             for Ts in groups(cfg, arch):
                 Ts = sorted(int(T) for T in Ts)
-                out.append(unit(profile, EXPERIMENT, run_name(cfg, arch, Ts), __name__, "run_group", [arch, Ts],
+                out.append(unit(profile, EXPERIMENT, run_name(cfg, arch, Ts), run_group, [arch, Ts],
                                 config={"tied": tied}))
     return out
 

@@ -107,7 +107,7 @@ def run_name(cfg: TrainingCurvesConfig, task: str, length: int) -> str:
 def units(profile: str) -> list[dict]:
     """Every stored run the chapter loads at ``profile`` (one per panel), without training."""
     cfg = config(profile)
-    return [unit(profile, EXPERIMENT, run_name(cfg, task, L), __name__, "run_one", [task, int(L)])
+    return [unit(profile, EXPERIMENT, run_name(cfg, task, L), run_one, [task, int(L)])
             for task in TASKS for L in cfg.lengths[task]]
 
 

@@ -131,7 +131,7 @@ def units(profile: str) -> list[dict]:
     A unit whose data are not available where it runs returns ``(None, reason)``: the executor
     reports it as unavailable (the chapter says the same), not as done."""
     cfg = config(profile)
-    return [unit(profile, EXPERIMENT, run_name(cfg, ds), __name__, "run_one", [ds]) for ds in cfg.datasets]
+    return [unit(profile, EXPERIMENT, run_name(cfg, ds), run_one, [ds]) for ds in cfg.datasets]
 
 
 def run_one(cfg: UnrolledConfig, dataset: str, store=None):
