@@ -32,6 +32,11 @@ Names: :func:`algorithm1_fixed_point` (historical name ``fixed_point``, returns 
 :func:`rnn_mft.theory.meanfield.closed_form_jacobian_moments`, which takes ``(mu, q)``). The
 default LSTM theory of :func:`rnn_mft.theory.analyze` is the two-state theory
 (:func:`rnn_mft.theory.lstm_twostate.fixed_point`, a dict of arrays).
+
+*Why this module is ~510 lines (over the ~500 of the rest of src/).* Algorithm 1 is one
+computation: the sampler, its fixed point, the correlation map and Appendix A.2.3's Jacobian
+moments all run on the same common random numbers and the same sampled law; split apart, each
+part would hand that state to the next.
 """
 from __future__ import annotations
 
