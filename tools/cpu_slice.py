@@ -106,6 +106,9 @@ def main(argv=None) -> int:
         if left < 30:
             print(f"budget spent; not started: {u.id}")
             continue
+        if store.exists("cpu", u.experiment, u.name):            # done: nothing to train, nothing to log
+            print(f"{u.id}: done (stored)")
+            continue
         ckpt = store.checkpoint_path("cpu", u.experiment, u.name)
         before = _step(ckpt)
         t0, c0 = time.time(), _cpu_s()
