@@ -27,6 +27,16 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/rnn_mft-wheel.XXXXXX")
 if [ -z "${KEEP:-}" ]; then trap 'rm -rf "$WORK"' EXIT; else echo "keeping $WORK"; fi
 t0=$(date +%s)
 stamp() { echo "== check_wheel [$(( $(date +%s) - t0 )) s] $*"; }
+# absent VENV "WHAT INSTALLED IT" PKG...: none of PKG is installed in VENV (each belongs in an extra)
+absent() {
+  local venv=$1 what=$2; shift 2
+  for pkg in "$@"; do
+    if "$venv/bin/python" -m pip show -q "$pkg" >/dev/null 2>&1; then
+      echo "check_wheel: $pkg was installed by \`$what\` (it belongs in an extra)"; exit 1
+    fi
+  done
+  echo "not installed (as it should be): $*"
+}
 unset PYTHONPATH
 HEAVY="jupyter-book sphinx papermill jupytext ipykernel matplotlib django-static-mathjax"
 
@@ -90,15 +100,7 @@ EOF
 stamp "the core venv: pip install the wheel, unpinned, no extras"
 "$PYTHON" -m venv "$WORK/core"
 "$WORK/core/bin/python" -m pip install -q --no-compile "$WHEEL"
-if "$WORK/core/bin/python" -m pip show -q torch >/dev/null 2>&1; then
-  echo "check_wheel: torch was installed by \`pip install rnn_mft\` (it belongs in the [torch] extra)"; exit 1
-fi
-for pkg in $HEAVY; do
-  if "$WORK/core/bin/python" -m pip show -q "$pkg" >/dev/null 2>&1; then
-    echo "check_wheel: $pkg was installed by \`pip install rnn_mft\` (it belongs in an extra)"; exit 1
-  fi
-done
-echo "not installed (as it should be): torch $HEAVY"
+absent "$WORK/core" "pip install rnn_mft" torch $HEAVY
 
 stamp "pip install . from the repository, without extras (dry run): what it would install"
 "$WORK/core/bin/python" -m pip install -q --dry-run --ignore-installed --report "$WORK/report.json" \
@@ -179,12 +181,7 @@ stamp "the torch venv: $TORCH_SPEC, then the wheel with [torch]"
 stamp "pip install \"\$WHEEL[torch]\""
 # shellcheck disable=SC2086
 "$WORK/user/bin/python" -m pip install -q --no-compile $TORCH_PIP_ARGS "${WHEEL}[torch]" "$TORCH_SPEC"
-for pkg in $HEAVY; do
-  if "$WORK/user/bin/python" -m pip show -q "$pkg" >/dev/null 2>&1; then
-    echo "check_wheel: $pkg was installed by \`pip install rnn_mft[torch]\` (it belongs in an extra)"; exit 1
-  fi
-done
-echo "not installed (as it should be): $HEAVY"
+absent "$WORK/user" "pip install rnn_mft[torch]" $HEAVY
 
 stamp "the torch venv: user script and command line, from an empty folder"
 mkdir -p "$WORK/run"
